@@ -1,0 +1,52 @@
+# Every target sets itself up: a fresh clone needs only Python 3.11 and make.
+SHELL := /bin/bash
+.SHELLFLAGS := -eu -o pipefail -c
+.DEFAULT_GOAL := help
+
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+TORCH := torch==2.13.0
+# The install stamp is keyed on the dependency spec: editing pyproject.toml reinstalls.
+STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | sha256sum | cut -c1-16)
+PIP_QUIET := 2>&1 | { grep -v "is ignored: it is neither a file nor a directory" || true; }
+export PIP_DISABLE_PIP_VERSION_CHECK := 1
+
+.PHONY: help setup demo test lint bench clean
+
+help:
+	@echo "make demo   set up, then run the whole flow on a simulated registry"
+	@echo "make test   set up, then run the test suite"
+	@echo "make lint   ruff and mypy"
+	@echo "make bench  benchmarks, each against its baseline (writes benchmarks/results.json)"
+
+setup: $(STAMP)
+
+$(STAMP):
+	@test -x $(BIN)/python || { echo "Creating $(VENV) ..."; $(PYTHON) -m venv $(VENV); }
+	@echo "Installing dependencies into $(VENV) (first time: a few minutes) ..."
+	@# torch first, pinned: it takes the local CPU build instead of a multi-GB CUDA download.
+	@$(BIN)/pip install --quiet $(TORCH) $(PIP_QUIET)
+	@$(BIN)/pip install --quiet -e '.[dev]' $(PIP_QUIET)
+	@rm -f $(VENV)/.installed-*
+	@touch $@
+
+demo: $(STAMP)
+	$(BIN)/research-kit demo
+
+test: $(STAMP)
+	$(BIN)/ruff check src tests benchmarks
+	$(BIN)/ruff format --check src tests benchmarks
+	$(BIN)/mypy
+	$(BIN)/python -m pytest
+
+lint: $(STAMP)
+	$(BIN)/ruff check src tests benchmarks
+	$(BIN)/ruff format --check src tests benchmarks
+	$(BIN)/mypy
+
+bench: $(STAMP)
+	$(BIN)/python -m benchmarks.run $(BENCH_ARGS)
+
+clean:
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,3 @@
+from research_kit.cli import main
+
+main()

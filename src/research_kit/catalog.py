@@ -1,0 +1,120 @@
+"""The workspace catalog: one SQLite file in WAL mode, its schema migrated forward.
+
+The schema version is SQLite's ``user_version``. Migrations are numbered,
+applied in order, each in its own transaction, and never edited once shipped:
+a change to the schema is a new migration appended to :data:`MIGRATIONS`.
+A catalog newer than this code is refused rather than guessed at.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+from research_kit.errors import BadInput
+
+
+@dataclass(frozen=True)
+class Migration:
+    version: int
+    summary: str
+    statements: tuple[str, ...]
+
+
+MIGRATIONS: tuple[Migration, ...] = (
+    Migration(
+        1,
+        "audit head anchor and raw export register",
+        (
+            # The last audit entry's number and hash: a log cut short is detected by it.
+            """CREATE TABLE audit_head (
+                   id INTEGER PRIMARY KEY CHECK (id = 1),
+                   seq INTEGER NOT NULL,
+                   hash TEXT NOT NULL
+               )""",
+            # Raw (identifiable) exports the steward has placed in the workspace.
+            """CREATE TABLE raw_exports (
+                   id TEXT PRIMARY KEY,
+                   path TEXT NOT NULL,
+                   source TEXT NOT NULL,
+                   format TEXT NOT NULL,
+                   patients INTEGER NOT NULL,
+                   seed INTEGER,
+                   faults INTEGER NOT NULL DEFAULT 0,
+                   created_at TEXT NOT NULL
+               )""",
+        ),
+    ),
+)
+
+
+def latest_version(migrations: Sequence[Migration] = MIGRATIONS) -> int:
+    return migrations[-1].version if migrations else 0
+
+
+def connect(path: Path, *, migrations: Sequence[Migration] = MIGRATIONS) -> sqlite3.Connection:
+    """Open the catalog (creating it if absent) and bring its schema up to date."""
+    conn = sqlite3.connect(path, timeout=30.0, isolation_level=None)
+    conn.row_factory = sqlite3.Row
+    conn.execute("PRAGMA journal_mode=WAL")
+    conn.execute("PRAGMA foreign_keys=ON")
+    conn.execute("PRAGMA busy_timeout=30000")
+    try:
+        migrate(conn, migrations=migrations, path=path)
+    except BaseException:
+        conn.close()
+        raise
+    return conn
+
+
+def schema_version(conn: sqlite3.Connection) -> int:
+    return int(conn.execute("PRAGMA user_version").fetchone()[0])
+
+
+def migrate(
+    conn: sqlite3.Connection, *, migrations: Sequence[Migration] = MIGRATIONS, path: Path | None = None
+) -> list[int]:
+    """Apply every migration newer than the catalog; return the versions applied."""
+    _check_sequence(migrations)
+    current = schema_version(conn)
+    latest = latest_version(migrations)
+    if current > latest:
+        where = f"{path}: " if path else ""
+        raise BadInput(
+            f"{where}catalog schema is version {current}, newer than this research-kit knows "
+            f"({latest}); upgrade research-kit"
+        )
+    applied = []
+    for migration in migrations:
+        if migration.version <= current:
+            continue
+        with transaction(conn):
+            # Re-read inside the write lock: another process may have migrated meanwhile.
+            if schema_version(conn) >= migration.version:
+                continue
+            for statement in migration.statements:
+                conn.execute(statement)
+            conn.execute(f"PRAGMA user_version = {int(migration.version)}")
+        applied.append(migration.version)
+    return applied
+
+
+def _check_sequence(migrations: Sequence[Migration]) -> None:
+    versions = [m.version for m in migrations]
+    if versions != list(range(1, len(versions) + 1)):
+        raise ValueError(f"migrations must be numbered 1, 2, 3, ... without gaps: {versions}")
+
+
+@contextmanager
+def transaction(conn: sqlite3.Connection) -> Iterator[sqlite3.Connection]:
+    """A write transaction taken at once (BEGIN IMMEDIATE): one writer at a time."""
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        yield conn
+    except BaseException:
+        conn.execute("ROLLBACK")
+        raise
+    conn.execute("COMMIT")

@@ -1,0 +1,91 @@
+"""What the CLI shows a person: rich tables and progress bars over the library's results.
+
+Only aggregates and paths are shown here, never a registry row or an identifier.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import Any
+
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+from rich.table import Table
+
+from research_kit import catalog
+from research_kit.registry.export import SimulationResult
+from research_kit.workspace import Workspace
+
+
+@contextmanager
+def patient_progress(console: Console, total: int) -> Iterator[Callable[[int], None]]:
+    """A progress bar over patients; yields a callback taking the number done so far."""
+    with Progress(
+        TextColumn("[bold]simulating patients"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        TimeRemainingColumn(),
+        console=console,
+        transient=True,
+    ) as progress:
+        task = progress.add_task("simulate", total=total)
+        yield lambda done: progress.update(task, completed=done)
+
+
+def print_init(console: Console, ws: Workspace, created: bool) -> None:
+    with ws.catalog() as conn:
+        version = catalog.schema_version(conn)
+    verb = "created" if created else "already initialised; brought up to date"
+    console.print(f"workspace {verb}: {ws.root}")
+    console.print(f"  policy   {ws.policy_path}  (every threshold the platform applies)")
+    console.print(f"  catalog  {ws.catalog_path}  (schema version {version})")
+    console.print(f"  audit    {ws.audit_path}  (hash-chained; check with 'research-kit audit verify')")
+
+
+def print_simulation(console: Console, export_id: str, result: SimulationResult) -> None:
+    table = Table(title=f"raw export {export_id} (identifiable: stays in the workspace)")
+    table.add_column("table")
+    table.add_column("rows", justify="right")
+    table.add_column("file")
+    for name, rows in result.rows.items():
+        table.add_row(name, f"{rows:,}", str(result.path / result.files[name]))
+    console.print(table)
+    print_shape(console, result.shape)
+    if result.spec.faults:
+        console.print(f"faults injected: {result.faults:,}, listed in {result.path / 'faults.json'}")
+
+
+def print_shape(console: Console, shape: dict[str, Any]) -> None:
+    delay = shape["diagnostic_delay_years"]
+    console.print(
+        f"{shape['patients']:,} patients with {shape['distinct_diseases']:,} distinct diagnosed diseases: "
+        f"{shape['diseases_with_100_or_more']} held by 100 or more patients, "
+        f"{shape['diseases_with_1_or_2_patients']:,} by only one or two."
+    )
+    console.print(
+        f"diagnostic delay: mean {delay['mean']} years, median {delay['median']}, 90th percentile {delay['p90']}; "
+        f"onset in childhood: {shape['childhood_onset_share']:.0%}; "
+        f"cross-border insured: {shape['cross_border_share']:.0%}"
+    )
+    top = Table(title="most frequent diseases")
+    top.add_column("ORPHA")
+    top.add_column("disease")
+    top.add_column("patients", justify="right")
+    for row in shape["top_diseases"]:
+        top.add_row(row["orpha"], row["name"], f"{row['patients']:,}")
+    console.print(top)
+
+
+def print_audit(console: Console, entries: list[dict[str, Any]]) -> None:
+    table = Table(title="audit log")
+    for col in ("#", "when (UTC)", "who", "action", "details"):
+        table.add_column(col)
+    for e in entries:
+        if "_line" in e:
+            table.add_row("?", "", "", "(unreadable line)", "")
+            continue
+        details = ", ".join(f"{k}={v}" for k, v in sorted(e.get("details", {}).items()) if k != "policy")
+        table.add_row(str(e.get("seq")), str(e.get("ts", ""))[:19], str(e.get("actor")), str(e.get("action")), details)
+    console.print(table)
