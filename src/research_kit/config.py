@@ -112,7 +112,7 @@ class RiskPolicy(_Section):
     name: ClassVar[str] = "risk"
     title: ClassVar[str] = "Re-identification risk of an extract"
     quasi_identifiers: list[str] = _opt(
-        ["birth_year", "sex", "canton"],
+        ["birth_date", "sex", "canton"],
         "Columns an attacker could know about a patient from outside the registry.",
     )
     k_anonymity: int = _opt(5, "Smallest equivalence class size considered safe (k).", min=1)

@@ -1,0 +1,105 @@
+"""``make bench``: every benchmark case beside its baseline, measured in this run.
+
+    python -m benchmarks.run [--repeats N] [--only NAME] [--quick]
+
+Prints a table (name, ours, baseline, ratio) and writes benchmarks/results.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+from rich.table import Table
+
+from benchmarks.harness import Case, Side, machine, run_side, summarise
+
+RESULTS = Path(__file__).with_name("results.json")
+
+
+def cases(quick: bool) -> list[Case]:
+    patients = 100_000 if quick else 1_000_000
+    label = f"{patients // 1000:,}k" if patients < 1_000_000 else f"{patients // 1_000_000}M"
+    return [
+        Case(
+            name=f"simulate {label} patients",
+            description=(
+                "research-kit simulate: chunks of 50,000 patients written as they are made (Parquet), against "
+                "the same generator holding the whole registry in memory (one chunk)."
+            ),
+            ours=Side("chunked", "benchmarks.cases_simulate:simulate", {"patients": patients, "chunk_size": 50_000}),
+            baseline=Side(
+                "all in memory", "benchmarks.cases_simulate:simulate", {"patients": patients, "chunk_size": patients}
+            ),
+            throughput_unit="patients/s",
+            goal="minutes for 1M patients; peak memory flat in the number of patients",
+        ),
+        Case(
+            name=f"simulate memory, {label} vs {label}/10 patients",
+            description="Peak memory of the chunked simulator at full size against a tenth of it: flat means bounded.",
+            ours=Side(
+                "chunked, full", "benchmarks.cases_simulate:simulate", {"patients": patients, "chunk_size": 50_000}
+            ),
+            baseline=Side(
+                "chunked, a tenth",
+                "benchmarks.cases_simulate:simulate",
+                {"patients": patients // 10, "chunk_size": 50_000},
+            ),
+            throughput_unit="patients/s",
+            goal="peak memory ratio close to 1",
+        ),
+    ]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--repeats", type=int, default=int(os.environ.get("BENCH_REPEATS", "3")))
+    parser.add_argument("--only", help="run only the cases whose name contains this")
+    parser.add_argument("--quick", action="store_true", help="one tenth of the sizes, for a smoke run")
+    args = parser.parse_args()
+    console = Console(width=max(Console().width, 160))
+    results: list[dict[str, Any]] = []
+    with tempfile.TemporaryDirectory(prefix="rk-bench-") as tmp:
+        for case in cases(args.quick):
+            if args.only and args.only not in case.name:
+                continue
+            entry: dict[str, Any] = {"name": case.name, "description": case.description, "goal": case.goal}
+            for key, side in (("ours", case.ours), ("baseline", case.baseline)):
+                runs = []
+                for i in range(args.repeats):
+                    console.print(f"[dim]{case.name}: {side.label}, run {i + 1}/{args.repeats}[/dim]")
+                    runs.append(run_side(side, Path(tmp) / key))
+                entry[key] = {"label": side.label, **summarise(runs, case.throughput_unit)}
+            entry["time_ratio"] = round(entry["baseline"]["median_s"] / entry["ours"]["median_s"], 2)
+            entry["memory_ratio"] = round(entry["baseline"]["peak_mb"] / entry["ours"]["peak_mb"], 2)
+            results.append(entry)
+    show(console, results)
+    RESULTS.write_text(json.dumps({"machine": machine(), "repeats": args.repeats, "results": results}, indent=2))
+    console.print(f"written: {RESULTS}")
+
+
+def side_text(side: dict[str, Any]) -> str:
+    text = f"{side['label']}: {side['median_s']:.2f} s, peak {side['peak_mb']:,.0f} MB"
+    if "throughput" in side:
+        text += f", {side['throughput']:,.0f} {side['throughput_unit']}"
+    return text
+
+
+def show(console: Console, results: list[dict[str, Any]]) -> None:
+    table = Table(title="benchmarks (median of repeats; each side in a fresh process)")
+    for col in ("name", "ours", "baseline", "time ratio (baseline/ours)", "memory ratio (baseline/ours)"):
+        table.add_column(col)
+    for r in results:
+        table.add_row(
+            r["name"], side_text(r["ours"]), side_text(r["baseline"]), f"{r['time_ratio']}x", f"{r['memory_ratio']}x"
+        )
+    console.print(table)
+
+
+if __name__ == "__main__":
+    main()

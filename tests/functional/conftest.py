@@ -1,0 +1,33 @@
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+Run = Callable[..., subprocess.CompletedProcess[str]]
+
+
+@pytest.fixture
+def cli(home: Path, tmp_path: Path) -> Run:
+    """Run ``research-kit ARGS`` in a subprocess, in a scratch directory, against the test workspace."""
+
+    def run(
+        *args: str, check: bool | None = True, env: dict[str, str] | None = None
+    ) -> subprocess.CompletedProcess[str]:
+        result = subprocess.run(
+            [sys.executable, "-m", "research_kit", *args],
+            cwd=tmp_path,
+            env={**os.environ, "COLUMNS": "200", **(env or {})},
+            capture_output=True,
+            text=True,
+            timeout=600,
+        )
+        if check and result.returncode != 0:
+            raise AssertionError(f"exit {result.returncode}\nstdout:\n{result.stdout}\nstderr:\n{result.stderr}")
+        return result
+
+    return run

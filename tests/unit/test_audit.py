@@ -1,0 +1,160 @@
+from __future__ import annotations
+
+import hashlib
+import itertools
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from research_kit import audit
+from research_kit.workspace import Workspace
+
+
+@pytest.fixture
+def logged(workspace: Workspace) -> Workspace:
+    """A workspace whose log holds 6 entries (init + 5)."""
+    for i in range(5):
+        workspace.audit("test.event", number=i)
+    return workspace
+
+
+def lines(ws: Workspace) -> list[str]:
+    return ws.audit_path.read_text(encoding="utf-8").splitlines(keepends=True)
+
+
+def write(ws: Workspace, content: list[str]) -> None:
+    ws.audit_path.write_text("".join(content), encoding="utf-8")
+
+
+def verdict(ws: Workspace) -> audit.Verdict:
+    with ws.catalog() as conn:
+        return audit.verify(conn, ws.audit_path)
+
+
+def test_an_untouched_log_verifies(logged: Workspace) -> None:
+    v = verdict(logged)
+    assert v.ok
+    assert v.entries == 6
+
+
+def test_entries_record_actor_action_details_and_chain(logged: Workspace) -> None:
+    entries = audit.read_entries(logged.audit_path)
+    assert [e["seq"] for e in entries] == [1, 2, 3, 4, 5, 6]
+    assert entries[0]["prev"] == audit.GENESIS
+    assert all(b["prev"] == a["hash"] for a, b in itertools.pairwise(entries))
+    assert entries[3]["actor"] == "test-steward"
+    assert entries[3]["action"] == "test.event"
+    assert entries[3]["details"] == {"number": 2}
+
+
+def test_an_edited_entry_is_named(logged: Workspace) -> None:
+    content = lines(logged)
+    entry = json.loads(content[2])
+    entry["details"]["number"] = 99
+    content[2] = json.dumps(entry) + "\n"
+    write(logged, content)
+    v = verdict(logged)
+    assert not v.ok
+    assert v.first_bad_seq == 3
+    assert "entry 3" in str(v.problem)
+    assert "edited" in str(v.problem)
+
+
+def test_an_entry_rewritten_with_a_fresh_hash_is_named(logged: Workspace) -> None:
+    content = lines(logged)
+    entry = json.loads(content[2])
+    entry["details"]["number"] = 99
+    body = {k: entry[k] for k in ("seq", "ts", "actor", "action", "details", "prev")}
+    canonical = json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    entry["hash"] = hashlib.sha256(canonical.encode()).hexdigest()
+    content[2] = json.dumps(entry) + "\n"
+    write(logged, content)
+    v = verdict(logged)
+    assert not v.ok
+    assert v.first_bad_seq == 3
+    assert "rewritten" in str(v.problem)
+
+
+def test_a_deleted_entry_is_named(logged: Workspace) -> None:
+    content = lines(logged)
+    del content[3]
+    write(logged, content)
+    v = verdict(logged)
+    assert not v.ok
+    assert v.first_bad_seq == 4
+    assert "entry 4 is missing" in str(v.problem)
+
+
+def test_entries_cut_from_the_end_are_detected(logged: Workspace) -> None:
+    write(logged, lines(logged)[:4])
+    v = verdict(logged)
+    assert not v.ok
+    assert v.first_bad_seq == 5
+    assert "missing from the end" in str(v.problem)
+
+
+def test_an_inserted_entry_is_named(logged: Workspace) -> None:
+    content = lines(logged)
+    content.insert(2, content[1])  # a copy of entry 2 slipped in after it
+    write(logged, content)
+    v = verdict(logged)
+    assert not v.ok
+    assert v.first_bad_seq == 2
+    assert "inserted or moved" in str(v.problem)
+
+
+def test_reordered_entries_are_named(logged: Workspace) -> None:
+    content = lines(logged)
+    content[2], content[3] = content[3], content[2]
+    write(logged, content)
+    v = verdict(logged)
+    assert not v.ok
+    assert v.first_bad_seq == 3
+
+
+def test_an_entry_appended_by_hand_is_detected(logged: Workspace) -> None:
+    last = json.loads(lines(logged)[-1])
+    forged = {**last, "seq": last["seq"] + 1, "prev": last["hash"], "action": "forged"}
+    write(logged, [*lines(logged), json.dumps(forged) + "\n"])
+    v = verdict(logged)
+    assert not v.ok
+    assert v.first_bad_seq == 7
+
+
+def test_a_garbled_line_is_named(logged: Workspace) -> None:
+    content = lines(logged)
+    content[1] = "not json at all\n"
+    write(logged, content)
+    v = verdict(logged)
+    assert not v.ok
+    assert "line 2" in str(v.problem)
+
+
+def test_a_new_entry_after_truncation_does_not_hide_it(logged: Workspace) -> None:
+    write(logged, lines(logged)[:3])
+    logged.audit("test.after", number=1)  # chains to the anchor (entry 6), not to line 3
+    assert not verdict(logged).ok
+
+
+def test_concurrent_appenders_never_fork_the_chain(workspace: Workspace) -> None:
+    code = (
+        "import sys; from pathlib import Path; from research_kit.workspace import Workspace\n"
+        "ws = Workspace(Path(sys.argv[1]))\n"
+        "for i in range(15): ws.audit('test.race', worker=sys.argv[2], i=i)\n"
+    )
+    procs = [subprocess.Popen([sys.executable, "-c", code, str(workspace.root), str(w)]) for w in range(4)]
+    assert all(p.wait(timeout=120) == 0 for p in procs)
+    v = verdict(workspace)
+    assert v.ok, v.problem
+    assert v.entries == 1 + 4 * 15
+    seen = {(e["details"]["worker"], e["details"]["i"]) for e in audit.read_entries(workspace.audit_path)[1:]}
+    assert len(seen) == 60
+
+
+def test_details_are_stored_as_json(workspace: Workspace) -> None:
+    entry = workspace.audit("test.types", path=Path("/x/y"), n=3)
+    assert entry.details == {"path": "/x/y", "n": 3}
+    assert verdict(workspace).ok
