@@ -85,7 +85,11 @@ def init_workspace(path: Path | None = None) -> tuple[Workspace, bool]:
     if root.exists() and not root.is_dir():
         raise BadInput(f"{root}: exists and is not a directory")
     created = not (root / POLICY_FILE).exists()
+    if created and root.is_dir() and any(root.iterdir()):
+        raise BadInput(f"{root}: not empty and not a workspace; choose a new or empty folder")
     root.mkdir(mode=0o700, parents=True, exist_ok=True)
+    if created:
+        root.chmod(0o700)  # an empty folder made by someone else may be readable by others
     ws = Workspace(root)
     if created:
         tmp = ws.policy_path.with_suffix(".toml.tmp")

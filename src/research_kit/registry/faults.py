@@ -39,17 +39,15 @@ class Fault:
 class _Picker:
     """Draws disjoint rows of one table, so that no row gets two faults."""
 
-    def __init__(self, rng: np.random.Generator, eligible: np.ndarray) -> None:
+    def __init__(self, rng: np.random.Generator, size: int, eligible: np.ndarray | None = None) -> None:
         self.rng = rng
-        self.free = set(int(i) for i in eligible)
+        self.free = np.ones(size, dtype=bool) if eligible is None else eligible.astype(bool).copy()
 
     def take(self, count: int, where: np.ndarray | None = None) -> np.ndarray:
-        pool = sorted(self.free if where is None else self.free & set(int(i) for i in np.nonzero(where)[0]))
-        if not pool:
-            return np.array([], dtype=int)
-        chosen = self.rng.choice(pool, size=min(count, len(pool)), replace=False)
-        self.free -= set(int(i) for i in chosen)
-        return np.sort(chosen)
+        pool = np.nonzero(self.free if where is None else self.free & where)[0]
+        chosen = np.sort(self.rng.choice(pool, size=min(count, len(pool)), replace=False))
+        self.free[chosen] = False
+        return chosen
 
 
 def _count(n: int) -> int:
@@ -96,7 +94,7 @@ def inject(
         of_bad = np.isin(ids, list(bad_patients))
         for i in np.nonzero(of_bad)[0]:
             out.add(table, i, "national_id", "patient_quarantined", f"its patient has {bad_patients[ids[i]]}")
-        pick = _Picker(rng, np.nonzero(~of_bad)[0])
+        pick = _Picker(rng, len(ids), eligible=~of_bad)
         m = len(ids)
         for i in pick.take(_count(m)):
             ids[i] = never_issued[int(rng.integers(0, len(never_issued)))]
@@ -137,7 +135,7 @@ def _patient_faults(
     """Faults in patient rows; returns national ID (as it now stands) -> kind, for rows to quarantine."""
     pat = tables["patients"]
     n = len(pat["national_id"])
-    pick = _Picker(rng, np.arange(n))
+    pick = _Picker(rng, n)
     bad: dict[str, str] = {}
 
     def mark(i: int, field: str, kind: str, detail: str) -> None:

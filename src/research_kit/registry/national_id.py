@@ -67,7 +67,13 @@ def check_digits(stems: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 
 def make(birth: date, sequence: int) -> str:
-    """One national ID for a date of birth and a sequence number (0-999)."""
+    """One national ID for a date of birth and a sequence number (0-999).
+
+    >>> make(date(1985, 3, 14), 42)
+    '1985031404207'
+    >>> is_valid(make(date(1985, 3, 14), 42))
+    True
+    """
     stem = f"{birth:%Y%m%d}{sequence:03d}"
     return stem + luhn.calc_check_digit(stem) + verhoeff.calc_check_digit(stem)
 

