@@ -34,6 +34,14 @@ def verdict(ws: Workspace) -> audit.Verdict:
         return audit.verify(conn, ws.audit_path)
 
 
+def assert_broken(ws: Workspace, first_bad: int, *words: str) -> None:
+    v = verdict(ws)
+    assert not v.ok
+    assert v.first_bad_seq == first_bad, v.problem
+    for word in words:
+        assert word in str(v.problem)
+
+
 def test_an_untouched_log_verifies(logged: Workspace) -> None:
     v = verdict(logged)
     assert v.ok
@@ -56,11 +64,7 @@ def test_an_edited_entry_is_named(logged: Workspace) -> None:
     entry["details"]["number"] = 99
     content[2] = json.dumps(entry) + "\n"
     write(logged, content)
-    v = verdict(logged)
-    assert not v.ok
-    assert v.first_bad_seq == 3
-    assert "entry 3" in str(v.problem)
-    assert "edited" in str(v.problem)
+    assert_broken(logged, 3, "entry 3", "edited")
 
 
 def test_an_entry_rewritten_with_a_fresh_hash_is_named(logged: Workspace) -> None:
@@ -72,56 +76,40 @@ def test_an_entry_rewritten_with_a_fresh_hash_is_named(logged: Workspace) -> Non
     entry["hash"] = hashlib.sha256(canonical.encode()).hexdigest()
     content[2] = json.dumps(entry) + "\n"
     write(logged, content)
-    v = verdict(logged)
-    assert not v.ok
-    assert v.first_bad_seq == 3
-    assert "rewritten" in str(v.problem)
+    assert_broken(logged, 3, "rewritten")
 
 
 def test_a_deleted_entry_is_named(logged: Workspace) -> None:
     content = lines(logged)
     del content[3]
     write(logged, content)
-    v = verdict(logged)
-    assert not v.ok
-    assert v.first_bad_seq == 4
-    assert "entry 4 is missing" in str(v.problem)
+    assert_broken(logged, 4, "entry 4 is missing")
 
 
 def test_entries_cut_from_the_end_are_detected(logged: Workspace) -> None:
     write(logged, lines(logged)[:4])
-    v = verdict(logged)
-    assert not v.ok
-    assert v.first_bad_seq == 5
-    assert "missing from the end" in str(v.problem)
+    assert_broken(logged, 5, "missing from the end")
 
 
 def test_an_inserted_entry_is_named(logged: Workspace) -> None:
     content = lines(logged)
     content.insert(2, content[1])  # a copy of entry 2 slipped in after it
     write(logged, content)
-    v = verdict(logged)
-    assert not v.ok
-    assert v.first_bad_seq == 2
-    assert "inserted or moved" in str(v.problem)
+    assert_broken(logged, 2, "inserted or moved")
 
 
 def test_reordered_entries_are_named(logged: Workspace) -> None:
     content = lines(logged)
     content[2], content[3] = content[3], content[2]
     write(logged, content)
-    v = verdict(logged)
-    assert not v.ok
-    assert v.first_bad_seq == 3
+    assert_broken(logged, 3)
 
 
 def test_an_entry_appended_by_hand_is_detected(logged: Workspace) -> None:
     last = json.loads(lines(logged)[-1])
     forged = {**last, "seq": last["seq"] + 1, "prev": last["hash"], "action": "forged"}
     write(logged, [*lines(logged), json.dumps(forged) + "\n"])
-    v = verdict(logged)
-    assert not v.ok
-    assert v.first_bad_seq == 7
+    assert_broken(logged, 7)
 
 
 def test_a_garbled_line_is_named(logged: Workspace) -> None:
