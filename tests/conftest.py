@@ -26,3 +26,14 @@ def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 def workspace(home: Path) -> Workspace:
     ws, _ = init_workspace(home)
     return ws
+
+
+@pytest.fixture
+def key_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A fresh key outside the workspace, as RESEARCH_KIT_KEY_FILE."""
+    from research_kit.pseudonymise.keys import new_key
+
+    path = tmp_path / "secrets" / "test.key"
+    monkeypatch.setenv("RESEARCH_KIT_KEY_FILE", str(path))
+    new_key(path)
+    return path

@@ -66,29 +66,71 @@ def head(conn: sqlite3.Connection) -> tuple[int, str]:
 def append(
     conn: sqlite3.Connection, path: Path, action: str, details: dict[str, Any], *, actor: str | None = None
 ) -> AuditEntry:
-    """Append one entry, chained to the anchored head, and move the anchor."""
+    """Append one entry, chained to the anchored head, and move the anchor.
+
+    Inside an open catalog transaction the entry commits (or rolls back) with it;
+    otherwise it takes a transaction of its own.
+    """
+    if conn.in_transaction:
+        return _append(conn, path, action, details, actor)
+    with transaction(conn):
+        return _append(conn, path, action, details, actor)
+
+
+def _append(
+    conn: sqlite3.Connection, path: Path, action: str, details: dict[str, Any], actor: str | None
+) -> AuditEntry:
     # Round-trip the details through JSON now, so the hash is over what is stored.
     clean = json.loads(json.dumps(details, default=str))
-    with transaction(conn):
-        seq, prev = head(conn)
-        seq += 1
-        ts = datetime.now(UTC).isoformat(timespec="microseconds")
-        who = actor or current_actor()
-        digest = _digest(seq, ts, who, action, clean, prev)
-        entry = AuditEntry(seq, ts, who, action, clean, prev, digest)
-        line = json.dumps(asdict(entry), sort_keys=True, ensure_ascii=False) + "\n"
-        fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
-        try:
-            os.write(fd, line.encode("utf-8"))
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-        conn.execute(
-            "INSERT INTO audit_head (id, seq, hash) VALUES (1, ?, ?) "
-            "ON CONFLICT(id) DO UPDATE SET seq = excluded.seq, hash = excluded.hash",
-            (seq, digest),
-        )
+    seq, prev = head(conn)
+    dropped = _drop_uncommitted(path, seq)
+    if dropped:
+        clean["_recovered_uncommitted"] = dropped
+    seq += 1
+    ts = datetime.now(UTC).isoformat(timespec="microseconds")
+    who = actor or current_actor()
+    digest = _digest(seq, ts, who, action, clean, prev)
+    entry = AuditEntry(seq, ts, who, action, clean, prev, digest)
+    line = json.dumps(asdict(entry), sort_keys=True, ensure_ascii=False) + "\n"
+    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+    try:
+        os.write(fd, line.encode("utf-8"))
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    conn.execute(
+        "INSERT INTO audit_head (id, seq, hash) VALUES (1, ?, ?) "
+        "ON CONFLICT(id) DO UPDATE SET seq = excluded.seq, hash = excluded.hash",
+        (seq, digest),
+    )
     return entry
+
+
+def _drop_uncommitted(path: Path, anchored: int) -> list[str]:
+    """Cut lines past the anchored entry: written by a transaction that never committed (a crash).
+
+    Returns a note on each line cut, recorded in the next entry so the recovery is itself audited.
+    """
+    if not path.exists():
+        return []
+    with path.open("rb") as fh:
+        raw = fh.read()
+    lines = raw.splitlines(keepends=True)
+    if len(lines) <= anchored:
+        return []
+    notes = []
+    for line in lines[anchored:]:
+        try:
+            item = json.loads(line)
+            notes.append(f"entry {item['seq']} {item['action']} {item['hash'][:16]}")
+        except (ValueError, KeyError, TypeError):
+            notes.append("an unreadable line")
+    keep = sum(len(line) for line in lines[:anchored])
+    with path.open("r+b") as fh:
+        fh.truncate(keep)
+        fh.flush()
+        os.fsync(fh.fileno())
+    return notes
 
 
 def read_entries(path: Path) -> list[dict[str, Any]]:

@@ -48,6 +48,20 @@ MIGRATIONS: tuple[Migration, ...] = (
                )""",
         ),
     ),
+    Migration(
+        2,
+        "pseudonymised extracts",
+        (
+            """CREATE TABLE extracts (
+                   id TEXT PRIMARY KEY,
+                   created_at TEXT NOT NULL,
+                   content_hash TEXT NOT NULL,
+                   key_fingerprint TEXT NOT NULL,
+                   patients INTEGER NOT NULL,
+                   manifest TEXT NOT NULL
+               )""",
+        ),
+    ),
 )
 
 

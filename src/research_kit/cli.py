@@ -27,6 +27,8 @@ app = typer.Typer(
 )
 audit_app = typer.Typer(help="The tamper-evident audit log.", no_args_is_help=True)
 app.add_typer(audit_app, name="audit")
+key_app = typer.Typer(help="The pseudonymisation key (kept outside the workspace).", no_args_is_help=True)
+app.add_typer(key_app, name="key")
 
 console = Console(highlight=False)
 
@@ -86,6 +88,63 @@ def simulate(
     with reports.patient_progress(console, patients) as advance:
         export_id, result = simulate_raw_export(ws, spec, name=name, out=out, replace=replace, progress=advance)
     reports.print_simulation(console, export_id, result)
+
+
+@key_app.command("new")
+def key_new(
+    path: Annotated[
+        Path | None, typer.Option(help="Key file [default: $RESEARCH_KIT_KEY_FILE or .secrets/pseudonymisation.key]")
+    ] = None,
+) -> None:
+    """Write a new 256-bit random key (mode 0600). An existing key is never overwritten."""
+    from research_kit.pseudonymise.keys import new_key
+    from research_kit.workspace import default_root
+
+    target, fingerprint = new_key(path, workspace_root=default_root())
+    console.print(f"new key written: {target} (mode 0600), fingerprint {fingerprint}")
+    console.print("Back it up somewhere safe: without it, later extracts will not link to earlier ones.")
+
+
+@key_app.command("show")
+def key_show(
+    path: Annotated[
+        Path | None, typer.Option(help="Key file [default: $RESEARCH_KIT_KEY_FILE or .secrets/...]")
+    ] = None,
+) -> None:
+    """Check the key and show its fingerprint (never the key)."""
+    from research_kit.pseudonymise.keys import key_path, load_key
+
+    key = load_key(path)
+    console.print(f"{key_path(path)}: fingerprint {key.fingerprint}")
+
+
+@app.command()
+def ingest(
+    raw: Annotated[list[Path], typer.Argument(help="The raw export: a folder, or its table files.")],
+    extract: Annotated[str, typer.Option("--extract", help="Id of the new extract (e.g. 2026-11).")],
+    key: Annotated[Path | None, typer.Option(help="Key file [default: $RESEARCH_KIT_KEY_FILE or .secrets/...]")] = None,
+) -> None:
+    """Validate, quarantine and pseudonymise a raw export into a new, immutable extract."""
+    from research_kit import reports
+    from research_kit.ingest.pipeline import ingest as run_ingest
+    from research_kit.pseudonymise.keys import load_key
+    from research_kit.workspace import open_workspace
+
+    ws = open_workspace()
+    loaded = load_key(key)
+    with reports.steps(console, "ingest") as step:
+        result = run_ingest(ws, raw, extract, loaded, step=step)
+    reports.print_ingest(console, result)
+
+
+@app.command()
+def extracts() -> None:
+    """List the registered extracts."""
+    from research_kit import reports
+    from research_kit.extracts import list_extracts
+    from research_kit.workspace import open_workspace
+
+    reports.print_extracts(console, list_extracts(open_workspace()))
 
 
 @app.command()

@@ -104,6 +104,9 @@ class PseudonymisePolicy(_Section):
     residence: str = _opt(
         "canton", "Postcode and commune are generalised to this level.", choices=["canton", "country"]
     )
+    exclude_without_consent: bool = _opt(
+        True, "Leave out of extracts the patients who did not consent to reuse of their data."
+    )
     keep_free_text: list[str] = _opt([], "Free-text fields to keep (dropped by default); list them as 'table.column'.")
 
 
@@ -112,7 +115,7 @@ class RiskPolicy(_Section):
     name: ClassVar[str] = "risk"
     title: ClassVar[str] = "Re-identification risk of an extract"
     quasi_identifiers: list[str] = _opt(
-        ["birth_date", "sex", "canton"],
+        ["birth_year", "sex", "canton"],
         "Columns an attacker could know about a patient from outside the registry.",
     )
     k_anonymity: int = _opt(5, "Smallest equivalence class size considered safe (k).", min=1)

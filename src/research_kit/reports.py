@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
@@ -16,6 +16,10 @@ from rich.table import Table
 from research_kit import catalog
 from research_kit.registry.export import SimulationResult
 from research_kit.workspace import Workspace
+
+if TYPE_CHECKING:
+    from research_kit.extracts import Extract
+    from research_kit.ingest.pipeline import IngestResult
 
 
 @contextmanager
@@ -32,6 +36,13 @@ def patient_progress(console: Console, total: int) -> Iterator[Callable[[int], N
     ) as progress:
         task = progress.add_task("simulate", total=total)
         yield lambda done: progress.update(task, completed=done)
+
+
+@contextmanager
+def steps(console: Console, title: str) -> Iterator[Callable[[str], None]]:
+    """A spinner naming the step under way; yields a callback taking the step's name."""
+    with console.status(f"{title}: starting") as status:
+        yield lambda message: status.update(f"{title}: {message}")
 
 
 def print_init(console: Console, ws: Workspace, created: bool) -> None:
@@ -88,4 +99,38 @@ def print_audit(console: Console, entries: list[dict[str, Any]]) -> None:
             continue
         details = ", ".join(f"{k}={v}" for k, v in sorted(e.get("details", {}).items()) if k != "policy")
         table.add_row(str(e.get("seq")), str(e.get("ts", ""))[:19], str(e.get("actor")), str(e.get("action")), details)
+    console.print(table)
+
+
+def print_ingest(console: Console, result: IngestResult) -> None:
+    table = Table(title=f"reconciliation of extract {result.extract_id}: rows in = accepted + quarantined + withheld")
+    for col in ("table", "rows in", "accepted", "quarantined", "withheld (no consent)", "balanced"):
+        table.add_column(col, justify="left" if col == "table" else "right")
+    for name, c in result.counts.items():
+        table.add_row(
+            name, f"{c.rows_in:,}", f"{c.accepted:,}", f"{c.quarantined:,}", f"{c.withheld:,}",
+            "yes" if c.balanced else "[red]NO[/red]",
+        )  # fmt: skip
+    console.print(table)
+    reasons = Table(title="quarantine reasons (a row may have several)")
+    for col in ("table", "field: reason", "rows"):
+        reasons.add_column(col, justify="right" if col == "rows" else "left")
+    for name, c in result.counts.items():
+        for reason, n in sorted(c.reasons.items(), key=lambda kv: -kv[1]):
+            reasons.add_row(name, reason.replace(":", ": "), f"{n:,}")
+    if reasons.row_count:
+        console.print(reasons)
+    normalised = [f"{name}.{field} ({n:,})" for name, c in result.counts.items() for field, n in c.normalised.items()]
+    if normalised:
+        console.print("whitespace or case normalised (not quarantined): " + ", ".join(normalised))
+    console.print(f"extract {result.extract_id}: {result.path}  (content hash {result.content_hash[:16]})")
+    console.print(f"quarantine (steward only, holds raw values): {result.quarantine}")
+
+
+def print_extracts(console: Console, extracts: list[Extract]) -> None:
+    table = Table(title="extracts")
+    for col in ("id", "created (UTC)", "patients", "content hash", "key fingerprint"):
+        table.add_column(col)
+    for e in extracts:
+        table.add_row(e.id, e.created_at, f"{e.patients:,}", e.content_hash[:16], e.key_fingerprint)
     console.print(table)

@@ -51,6 +51,16 @@ class Workspace:
     def extracts_dir(self) -> Path:
         return self.root / "extracts"
 
+    @property
+    def quarantine_dir(self) -> Path:
+        """Rows refused at ingest, with their raw values and reasons (steward only)."""
+        return self.root / "quarantine"
+
+    @property
+    def scratch_dir(self) -> Path:
+        """Temporary files of running steps; cleared by the next run."""
+        return self.root / "tmp"
+
     def policy(self) -> Policy:
         return load_policy(self.root)
 
@@ -97,7 +107,7 @@ def init_workspace(path: Path | None = None) -> tuple[Workspace, bool]:
         os.replace(tmp, ws.policy_path)
     else:
         ws.policy()  # an existing policy must still be valid
-    for sub in (ws.raw_dir, ws.extracts_dir):
+    for sub in (ws.raw_dir, ws.extracts_dir, ws.quarantine_dir, ws.scratch_dir):
         sub.mkdir(mode=0o700, exist_ok=True)
     if created:
         ws.audit("workspace.init", policy=ws.policy().as_dict())

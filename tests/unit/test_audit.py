@@ -146,3 +146,20 @@ def test_details_are_stored_as_json(workspace: Workspace) -> None:
     entry = workspace.audit("test.types", path=Path("/x/y"), n=3)
     assert entry.details == {"path": "/x/y", "n": 3}
     assert verdict(workspace).ok
+
+
+def test_entries_of_a_rolled_back_transaction_are_cut_and_the_cut_is_recorded(workspace: Workspace) -> None:
+    from research_kit.catalog import transaction
+
+    with workspace.catalog() as conn:
+        try:
+            with transaction(conn):
+                audit.append(conn, workspace.audit_path, "test.doomed", {})
+                raise RuntimeError("crash before commit")
+        except RuntimeError:
+            pass
+    assert not verdict(workspace).ok  # the line was written, its anchor never committed
+    entry = workspace.audit("test.next")
+    assert entry.seq == 2
+    assert entry.details["_recovered_uncommitted"][0].startswith("entry 2 test.doomed")
+    assert verdict(workspace).ok

@@ -121,7 +121,7 @@ def inject(
     return {name: pd.DataFrame(cols) for name, cols in tables.items()}, faults
 
 
-UNPARSEABLE = ("unknown", "n/a", "??/??/????", "0000-00-00", "32.01.2020", "2020/1/1/1", "-")
+UNPARSEABLE = ("unknown", "n/a", "??/??/????", "32.01.2020", "2020/1/1/1", "-", "14-03-1985")
 
 
 def _far_future(rng: np.random.Generator, iso: str, as_of: date) -> str:

@@ -1,0 +1,1 @@
+"""Ingest: reading raw exports, validating every row, quarantine and reconciliation."""

@@ -1,0 +1,155 @@
+"""Reading a raw export: find each table's file, read it as text, check it is the expected table.
+
+Accepted: CSV (UTF-8, UTF-8 with BOM or Latin-1; comma or semicolon),
+Parquet and Excel (.xlsx). Every value is read as text; validation decides
+what it means. A file that cannot be read as its table (not a table, empty,
+missing columns, an encoding that cannot be decoded) is a
+:class:`~research_kit.errors.BadInput` naming the file and the problem.
+Latin-1 files are transcoded to UTF-8 into ``scratch`` (inside the
+workspace) before Polars reads them lazily.
+"""
+
+from __future__ import annotations
+
+import codecs
+import hashlib
+from dataclasses import dataclass
+from pathlib import Path
+
+import polars as pl
+
+from research_kit.errors import BadInput, MissingData
+from research_kit.registry.schema import TABLES, Table
+
+FORMATS = {".csv": "csv", ".txt": "csv", ".parquet": "parquet", ".pq": "parquet", ".xlsx": "excel"}
+_BLOCK = 1 << 20
+
+
+@dataclass(frozen=True)
+class Source:
+    table: Table
+    path: Path
+    format: str
+    sha256: str
+    encoding: str  # as found: "utf-8", "utf-8-sig", "latin-1", or "binary" for Parquet/Excel
+    frame: pl.LazyFrame  # every schema column as String, plus any extra columns
+    extra_columns: tuple[str, ...]
+
+
+def find_sources(paths: list[Path]) -> dict[str, Path]:
+    """Each table's file among ``paths`` (folders and files), by file name: patients.csv, diagnoses.parquet..."""
+    found: dict[str, Path] = {}
+    names = {t.name for t in TABLES}
+    candidates: list[Path] = []
+    for path in paths:
+        if path.is_dir():
+            candidates += sorted(p for p in path.iterdir() if p.is_file())
+        elif path.is_file():
+            candidates.append(path)
+        else:
+            raise MissingData(f"{path}: no such file or folder")
+    for path in candidates:
+        stem, ext = path.stem.lower(), path.suffix.lower()
+        if stem in names and ext in FORMATS:
+            if stem in found and found[stem].resolve() == path.resolve():
+                continue  # named twice: as a file and through its folder
+            if stem in found:
+                raise BadInput(f"{path}: a second file for table {stem} (the first is {found[stem]})")
+            found[stem] = path
+    missing = [n for n in names if n not in found]
+    if missing:
+        where = ", ".join(str(p) for p in paths)
+        raise MissingData(f"{where}: no file for table {', '.join(sorted(missing))} (expected e.g. {missing[0]}.csv)")
+    return found
+
+
+def read_source(table: Table, path: Path, scratch: Path) -> Source:
+    """Open one table's file lazily, as text, after checking that it is that table."""
+    fmt = FORMATS[path.suffix.lower()]
+    digest = _sha256(path)
+    if fmt == "csv":
+        encoding, text_path = _decode_csv(path, scratch)
+        frame = _scan_csv(path, text_path)
+    elif fmt == "parquet":
+        encoding = "binary"
+        try:
+            frame = pl.scan_parquet(path)
+            schema = frame.collect_schema()
+        except Exception as exc:  # noqa: BLE001 - any reader failure means "not a Parquet table"
+            raise BadInput(f"{path}: not a readable Parquet file ({type(exc).__name__})") from None
+        frame = frame.select(pl.col(name).cast(pl.String) for name in schema.names())
+    else:
+        encoding = "binary"
+        frame = _read_excel(path)
+    columns = frame.collect_schema().names()
+    missing = [c for c in table.columns if c not in columns]
+    if missing:
+        raise BadInput(f"{path}: not a {table.name} table: missing columns {', '.join(missing)}")
+    if frame.head(1).collect().height == 0:
+        raise BadInput(f"{path}: no rows")
+    extra = tuple(c for c in columns if c not in table.columns)
+    return Source(table, path, fmt, digest, encoding, frame, extra)
+
+
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with path.open("rb") as fh:
+        while block := fh.read(_BLOCK):
+            h.update(block)
+    return h.hexdigest()
+
+
+def _decode_csv(path: Path, scratch: Path) -> tuple[str, Path]:
+    """Find the encoding by decoding the whole file; Latin-1 files are transcoded to UTF-8 in ``scratch``."""
+    with path.open("rb") as fh:
+        head = fh.read(4)
+    if head[:2] in (b"\xff\xfe", b"\xfe\xff"):
+        raise BadInput(f"{path}: UTF-16 text; save it as UTF-8 or Latin-1")
+    encoding = "utf-8-sig" if head[:3] == codecs.BOM_UTF8 else "utf-8"
+    decoder = codecs.getincrementaldecoder("utf-8")()
+    try:
+        with path.open("rb") as fh:
+            while block := fh.read(_BLOCK):
+                if b"\x00" in block:
+                    raise BadInput(f"{path}: not a text table (it holds binary data)")
+                decoder.decode(block)
+            decoder.decode(b"", final=True)
+        return encoding, path
+    except UnicodeDecodeError:
+        pass
+    # Not UTF-8. Latin-1 decodes any byte, so refuse what it would turn into control characters.
+    scratch.mkdir(mode=0o700, parents=True, exist_ok=True)
+    target = scratch / f"{path.stem}.utf8.csv"
+    with path.open("rb") as src, target.open("w", encoding="utf-8", newline="") as dst:
+        while block := src.read(_BLOCK):
+            if any(0x80 <= b <= 0x9F for b in block):
+                target.unlink()
+                raise BadInput(f"{path}: text in an encoding that is neither UTF-8 nor Latin-1")
+            dst.write(block.decode("latin-1"))
+    return "latin-1", target
+
+
+def _scan_csv(path: Path, text_path: Path) -> pl.LazyFrame:
+    with text_path.open(encoding="utf-8-sig", newline="") as fh:
+        header = fh.readline()
+    if not header.strip():
+        raise BadInput(f"{path}: empty file")
+    separator = ";" if header.count(";") > header.count(",") else ","
+    try:
+        frame = pl.scan_csv(
+            text_path, separator=separator, infer_schema=False, missing_utf8_is_empty_string=True, quote_char='"'
+        )
+        frame.collect_schema()
+    except pl.exceptions.PolarsError as exc:
+        raise BadInput(f"{path}: not a readable CSV table ({str(exc).splitlines()[0]})") from None
+    return frame
+
+
+def _read_excel(path: Path) -> pl.LazyFrame:
+    import pandas as pd
+
+    try:
+        frame = pd.read_excel(path, dtype=str, keep_default_na=False, engine="openpyxl")
+    except Exception as exc:  # noqa: BLE001 - openpyxl raises many kinds for a broken workbook
+        raise BadInput(f"{path}: not a readable Excel workbook ({type(exc).__name__})") from None
+    return pl.from_pandas(frame.astype(str)).lazy()

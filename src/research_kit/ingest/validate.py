@@ -1,0 +1,233 @@
+"""Validation rules for every row of a raw export, as Polars expressions.
+
+Each table's frame gains:
+
+- ``_row``: the row's number in its file (from 1, header excluded);
+- ``_n_<column>``: the value normalised (whitespace trimmed; case of coded
+  values settled). Normalising is the only change ever made to a value;
+- ``_d_<column>``: dates parsed (null when absent or invalid);
+- ``_reasons``: a list of ``"field:reason"``; a row with any reason is quarantined.
+
+Reasons: ``missing_mandatory``, ``invalid_value``, ``invalid_national_id``,
+``bad_check_digit``, ``duplicate_patient``, ``unparseable_date`` (not
+YYYY-MM-DD), ``impossible_date`` (YYYY-MM-DD but no such day), ``future_date``,
+``date_before_birth``, ``death_before_birth``, ``onset_before_birth``,
+``onset_after_diagnosis``, ``event_after_death``, ``unknown_code``,
+``unknown_patient``, ``patient_quarantined``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from datetime import date
+
+import numpy as np
+import polars as pl
+
+from research_kit.registry import geography
+from research_kit.registry.codes import UNDIAGNOSED_ORPHA, CodeSystems, hpo_id, icd10_codes, orpha_id
+from research_kit.registry.national_id import check_digits
+from research_kit.registry.schema import (
+    DIAGNOSIS_STATUSES,
+    ENCOUNTER_TYPES,
+    SEXES,
+    VITAL_STATUSES,
+    Table,
+)
+
+ISO_DATE = r"^\d{4}-\d{2}-\d{2}$"
+HGVS = r"^c\.\d+(_\d+del|dup|[ACGT]>[ACGT])$"
+FLAGS = ("yes", "no")
+# Coded columns compared without regard to case, and the canonical spelling of each value.
+CANONICAL: dict[str, tuple[str, ...]] = {
+    "sex": SEXES,
+    "vital_status": VITAL_STATUSES,
+    "cross_border_insured": FLAGS,
+    "consent_reuse": FLAGS,
+    "agrees_to_contact": FLAGS,
+    "canton": geography.CANTONS,
+    "status": DIAGNOSIS_STATUSES,
+    "encounter_type": ENCOUNTER_TYPES,
+}
+UPPER = ("country", "orpha_code", "icd10_code", "hpo_code", "centre_code", "centre_country")
+
+
+def normalised(table: Table) -> list[pl.Expr]:
+    """``_n_<column>`` for every column: trimmed, and coded values in their canonical case."""
+    out = []
+    for name in table.columns:
+        value = pl.col(name).fill_null("").str.strip_chars()
+        if name in CANONICAL:
+            lookup = {v.lower(): v for v in CANONICAL[name]}
+            lowered = value.str.to_lowercase()
+            value = lowered.replace_strict(lookup, default=value, return_dtype=pl.String)
+        elif name in UPPER:
+            value = value.str.to_uppercase()
+        out.append(value.alias(f"_n_{name}"))
+    return out
+
+
+def _n(name: str) -> pl.Expr:
+    return pl.col(f"_n_{name}")
+
+
+def _d(name: str) -> pl.Expr:
+    return pl.col(f"_d_{name}")
+
+
+def _reason(condition: pl.Expr, field: str, reason: str) -> pl.Expr:
+    return pl.when(condition).then(pl.lit(f"{field}:{reason}"))
+
+
+def parsed_dates(columns: Iterable[str]) -> list[pl.Expr]:
+    return [_n(c).str.strptime(pl.Date, "%Y-%m-%d", strict=False).alias(f"_d_{c}") for c in columns]
+
+
+def date_reasons(column: str, *, mandatory: bool, today: date) -> list[pl.Expr]:
+    value = _n(column)
+    shaped = value.str.contains(ISO_DATE)
+    reasons = [
+        _reason((value != "") & ~shaped, column, "unparseable_date"),
+        _reason(shaped & _d(column).is_null(), column, "impossible_date"),
+        _reason(_d(column) > pl.lit(today), column, "future_date"),
+    ]
+    if mandatory:
+        reasons.append(_reason(value == "", column, "missing_mandatory"))
+    return reasons
+
+
+def mandatory_reasons(table: Table, skip: Iterable[str] = ()) -> list[pl.Expr]:
+    return [_reason(_n(c) == "", c, "missing_mandatory") for c in table.mandatory if c not in set(skip)]
+
+
+def allowed_reason(column: str, allowed: Iterable[str]) -> pl.Expr:
+    return _reason((_n(column) != "") & ~_n(column).is_in(list(allowed)), column, "invalid_value")
+
+
+def with_reasons(frame: pl.LazyFrame, reasons: list[pl.Expr]) -> pl.LazyFrame:
+    return frame.with_columns(pl.concat_list(reasons).list.drop_nulls().alias("_reasons"))
+
+
+def national_id_ok(ids: pl.Series) -> pl.Series:
+    """True where a (normalised) national ID has 13 digits, a real date and both check digits right."""
+    shaped = ids.str.contains(r"^\d{13}$").fill_null(False)
+    real_date = ids.str.slice(0, 8).str.strptime(pl.Date, "%Y%m%d", strict=False).is_not_null()
+    stems = pl.select(pl.when(shaped).then(ids.str.slice(0, 11)).otherwise(pl.lit("0")).cast(pl.Int64)).to_series()
+    luhn, verhoeff = check_digits(stems.to_numpy())
+    checks = pl.Series(luhn.astype(np.int64) * 10 + verhoeff.astype(np.int64))
+    given = pl.select(pl.when(shaped).then(ids.str.slice(11, 2)).otherwise(pl.lit("-1")).cast(pl.Int64)).to_series()
+    return shaped & real_date & (given == checks)
+
+
+def validate_patients(frame: pl.LazyFrame, table: Table, *, today: date) -> pl.LazyFrame:
+    dates = ("date_of_birth", "first_contact_date", "date_of_death")
+    staged = (
+        frame.with_row_index("_row", offset=1)
+        .with_columns(normalised(table))
+        .with_columns(parsed_dates(dates))
+        .with_columns(
+            _n("national_id").map_batches(national_id_ok, return_dtype=pl.Boolean, is_elementwise=True).alias("_id_ok"),
+            _n("national_id").is_first_distinct().alias("_first"),
+        )
+    )
+    nid, birth, death = _n("national_id"), _d("date_of_birth"), _d("date_of_death")
+    shaped_id = (
+        nid.str.contains(r"^\d{13}$") & nid.str.slice(0, 8).str.strptime(pl.Date, "%Y%m%d", strict=False).is_not_null()
+    )
+    resident = _n("country") == "LU"
+    reasons = [
+        *mandatory_reasons(table, skip=["date_of_birth"]),
+        _reason((nid != "") & ~shaped_id, "national_id", "invalid_national_id"),
+        _reason(shaped_id & ~pl.col("_id_ok"), "national_id", "bad_check_digit"),
+        _reason((nid != "") & ~pl.col("_first"), "national_id", "duplicate_patient"),
+        allowed_reason("sex", SEXES),
+        allowed_reason("vital_status", VITAL_STATUSES),
+        *(allowed_reason(c, FLAGS) for c in ("cross_border_insured", "consent_reuse", "agrees_to_contact")),
+        _reason((_n("country") != "") & ~_n("country").str.contains(r"^[A-Z]{2}$"), "country", "invalid_value"),
+        _reason(resident & (_n("canton") == ""), "canton", "missing_mandatory"),
+        _reason(resident & (_n("canton") != "") & ~_n("canton").is_in(geography.CANTONS), "canton", "invalid_value"),
+        *date_reasons("date_of_birth", mandatory=True, today=today),
+        *date_reasons("first_contact_date", mandatory=False, today=today),
+        *date_reasons("date_of_death", mandatory=False, today=today),
+        _reason(_d("first_contact_date") < birth, "first_contact_date", "date_before_birth"),
+        _reason(death < birth, "date_of_death", "death_before_birth"),
+        _reason((_n("date_of_death") != "") & (_n("vital_status") != "dead"), "date_of_death", "invalid_value"),
+        _reason((_n("date_of_death") == "") & (_n("vital_status") == "dead"), "date_of_death", "missing_mandatory"),
+    ]
+    return with_reasons(staged, reasons).drop("_id_ok", "_first")
+
+
+def patient_lookup(patients: pl.DataFrame) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """(accepted patients: national ID, birth, death; every national ID in the patients file)."""
+    accepted = patients.filter(pl.col("_reasons").list.len() == 0).select(
+        pl.col("_n_national_id").alias("_nid"),
+        pl.col("_d_date_of_birth").alias("_birth"),
+        pl.col("_d_date_of_death").alias("_death"),
+    )
+    known = patients.select(pl.col("_n_national_id").unique().alias("_nid"), pl.lit(True).alias("_known"))
+    return accepted, known
+
+
+def validate_child(
+    frame: pl.LazyFrame,
+    table: Table,
+    *,
+    today: date,
+    codes: CodeSystems,
+    accepted: pl.DataFrame,
+    known: pl.DataFrame,
+) -> pl.LazyFrame:
+    """Diagnoses, phenotypes or encounters: their own rules, then against the accepted patients."""
+    date_cols = {"diagnoses": ("onset_date", "diagnosis_date"), "phenotypes": ("observed_date",)}.get(
+        table.name, ("encounter_date",)
+    )
+    staged = (
+        frame.with_row_index("_row", offset=1)
+        .with_columns(normalised(table))
+        .with_columns(parsed_dates(date_cols))
+        .join(accepted.lazy(), left_on="_n_national_id", right_on="_nid", how="left", maintain_order="left")
+        .join(known.lazy(), left_on="_n_national_id", right_on="_nid", how="left", maintain_order="left")
+    )
+    has_patient = pl.col("_birth").is_not_null()
+    nid = _n("national_id")
+    reasons = [
+        *mandatory_reasons(table, skip=date_cols),
+        _reason((nid != "") & ~has_patient & pl.col("_known").is_null(), "national_id", "unknown_patient"),
+        _reason((nid != "") & ~has_patient & pl.col("_known").is_not_null(), "national_id", "patient_quarantined"),
+    ]
+    for col in date_cols:
+        reasons += date_reasons(col, mandatory=col in table.mandatory, today=today)
+        if col != "onset_date":
+            reasons.append(_reason(_d(col) < pl.col("_birth"), col, "date_before_birth"))
+        reasons.append(_reason(_d(col) > pl.col("_death"), col, "event_after_death"))
+    if table.name == "diagnoses":
+        undiagnosed = orpha_id(UNDIAGNOSED_ORPHA)
+        gene = _n("gene_symbol")
+        reasons += [
+            _reason(
+                (_n("orpha_code") != "") & ~_n("orpha_code").is_in([orpha_id(o) for o in codes.orpha_codes]),
+                "orpha_code",
+                "unknown_code",
+            ),
+            _reason(
+                (_n("icd10_code") != "") & ~_n("icd10_code").is_in(sorted(icd10_codes())), "icd10_code", "unknown_code"
+            ),
+            allowed_reason("status", DIAGNOSIS_STATUSES),
+            _reason((_n("status") == "undiagnosed") != (_n("orpha_code") == undiagnosed), "status", "invalid_value"),
+            _reason(_d("onset_date") < pl.col("_birth"), "onset_date", "onset_before_birth"),
+            _reason(_d("onset_date") > _d("diagnosis_date"), "onset_date", "onset_after_diagnosis"),
+            _reason((gene != "") & ~gene.is_in(sorted(codes.genes)), "gene_symbol", "unknown_code"),
+            _reason((_n("variant_hgvs") != "") & (gene == ""), "variant_hgvs", "invalid_value"),
+            _reason(
+                (_n("variant_hgvs") != "") & ~_n("variant_hgvs").str.contains(HGVS), "variant_hgvs", "invalid_value"
+            ),
+        ]
+    elif table.name == "phenotypes":
+        terms = [hpo_id(t) for t in codes.hpo_names]
+        reasons.append(_reason((_n("hpo_code") != "") & ~_n("hpo_code").is_in(terms), "hpo_code", "unknown_code"))
+    else:
+        reasons += [
+            allowed_reason("encounter_type", ENCOUNTER_TYPES),
+            _reason(~_n("centre_country").str.contains(r"^([A-Z]{2})?$"), "centre_country", "invalid_value"),
+        ]
+    return with_reasons(staged, reasons).drop("_known")

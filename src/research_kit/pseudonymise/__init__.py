@@ -1,0 +1,1 @@
+"""Pseudonymisation: keys, pseudonyms, generalisation and re-identification risk."""

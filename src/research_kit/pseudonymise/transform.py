@@ -1,0 +1,125 @@
+"""From validated rows to the pseudonymised extract's tables.
+
+What happens to each field, as the policy says:
+
+- national ID, names, street, house number: dropped; the patient is known by
+  a keyed pseudonym;
+- date of birth: to ``birth_year`` and, with ``birth_date = "year-month"``,
+  ``birth_month``;
+- postcode and commune: dropped; the canton is kept (``residence =
+  "country"`` keeps only the country);
+- event dates: truncated to the first of their month, or, with
+  ``event_dates = "shift"``, moved by the patient's keyed shift, so intervals
+  stay exact;
+- intervals a study needs (age at onset, diagnostic delay) are computed from
+  the exact dates before they are generalised;
+- columns outside the schema (free text) are dropped unless the policy keeps them.
+"""
+
+from __future__ import annotations
+
+import polars as pl
+
+from research_kit.config import PseudonymisePolicy
+from research_kit.pseudonymise.keys import Key
+from research_kit.pseudonymise.pseudonyms import date_shifts, pseudonyms
+
+EVENT_DATES = {
+    "patients": ("first_contact_date", "date_of_death"),
+    "diagnoses": ("onset_date", "diagnosis_date"),
+    "phenotypes": ("observed_date",),
+    "encounters": ("encounter_date",),
+}
+
+
+def _n(name: str) -> pl.Expr:
+    return pl.col(f"_n_{name}")
+
+
+def _text(name: str) -> pl.Expr:
+    return pl.when(_n(name) == "").then(None).otherwise(_n(name)).alias(name)
+
+
+def _flag(name: str) -> pl.Expr:
+    return pl.when(_n(name) == "").then(None).otherwise(_n(name) == "yes").alias(name)
+
+
+def _event(name: str, policy: PseudonymisePolicy) -> pl.Expr:
+    exact = pl.col(f"_d_{name}")
+    if policy.event_dates == "shift":
+        return (exact + pl.duration(days=pl.col("shift_days"))).alias(name)
+    return exact.dt.truncate("1mo").alias(name)
+
+
+def _kept(table: str, extra: tuple[str, ...], policy: PseudonymisePolicy) -> list[pl.Expr]:
+    return [pl.col(c) for c in extra if f"{table}.{c}" in policy.keep_free_text]
+
+
+def patient_map(patients: pl.DataFrame, key: Key, policy: PseudonymisePolicy) -> pl.DataFrame:
+    """National ID -> pseudonym, date shift and exact birth date, for the accepted patients (stays in memory)."""
+    ids = patients.get_column("_n_national_id")
+    return pl.DataFrame(
+        {
+            "_nid": ids,
+            "pseudonym": pseudonyms(key, ids),
+            "shift_days": date_shifts(key, ids, policy.max_shift_days),
+        }
+    )
+
+
+def patients_table(
+    accepted: pl.DataFrame, mapping: pl.DataFrame, policy: PseudonymisePolicy, extra: tuple[str, ...] = ()
+) -> pl.DataFrame:
+    frame = accepted.join(mapping, left_on="_n_national_id", right_on="_nid", how="left", maintain_order="left")
+    birth = pl.col("_d_date_of_birth")
+    residence = pl.lit(None, dtype=pl.String) if policy.residence == "country" else _text("canton")
+    month = birth.dt.month().cast(pl.Int8) if policy.birth_date == "year-month" else pl.lit(None, dtype=pl.Int8)
+    return frame.select(
+        "pseudonym",
+        birth.dt.year().cast(pl.Int16).alias("birth_year"),
+        month.alias("birth_month"),
+        _text("sex"),
+        _text("vital_status"),
+        _event("date_of_death", policy).alias("death_date"),
+        residence.alias("canton"),
+        _text("country"),
+        _flag("cross_border_insured"),
+        _event("first_contact_date", policy),
+        _flag("consent_reuse"),
+        _flag("agrees_to_contact"),
+        *_kept("patients", extra, policy),
+    ).sort("pseudonym")
+
+
+def child_table(
+    table: str,
+    accepted: pl.LazyFrame,
+    mapping: pl.DataFrame,
+    policy: PseudonymisePolicy,
+    extra: tuple[str, ...] = (),
+) -> pl.LazyFrame:
+    frame = accepted.join(mapping.lazy(), left_on="_n_national_id", right_on="_nid", how="inner", maintain_order="left")
+    dates = [_event(c, policy) for c in EVENT_DATES[table]]
+    if table == "diagnoses":
+        onset, diagnosis = pl.col("_d_onset_date"), pl.col("_d_diagnosis_date")
+        columns = [
+            _text("orpha_code"),
+            _text("icd10_code"),
+            _text("status"),
+            *dates,
+            ((onset - pl.col("_birth")).dt.total_days() / 365.25).round(1).alias("onset_age_years"),
+            (diagnosis - onset).dt.total_days().cast(pl.Int32).alias("diagnostic_delay_days"),
+            _text("gene_symbol"),
+            _text("variant_hgvs"),
+        ]
+        order = ["pseudonym", "diagnosis_date", "orpha_code"]
+    elif table == "phenotypes":
+        columns = [_text("hpo_code"), *dates]
+        order = ["pseudonym", "hpo_code"]
+    else:
+        columns = [*dates, _text("centre_code"), _text("centre_country"), _text("encounter_type")]
+        order = ["pseudonym", "encounter_date"]
+    # Sorting by pseudonym breaks any link between row order and the source's order.
+    return frame.select("pseudonym", *columns, *_kept(table, extra, policy)).sort(
+        order, nulls_last=True, maintain_order=True
+    )

@@ -1,0 +1,94 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+import polars as pl
+import pytest
+
+from research_kit.errors import BadInput, MissingData
+from research_kit.ingest.readers import find_sources, read_source
+from research_kit.registry.schema import PATIENTS, PHENOTYPES, TABLES
+
+ROW = {c: "" for c in PHENOTYPES.columns} | {"national_id": "1", "hpo_code": "HP:0001250"}
+
+
+def write_csv(path: Path, rows: list[dict[str, str]], *, sep: str = ",", encoding: str = "utf-8") -> Path:
+    frame = pd.DataFrame(rows)
+    path.write_bytes(frame.to_csv(index=False, sep=sep).encode(encoding))
+    return path
+
+
+def read(path: Path, tmp_path: Path, table=PHENOTYPES) -> pl.DataFrame:  # type: ignore[no-untyped-def]
+    return read_source(table, path, tmp_path / "scratch").frame.collect()
+
+
+@pytest.mark.parametrize(("sep", "encoding"), [(",", "utf-8"), (";", "utf-8"), (",", "utf-8-sig"), (";", "latin-1")])
+def test_csv_in_any_accepted_encoding_and_separator(tmp_path: Path, sep: str, encoding: str) -> None:
+    path = write_csv(tmp_path / "phenotypes.csv", [ROW | {"observed_date": "Hôpital Léa"}], sep=sep, encoding=encoding)
+    frame = read(path, tmp_path)
+    assert frame.columns == list(PHENOTYPES.columns)
+    assert frame["observed_date"][0] == "Hôpital Léa"
+    assert read_source(PHENOTYPES, path, tmp_path / "s").encoding == encoding
+
+
+def test_parquet_and_excel(tmp_path: Path) -> None:
+    frame = pd.DataFrame([ROW])
+    frame.to_parquet(tmp_path / "phenotypes.parquet")
+    frame.to_excel(tmp_path / "phenotypes.xlsx", index=False)
+    for name in ("phenotypes.parquet", "phenotypes.xlsx"):
+        assert read(tmp_path / name, tmp_path)["hpo_code"][0] == "HP:0001250"
+
+
+def test_extra_columns_are_reported(tmp_path: Path) -> None:
+    path = write_csv(tmp_path / "phenotypes.csv", [ROW | {"comment": "free text"}])
+    assert read_source(PHENOTYPES, path, tmp_path / "s").extra_columns == ("comment",)
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        (b"", "empty file"),
+        (b"national_id,hpo_code,observed_date\n", "no rows"),
+        (b"just some notes\nnothing tabular\n", "not a phenotypes table: missing columns"),
+        (b"national_id,hpo_code\n1,HP:0001250\n", "missing columns observed_date"),
+        (b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR", "binary data"),
+        ("national_id,hpo_code,observed_date\n1,x,y\n".encode("utf-16"), "UTF-16"),
+        (b"national_id,hpo_code,observed_date\n1,\x93quoted\x94,x\n", "neither UTF-8 nor Latin-1"),
+    ],
+)
+def test_a_file_that_is_not_the_table_is_named_with_its_problem(tmp_path: Path, content: bytes, message: str) -> None:
+    path = tmp_path / "phenotypes.csv"
+    path.write_bytes(content)
+    with pytest.raises(BadInput, match=message) as caught:
+        read(path, tmp_path)
+    assert str(path) in str(caught.value)
+
+
+def test_broken_parquet_and_excel_are_named(tmp_path: Path) -> None:
+    for name in ("phenotypes.parquet", "phenotypes.xlsx"):
+        (tmp_path / name).write_bytes(b"not really")
+        with pytest.raises(BadInput, match=name):
+            read(tmp_path / name, tmp_path)
+
+
+def test_sources_are_found_by_table_name(tmp_path: Path) -> None:
+    for t in TABLES:
+        (tmp_path / f"{t.name}.csv").write_text("x")
+    (tmp_path / "faults.json").write_text("{}")
+    assert set(find_sources([tmp_path])) == {t.name for t in TABLES}
+    assert find_sources([tmp_path / "patients.csv", tmp_path])["patients"].name == "patients.csv"
+
+
+def test_a_missing_or_doubled_table_is_named(tmp_path: Path) -> None:
+    (tmp_path / "patients.csv").write_text("x")
+    with pytest.raises(MissingData, match="no file for table diagnoses, encounters, phenotypes"):
+        find_sources([tmp_path])
+    for t in TABLES:
+        (tmp_path / f"{t.name}.csv").write_text("x")
+    (tmp_path / "patients.parquet").write_text("x")
+    with pytest.raises(BadInput, match="a second file for table patients"):
+        find_sources([tmp_path])
+    with pytest.raises(MissingData, match="no such file or folder"):
+        find_sources([tmp_path / "nowhere"])
+    assert PATIENTS.name == "patients"
