@@ -53,6 +53,19 @@ def cases(quick: bool) -> list[Case]:
             throughput_unit="patients/s",
             goal="peak memory ratio close to 1",
         ),
+        Case(
+            name=f"ingest + pseudonymise {label} patients",
+            description=(
+                "research-kit ingest (validate every row, quarantine, pseudonymise, write the extract) of a "
+                "simulated CSV export, against plain pandas: read_csv, an HMAC per row via apply, to_parquet."
+            ),
+            ours=Side("research-kit ingest", "benchmarks.cases_ingest:ours", {"patients": patients}),
+            baseline=Side(
+                "pandas read_csv/apply/to_parquet", "benchmarks.cases_ingest:baseline", {"patients": patients}
+            ),
+            throughput_unit="patients/s",
+            goal="at least 3x faster than the baseline",
+        ),
     ]
 
 

@@ -138,6 +138,21 @@ def ingest(
 
 
 @app.command()
+def risk(
+    extract: Annotated[str, typer.Argument(help="Id of the extract.")],
+    enforce_k: Annotated[
+        int | None, typer.Option("--enforce-k", help="Also generalise/suppress until k holds; report the cost.")
+    ] = None,
+) -> None:
+    """Re-identification risk of an extract on the policy's quasi-identifiers (table on screen, JSON on disk)."""
+    from research_kit import reports
+    from research_kit.pseudonymise.assessment import assess_extract
+    from research_kit.workspace import open_workspace
+
+    reports.print_risk(console, assess_extract(open_workspace(), extract, enforce=enforce_k))
+
+
+@app.command()
 def extracts() -> None:
     """List the registered extracts."""
     from research_kit import reports

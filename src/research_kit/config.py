@@ -122,6 +122,9 @@ class RiskPolicy(_Section):
     risk_threshold: float = _opt(
         0.2, "A record whose prosecutor risk (1/class size) exceeds this is at risk.", min=0.0, max=1.0
     )
+    max_suppression: float = _opt(
+        0.05, "With --enforce-k, the largest share of records that may be suppressed.", min=0.0, max=1.0
+    )
 
 
 @dataclass(frozen=True)

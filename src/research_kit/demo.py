@@ -2,7 +2,9 @@
 
 Each step of the flow adds itself here as it is built. Today: a workspace, a
 simulated identifiable export (clean) and a second one with injected faults
-(the ingest test oracle), and a check of the audit chain.
+(the ingest test oracle), the pseudonymisation key, both exports ingested
+(every run adds a new extract version), the risk report of the clean
+extract, and a check of the audit chain.
 """
 
 from __future__ import annotations
@@ -11,12 +13,17 @@ from rich.console import Console
 from rich.rule import Rule
 
 from research_kit import audit, reports
-from research_kit.errors import IntegrityError
+from research_kit.errors import IntegrityError, MissingData
+from research_kit.extracts import list_extracts
+from research_kit.ingest.pipeline import ingest
+from research_kit.pseudonymise.assessment import assess_extract
+from research_kit.pseudonymise.keys import Key, key_path, load_key, new_key
 from research_kit.registry.export import SimulationSpec
 from research_kit.registry.raw import simulate_raw_export
-from research_kit.workspace import init_workspace
+from research_kit.workspace import Workspace, init_workspace
 
-FAULTY_SHARE = 10  # the faulty export is this many times smaller than the clean one
+FAULTY_SHARE = 10  # the faulty export is this many times smaller than the clean one ...
+FAULTY_MIN = 1_000  # ... but large enough that its fault rates are those of a real export
 
 
 def run_demo(console: Console, *, patients: int, seed: int) -> None:
@@ -31,7 +38,7 @@ def run_demo(console: Console, *, patients: int, seed: int) -> None:
     reports.print_simulation(console, export_id, result)
 
     console.print(Rule("3. the same kind of export with realistic faults (CSV, one file in Latin-1)"))
-    small = max(patients // FAULTY_SHARE, 100)
+    small = max(patients // FAULTY_SHARE, FAULTY_MIN)
     faulty = SimulationSpec(patients=small, seed=seed + 1, format="csv", faults=True)
     with reports.patient_progress(console, small) as advance:
         faulty_id, faulty_result = simulate_raw_export(ws, faulty, name="demo-faults", replace=True, progress=advance)
@@ -40,7 +47,23 @@ def run_demo(console: Console, *, patients: int, seed: int) -> None:
         f"listed in {faulty_result.path / 'faults.json'}"
     )
 
-    console.print(Rule("4. audit log"))
+    console.print(Rule("4. the pseudonymisation key (outside the workspace)"))
+    key = _demo_key(console, ws)
+
+    console.print(Rule("5. ingest: validate, quarantine, pseudonymise"))
+    version = _next_version(ws)
+    with reports.steps(console, "ingest") as step:
+        extract = ingest(ws, [result.path], f"demo-{version}", key, step=step)
+    reports.print_ingest(console, extract)
+    console.print(Rule("   ... and the export with faults"))
+    with reports.steps(console, "ingest") as step:
+        faulty_ingest = ingest(ws, [faulty_result.path], f"demo-faults-{version}", key, step=step)
+    reports.print_ingest(console, faulty_ingest)
+
+    console.print(Rule("6. re-identification risk of the extract"))
+    reports.print_risk(console, assess_extract(ws, extract.extract_id, enforce=ws.policy().risk.k_anonymity))
+
+    console.print(Rule("7. audit log"))
     with ws.catalog() as conn:
         verdict = audit.verify(conn, ws.audit_path)
     if not verdict.ok:
@@ -51,4 +74,27 @@ def run_demo(console: Console, *, patients: int, seed: int) -> None:
     console.print(f"workspace     {ws.root}")
     console.print(f"policy        {ws.policy_path}")
     console.print(f"raw exports   {ws.raw_dir}  (identifiable: never leaves the workspace)")
+    console.print(f"extracts      {ws.extracts_dir}  (research-kit extracts)")
+    console.print(f"quarantine    {ws.quarantine_dir}  (rows refused at ingest, with reasons)")
+    console.print(f"risk reports  {ws.root / 'reports' / 'risk'}")
+    console.print(f"key           {key_path().resolve()}  (fingerprint {key.fingerprint}; back it up)")
     console.print("audit log     research-kit audit show   |   research-kit audit verify")
+
+
+def _demo_key(console: Console, ws: Workspace) -> Key:
+    try:
+        key = load_key()
+        console.print(f"using the key at {key_path()} (fingerprint {key.fingerprint})")
+    except MissingData:
+        path, fingerprint = new_key(workspace_root=ws.root)
+        console.print(f"new key written: {path} (mode 0600), fingerprint {fingerprint}")
+        key = load_key(path)
+    return key
+
+
+def _next_version(ws: Workspace) -> int:
+    taken = {e.id for e in list_extracts(ws)}
+    version = 1
+    while f"demo-{version}" in taken or f"demo-faults-{version}" in taken:
+        version += 1
+    return version

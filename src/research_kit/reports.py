@@ -20,6 +20,8 @@ from research_kit.workspace import Workspace
 if TYPE_CHECKING:
     from research_kit.extracts import Extract
     from research_kit.ingest.pipeline import IngestResult
+    from research_kit.pseudonymise.assessment import Assessment
+    from research_kit.pseudonymise.risk import RiskReport
 
 
 @contextmanager
@@ -134,3 +136,52 @@ def print_extracts(console: Console, extracts: list[Extract]) -> None:
     for e in extracts:
         table.add_row(e.id, e.created_at, f"{e.patients:,}", e.content_hash[:16], e.key_fingerprint)
     console.print(table)
+
+
+def _risk_rows(r: RiskReport) -> list[tuple[str, str]]:
+    def share(x: float | None) -> str:
+        return "n/a" if x is None else f"{x:.1%}"
+
+    return [
+        ("records (patients)", f"{r.records:,}"),
+        ("equivalence classes", f"{r.classes:,}"),
+        (f"k-anonymity (policy k = {r.k_target})", f"{r.k:,}"),
+        (
+            f"records in classes smaller than {r.k_target}",
+            f"{r.records_below_k:,} ({r.records_below_k / r.records:.1%})",
+        ),
+        ("distinct l-diversity of the diagnosis", f"{r.l_diversity:,}"),
+        ("prosecutor risk: highest", share(r.prosecutor_highest)),
+        ("prosecutor risk: average", share(r.prosecutor_average)),
+        (f"prosecutor risk: records above {r.risk_threshold:.0%}", share(r.prosecutor_at_risk)),
+        ("marketer risk", share(r.marketer)),
+        ("journalist risk: highest", share(r.journalist_highest)),
+        ("journalist risk: average", share(r.journalist_average)),
+        (f"journalist risk: records above {r.risk_threshold:.0%}", share(r.journalist_at_risk)),
+        ("records outside the population table", f"{r.outside_population:,}"),
+    ]
+
+
+def print_risk(console: Console, assessment: Assessment) -> None:
+    r = assessment.report
+    enforced = assessment.enforcement
+    table = Table(
+        title=f"re-identification risk of extract {assessment.extract_id} on {', '.join(r.quasi_identifiers)}"
+    )
+    table.add_column("measure")
+    table.add_column("as extracted", justify="right")
+    if enforced is not None:
+        table.add_column(f"after enforcing k = {enforced.report.k_target}", justify="right")
+        for (name, before), (_, after) in zip(_risk_rows(r), _risk_rows(enforced.report), strict=True):
+            table.add_row(name, before, after)
+    else:
+        for name, value in _risk_rows(r):
+            table.add_row(name, value)
+    console.print(table)
+    if enforced is not None:
+        levels = ", ".join(f"{qi} level {level}" for qi, level in enforced.levels.items())
+        console.print(
+            f"cost of k = {enforced.report.k_target}: {enforced.rows_suppressed:,} records suppressed "
+            f"({enforced.rows_suppressed / r.records:.1%}), precision lost {enforced.precision_lost:.0%} ({levels})"
+        )
+    console.print(f"report: {assessment.json_path}  plot: {assessment.plot_path}")

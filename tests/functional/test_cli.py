@@ -122,14 +122,62 @@ def test_audit_show_lists_who_did_what(cli: Run) -> None:
     assert "alice" in out
 
 
-def test_demo_runs_the_flow_and_says_where_to_look(cli: Run, home: Path) -> None:
+def test_demo_runs_the_flow_and_says_where_to_look(cli: Run, home: Path, tmp_path: Path) -> None:
     out = cli("demo", "--patients", "1500", "--seed", "4").stdout
     assert "workspace created" in out
     assert re.search(r"patients\s+│\s+1,500", out)
-    assert "faults" in out
     assert (home / "raw" / "demo-faults" / "faults.json").is_file()
-    assert "audit log intact: 3 entries" in out
+    assert "new key written" in out
+    assert (tmp_path / ".secrets" / "pseudonymisation.key").is_file()
+    assert "reconciliation of extract demo-1" in out
+    assert "reconciliation of extract demo-faults-1" in out
+    assert "re-identification risk of extract demo-1" in out
+    assert "audit log intact: 6 entries" in out
     assert "where to look" in out
-    rerun = cli("demo", "--patients", "1500", "--seed", "4").stdout  # a second run works over the first
+    rerun = cli("demo", "--patients", "1500", "--seed", "4").stdout  # a second run adds new extract versions
     assert "already initialised" in rerun
-    assert "audit log intact: 5 entries" in rerun
+    assert "using the key" in rerun
+    assert "reconciliation of extract demo-2" in rerun
+    assert "audit log intact: 11 entries" in rerun
+
+
+def test_key_ingest_and_risk_from_the_shell(cli: Run, home: Path, tmp_path: Path) -> None:
+    key = tmp_path / "keys" / "registry.key"
+    env = {"RESEARCH_KIT_KEY_FILE": str(key)}
+    cli("init")
+    assert "fingerprint" in cli("key", "new", env=env).stdout
+    assert_one_line_error(cli("key", "new", env=env, check=False), 5, "never overwritten")
+    cli("simulate", "--patients", "1200", "--seed", "6", "--faults", "--format", "csv")
+    raw = home / "raw" / "sim-n1200-s6-faults"
+    out = cli("ingest", str(raw), "--extract", "2026-11", env=env).stdout
+    assert "reconciliation of extract 2026-11" in out
+    assert "balanced" in out
+    assert "2026-11" in cli("extracts").stdout
+    again = cli("ingest", str(raw), "--extract", "2026-11", env=env, check=False)
+    assert_one_line_error(again, 5, "extracts are immutable")
+    risk = cli("risk", "2026-11", "--enforce-k", "3").stdout
+    assert "k-anonymity" in risk
+    assert "cost of k = 3" in risk
+    report = json.loads((home / "reports" / "risk" / "2026-11-k3.json").read_text())
+    assert report["enforce_k"]["risk"]["k"] >= 3
+    assert (home / "reports" / "risk" / "2026-11-k3.png").read_bytes()[:4] == b"\x89PNG"
+    assert_one_line_error(cli("risk", "nope", check=False), 4, "no extract 'nope'")
+
+
+def test_ingest_errors_are_one_line(cli: Run, home: Path, tmp_path: Path) -> None:
+    key = tmp_path / "k.key"
+    env = {"RESEARCH_KIT_KEY_FILE": str(key)}
+    cli("init")
+    assert_one_line_error(cli("ingest", str(tmp_path), "--extract", "x", env=env, check=False), 4, "key new")
+    cli("key", "new", env=env)
+    key.chmod(0o644)
+    assert_one_line_error(cli("ingest", str(tmp_path), "--extract", "x", env=env, check=False), 5, "chmod 600")
+    key.chmod(0o600)
+    bad = tmp_path / "export"
+    bad.mkdir()
+    for name in ("patients", "diagnoses", "phenotypes", "encounters"):
+        (bad / f"{name}.csv").write_text("a,b\n1,2\n")
+    result = cli("ingest", str(bad), "--extract", "x", env=env, check=False)
+    assert_one_line_error(result, 3, "patients.csv", "missing columns")
+    assert not (home / "extracts" / "x").exists()
+    assert_one_line_error(cli("ingest", str(bad), "--extract", "../x", env=env, check=False), 3, "extract id")

@@ -10,6 +10,7 @@ import subprocess
 import sys
 import time
 from dataclasses import dataclass
+from datetime import date
 from pathlib import Path
 
 import polars as pl
@@ -270,3 +271,36 @@ def test_an_ingest_killed_at_any_moment_leaves_no_partial_extract(tmp_path: Path
     assert not [p for p in ws.extracts_dir.iterdir() if p.name.startswith(".tmp-")]
     with ws.catalog() as conn:
         assert audit.verify(conn, ws.audit_path).ok
+
+
+def test_the_risk_report_of_an_extract(ingested: Ingested) -> None:
+    from research_kit.pseudonymise.assessment import assess_extract, risk_records
+
+    done = assess_extract(ingested.ws, "e1", enforce=5)
+    records = risk_records(get_extract(ingested.ws, "e1"), date(2026, 11, 24))
+    assert done.report.records == records.height == ingested.result.counts["patients"].accepted
+    # A patient whose every diagnosis row was quarantined has none in the extract.
+    diagnosed = pl.read_parquet(ingested.result.path / "diagnoses.parquet")["pseudonym"].n_unique()
+    assert records["diagnosis"].null_count() == records.height - diagnosed
+    sizes = records.group_by(["birth_year", "sex", "canton"]).len()["len"]
+    assert done.report.k == sizes.min()
+    assert done.report.classes == sizes.len()
+    saved = json.loads(done.json_path.read_text())
+    assert saved["risk"]["k"] == done.report.k
+    assert saved["enforce_k"]["risk"]["k"] >= 5
+    assert saved["enforce_k"]["rows_suppressed"] == done.report.records - saved["enforce_k"]["risk"]["records"]
+    assert done.plot_path.read_bytes()[:4] == b"\x89PNG"
+
+
+def test_a_policy_naming_a_column_the_extract_lacks_is_refused(tmp_path: Path, ingested: Ingested) -> None:
+    from research_kit.errors import BadInput
+    from research_kit.pseudonymise.assessment import assess_extract
+
+    policy = ingested.ws.policy_path
+    original = policy.read_text()
+    try:
+        policy.write_text(original.replace('["birth_year", "sex", "canton"]', '["birth_year", "postcode"]'))
+        with pytest.raises(BadInput, match=r"\[risk\]\.quasi_identifiers names columns not in the extract: postcode"):
+            assess_extract(ingested.ws, "e1")
+    finally:
+        policy.write_text(original)

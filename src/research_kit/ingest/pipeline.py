@@ -8,8 +8,10 @@ then register the extract, audit it and move its folder into place in one
 catalog transaction. One ingest runs at a time (a lock file); leftovers of an
 interrupted ingest are cleared by the next one.
 
-Memory: the patients table is held in memory (one row per patient); the other
-tables stream from the source through Polars to Parquet.
+Memory: every table streams from the source through Polars to Parquet; what
+is held whole is one row per patient (the pseudonym map, and the patients'
+birth and death dates for the cross-table checks) and one bucket of at most
+:data:`BUCKET_ROWS` rows while a table is sorted into its final order.
 """
 
 from __future__ import annotations
@@ -29,13 +31,24 @@ from pathlib import Path
 from typing import Any
 
 import polars as pl
+import pyarrow.parquet as pq
 
 from research_kit import audit
 from research_kit.catalog import transaction
 from research_kit.errors import BadInput, PolicyRefusal
 from research_kit.extracts import MANIFEST, RECONCILIATION, is_registered
 from research_kit.ingest import readers
-from research_kit.ingest.validate import patient_lookup, validate_child, validate_patients
+from research_kit.ingest.validate import (
+    Validated,
+    has_reasons,
+    normalised_count,
+    patient_lookup,
+    reason_counts,
+    reasons_text,
+    staged_columns,
+    validate_child,
+    validate_patients,
+)
 from research_kit.pseudonymise import transform
 from research_kit.pseudonymise.keys import Key
 from research_kit.registry.codes import load_code_systems
@@ -43,6 +56,7 @@ from research_kit.registry.schema import TABLES
 from research_kit.workspace import Workspace
 
 EXTRACT_SCHEMA_VERSION = 1
+BUCKET_ROWS = 10_000_000  # rows sorted in memory at once when writing a table (about 1 GB)
 _ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 Step = Callable[[str], None]
 
@@ -106,22 +120,64 @@ def _clear_leftovers(ws: Workspace) -> None:
                 shutil.rmtree(child, ignore_errors=True)
 
 
-def _count(frame: pl.LazyFrame, columns: tuple[str, ...]) -> tuple[int, int, dict[str, int], dict[str, int]]:
+def _count(frame: pl.LazyFrame, columns: tuple[str, ...], labels: tuple[str, ...]) -> _Counted:
+    """Rows, quarantined rows, rows per reason and values normalised, in one pass."""
     totals = frame.select(
-        pl.len().alias("rows"),
-        (pl.col("_reasons").list.len() > 0).sum().alias("quarantined"),
-        *((pl.col(c).fill_null("") != pl.col(f"_n_{c}")).sum().alias(f"norm:{c}") for c in columns),
+        pl.len().alias("_rows"),
+        has_reasons().sum().alias("_quarantined"),
+        *reason_counts(labels),
+        *(normalised_count(i).alias(f"_norm:{c}") for i, c in enumerate(columns)),
     ).collect()
-    reasons = (
-        frame.select(pl.col("_reasons").explode().drop_nulls()).group_by("_reasons").len().sort("_reasons").collect()
+    row = totals.row(0, named=True)
+    return _Counted(
+        rows=int(row["_rows"]),
+        quarantined=int(row["_quarantined"]),
+        reasons={label: int(row[label]) for label in labels if row[label]},
+        normalised={c: int(row[f"_norm:{c}"]) for c in columns if row[f"_norm:{c}"]},
     )
-    normalised = {c: int(totals[f"norm:{c}"][0]) for c in columns if totals[f"norm:{c}"][0]}
-    return (
-        int(totals["rows"][0]),
-        int(totals["quarantined"][0]),
-        {r: int(n) for r, n in reasons.iter_rows()},
-        normalised,
-    )
+
+
+@dataclass(frozen=True)
+class _Counted:
+    rows: int
+    quarantined: int
+    reasons: dict[str, int]
+    normalised: dict[str, int]
+
+
+def _write_sorted(frame: pl.LazyFrame, target: Path, rows: int, scratch: Path) -> int:
+    """Write ``frame`` ordered by ``_order``, a bucket of ``_order`` values at a time (bounded memory).
+
+    The sort is stable: a patient's rows keep their order in the source, which
+    says nothing about national IDs; the order of patients is the pseudonyms'.
+    """
+    buckets = max(1, -(-rows // BUCKET_ROWS))
+    if buckets == 1:
+        whole = frame.collect(engine="streaming").sort("_order", maintain_order=True).drop("_order")
+        whole.write_parquet(target, compression="zstd")
+        return whole.height
+    unsorted = scratch / f"{target.stem}.unsorted.parquet"  # compute the rows once; each bucket only reads them
+    frame.sink_parquet(unsorted, compression="lz4")
+    written = 0
+    writer: pq.ParquetWriter | None = None
+    try:
+        for bucket in range(buckets):
+            part = (
+                pl.scan_parquet(unsorted)
+                .filter(pl.col("_order") % buckets == bucket)
+                .collect(engine="streaming")
+                .sort("_order", maintain_order=True)
+                .drop("_order")
+            )
+            table = part.to_arrow()
+            if writer is None:
+                writer = pq.ParquetWriter(target, table.schema, compression="zstd")
+            writer.write_table(table)
+            written += part.height
+    finally:
+        if writer is not None:
+            writer.close()
+    return written
 
 
 def ingest(
@@ -171,66 +227,79 @@ def _run(
     sources = {t.name: readers.read_source(t, found[t.name], scratch / "text") for t in TABLES}
     codes = load_code_systems()
 
-    say("validating patients")
-    patients = validate_patients(sources["patients"].frame, sources["patients"].table, today=today).collect()
-    accepted, known = patient_lookup(patients)
-    validated: dict[str, pl.LazyFrame] = {"patients": patients.lazy()}
     scratch.mkdir(mode=0o700, parents=True, exist_ok=True)
+    validated: dict[str, pl.LazyFrame] = {}
+    labels: dict[str, tuple[str, ...]] = {}
+
+    def stage(name: str, result: Validated) -> None:
+        path = scratch / f"{name}.validated.parquet"
+        src = sources[name]
+        staged = staged_columns(result.frame, src.table, src.extra_columns, keep_national_id=name == "patients")
+        staged.sink_parquet(path, compression="lz4")
+        validated[name] = pl.scan_parquet(path)
+        labels[name] = result.labels
+
+    say("validating patients")
+    stage("patients", validate_patients(sources["patients"].frame, sources["patients"].table, today=today))
+    ok = ~has_reasons()
+    included = validated["patients"].filter(ok)
+    if policy.pseudonymise.exclude_without_consent:
+        included = included.filter(pl.col("_n_consent_reuse") == "yes")
+    patients = included.select(pl.col("^_[nd]_.*$"), *sources["patients"].extra_columns).collect()
+    say("pseudonymising patients")
+    mapping = transform.patient_map(patients, key, policy.pseudonymise)
+    # One lookup for the other tables: is the patient known, accepted (birth, death), in the extract (pseudonym)?
+    lookup = patient_lookup(validated["patients"]).join(mapping, on="_nid", how="left")
     for name in ("diagnoses", "phenotypes", "encounters"):
         say(f"validating {name}")
         src = sources[name]
-        frame = validate_child(src.frame, src.table, today=today, codes=codes, accepted=accepted, known=known)
-        frame.sink_parquet(scratch / f"{name}.validated.parquet")
-        validated[name] = pl.scan_parquet(scratch / f"{name}.validated.parquet")
+        stage(name, validate_child(src.frame, src.table, today=today, codes=codes, known=lookup))
+    del lookup
 
     say("reconciling")
-    raw_counts = {name: _count(validated[name], sources[name].table.columns) for name in validated}
+    counted = {name: _count(validated[name], sources[name].table.columns, labels[name]) for name in validated}
     rate_limit = policy.ingest.max_quarantine_rate
-    for name, (rows, quarantined, _, _) in raw_counts.items():
-        if rows and quarantined / rows > rate_limit:
+    for name, c in counted.items():
+        if c.rows and c.quarantined / c.rows > rate_limit:
             raise PolicyRefusal(
-                f"{sources[name].path}: {quarantined:,} of {rows:,} rows ({quarantined / rows:.1%}) would be "
-                f"quarantined, above the policy's {rate_limit:.0%}; nothing was registered"
+                f"{sources[name].path}: {c.quarantined:,} of {c.rows:,} rows ({c.quarantined / c.rows:.1%}) would "
+                f"be quarantined, above the policy's {rate_limit:.0%}; nothing was registered"
             )
 
-    say("pseudonymising")
-    ok = pl.col("_reasons").list.len() == 0
-    accepted_patients = patients.filter(ok)
-    if policy.pseudonymise.exclude_without_consent:
-        included = accepted_patients.filter(pl.col("_n_consent_reuse") == "yes")
-    else:
-        included = accepted_patients
-    mapping = transform.patient_map(included, key, policy.pseudonymise)
+    say("writing the extract")
     staging.mkdir(mode=0o700, parents=True)
     out_rows: dict[str, int] = {}
-    table_frame = transform.patients_table(included, mapping, policy.pseudonymise, sources["patients"].extra_columns)
-    table_frame.write_parquet(staging / "patients.parquet", compression="zstd", statistics=False)
+    table_frame = transform.patients_table(patients, mapping, policy.pseudonymise, sources["patients"].extra_columns)
+    table_frame.write_parquet(staging / "patients.parquet", compression="zstd")
     out_rows["patients"] = table_frame.height
+    del patients, table_frame
     for name in ("diagnoses", "phenotypes", "encounters"):
         say(f"pseudonymising {name}")
         child = transform.child_table(
-            name, validated[name].filter(ok), mapping, policy.pseudonymise, sources[name].extra_columns
+            name, validated[name].filter(ok), policy.pseudonymise, sources[name].extra_columns
         )
-        child.sink_parquet(staging / f"{name}.parquet", compression="zstd", statistics=False)
-        out_rows[name] = pl.scan_parquet(staging / f"{name}.parquet").select(pl.len()).collect().item()
+        out_rows[name] = _write_sorted(
+            child, staging / f"{name}.parquet", counted[name].rows - counted[name].quarantined, scratch
+        )
+    del mapping
 
     counts = {
         name: TableCount(
-            rows_in=rows,
+            rows_in=c.rows,
             accepted=out_rows[name],
-            quarantined=quarantined,
-            withheld=rows - quarantined - out_rows[name],
-            reasons=reasons,
-            normalised=normalised,
+            quarantined=c.quarantined,
+            withheld=c.rows - c.quarantined - out_rows[name],
+            reasons=c.reasons,
+            normalised=c.normalised,
         )
-        for name, (rows, quarantined, reasons, normalised) in raw_counts.items()
+        for name, c in counted.items()
     }
 
     say("writing the quarantine")
     quarantine_staging.mkdir(mode=0o700, parents=True)
     for name, frame in validated.items():
         columns = [c for c in frame.collect_schema().names() if not c.startswith("_")]
-        frame.filter(~ok).select("_row", *columns, pl.col("_reasons").list.join("; ").alias("reasons")).sink_parquet(
+        frame.filter(~ok).select("_row", *columns, reasons_text(labels[name])).sink_parquet(
             quarantine_staging / f"{name}.parquet"
         )
 

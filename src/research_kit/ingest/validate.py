@@ -6,7 +6,10 @@ Each table's frame gains:
 - ``_n_<column>``: the value normalised (whitespace trimmed; case of coded
   values settled). Normalising is the only change ever made to a value;
 - ``_d_<column>``: dates parsed (null when absent or invalid);
-- ``_reasons``: a list of ``"field:reason"``; a row with any reason is quarantined.
+- ``_flags``: one bit per rule the row breaks (``0`` for a good row); the
+  rules' labels, ``"field:reason"``, come back beside the frame, and
+  :func:`reasons_text` spells a row's bits out. Bits rather than lists of
+  strings keep validation fast: most rows break nothing.
 
 Reasons: ``missing_mandatory``, ``invalid_value``, ``invalid_national_id``,
 ``bad_check_digit``, ``duplicate_patient``, ``unparseable_date`` (not
@@ -19,7 +22,9 @@ YYYY-MM-DD), ``impossible_date`` (YYYY-MM-DD but no such day), ``future_date``,
 from __future__ import annotations
 
 from collections.abc import Iterable
+from dataclasses import dataclass
 from datetime import date
+from functools import reduce
 
 import numpy as np
 import polars as pl
@@ -52,19 +57,22 @@ CANONICAL: dict[str, tuple[str, ...]] = {
 UPPER = ("country", "orpha_code", "icd10_code", "hpo_code", "centre_code", "centre_country")
 
 
-def normalised(table: Table) -> list[pl.Expr]:
-    """``_n_<column>`` for every column: trimmed, and coded values in their canonical case."""
-    out = []
+def normalised(frame: pl.LazyFrame, table: Table) -> pl.LazyFrame:
+    """Add ``_n_<column>`` for every column: trimmed, and coded values in their canonical case.
+
+    Trimmed once into its column, then canonicalised from that column: in the
+    streaming engine an expression used twice is computed twice.
+    """
+    trimmed = frame.with_columns(pl.col(c).fill_null("").str.strip_chars().alias(f"_n_{c}") for c in table.columns)
+    settled = []
     for name in table.columns:
-        value = pl.col(name).fill_null("").str.strip_chars()
+        value = _n(name)
         if name in CANONICAL:
             lookup = {v.lower(): v for v in CANONICAL[name]}
-            lowered = value.str.to_lowercase()
-            value = lowered.replace_strict(lookup, default=value, return_dtype=pl.String)
+            settled.append(value.str.to_lowercase().replace_strict(lookup, default=value, return_dtype=pl.String))
         elif name in UPPER:
-            value = value.str.to_uppercase()
-        out.append(value.alias(f"_n_{name}"))
-    return out
+            settled.append(value.str.to_uppercase())
+    return trimmed.with_columns(settled)
 
 
 def _n(name: str) -> pl.Expr:
@@ -75,15 +83,27 @@ def _d(name: str) -> pl.Expr:
     return pl.col(f"_d_{name}")
 
 
-def _reason(condition: pl.Expr, field: str, reason: str) -> pl.Expr:
-    return pl.when(condition).then(pl.lit(f"{field}:{reason}"))
+@dataclass(frozen=True)
+class Rule:
+    label: str  # "field:reason"
+    broken: pl.Expr  # true where a row breaks the rule
+
+
+@dataclass(frozen=True)
+class Validated:
+    frame: pl.LazyFrame
+    labels: tuple[str, ...]  # bit i of _flags means labels[i]
+
+
+def _reason(condition: pl.Expr, field: str, reason: str) -> Rule:
+    return Rule(f"{field}:{reason}", condition)
 
 
 def parsed_dates(columns: Iterable[str]) -> list[pl.Expr]:
     return [_n(c).str.strptime(pl.Date, "%Y-%m-%d", strict=False).alias(f"_d_{c}") for c in columns]
 
 
-def date_reasons(column: str, *, mandatory: bool, today: date) -> list[pl.Expr]:
+def date_reasons(column: str, *, mandatory: bool, today: date) -> list[Rule]:
     value = _n(column)
     shaped = value.str.contains(ISO_DATE)
     reasons = [
@@ -96,16 +116,79 @@ def date_reasons(column: str, *, mandatory: bool, today: date) -> list[pl.Expr]:
     return reasons
 
 
-def mandatory_reasons(table: Table, skip: Iterable[str] = ()) -> list[pl.Expr]:
+def mandatory_reasons(table: Table, skip: Iterable[str] = ()) -> list[Rule]:
     return [_reason(_n(c) == "", c, "missing_mandatory") for c in table.mandatory if c not in set(skip)]
 
 
-def allowed_reason(column: str, allowed: Iterable[str]) -> pl.Expr:
+def allowed_reason(column: str, allowed: Iterable[str]) -> Rule:
     return _reason((_n(column) != "") & ~_n(column).is_in(list(allowed)), column, "invalid_value")
 
 
-def with_reasons(frame: pl.LazyFrame, reasons: list[pl.Expr]) -> pl.LazyFrame:
-    return frame.with_columns(pl.concat_list(reasons).list.drop_nulls().alias("_reasons"))
+def with_reasons(frame: pl.LazyFrame, rules: list[Rule]) -> Validated:
+    """Add ``_flags``: bit i set where the row breaks the i-th distinct label's rules."""
+    by_label: dict[str, pl.Expr] = {}
+    for rule in rules:  # rules sharing a label share a bit
+        broken = rule.broken.fill_null(False)
+        by_label[rule.label] = by_label[rule.label] | broken if rule.label in by_label else broken
+    if len(by_label) > 64:
+        raise ValueError("at most 64 distinct rules per table fit in the flags")
+    bits = [
+        pl.when(broken).then(pl.lit(1 << i, dtype=pl.UInt64)).otherwise(pl.lit(0, dtype=pl.UInt64))
+        for i, broken in enumerate(by_label.values())
+    ]
+    flags = reduce(lambda a, b: a | b, bits).alias("_flags")
+    return Validated(frame.with_columns(flags), tuple(by_label))
+
+
+def has_reasons() -> pl.Expr:
+    return pl.col("_flags") != 0
+
+
+def reasons_text(labels: tuple[str, ...]) -> pl.Expr:
+    """The row's broken rules as ``"field:reason; field:reason"`` (for the few quarantined rows)."""
+    parts = [pl.when(_bit(i)).then(pl.lit(label)) for i, label in enumerate(labels)]
+    return pl.concat_list(parts).list.drop_nulls().list.join("; ").alias("reasons")
+
+
+def reason_counts(labels: tuple[str, ...]) -> list[pl.Expr]:
+    """Rows breaking each rule, one column per label."""
+    return [_bit(i).sum().alias(label) for i, label in enumerate(labels)]
+
+
+def staged_columns(
+    frame: pl.LazyFrame, table: Table, extra: tuple[str, ...], *, keep_national_id: bool = True
+) -> pl.LazyFrame:
+    """What later steps need: normalised values and dates, flags, and raw values only of refused rows.
+
+    ``_normed`` has bit i set where the i-th column's value was changed by normalising.
+    """
+    changed = [
+        pl.when(pl.col(c).fill_null("") != _n(c))
+        .then(pl.lit(1 << i, dtype=pl.UInt64))
+        .otherwise(pl.lit(0, dtype=pl.UInt64))
+        for i, c in enumerate(table.columns)
+    ]
+    names = frame.collect_schema().names()
+    lookups = [c for c in ("_birth", "pseudonym", "_order", "shift_days") if c in names]
+    values = pl.col("^_[nd]_.*$") if keep_national_id else pl.col("^_[nd]_.*$").exclude("_n_national_id")
+    return frame.select(
+        "_row",
+        "_flags",
+        reduce(lambda a, b: a | b, changed).alias("_normed"),
+        values,
+        *lookups,
+        *extra,
+        *(pl.when(has_reasons()).then(pl.col(c)).alias(c) for c in table.columns),
+    )
+
+
+def normalised_count(i: int) -> pl.Expr:
+    """Rows whose i-th column was changed by normalising (see :func:`staged_columns`)."""
+    return (pl.col("_normed").and_(pl.lit(1 << i, dtype=pl.UInt64)) != 0).sum()
+
+
+def _bit(i: int) -> pl.Expr:
+    return pl.col("_flags").and_(pl.lit(1 << i, dtype=pl.UInt64)) != 0
 
 
 def national_id_ok(ids: pl.Series) -> pl.Series:
@@ -119,16 +202,21 @@ def national_id_ok(ids: pl.Series) -> pl.Series:
     return shaped & real_date & (given == checks)
 
 
-def validate_patients(frame: pl.LazyFrame, table: Table, *, today: date) -> pl.LazyFrame:
+def first_occurrences(frame: pl.LazyFrame) -> pl.DataFrame:
+    """``_row`` and ``_first`` (the first row with its national ID), from the ID column alone."""
+    ids = frame.select(pl.col("national_id").fill_null("").str.strip_chars()).with_row_index("_row", offset=1)
+    return ids.select("_row", pl.col("national_id").is_first_distinct().alias("_first")).collect()
+
+
+def validate_patients(frame: pl.LazyFrame, table: Table, *, today: date) -> Validated:
     dates = ("date_of_birth", "first_contact_date", "date_of_death")
     staged = (
-        frame.with_row_index("_row", offset=1)
-        .with_columns(normalised(table))
+        normalised(frame.with_row_index("_row", offset=1), table)
         .with_columns(parsed_dates(dates))
         .with_columns(
-            _n("national_id").map_batches(national_id_ok, return_dtype=pl.Boolean, is_elementwise=True).alias("_id_ok"),
-            _n("national_id").is_first_distinct().alias("_first"),
+            _n("national_id").map_batches(national_id_ok, return_dtype=pl.Boolean, is_elementwise=True).alias("_id_ok")
         )
+        .join(first_occurrences(frame).lazy(), on="_row", how="left", maintain_order="left")
     )
     nid, birth, death = _n("national_id"), _d("date_of_birth"), _d("date_of_death")
     shaped_id = (
@@ -154,18 +242,22 @@ def validate_patients(frame: pl.LazyFrame, table: Table, *, today: date) -> pl.L
         _reason((_n("date_of_death") != "") & (_n("vital_status") != "dead"), "date_of_death", "invalid_value"),
         _reason((_n("date_of_death") == "") & (_n("vital_status") == "dead"), "date_of_death", "missing_mandatory"),
     ]
-    return with_reasons(staged, reasons).drop("_id_ok", "_first")
+    done = with_reasons(staged, reasons)
+    return Validated(done.frame.drop("_id_ok", "_first"), done.labels)
 
 
-def patient_lookup(patients: pl.DataFrame) -> tuple[pl.DataFrame, pl.DataFrame]:
-    """(accepted patients: national ID, birth, death; every national ID in the patients file)."""
-    accepted = patients.filter(pl.col("_reasons").list.len() == 0).select(
+def patient_lookup(patients: pl.LazyFrame) -> pl.DataFrame:
+    """Every national ID of the patients file: ``_birth`` and ``_death`` where its patient was accepted.
+
+    A national ID with a null ``_birth`` belongs to a quarantined patient row.
+    """
+    accepted = patients.filter(~has_reasons()).select(
         pl.col("_n_national_id").alias("_nid"),
         pl.col("_d_date_of_birth").alias("_birth"),
         pl.col("_d_date_of_death").alias("_death"),
     )
-    known = patients.select(pl.col("_n_national_id").unique().alias("_nid"), pl.lit(True).alias("_known"))
-    return accepted, known
+    known = patients.select(pl.col("_n_national_id").unique().alias("_nid"))
+    return known.join(accepted, on="_nid", how="left").collect()
 
 
 def validate_child(
@@ -174,26 +266,29 @@ def validate_child(
     *,
     today: date,
     codes: CodeSystems,
-    accepted: pl.DataFrame,
     known: pl.DataFrame,
-) -> pl.LazyFrame:
-    """Diagnoses, phenotypes or encounters: their own rules, then against the accepted patients."""
+) -> Validated:
+    """Diagnoses, phenotypes or encounters: their own rules, then against the patients.
+
+    ``known`` is :func:`patient_lookup`'s frame, to which the caller may have
+    joined the pseudonym map: its columns come along for later steps.
+    """
     date_cols = {"diagnoses": ("onset_date", "diagnosis_date"), "phenotypes": ("observed_date",)}.get(
         table.name, ("encounter_date",)
     )
     staged = (
-        frame.with_row_index("_row", offset=1)
-        .with_columns(normalised(table))
+        normalised(frame.with_row_index("_row", offset=1), table)
         .with_columns(parsed_dates(date_cols))
-        .join(accepted.lazy(), left_on="_n_national_id", right_on="_nid", how="left", maintain_order="left")
-        .join(known.lazy(), left_on="_n_national_id", right_on="_nid", how="left", maintain_order="left")
+        .join(
+            known.lazy(), left_on="_n_national_id", right_on="_nid", how="left", maintain_order="left", coalesce=False
+        )
     )
     has_patient = pl.col("_birth").is_not_null()
     nid = _n("national_id")
     reasons = [
         *mandatory_reasons(table, skip=date_cols),
-        _reason((nid != "") & ~has_patient & pl.col("_known").is_null(), "national_id", "unknown_patient"),
-        _reason((nid != "") & ~has_patient & pl.col("_known").is_not_null(), "national_id", "patient_quarantined"),
+        _reason((nid != "") & pl.col("_nid").is_null(), "national_id", "unknown_patient"),
+        _reason(pl.col("_nid").is_not_null() & ~has_patient, "national_id", "patient_quarantined"),
     ]
     for col in date_cols:
         reasons += date_reasons(col, mandatory=col in table.mandatory, today=today)
@@ -230,4 +325,5 @@ def validate_child(
             allowed_reason("encounter_type", ENCOUNTER_TYPES),
             _reason(~_n("centre_country").str.contains(r"^([A-Z]{2})?$"), "centre_country", "invalid_value"),
         ]
-    return with_reasons(staged, reasons).drop("_known")
+    done = with_reasons(staged, reasons)
+    return Validated(done.frame, done.labels)

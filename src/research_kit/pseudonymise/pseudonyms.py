@@ -24,7 +24,7 @@ PSEUDONYM_HEX = 32
 
 def normalise_national_id(value: str) -> str:
     """The national ID as compared and hashed: digits only (spaces, dots and dashes removed)."""
-    return "".join(ch for ch in value if ch.isdigit())
+    return value if value.isdigit() else "".join(ch for ch in value if ch.isdigit())
 
 
 def pseudonym(key: Key, national_id: str) -> str:
@@ -33,10 +33,16 @@ def pseudonym(key: Key, national_id: str) -> str:
 
 def pseudonyms(key: Key, national_ids: pl.Series) -> pl.Series:
     """Pseudonyms of many national IDs (one HMAC each, in C)."""
+    return pseudonyms_with_order(key, national_ids)[0]
+
+
+def pseudonyms_with_order(key: Key, national_ids: pl.Series) -> tuple[pl.Series, pl.Series]:
+    """Pseudonyms, and their first 64 bits as an integer (a row order unrelated to the national IDs)."""
     purpose = key.derive("pseudonym")
-    return pl.Series(
-        national_ids.name, [_mac(purpose, normalise_national_id(x)) for x in national_ids.to_list()], dtype=pl.String
-    )
+    digests = [hmac.digest(purpose, normalise_national_id(x).encode(), "sha256") for x in national_ids.to_list()]
+    names = pl.Series(national_ids.name, [d[: PSEUDONYM_HEX // 2].hex() for d in digests], dtype=pl.String)
+    order = pl.Series("_order", [int.from_bytes(d[:8], "big") for d in digests], dtype=pl.UInt64)
+    return names, order
 
 
 def study_key(key: Key, study: str) -> bytes:

@@ -22,7 +22,7 @@ import polars as pl
 
 from research_kit.config import PseudonymisePolicy
 from research_kit.pseudonymise.keys import Key
-from research_kit.pseudonymise.pseudonyms import date_shifts, pseudonyms
+from research_kit.pseudonymise.pseudonyms import date_shifts, pseudonyms_with_order
 
 EVENT_DATES = {
     "patients": ("first_contact_date", "date_of_death"),
@@ -56,15 +56,17 @@ def _kept(table: str, extra: tuple[str, ...], policy: PseudonymisePolicy) -> lis
 
 
 def patient_map(patients: pl.DataFrame, key: Key, policy: PseudonymisePolicy) -> pl.DataFrame:
-    """National ID -> pseudonym, date shift and exact birth date, for the accepted patients (stays in memory)."""
+    """National ID -> pseudonym, date shift and row order, for the patients in the extract (in memory).
+
+    ``_order`` (the pseudonym's first 64 bits) orders every table's rows, so that
+    no row order follows the source's (which may follow national IDs).
+    """
     ids = patients.get_column("_n_national_id")
-    return pl.DataFrame(
-        {
-            "_nid": ids,
-            "pseudonym": pseudonyms(key, ids),
-            "shift_days": date_shifts(key, ids, policy.max_shift_days),
-        }
-    )
+    names, order = pseudonyms_with_order(key, ids)
+    mapping = pl.DataFrame({"_nid": ids, "pseudonym": names, "_order": order})
+    if policy.event_dates == "shift":
+        mapping = mapping.with_columns(date_shifts(key, ids, policy.max_shift_days))
+    return mapping
 
 
 def patients_table(
@@ -74,31 +76,39 @@ def patients_table(
     birth = pl.col("_d_date_of_birth")
     residence = pl.lit(None, dtype=pl.String) if policy.residence == "country" else _text("canton")
     month = birth.dt.month().cast(pl.Int8) if policy.birth_date == "year-month" else pl.lit(None, dtype=pl.Int8)
-    return frame.select(
-        "pseudonym",
-        birth.dt.year().cast(pl.Int16).alias("birth_year"),
-        month.alias("birth_month"),
-        _text("sex"),
-        _text("vital_status"),
-        _event("date_of_death", policy).alias("death_date"),
-        residence.alias("canton"),
-        _text("country"),
-        _flag("cross_border_insured"),
-        _event("first_contact_date", policy),
-        _flag("consent_reuse"),
-        _flag("agrees_to_contact"),
-        *_kept("patients", extra, policy),
-    ).sort("pseudonym")
+    return (
+        frame.select(
+            "pseudonym",
+            birth.dt.year().cast(pl.Int16).alias("birth_year"),
+            month.alias("birth_month"),
+            _text("sex"),
+            _text("vital_status"),
+            _event("date_of_death", policy).alias("death_date"),
+            residence.alias("canton"),
+            _text("country"),
+            _flag("cross_border_insured"),
+            _event("first_contact_date", policy),
+            _flag("consent_reuse"),
+            _flag("agrees_to_contact"),
+            *_kept("patients", extra, policy),
+            "_order",
+        )
+        .sort("_order")
+        .drop("_order")
+    )
 
 
 def child_table(
     table: str,
     accepted: pl.LazyFrame,
-    mapping: pl.DataFrame,
     policy: PseudonymisePolicy,
     extra: tuple[str, ...] = (),
 ) -> pl.LazyFrame:
-    frame = accepted.join(mapping.lazy(), left_on="_n_national_id", right_on="_nid", how="inner", maintain_order="left")
+    """Accepted rows of the extract's patients (those with a ``pseudonym``), pseudonymised, with ``_order``.
+
+    ``accepted`` carries the pseudonym map's columns (joined at validation).
+    """
+    frame = accepted.filter(pl.col("pseudonym").is_not_null())
     dates = [_event(c, policy) for c in EVENT_DATES[table]]
     if table == "diagnoses":
         onset, diagnosis = pl.col("_d_onset_date"), pl.col("_d_diagnosis_date")
@@ -112,14 +122,8 @@ def child_table(
             _text("gene_symbol"),
             _text("variant_hgvs"),
         ]
-        order = ["pseudonym", "diagnosis_date", "orpha_code"]
     elif table == "phenotypes":
         columns = [_text("hpo_code"), *dates]
-        order = ["pseudonym", "hpo_code"]
     else:
         columns = [*dates, _text("centre_code"), _text("centre_country"), _text("encounter_type")]
-        order = ["pseudonym", "encounter_date"]
-    # Sorting by pseudonym breaks any link between row order and the source's order.
-    return frame.select("pseudonym", *columns, *_kept(table, extra, policy)).sort(
-        order, nulls_last=True, maintain_order=True
-    )
+    return frame.select("pseudonym", *columns, *_kept(table, extra, policy), "_order")
