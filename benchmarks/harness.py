@@ -39,6 +39,7 @@ class Case:
     baseline: Side
     throughput_unit: str  # e.g. "patients/s": metric "items" / seconds
     goal: str
+    large: bool = False  # run only with --large (minutes of set-up), once
 
 
 def run_side(side: Side, scratch: Path) -> dict[str, float]:

@@ -66,6 +66,15 @@ def cases(quick: bool) -> list[Case]:
             throughput_unit="patients/s",
             goal="at least 3x faster than the baseline",
         ),
+        Case(
+            name=f"ingest memory, {label} x 10 vs {label} patients",
+            description="Peak memory of research-kit ingest at ten times the size against the size above.",
+            ours=Side("ingest, 10x", "benchmarks.cases_ingest:ours", {"patients": patients * 10}),
+            baseline=Side("ingest, 1x", "benchmarks.cases_ingest:ours", {"patients": patients}),
+            throughput_unit="patients/s",
+            goal="under 8 GB peak at 10M patients",
+            large=True,
+        ),
     ]
 
 
@@ -74,26 +83,44 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=int(os.environ.get("BENCH_REPEATS", "3")))
     parser.add_argument("--only", help="run only the cases whose name contains this")
     parser.add_argument("--quick", action="store_true", help="one tenth of the sizes, for a smoke run")
+    parser.add_argument("--large", action="store_true", help="also the large cases (10x sizes), run once")
     args = parser.parse_args()
     console = Console(width=max(Console().width, 160))
     results: list[dict[str, Any]] = []
     with tempfile.TemporaryDirectory(prefix="rk-bench-") as tmp:
         for case in cases(args.quick):
-            if args.only and args.only not in case.name:
+            if (args.only and args.only not in case.name) or (case.large and not args.large):
                 continue
-            entry: dict[str, Any] = {"name": case.name, "description": case.description, "goal": case.goal}
+            repeats = 1 if case.large else args.repeats
+            entry: dict[str, Any] = {
+                "name": case.name,
+                "description": case.description,
+                "goal": case.goal,
+                "repeats": repeats,
+                "measured": machine()["when"],
+            }
             for key, side in (("ours", case.ours), ("baseline", case.baseline)):
                 runs = []
-                for i in range(args.repeats):
-                    console.print(f"[dim]{case.name}: {side.label}, run {i + 1}/{args.repeats}[/dim]")
+                for i in range(repeats):
+                    console.print(f"[dim]{case.name}: {side.label}, run {i + 1}/{repeats}[/dim]")
                     runs.append(run_side(side, Path(tmp) / key))
                 entry[key] = {"label": side.label, **summarise(runs, case.throughput_unit)}
             entry["time_ratio"] = round(entry["baseline"]["median_s"] / entry["ours"]["median_s"], 2)
             entry["memory_ratio"] = round(entry["baseline"]["peak_mb"] / entry["ours"]["peak_mb"], 2)
             results.append(entry)
     show(console, results)
-    RESULTS.write_text(json.dumps({"machine": machine(), "repeats": args.repeats, "results": results}, indent=2))
+    RESULTS.write_text(json.dumps({"machine": machine(), "results": merged(results)}, indent=2))
     console.print(f"written: {RESULTS}")
+
+
+def merged(results: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """This run's results, plus earlier ones of cases it did not run (--only, --large)."""
+    try:
+        earlier = json.loads(RESULTS.read_text())["results"]
+    except (OSError, ValueError, KeyError):
+        earlier = []
+    names = {r["name"] for r in results}
+    return [r for r in earlier if r["name"] not in names] + results
 
 
 def side_text(side: dict[str, Any]) -> str:

@@ -8,6 +8,7 @@ catalog and the audit log. It is created readable by its owner only.
 from __future__ import annotations
 
 import os
+import re
 import sqlite3
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -19,6 +20,7 @@ from research_kit.config import POLICY_FILE, Policy, load_policy, render_policy
 from research_kit.errors import BadInput, MissingData
 
 HOME_ENV = "RESEARCH_KIT_HOME"
+_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 DEFAULT_HOME = ".workspace"
 
 
@@ -76,6 +78,13 @@ class Workspace:
         """Append an entry to the hash-chained audit log."""
         with self.catalog() as conn:
             return audit.append(conn, self.audit_path, action, details)
+
+
+def check_name(value: str, what: str) -> str:
+    """A name that becomes a folder (an export, an extract): letters, digits, '.', '_', '-'; no path tricks."""
+    if not _NAME.match(value):
+        raise BadInput(f"{what} {value!r}: use letters, digits, '.', '_' or '-' (at most 64, not starting with '.')")
+    return value
 
 
 def open_workspace(path: Path | None = None) -> Workspace:

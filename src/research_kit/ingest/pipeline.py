@@ -20,10 +20,10 @@ import fcntl
 import hashlib
 import json
 import os
-import re
 import secrets
 import shutil
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
@@ -35,7 +35,8 @@ import pyarrow.parquet as pq
 
 from research_kit import audit
 from research_kit.catalog import transaction
-from research_kit.errors import BadInput, PolicyRefusal
+from research_kit.config import Policy
+from research_kit.errors import PolicyRefusal
 from research_kit.extracts import MANIFEST, RECONCILIATION, is_registered
 from research_kit.ingest import readers
 from research_kit.ingest.validate import (
@@ -53,11 +54,10 @@ from research_kit.pseudonymise import transform
 from research_kit.pseudonymise.keys import Key
 from research_kit.registry.codes import load_code_systems
 from research_kit.registry.schema import TABLES
-from research_kit.workspace import Workspace
+from research_kit.workspace import Workspace, check_name
 
 EXTRACT_SCHEMA_VERSION = 1
 BUCKET_ROWS = 10_000_000  # rows sorted in memory at once when writing a table (about 1 GB)
-_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 Step = Callable[[str], None]
 
 
@@ -85,14 +85,6 @@ class IngestResult:
     manifest: dict[str, Any]
 
 
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with path.open("rb") as fh:
-        while block := fh.read(1 << 20):
-            h.update(block)
-    return h.hexdigest()
-
-
 @contextmanager
 def _ingest_lock(ws: Workspace) -> Iterator[None]:
     ws.extracts_dir.mkdir(mode=0o700, exist_ok=True)
@@ -108,15 +100,10 @@ def _clear_leftovers(ws: Workspace) -> None:
     """Under the lock no other ingest runs: temporary folders and unregistered extracts are leftovers."""
     for folder in (ws.extracts_dir, ws.quarantine_dir, ws.scratch_dir):
         folder.mkdir(mode=0o700, exist_ok=True)
-    for folder in (ws.extracts_dir, ws.quarantine_dir, ws.scratch_dir):
-        if not folder.is_dir():
-            continue
         for child in folder.iterdir():
-            if (
-                child.name.startswith(".tmp-")
-                or (folder == ws.scratch_dir and child.is_dir())
-                or (folder == ws.extracts_dir and child.is_dir() and not is_registered(ws, child.name))
-            ):
+            if not child.is_dir():
+                continue
+            if folder == ws.scratch_dir or child.name.startswith(".tmp-") or not is_registered(ws, child.name):
                 shutil.rmtree(child, ignore_errors=True)
 
 
@@ -145,30 +132,34 @@ class _Counted:
     normalised: dict[str, int]
 
 
-def _write_sorted(frame: pl.LazyFrame, target: Path, rows: int, scratch: Path) -> int:
-    """Write ``frame`` ordered by ``_order``, a bucket of ``_order`` values at a time (bounded memory).
+def _write_sorted(frame: pl.LazyFrame, target: Path, pseudonyms: pl.Series, rows: int, scratch: Path) -> int:
+    """Write ``frame`` in ``_pidx`` order with each row's pseudonym first, a range of patients at a time.
 
     The sort is stable: a patient's rows keep their order in the source, which
     says nothing about national IDs; the order of patients is the pseudonyms'.
+    ``rows`` (an upper bound) sets the number of buckets: memory holds about
+    :data:`BUCKET_ROWS` rows at once.
     """
     buckets = max(1, -(-rows // BUCKET_ROWS))
     if buckets == 1:
-        whole = frame.collect(engine="streaming").sort("_order", maintain_order=True).drop("_order")
+        whole = frame.collect(engine="streaming").sort("_pidx", maintain_order=True)
+        whole = whole.select(pseudonyms.gather(whole["_pidx"]).alias("pseudonym"), pl.exclude("_pidx"))
         whole.write_parquet(target, compression="zstd")
         return whole.height
-    unsorted = scratch / f"{target.stem}.unsorted.parquet"  # compute the rows once; each bucket only reads them
+    unsorted = scratch / f"{target.stem}.unsorted.parquet"  # computed once; each bucket then reads its range
     frame.sink_parquet(unsorted, compression="lz4")
+    span = -(-max(len(pseudonyms), 1) // buckets)
     written = 0
     writer: pq.ParquetWriter | None = None
     try:
         for bucket in range(buckets):
             part = (
                 pl.scan_parquet(unsorted)
-                .filter(pl.col("_order") % buckets == bucket)
+                .filter(pl.col("_pidx").is_between(bucket * span, (bucket + 1) * span, closed="left"))
                 .collect(engine="streaming")
-                .sort("_order", maintain_order=True)
-                .drop("_order")
+                .sort("_pidx", maintain_order=True)
             )
+            part = part.select(pseudonyms.gather(part["_pidx"]).alias("pseudonym"), pl.exclude("_pidx"))
             table = part.to_arrow()
             if writer is None:
                 writer = pq.ParquetWriter(target, table.schema, compression="zstd")
@@ -177,6 +168,7 @@ def _write_sorted(frame: pl.LazyFrame, target: Path, rows: int, scratch: Path) -
     finally:
         if writer is not None:
             writer.close()
+        unsorted.unlink(missing_ok=True)
     return written
 
 
@@ -191,8 +183,7 @@ def ingest(
 ) -> IngestResult:
     """Ingest the raw export at ``raw`` as extract ``extract_id`` (see the module's docstring)."""
     say = step or (lambda _msg: None)
-    if not _ID.match(extract_id):
-        raise BadInput(f"extract id {extract_id!r}: use letters, digits, '.', '_' or '-' (at most 64)")
+    check_name(extract_id, "extract id")
     policy = ws.policy()
     today = today or date.today()
     with _ingest_lock(ws):
@@ -204,7 +195,8 @@ def ingest(
         staging = ws.extracts_dir / f".tmp-{extract_id}-{token}"
         quarantine_staging = ws.quarantine_dir / f".tmp-{extract_id}-{token}"
         try:
-            return _run(ws, raw, extract_id, key, policy, today, say, scratch, staging, quarantine_staging)
+            with ThreadPoolExecutor(max_workers=1) as hashing:  # hashes the sources while Polars works
+                return _run(ws, raw, extract_id, key, policy, today, say, scratch, staging, quarantine_staging, hashing)
         finally:
             for leftover in (scratch, staging, quarantine_staging):
                 shutil.rmtree(leftover, ignore_errors=True)
@@ -215,16 +207,18 @@ def _run(
     raw: list[Path],
     extract_id: str,
     key: Key,
-    policy: Any,
+    policy: Policy,
     today: date,
     say: Step,
     scratch: Path,
     staging: Path,
     quarantine_staging: Path,
+    hashing: ThreadPoolExecutor,
 ) -> IngestResult:
     say("reading and checking the files")
     found = readers.find_sources(raw)
     sources = {t.name: readers.read_source(t, found[t.name], scratch / "text") for t in TABLES}
+    source_hashes = {name: hashing.submit(readers.file_sha256, s.path) for name, s in sources.items()}
     codes = load_code_systems()
 
     scratch.mkdir(mode=0o700, parents=True, exist_ok=True)
@@ -235,7 +229,7 @@ def _run(
         path = scratch / f"{name}.validated.parquet"
         src = sources[name]
         staged = staged_columns(result.frame, src.table, src.extra_columns, keep_national_id=name == "patients")
-        staged.sink_parquet(path, compression="lz4")
+        staged.sink_parquet(path, compression="uncompressed")  # scratch: speed over size
         validated[name] = pl.scan_parquet(path)
         labels[name] = result.labels
 
@@ -245,11 +239,11 @@ def _run(
     included = validated["patients"].filter(ok)
     if policy.pseudonymise.exclude_without_consent:
         included = included.filter(pl.col("_n_consent_reuse") == "yes")
-    patients = included.select(pl.col("^_[nd]_.*$"), *sources["patients"].extra_columns).collect()
+    patients = included.select(*transform.PATIENT_INPUTS, *sources["patients"].extra_columns).collect()
     say("pseudonymising patients")
     mapping = transform.patient_map(patients, key, policy.pseudonymise)
     # One lookup for the other tables: is the patient known, accepted (birth, death), in the extract (pseudonym)?
-    lookup = patient_lookup(validated["patients"]).join(mapping, on="_nid", how="left")
+    lookup = patient_lookup(validated["patients"]).join(mapping.drop("pseudonym"), on="_nid", how="left")
     for name in ("diagnoses", "phenotypes", "encounters"):
         say(f"validating {name}")
         src = sources[name]
@@ -278,9 +272,8 @@ def _run(
         child = transform.child_table(
             name, validated[name].filter(ok), policy.pseudonymise, sources[name].extra_columns
         )
-        out_rows[name] = _write_sorted(
-            child, staging / f"{name}.parquet", counted[name].rows - counted[name].quarantined, scratch
-        )
+        bound = counted[name].rows - counted[name].quarantined
+        out_rows[name] = _write_sorted(child, staging / f"{name}.parquet", mapping["pseudonym"], bound, scratch)
     del mapping
 
     counts = {
@@ -303,7 +296,8 @@ def _run(
             quarantine_staging / f"{name}.parquet"
         )
 
-    manifest = _manifest(ws, extract_id, key, policy, sources, staging, out_rows, codes.versions)
+    hashes = {name: future.result() for name, future in source_hashes.items()}
+    manifest = _manifest(extract_id, key, policy, sources, hashes, staging, out_rows, codes.versions)
     (staging / MANIFEST).write_text(json.dumps(manifest, indent=2, sort_keys=True))
     reconciliation = {name: {**c.__dict__, "balanced": c.balanced} for name, c in counts.items()}
     (staging / RECONCILIATION).write_text(json.dumps(reconciliation, indent=2, sort_keys=True))
@@ -333,7 +327,7 @@ def _run(
                 "extract": extract_id,
                 "content_hash": manifest["content_hash"],
                 "key_fingerprint": key.fingerprint,
-                "sources": {name: s.sha256 for name, s in sources.items()},
+                "sources": hashes,
                 "reconciliation": {n: [c.rows_in, c.accepted, c.quarantined, c.withheld] for n, c in counts.items()},
             },
         )
@@ -343,22 +337,24 @@ def _run(
 
 
 def _manifest(
-    ws: Workspace,
     extract_id: str,
     key: Key,
-    policy: Any,
+    policy: Policy,
     sources: dict[str, readers.Source],
+    hashes: dict[str, str],
     staging: Path,
     rows: dict[str, int],
     code_versions: dict[str, str],
 ) -> dict[str, Any]:
     content = {
         "schema_version": EXTRACT_SCHEMA_VERSION,
-        "tables": {name: {"rows": rows[name], "sha256": _sha256(staging / f"{name}.parquet")} for name in rows},
+        "tables": {
+            name: {"rows": rows[name], "sha256": readers.file_sha256(staging / f"{name}.parquet")} for name in rows
+        },
         "key_fingerprint": key.fingerprint,
         "policy": {"pseudonymise": policy.as_dict()["pseudonymise"], "ingest": policy.as_dict()["ingest"]},
         "sources": {
-            name: {"file": s.path.name, "sha256": s.sha256, "format": s.format, "encoding": s.encoding}
+            name: {"file": s.path.name, "sha256": hashes[name], "format": s.format, "encoding": s.encoding}
             for name, s in sources.items()
         },
         "code_systems": code_versions,

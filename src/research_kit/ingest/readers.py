@@ -30,7 +30,6 @@ class Source:
     table: Table
     path: Path
     format: str
-    sha256: str
     encoding: str  # as found: "utf-8", "utf-8-sig", "latin-1", or "binary" for Parquet/Excel
     frame: pl.LazyFrame  # every schema column as String, plus any extra columns
     extra_columns: tuple[str, ...]
@@ -66,7 +65,6 @@ def find_sources(paths: list[Path]) -> dict[str, Path]:
 def read_source(table: Table, path: Path, scratch: Path) -> Source:
     """Open one table's file lazily, as text, after checking that it is that table."""
     fmt = FORMATS[path.suffix.lower()]
-    digest = _sha256(path)
     if fmt == "csv":
         encoding, text_path = _decode_csv(path, scratch)
         frame = _scan_csv(path, text_path)
@@ -88,10 +86,11 @@ def read_source(table: Table, path: Path, scratch: Path) -> Source:
     if frame.head(1).collect().height == 0:
         raise BadInput(f"{path}: no rows")
     extra = tuple(c for c in columns if c not in table.columns)
-    return Source(table, path, fmt, digest, encoding, frame, extra)
+    return Source(table, path, fmt, encoding, frame, extra)
 
 
-def _sha256(path: Path) -> str:
+def file_sha256(path: Path) -> str:
+    """SHA-256 of a file, read in blocks (hashlib releases the GIL: safe to run in a thread)."""
     h = hashlib.sha256()
     with path.open("rb") as fh:
         while block := fh.read(_BLOCK):
@@ -112,6 +111,8 @@ def _decode_csv(path: Path, scratch: Path) -> tuple[str, Path]:
             while block := fh.read(_BLOCK):
                 if b"\x00" in block:
                     raise BadInput(f"{path}: not a text table (it holds binary data)")
+                if block.isascii() and not decoder.getstate()[0]:
+                    continue  # ASCII is UTF-8, and no multi-byte character is pending
                 decoder.decode(block)
             decoder.decode(b"", final=True)
         return encoding, path

@@ -21,7 +21,7 @@ YYYY-MM-DD), ``impossible_date`` (YYYY-MM-DD but no such day), ``future_date``,
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import date
 from functools import reduce
@@ -69,10 +69,27 @@ def normalised(frame: pl.LazyFrame, table: Table) -> pl.LazyFrame:
         value = _n(name)
         if name in CANONICAL:
             lookup = {v.lower(): v for v in CANONICAL[name]}
-            settled.append(value.str.to_lowercase().replace_strict(lookup, default=value, return_dtype=pl.String))
+            settle = _per_distinct(lambda v, lookup=lookup: lookup.get(v.lower(), v))  # type: ignore[misc]
         elif name in UPPER:
-            settled.append(value.str.to_uppercase())
+            settle = _per_distinct(str.upper)
+        else:
+            continue
+        settled.append(value.map_batches(settle, return_dtype=pl.String, is_elementwise=True))
     return trimmed.with_columns(settled)
+
+
+def _per_distinct(change: Callable[[str], str]) -> Callable[[pl.Series], pl.Series]:
+    """Apply ``change`` to each distinct value of a batch rather than to every row.
+
+    Coded columns hold few distinct values (sexes, centres, countries), so this
+    is far cheaper than changing the case of millions of strings.
+    """
+
+    def settle(batch: pl.Series) -> pl.Series:
+        mapping = {v: change(v) for v in batch.unique().to_list() if v is not None}
+        return batch.replace_strict(mapping, default=batch, return_dtype=pl.String)
+
+    return settle
 
 
 def _n(name: str) -> pl.Expr:
@@ -169,8 +186,10 @@ def staged_columns(
         for i, c in enumerate(table.columns)
     ]
     names = frame.collect_schema().names()
-    lookups = [c for c in ("_birth", "pseudonym", "_order", "shift_days") if c in names]
-    values = pl.col("^_[nd]_.*$") if keep_national_id else pl.col("^_[nd]_.*$").exclude("_n_national_id")
+    lookups = [c for c in ("_birth", "_pidx", "shift_days") if c in names]
+    # A date's text is not needed once parsed; nor a child row's national ID once its patient is looked up.
+    dropped = [f"_n_{c[3:]}" for c in names if c.startswith("_d_")] + ([] if keep_national_id else ["_n_national_id"])
+    values = pl.col("^_[nd]_.*$").exclude(dropped)
     return frame.select(
         "_row",
         "_flags",

@@ -15,6 +15,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 
+import numpy as np
 import polars as pl
 
 from research_kit.pseudonymise.keys import Key
@@ -38,11 +39,17 @@ def pseudonyms(key: Key, national_ids: pl.Series) -> pl.Series:
 
 def pseudonyms_with_order(key: Key, national_ids: pl.Series) -> tuple[pl.Series, pl.Series]:
     """Pseudonyms, and their first 64 bits as an integer (a row order unrelated to the national IDs)."""
-    purpose = key.derive("pseudonym")
-    digests = [hmac.digest(purpose, normalise_national_id(x).encode(), "sha256") for x in national_ids.to_list()]
-    names = pl.Series(national_ids.name, [d[: PSEUDONYM_HEX // 2].hex() for d in digests], dtype=pl.String)
-    order = pl.Series("_order", [int.from_bytes(d[:8], "big") for d in digests], dtype=pl.UInt64)
-    return names, order
+    keyed = hmac.new(key.derive("pseudonym"), digestmod=hashlib.sha256)
+
+    def mac(national_id: str) -> bytes:
+        state = keyed.copy()  # the keyed state, computed once: no re-keying per patient
+        state.update(normalise_national_id(national_id).encode())
+        return state.digest()
+
+    raw = [mac(x) for x in national_ids.to_list()]
+    names = pl.Series(raw, dtype=pl.Binary).bin.encode("hex").str.slice(0, PSEUDONYM_HEX).alias(national_ids.name)
+    first_64_bits = np.frombuffer(b"".join(d[:8] for d in raw), dtype=">u8").astype(np.uint64)
+    return names, pl.Series("_order", first_64_bits, dtype=pl.UInt64)
 
 
 def study_key(key: Key, study: str) -> bytes:

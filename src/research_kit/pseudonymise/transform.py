@@ -32,6 +32,13 @@ EVENT_DATES = {
 }
 
 
+# The validated patient columns the extract is made from.
+PATIENT_INPUTS = (
+    "_n_national_id", "_d_date_of_birth", "_n_sex", "_n_vital_status", "_d_date_of_death", "_n_canton",
+    "_n_country", "_n_cross_border_insured", "_d_first_contact_date", "_n_consent_reuse", "_n_agrees_to_contact",
+)  # fmt: skip
+
+
 def _n(name: str) -> pl.Expr:
     return pl.col(f"_n_{name}")
 
@@ -56,17 +63,20 @@ def _kept(table: str, extra: tuple[str, ...], policy: PseudonymisePolicy) -> lis
 
 
 def patient_map(patients: pl.DataFrame, key: Key, policy: PseudonymisePolicy) -> pl.DataFrame:
-    """National ID -> pseudonym, date shift and row order, for the patients in the extract (in memory).
+    """National ID -> pseudonym (and date shift) for the patients in the extract, in pseudonym order.
 
-    ``_order`` (the pseudonym's first 64 bits) orders every table's rows, so that
-    no row order follows the source's (which may follow national IDs).
+    ``_pidx`` is a patient's row in this map. The map is sorted by the
+    pseudonym's first 64 bits, so ``_pidx`` is also the order in which every
+    table's rows are written: no row order follows the source's (which may
+    follow national IDs). Other tables carry the 4-byte ``_pidx`` and fetch the
+    pseudonym only when written.
     """
     ids = patients.get_column("_n_national_id")
     names, order = pseudonyms_with_order(key, ids)
     mapping = pl.DataFrame({"_nid": ids, "pseudonym": names, "_order": order})
     if policy.event_dates == "shift":
         mapping = mapping.with_columns(date_shifts(key, ids, policy.max_shift_days))
-    return mapping
+    return mapping.sort("_order").drop("_order").with_row_index("_pidx")
 
 
 def patients_table(
@@ -91,10 +101,10 @@ def patients_table(
             _flag("consent_reuse"),
             _flag("agrees_to_contact"),
             *_kept("patients", extra, policy),
-            "_order",
+            "_pidx",
         )
-        .sort("_order")
-        .drop("_order")
+        .sort("_pidx")
+        .drop("_pidx")
     )
 
 
@@ -104,11 +114,12 @@ def child_table(
     policy: PseudonymisePolicy,
     extra: tuple[str, ...] = (),
 ) -> pl.LazyFrame:
-    """Accepted rows of the extract's patients (those with a ``pseudonym``), pseudonymised, with ``_order``.
+    """Accepted rows of the extract's patients (those with a ``_pidx``), generalised, with ``_pidx``.
 
-    ``accepted`` carries the pseudonym map's columns (joined at validation).
+    ``accepted`` carries the pseudonym map's ``_pidx`` (and ``shift_days``),
+    joined at validation; the caller writes the pseudonym (see :func:`patient_map`).
     """
-    frame = accepted.filter(pl.col("pseudonym").is_not_null())
+    frame = accepted.filter(pl.col("_pidx").is_not_null())
     dates = [_event(c, policy) for c in EVENT_DATES[table]]
     if table == "diagnoses":
         onset, diagnosis = pl.col("_d_onset_date"), pl.col("_d_diagnosis_date")
@@ -126,4 +137,4 @@ def child_table(
         columns = [_text("hpo_code"), *dates]
     else:
         columns = [*dates, _text("centre_code"), _text("centre_country"), _text("encounter_type")]
-    return frame.select("pseudonym", *columns, *_kept(table, extra, policy), "_order")
+    return frame.select(*columns, *_kept(table, extra, policy), "_pidx")

@@ -7,17 +7,13 @@ the audit log.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 
 from research_kit.catalog import transaction
-from research_kit.errors import BadInput
 from research_kit.registry.export import SimulationResult, SimulationSpec, simulate_export
-from research_kit.workspace import Workspace
-
-_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
+from research_kit.workspace import Workspace, check_name
 
 
 def simulate_raw_export(
@@ -30,9 +26,7 @@ def simulate_raw_export(
     progress: Callable[[int], None] | None = None,
 ) -> tuple[str, SimulationResult]:
     """Simulate an export into the workspace (or ``out``), register it and audit it."""
-    export_id = name or spec.default_name()
-    if not _NAME.match(export_id):
-        raise BadInput(f"export name {export_id!r}: use letters, digits, '.', '_' or '-' (at most 64)")
+    export_id = check_name(name or spec.default_name(), "export name")
     target = out if out is not None else ws.raw_dir / export_id
     result = simulate_export(spec, target, replace=replace, progress=progress)
     with ws.catalog() as conn, transaction(conn):
