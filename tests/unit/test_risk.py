@@ -11,7 +11,7 @@ import pytest
 
 from research_kit.errors import BadInput, PolicyRefusal
 from research_kit.pseudonymise.population import SOURCE, age_band, load_population
-from research_kit.pseudonymise.risk import HIERARCHIES, assess, enforce_k
+from research_kit.pseudonymise.risk import HIERARCHIES, RiskReport, assess, enforce_k
 from research_kit.registry.geography import CANTONS
 
 
@@ -91,9 +91,9 @@ def journalist_case() -> tuple[pl.DataFrame, pl.DataFrame]:
     return records, population
 
 
-def test_journalist_risk_against_a_hand_made_population() -> None:
+def journalist_report() -> RiskReport:
     records, population = journalist_case()
-    report = assess(
+    return assess(
         records,
         quasi_identifiers=["canton", "sex"],
         sensitive="orpha",
@@ -102,6 +102,10 @@ def test_journalist_risk_against_a_hand_made_population() -> None:
         population=population,
         population_keys=["canton", "sex"],
     )
+
+
+def test_journalist_risk_against_a_hand_made_population() -> None:
+    report = journalist_report()
     # Per record 1/F: 1/2, 1/2 (clamped to f), 1/4, 1/10, and 1/1 for the man abroad (prosecutor risk).
     assert report.outside_population == 1
     assert report.journalist_highest == 1.0
@@ -183,16 +187,7 @@ def test_an_empty_extract_is_refused() -> None:
 
 
 def test_the_report_round_trips_through_json() -> None:
-    records, population = journalist_case()
-    report = assess(
-        records,
-        quasi_identifiers=["canton", "sex"],
-        sensitive="orpha",
-        k_target=2,
-        risk_threshold=0.2,
-        population=population,
-        population_keys=["canton", "sex"],
-    )
+    report = journalist_report()
     as_dict = report.to_dict()
     assert json.loads(json.dumps(as_dict)) == as_dict
     assert as_dict["class_sizes"] == {"1": 3, "2": 1}

@@ -242,8 +242,17 @@ def _run(
     patients = included.select(*transform.PATIENT_INPUTS, *sources["patients"].extra_columns).collect()
     say("pseudonymising patients")
     mapping = transform.patient_map(patients, key, policy.pseudonymise)
-    # One lookup for the other tables: is the patient known, accepted (birth, death), in the extract (pseudonym)?
+    # The patients table is written now (the staging folder is removed if the ingest stops),
+    # so that neither it nor the national IDs are held while the big tables are validated.
+    staging.mkdir(mode=0o700, parents=True)
+    table_frame = transform.patients_table(patients, mapping, policy.pseudonymise, sources["patients"].extra_columns)
+    table_frame.write_parquet(staging / "patients.parquet", compression="zstd")
+    out_rows: dict[str, int] = {"patients": table_frame.height}
+    del patients, table_frame
+    # One lookup for the other tables: is the patient known, accepted (birth, death), in the extract (_pidx)?
     lookup = patient_lookup(validated["patients"]).join(mapping.drop("pseudonym"), on="_nid", how="left")
+    pseudonyms = mapping.get_column("pseudonym")  # in _pidx order
+    del mapping
     for name in ("diagnoses", "phenotypes", "encounters"):
         say(f"validating {name}")
         src = sources[name]
@@ -260,21 +269,14 @@ def _run(
                 f"be quarantined, above the policy's {rate_limit:.0%}; nothing was registered"
             )
 
-    say("writing the extract")
-    staging.mkdir(mode=0o700, parents=True)
-    out_rows: dict[str, int] = {}
-    table_frame = transform.patients_table(patients, mapping, policy.pseudonymise, sources["patients"].extra_columns)
-    table_frame.write_parquet(staging / "patients.parquet", compression="zstd")
-    out_rows["patients"] = table_frame.height
-    del patients, table_frame
     for name in ("diagnoses", "phenotypes", "encounters"):
         say(f"pseudonymising {name}")
         child = transform.child_table(
             name, validated[name].filter(ok), policy.pseudonymise, sources[name].extra_columns
         )
         bound = counted[name].rows - counted[name].quarantined
-        out_rows[name] = _write_sorted(child, staging / f"{name}.parquet", mapping["pseudonym"], bound, scratch)
-    del mapping
+        out_rows[name] = _write_sorted(child, staging / f"{name}.parquet", pseudonyms, bound, scratch)
+    del pseudonyms
 
     counts = {
         name: TableCount(
