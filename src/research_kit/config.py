@@ -13,6 +13,7 @@ import dataclasses
 import json
 import tomllib
 from dataclasses import dataclass, field
+from datetime import date
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -85,6 +86,18 @@ class IngestPolicy(_Section):
         min=0.0,
         max=1.0,
     )
+    earliest_date: str = _opt(
+        "1900-01-01", "A date before this (YYYY-MM-DD) is out of range: a typing error, not a patient's history."
+    )
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        try:
+            date.fromisoformat(self.earliest_date)
+        except ValueError:
+            raise BadInput(
+                f"{POLICY_FILE}: [ingest].earliest_date must be a date as YYYY-MM-DD, got {self.earliest_date!r}"
+            ) from None
 
 
 @dataclass(frozen=True)

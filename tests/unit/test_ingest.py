@@ -304,3 +304,25 @@ def test_a_policy_naming_a_column_the_extract_lacks_is_refused(tmp_path: Path, i
             assess_extract(ingested.ws, "e1")
     finally:
         policy.write_text(original)
+
+
+def test_out_of_range_dates_and_malformed_postcodes_are_quarantined(tmp_path: Path, ingested: Ingested) -> None:
+    raw = tmp_path / "raw"
+    simulate_export(SimulationSpec(patients=300, seed=5, format="csv"), raw)
+    patients = pl.read_csv(raw / "patients.csv", infer_schema=False)
+    patients = patients.with_columns(
+        pl.when(pl.int_range(pl.len()) == 2).then(pl.lit("L-1234")).otherwise(pl.col("postcode")).alias("postcode")
+    )
+    patients.write_csv(raw / "patients.csv")
+    encounters = pl.read_csv(raw / "encounters.csv", infer_schema=False)
+    encounters = encounters.with_columns(
+        pl.when(pl.int_range(pl.len()) == 4)
+        .then(pl.lit("1850-06-01"))
+        .otherwise(pl.col("encounter_date"))
+        .alias("encounter_date")
+    )
+    encounters.write_csv(raw / "encounters.csv")
+    ws, _ = init_workspace(tmp_path / "ws")
+    result = ingest(ws, [raw], "ranges", ingested.key)
+    assert quarantined(result, "patients")[3] == ["postcode:invalid_value"]
+    assert "encounter_date:date_out_of_range" in quarantined(result, "encounters")[5]

@@ -234,7 +234,9 @@ def _run(
         labels[name] = result.labels
 
     say("validating patients")
-    stage("patients", validate_patients(sources["patients"].frame, sources["patients"].table, today=today))
+    earliest = date.fromisoformat(policy.ingest.earliest_date)
+    patients_src = sources["patients"]
+    stage("patients", validate_patients(patients_src.frame, patients_src.table, today=today, earliest=earliest))
     ok = ~has_reasons()
     included = validated["patients"].filter(ok)
     if policy.pseudonymise.exclude_without_consent:
@@ -256,7 +258,7 @@ def _run(
     for name in ("diagnoses", "phenotypes", "encounters"):
         say(f"validating {name}")
         src = sources[name]
-        stage(name, validate_child(src.frame, src.table, today=today, codes=codes, known=lookup))
+        stage(name, validate_child(src.frame, src.table, today=today, earliest=earliest, codes=codes, known=lookup))
     del lookup
 
     say("reconciling")

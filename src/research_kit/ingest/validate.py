@@ -15,7 +15,7 @@ Reasons: ``missing_mandatory``, ``invalid_value``, ``invalid_national_id``,
 ``bad_check_digit``, ``duplicate_patient``, ``unparseable_date`` (not
 YYYY-MM-DD), ``impossible_date`` (YYYY-MM-DD but no such day), ``future_date``,
 ``date_before_birth``, ``death_before_birth``, ``onset_before_birth``,
-``onset_after_diagnosis``, ``event_after_death``, ``unknown_code``,
+``onset_after_diagnosis``, ``event_after_death``, ``date_out_of_range``, ``unknown_code``,
 ``unknown_patient``, ``patient_quarantined``.
 """
 
@@ -120,13 +120,14 @@ def parsed_dates(columns: Iterable[str]) -> list[pl.Expr]:
     return [_n(c).str.strptime(pl.Date, "%Y-%m-%d", strict=False).alias(f"_d_{c}") for c in columns]
 
 
-def date_reasons(column: str, *, mandatory: bool, today: date) -> list[Rule]:
+def date_reasons(column: str, *, mandatory: bool, today: date, earliest: date) -> list[Rule]:
     value = _n(column)
     shaped = value.str.contains(ISO_DATE)
     reasons = [
         _reason((value != "") & ~shaped, column, "unparseable_date"),
         _reason(shaped & _d(column).is_null(), column, "impossible_date"),
         _reason(_d(column) > pl.lit(today), column, "future_date"),
+        _reason(_d(column) < pl.lit(earliest), column, "date_out_of_range"),
     ]
     if mandatory:
         reasons.append(_reason(value == "", column, "missing_mandatory"))
@@ -227,7 +228,7 @@ def first_occurrences(frame: pl.LazyFrame) -> pl.DataFrame:
     return ids.select("_row", pl.col("national_id").is_first_distinct().alias("_first")).collect()
 
 
-def validate_patients(frame: pl.LazyFrame, table: Table, *, today: date) -> Validated:
+def validate_patients(frame: pl.LazyFrame, table: Table, *, today: date, earliest: date) -> Validated:
     dates = ("date_of_birth", "first_contact_date", "date_of_death")
     staged = (
         normalised(frame.with_row_index("_row", offset=1), table)
@@ -253,9 +254,10 @@ def validate_patients(frame: pl.LazyFrame, table: Table, *, today: date) -> Vali
         _reason((_n("country") != "") & ~_n("country").str.contains(r"^[A-Z]{2}$"), "country", "invalid_value"),
         _reason(resident & (_n("canton") == ""), "canton", "missing_mandatory"),
         _reason(resident & (_n("canton") != "") & ~_n("canton").is_in(geography.CANTONS), "canton", "invalid_value"),
-        *date_reasons("date_of_birth", mandatory=True, today=today),
-        *date_reasons("first_contact_date", mandatory=False, today=today),
-        *date_reasons("date_of_death", mandatory=False, today=today),
+        *date_reasons("date_of_birth", mandatory=True, today=today, earliest=earliest),
+        *date_reasons("first_contact_date", mandatory=False, today=today, earliest=earliest),
+        *date_reasons("date_of_death", mandatory=False, today=today, earliest=earliest),
+        _reason((_n("postcode") != "") & ~_n("postcode").str.contains(r"^\d{4,5}$"), "postcode", "invalid_value"),
         _reason(_d("first_contact_date") < birth, "first_contact_date", "date_before_birth"),
         _reason(death < birth, "date_of_death", "death_before_birth"),
         _reason((_n("date_of_death") != "") & (_n("vital_status") != "dead"), "date_of_death", "invalid_value"),
@@ -284,6 +286,7 @@ def validate_child(
     table: Table,
     *,
     today: date,
+    earliest: date,
     codes: CodeSystems,
     known: pl.DataFrame,
 ) -> Validated:
@@ -310,7 +313,7 @@ def validate_child(
         _reason(pl.col("_nid").is_not_null() & ~has_patient, "national_id", "patient_quarantined"),
     ]
     for col in date_cols:
-        reasons += date_reasons(col, mandatory=col in table.mandatory, today=today)
+        reasons += date_reasons(col, mandatory=col in table.mandatory, today=today, earliest=earliest)
         if col != "onset_date":
             reasons.append(_reason(_d(col) < pl.col("_birth"), col, "date_before_birth"))
         reasons.append(_reason(_d(col) > pl.col("_death"), col, "event_after_death"))
