@@ -59,11 +59,12 @@ def summarise(runs: list[dict[str, float]], unit: str) -> dict[str, Any]:
         "median_s": round(median, 3),
         "runs_s": [round(s, 3) for s in seconds],
         "peak_mb": round(max(r["peak_mb"] for r in runs), 1),
+        "peak_anon_mb": round(max(r.get("peak_anon_mb", 0.0) for r in runs), 1),
     }
     if "items" in runs[0]:
         out["throughput"] = round(runs[0]["items"] / median, 1)
         out["throughput_unit"] = unit
-    extras = {k: v for k, v in runs[0].items() if k not in ("seconds", "peak_mb", "items")}
+    extras = {k: v for k, v in runs[0].items() if k not in ("seconds", "peak_mb", "peak_anon_mb", "items")}
     out.update(extras)
     return out
 

@@ -124,7 +124,10 @@ def merged(results: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 
 def side_text(side: dict[str, Any]) -> str:
-    text = f"{side['label']}: {side['median_s']:.2f} s, peak {side['peak_mb']:,.0f} MB"
+    text = (
+        f"{side['label']}: {side['median_s']:.2f} s, peak {side['peak_mb']:,.0f} MB "
+        f"(anonymous {side['peak_anon_mb']:,.0f} MB)"
+    )
     if "throughput" in side:
         text += f", {side['throughput']:,.0f} {side['throughput_unit']}"
     return text

@@ -57,7 +57,7 @@ from research_kit.registry.schema import TABLES
 from research_kit.workspace import Workspace, check_name
 
 EXTRACT_SCHEMA_VERSION = 1
-BUCKET_ROWS = 10_000_000  # rows sorted in memory at once when writing a table (about 1 GB)
+BUCKET_ROWS = 4_000_000  # rows sorted in memory at once when writing a table
 Step = Callable[[str], None]
 
 
@@ -241,19 +241,20 @@ def _run(
     included = validated["patients"].filter(ok)
     if policy.pseudonymise.exclude_without_consent:
         included = included.filter(pl.col("_n_consent_reuse") == "yes")
-    patients = included.select(*transform.PATIENT_INPUTS, *sources["patients"].extra_columns).collect()
+    ids = included.select("_n_national_id").collect()  # one column: the rest stays on disk
     say("pseudonymising patients")
-    mapping = transform.patient_map(patients, key, policy.pseudonymise)
-    # The patients table is written now (the staging folder is removed if the ingest stops),
-    # so that neither it nor the national IDs are held while the big tables are validated.
-    staging.mkdir(mode=0o700, parents=True)
-    table_frame = transform.patients_table(patients, mapping, policy.pseudonymise, sources["patients"].extra_columns)
-    table_frame.write_parquet(staging / "patients.parquet", compression="zstd")
-    out_rows: dict[str, int] = {"patients": table_frame.height}
-    del patients, table_frame
+    mapping = transform.patient_map(ids, key, policy.pseudonymise)
+    del ids
+    pseudonyms = mapping.get_column("pseudonym")  # in _pidx order
+    staging.mkdir(mode=0o700, parents=True)  # removed if the ingest stops
+    out_rows: dict[str, int] = {}
+    extra = sources["patients"].extra_columns
+    patients_frame = transform.patients_table(included, mapping, policy.pseudonymise, extra)
+    out_rows["patients"] = _write_sorted(
+        patients_frame, staging / "patients.parquet", pseudonyms, len(pseudonyms), scratch
+    )
     # One lookup for the other tables: is the patient known, accepted (birth, death), in the extract (_pidx)?
     lookup = patient_lookup(validated["patients"]).join(mapping.drop("pseudonym"), on="_nid", how="left")
-    pseudonyms = mapping.get_column("pseudonym")  # in _pidx order
     del mapping
     for name in ("diagnoses", "phenotypes", "encounters"):
         say(f"validating {name}")

@@ -32,13 +32,6 @@ EVENT_DATES = {
 }
 
 
-# The validated patient columns the extract is made from.
-PATIENT_INPUTS = (
-    "_n_national_id", "_d_date_of_birth", "_n_sex", "_n_vital_status", "_d_date_of_death", "_n_canton",
-    "_n_country", "_n_cross_border_insured", "_d_first_contact_date", "_n_consent_reuse", "_n_agrees_to_contact",
-)  # fmt: skip
-
-
 def _n(name: str) -> pl.Expr:
     return pl.col(f"_n_{name}")
 
@@ -80,31 +73,33 @@ def patient_map(patients: pl.DataFrame, key: Key, policy: PseudonymisePolicy) ->
 
 
 def patients_table(
-    accepted: pl.DataFrame, mapping: pl.DataFrame, policy: PseudonymisePolicy, extra: tuple[str, ...] = ()
-) -> pl.DataFrame:
-    frame = accepted.join(mapping, left_on="_n_national_id", right_on="_nid", how="left", maintain_order="left")
+    included: pl.LazyFrame, mapping: pl.DataFrame, policy: PseudonymisePolicy, extra: tuple[str, ...] = ()
+) -> pl.LazyFrame:
+    """The extract's patients, generalised, with ``_pidx``: the caller writes the pseudonym (as for other tables)."""
+    frame = included.join(
+        mapping.lazy().select("_nid", "_pidx", *(["shift_days"] if "shift_days" in mapping.columns else [])),
+        left_on="_n_national_id",
+        right_on="_nid",
+        how="inner",
+        maintain_order="left",
+    )
     birth = pl.col("_d_date_of_birth")
     residence = pl.lit(None, dtype=pl.String) if policy.residence == "country" else _text("canton")
     month = birth.dt.month().cast(pl.Int8) if policy.birth_date == "year-month" else pl.lit(None, dtype=pl.Int8)
-    return (
-        frame.select(
-            "pseudonym",
-            birth.dt.year().cast(pl.Int16).alias("birth_year"),
-            month.alias("birth_month"),
-            _text("sex"),
-            _text("vital_status"),
-            _event("date_of_death", policy).alias("death_date"),
-            residence.alias("canton"),
-            _text("country"),
-            _flag("cross_border_insured"),
-            _event("first_contact_date", policy),
-            _flag("consent_reuse"),
-            _flag("agrees_to_contact"),
-            *_kept("patients", extra, policy),
-            "_pidx",
-        )
-        .sort("_pidx")
-        .drop("_pidx")
+    return frame.select(
+        birth.dt.year().cast(pl.Int16).alias("birth_year"),
+        month.alias("birth_month"),
+        _text("sex"),
+        _text("vital_status"),
+        _event("date_of_death", policy).alias("death_date"),
+        residence.alias("canton"),
+        _text("country"),
+        _flag("cross_border_insured"),
+        _event("first_contact_date", policy),
+        _flag("consent_reuse"),
+        _flag("agrees_to_contact"),
+        *_kept("patients", extra, policy),
+        "_pidx",
     )
 
 
