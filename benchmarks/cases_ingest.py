@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import os
 import shutil
 import time
 from pathlib import Path
@@ -25,8 +26,13 @@ from research_kit.workspace import init_workspace
 
 
 def _export(params: dict[str, Any], scratch: Path) -> Path:
-    """The simulated CSV export, made once per size and kept across repeats."""
-    raw = scratch.parent / f"export-{params['patients']}"
+    """The simulated CSV export (seed 7), made once per size and kept across repeats.
+
+    ``RK_BENCH_DATA`` names a folder where exports are kept across runs too
+    (a 10M-patient export takes minutes to make).
+    """
+    base = Path(os.environ.get("RK_BENCH_DATA") or scratch.parent)
+    raw = base / f"export-{params['patients']}"
     if not (raw / "encounters.csv").exists():
         shutil.rmtree(raw, ignore_errors=True)
         simulate_export(SimulationSpec(patients=params["patients"], seed=7, format="csv"), raw)

@@ -114,7 +114,7 @@ def _count(frame: pl.LazyFrame, columns: tuple[str, ...], labels: tuple[str, ...
         has_reasons().sum().alias("_quarantined"),
         *reason_counts(labels),
         *(normalised_count(i).alias(f"_norm:{c}") for i, c in enumerate(columns)),
-    ).collect()
+    ).collect(engine="streaming")
     row = totals.row(0, named=True)
     return _Counted(
         rows=int(row["_rows"]),

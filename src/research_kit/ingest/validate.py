@@ -278,7 +278,7 @@ def patient_lookup(patients: pl.LazyFrame) -> pl.DataFrame:
         pl.col("_d_date_of_death").alias("_death"),
     )
     known = patients.select(pl.col("_n_national_id").unique().alias("_nid"))
-    return known.join(accepted, on="_nid", how="left").collect()
+    return known.join(accepted, on="_nid", how="left").collect(engine="streaming")
 
 
 def validate_child(

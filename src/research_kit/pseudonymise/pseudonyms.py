@@ -21,6 +21,7 @@ import polars as pl
 from research_kit.pseudonymise.keys import Key
 
 PSEUDONYM_HEX = 32
+CHUNK = 250_000  # national IDs hashed per batch
 
 
 def normalise_national_id(value: str) -> str:
@@ -38,7 +39,10 @@ def pseudonyms(key: Key, national_ids: pl.Series) -> pl.Series:
 
 
 def pseudonyms_with_order(key: Key, national_ids: pl.Series) -> tuple[pl.Series, pl.Series]:
-    """Pseudonyms, and their first 64 bits as an integer (a row order unrelated to the national IDs)."""
+    """Pseudonyms, and their first 64 bits as an integer (a row order unrelated to the national IDs).
+
+    Done in chunks, so that only a chunk's Python strings and digests are alive at once.
+    """
     keyed = hmac.new(key.derive("pseudonym"), digestmod=hashlib.sha256)
 
     def mac(national_id: str) -> bytes:
@@ -46,10 +50,15 @@ def pseudonyms_with_order(key: Key, national_ids: pl.Series) -> tuple[pl.Series,
         state.update(normalise_national_id(national_id).encode())
         return state.digest()
 
-    raw = [mac(x) for x in national_ids.to_list()]
-    names = pl.Series(raw, dtype=pl.Binary).bin.encode("hex").str.slice(0, PSEUDONYM_HEX).alias(national_ids.name)
-    first_64_bits = np.frombuffer(b"".join(d[:8] for d in raw), dtype=">u8").astype(np.uint64)
-    return names, pl.Series("_order", first_64_bits, dtype=pl.UInt64)
+    names: list[pl.Series] = []
+    orders: list[np.ndarray] = []
+    for start in range(0, len(national_ids), CHUNK):
+        raw = [mac(x) for x in national_ids.slice(start, CHUNK).to_list()]
+        names.append(pl.Series(raw, dtype=pl.Binary).bin.encode("hex").str.slice(0, PSEUDONYM_HEX))
+        orders.append(np.frombuffer(b"".join(d[:8] for d in raw), dtype=">u8").astype(np.uint64))
+    joined = pl.concat(names) if names else pl.Series([], dtype=pl.String)
+    order = np.concatenate(orders) if orders else np.empty(0, dtype=np.uint64)
+    return joined.alias(national_ids.name), pl.Series("_order", order, dtype=pl.UInt64)
 
 
 def study_key(key: Key, study: str) -> bytes:
