@@ -11,7 +11,7 @@ import pytest
 
 from research_kit.errors import BadInput, PolicyRefusal
 from research_kit.pseudonymise.population import SOURCE, age_band, load_population
-from research_kit.pseudonymise.risk import HIERARCHIES, RiskReport, assess, enforce_k
+from research_kit.pseudonymise.risk import HIERARCHIES, Enforcement, RiskReport, assess, enforce_k
 from research_kit.registry.geography import CANTONS
 
 
@@ -258,16 +258,21 @@ def test_enforce_k_picks_the_least_generalisation_that_works() -> None:
     assert done.report.l_diversity == 2
 
 
-def test_enforce_k_suppresses_an_outlier_within_the_allowance() -> None:
+def enforce_with_an_outlier(*, max_suppression: float) -> Enforcement:
+    """Six records that reach k=2 at 5-year bands, plus one born in 2005."""
     records = pl.concat([six_records(), pl.DataFrame({"birth_year": [2005], "sex": ["male"], "orpha": ["C"]})])
-    done = enforce_k(
+    return enforce_k(
         records,
         quasi_identifiers=["birth_year", "sex"],
         sensitive="orpha",
         k_target=2,
         risk_threshold=0.5,
-        max_suppression=0.15,  # 1 of 7 records
+        max_suppression=max_suppression,
     )
+
+
+def test_enforce_k_suppresses_an_outlier_within_the_allowance() -> None:
+    done = enforce_with_an_outlier(max_suppression=0.15)  # 1 of 7 records may go
     assert done.levels == {"birth_year": 1, "sex": 0}
     assert done.rows_suppressed == 1
     assert done.records.height == 6
@@ -276,15 +281,7 @@ def test_enforce_k_suppresses_an_outlier_within_the_allowance() -> None:
 
 
 def test_enforce_k_falls_back_to_the_top_levels_when_nothing_is_within_the_allowance() -> None:
-    records = pl.concat([six_records(), pl.DataFrame({"birth_year": [2005], "sex": ["male"], "orpha": ["C"]})])
-    done = enforce_k(
-        records,
-        quasi_identifiers=["birth_year", "sex"],
-        sensitive="orpha",
-        k_target=2,
-        risk_threshold=0.5,
-        max_suppression=0.0,
-    )
+    done = enforce_with_an_outlier(max_suppression=0.0)
     assert done.levels == {"birth_year": 3, "sex": 1}
     assert done.precision_lost == 1.0
     assert done.rows_suppressed == 1  # 2000-2019 holds one person, whatever the level
