@@ -67,6 +67,18 @@ def cases(quick: bool) -> list[Case]:
             goal="at least 3x faster than the baseline",
         ),
         Case(
+            name=f"DP query latency, {label}-patient extract",
+            description=(
+                "Median latency of 20 mixed DP queries (counts, crosstabs, sums, means, medians, histograms) "
+                "through research-kit (scale calibrated once per query shape, ledger and audit included), against "
+                "straightforward OpenDP Context use (query, summarize, release) at the same noise scales."
+            ),
+            ours=Side("research-kit dp", "benchmarks.cases_dp:ours", {"patients": patients}),
+            baseline=Side("OpenDP Context", "benchmarks.cases_dp:baseline", {"patients": patients}),
+            throughput_unit="queries/s",
+            goal="at least 20x faster (median latency)",
+        ),
+        Case(
             name=f"ingest memory, {label} x 10 vs {label} patients",
             description="Peak memory of research-kit ingest at ten times the size against the size above.",
             ours=Side("ingest, 10x", "benchmarks.cases_ingest:ours", {"patients": patients * 10}),

@@ -62,6 +62,54 @@ MIGRATIONS: tuple[Migration, ...] = (
                )""",
         ),
     ),
+    Migration(
+        3,
+        "privacy budget ledger and noise-scale calibrations",
+        (
+            # Budgets are integers of 1e-12 rho ("picorho"): sums and comparisons are exact.
+            # tier: 'real' (the extract; granted by the committee) or 'sandbox' (the synthetic twin).
+            """CREATE TABLE dp_grants (
+                   id INTEGER PRIMARY KEY,
+                   study TEXT NOT NULL,
+                   tier TEXT NOT NULL CHECK (tier IN ('real', 'sandbox')),
+                   picorho INTEGER NOT NULL CHECK (picorho > 0),
+                   granted_by TEXT NOT NULL,
+                   granted_at TEXT NOT NULL,
+                   note TEXT NOT NULL DEFAULT ''
+               )""",
+            "CREATE INDEX dp_grants_study ON dp_grants (study, tier)",
+            # One row per query: 'reserved' before release, then 'spent' (with its answer)
+            # or deleted when the release failed. A reservation left by a crashed
+            # process stays counted: nobody can tell whether its answer was seen.
+            """CREATE TABLE dp_spends (
+                   id INTEGER PRIMARY KEY,
+                   study TEXT NOT NULL,
+                   tier TEXT NOT NULL CHECK (tier IN ('real', 'sandbox')),
+                   state TEXT NOT NULL CHECK (state IN ('reserved', 'spent')),
+                   picorho INTEGER NOT NULL CHECK (picorho >= 0),
+                   query_key TEXT NOT NULL,
+                   source TEXT NOT NULL,
+                   source_hash TEXT NOT NULL,
+                   query TEXT NOT NULL,
+                   mechanism TEXT NOT NULL,
+                   scale REAL NOT NULL,
+                   who TEXT NOT NULL,
+                   pid INTEGER NOT NULL,
+                   reserved_at TEXT NOT NULL,
+                   spent_at TEXT,
+                   answer TEXT
+               )""",
+            "CREATE INDEX dp_spends_study ON dp_spends (study, tier, state)",
+            "CREATE INDEX dp_spends_replay ON dp_spends (study, tier, query_key, source_hash)",
+            # The noise scale found once per query shape (OpenDP's binary search).
+            """CREATE TABLE dp_calibrations (
+                   shape TEXT PRIMARY KEY,
+                   scale REAL NOT NULL,
+                   opendp TEXT NOT NULL,
+                   created_at TEXT NOT NULL
+               )""",
+        ),
+    ),
 )
 
 

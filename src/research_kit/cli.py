@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from rich.console import Console
@@ -29,6 +29,9 @@ audit_app = typer.Typer(help="The tamper-evident audit log.", no_args_is_help=Tr
 app.add_typer(audit_app, name="audit")
 key_app = typer.Typer(help="The pseudonymisation key (kept outside the workspace).", no_args_is_help=True)
 app.add_typer(key_app, name="key")
+
+budget_app = typer.Typer(help="Privacy budgets: the committee grants, anyone reads.", no_args_is_help=True)
+app.add_typer(budget_app, name="budget")
 
 console = Console(highlight=False)
 
@@ -196,6 +199,151 @@ def audit_show(last: Annotated[int, typer.Option(help="How many of the latest en
 
     ws = open_workspace()
     reports.print_audit(console, audit.read_entries(ws.audit_path)[-last:] if last > 0 else [])
+
+
+@budget_app.command("grant")
+def budget_grant(
+    study: Annotated[str, typer.Argument(help="The study (its pipeline's id).")],
+    rho: Annotated[float | None, typer.Option("--rho", help="Budget to add, in rho (zCDP).")] = None,
+    epsilon: Annotated[float | None, typer.Option("--epsilon", help="... or in epsilon, at --delta.")] = None,
+    delta: Annotated[float | None, typer.Option("--delta", help="Delta for --epsilon [default: [dp].delta].")] = None,
+    note: Annotated[str, typer.Option(help="The committee's reference for the decision.")] = "",
+) -> None:
+    """Grant a study privacy budget (added to what it has); recorded in the audit log."""
+    from research_kit.dp import display, ledger
+    from research_kit.dp.accounting import rho_of
+    from research_kit.errors import BadInput
+    from research_kit.workspace import open_workspace
+
+    ws = open_workspace()
+    policy = ws.policy().dp
+    if (rho is None) == (epsilon is None):
+        raise BadInput("give the grant as --rho R or as --epsilon E [--delta D]")
+    if delta is not None and epsilon is None:
+        raise BadInput("--delta goes with --epsilon")
+    if epsilon is not None:
+        try:
+            rho = rho_of(epsilon, delta if delta is not None else policy.delta)
+        except ValueError as exc:
+            raise BadInput(str(exc)) from None
+    assert rho is not None
+    balance = ledger.grant(ws, study, rho, note=note)
+    display.print_balances(console, [balance], policy.delta)
+
+
+@budget_app.command("show")
+def budget_show(
+    study: Annotated[str | None, typer.Argument(help="One study, with its spend history [default: all].")] = None,
+    sandbox: Annotated[bool, typer.Option("--sandbox", help="The synthetic twin's sandbox ledger.")] = False,
+) -> None:
+    """Granted, spent, reserved and remaining budget; with a study, its spend history."""
+    from research_kit.dp import display, ledger
+    from research_kit.tiers import Tier
+    from research_kit.workspace import open_workspace
+
+    ws = open_workspace()
+    delta = ws.policy().dp.delta
+    tier: Tier = "sandbox" if sandbox else "real"
+    names = [study] if study else ledger.studies(ws)
+    display.print_balances(console, [ledger.balance(ws, s, tier) for s in names], delta)
+    if study:
+        display.print_history(console, ledger.history(ws, study, tier), delta)
+
+
+@budget_app.command("reset-sandbox")
+def budget_reset_sandbox(study: Annotated[str, typer.Argument(help="The study.")]) -> None:
+    """Forget a study's sandbox spends (the twin's ledger only; the real ledger is never reset)."""
+    from research_kit.dp import ledger
+    from research_kit.workspace import open_workspace
+
+    n = ledger.reset_sandbox(open_workspace(), study)
+    console.print(f"sandbox ledger of {study}: {n} spends forgotten")
+
+
+def _numbers(text: str | None, what: str) -> list[float] | None:
+    from research_kit.errors import BadInput
+
+    if text is None:
+        return None
+    try:
+        return [float(v) for v in text.split(",") if v.strip()]
+    except ValueError:
+        raise BadInput(f"{what}: give numbers separated by commas, not {text!r}") from None
+
+
+@app.command()
+def query(
+    kind: Annotated[str, typer.Argument(help="count, sum, mean, quantile, median, histogram or crosstab.")],
+    table: Annotated[str, typer.Argument(help="patients, diagnoses, phenotypes or encounters.")],
+    study: Annotated[str, typer.Option("--study", help="The study whose budget pays.")],
+    by: Annotated[list[str] | None, typer.Option("--by", help="Group by this column (repeat for more).")] = None,
+    where: Annotated[
+        list[str] | None, typer.Option("--where", help="Cohort filter, e.g. 'sex = female' (repeat to AND).")
+    ] = None,
+    column: Annotated[str | None, typer.Option("--column", help="The numeric column (sum, mean, ...).")] = None,
+    bounds: Annotated[str | None, typer.Option("--bounds", help="LOWER,UPPER clipping bounds.")] = None,
+    q: Annotated[float | None, typer.Option("--q", help="Quantile level (0.5 = median).")] = None,
+    candidates: Annotated[
+        str | None, typer.Option("--candidates", help="Quantile candidates, comma-separated.")
+    ] = None,
+    bins: Annotated[str | None, typer.Option("--bins", help="Histogram edges, comma-separated.")] = None,
+    per_group: Annotated[int, typer.Option("--per-group", help="Rows a patient may add to a group.")] = 1,
+    max_groups: Annotated[int | None, typer.Option("--max-groups", help="Groups a patient may count in.")] = None,
+    clamp: Annotated[bool, typer.Option("--clamp", help="Clamp counts at zero (default: signed).")] = False,
+    rho: Annotated[float | None, typer.Option("--rho", help="Cost [default: [dp].default_query_rho].")] = None,
+    epsilon: Annotated[float | None, typer.Option("--epsilon", help="... or the cost in epsilon.")] = None,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Show the interval and the cost; spend nothing.")] = False,
+    reuse: Annotated[bool, typer.Option("--reuse", help="Reuse this query's answer from an earlier extract.")] = False,
+    extract: Annotated[str | None, typer.Option("--extract", help="Extract id [default: the newest].")] = None,
+    sandbox: Annotated[bool, typer.Option("--sandbox", help="Ask the synthetic twin (sandbox ledger).")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the answer as JSON.")] = False,
+) -> None:
+    """A differentially private query on the real extract (or the twin), charged to the study's budget."""
+    from research_kit import dp
+    from research_kit.dp import display
+    from research_kit.errors import BadInput
+
+    common: dict[str, Any] = dict(
+        where=where, study=study, rho=rho, epsilon=epsilon, preview=dry_run, reuse=reuse, extract=extract,
+        tier="sandbox" if sandbox else "real",
+    )  # fmt: skip
+    lohi = _numbers(bounds, "--bounds")
+    if lohi is not None and len(lohi) != 2:
+        raise BadInput("--bounds: give LOWER,UPPER")
+    bound_pair = (lohi[0], lohi[1]) if lohi else None
+    needs_column = kind in ("sum", "mean", "quantile", "median", "histogram")
+    if needs_column and column is None:
+        raise BadInput(f"a {kind} needs --column")
+    if kind == "count":
+        answer = dp.count(table, by=by, per_group=per_group, max_groups=max_groups, clamp=clamp, **common)
+    elif kind == "crosstab":
+        if not by or len(by) != 2:
+            raise BadInput("a crosstab needs two --by columns")
+        answer = dp.crosstab(table, by[0], by[1], per_group=per_group, max_groups=max_groups, clamp=clamp, **common)
+    elif kind in ("sum", "mean"):
+        fn = dp.sum if kind == "sum" else dp.mean
+        answer = fn(table, str(column), bounds=bound_pair, by=by, per_group=per_group, max_groups=max_groups, **common)
+    elif kind in ("quantile", "median"):
+        level = 0.5 if kind == "median" else q
+        if level is None:
+            raise BadInput("a quantile needs --q (0.5 for the median)")
+        answer = dp.quantile(
+            table, str(column), level, bounds=bound_pair, candidates=_numbers(candidates, "--candidates"), by=by,
+            per_group=per_group, max_groups=max_groups, **common,
+        )  # fmt: skip
+    elif kind == "histogram":
+        edges = _numbers(bins, "--bins")
+        if not edges:
+            raise BadInput("a histogram needs --bins EDGE,EDGE,...")
+        answer = dp.histogram(
+            table, str(column), edges, by=by, per_group=per_group, max_groups=max_groups, clamp=clamp, **common
+        )
+    else:
+        raise BadInput(f"no query kind {kind!r}: use count, crosstab, sum, mean, quantile, median or histogram")
+    if as_json:
+        print(display.answer_json(answer))
+    else:
+        display.print_answer(console, answer)
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -63,7 +63,10 @@ def run_demo(console: Console, *, patients: int, seed: int) -> None:
     console.print(Rule("6. re-identification risk of the extract"))
     reports.print_risk(console, assess_extract(ws, extract.extract_id, enforce=ws.policy().risk.k_anonymity))
 
-    console.print(Rule("7. audit log"))
+    console.print(Rule("7. differential privacy: the committee grants a budget, a study asks"))
+    _dp_queries(console, ws, extract.extract_id)
+
+    console.print(Rule("8. audit log"))
     with ws.catalog() as conn:
         verdict = audit.verify(conn, ws.audit_path)
     if not verdict.ok:
@@ -78,7 +81,33 @@ def run_demo(console: Console, *, patients: int, seed: int) -> None:
     console.print(f"quarantine    {ws.quarantine_dir}  (rows refused at ingest, with reasons)")
     console.print(f"risk reports  {ws.root / 'reports' / 'risk'}")
     console.print(f"key           {key_path().resolve()}  (fingerprint {key.fingerprint}; back it up)")
+    console.print("budgets       research-kit budget show   |   research-kit query --help")
     console.print("audit log     research-kit audit show   |   research-kit audit verify")
+
+
+def _dp_queries(console: Console, ws: Workspace, extract_id: str) -> None:
+    from research_kit.dp import display, engine, ledger
+    from research_kit.dp.query import make_query
+    from research_kit.tiers import real_source
+
+    study = f"demo-overview-{extract_id}"
+    policy = ws.policy().dp
+    ledger.grant(ws, study, policy.default_study_rho, note="demo")
+    source = real_source(ws, extract_id)
+    queries = [
+        make_query("count", "diagnoses", rho=0.05, by="disease_group"),
+        make_query("count", "patients", rho=0.05, by=["sex", "age_band"], where="canton != abroad"),
+        make_query("quantile", "diagnoses", rho=0.05, column_name="diagnostic_delay_years", alpha=0.5,
+                   bounds=(0, 30), where="genetic = yes"),
+        make_query("mean", "diagnoses", rho=0.05, column_name="onset_age_years", bounds=(0, 90), by="sex"),
+    ]  # fmt: skip
+    preview = engine.run(ws, queries[0], study=study, source=source, preview=True)
+    console.print(f"preview (spends nothing): {preview.description}: ± {preview.half_width:g} at {preview.rho:g} rho")
+    for query in queries:
+        display.print_answer(console, engine.run(ws, query, study=study, source=source), max_rows=12)
+    replay = engine.run(ws, queries[0], study=study, source=source)
+    console.print(f"asked again: {'replayed from the ledger, nothing spent' if replay.replayed else 'spent again'}")
+    display.print_balances(console, [ledger.balance(ws, study)], policy.delta)
 
 
 def _demo_key(console: Console, ws: Workspace) -> Key:

@@ -59,6 +59,16 @@ class Workspace:
         return self.root / "quarantine"
 
     @property
+    def synthetic_dir(self) -> Path:
+        """Synthetic twins that passed their privacy checks: what researchers' notebooks read."""
+        return self.root / "synthetic"
+
+    @property
+    def cache_dir(self) -> Path:
+        """Derived files that can be rebuilt at any time (e.g. the DP query views of an extract)."""
+        return self.root / "cache"
+
+    @property
     def scratch_dir(self) -> Path:
         """Temporary files of running steps; cleared by the next run."""
         return self.root / "tmp"

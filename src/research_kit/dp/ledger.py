@@ -1,0 +1,277 @@
+"""The privacy-budget ledger: grants and spends per study, in the catalog, safe across processes.
+
+The committee grants a study a budget (rho); every DP query *reserves* its
+cost before anything is released and *commits* after. The check and the
+reservation happen in one SQLite write transaction (``BEGIN IMMEDIATE``), so
+any number of processes racing for the last of a budget are serialised: the
+affordable queries get through, the rest are refused, and the balance never
+goes below zero. A failed release gives its reservation back; a reservation
+whose process died stays counted (nobody can tell whether its answer was seen).
+
+Two ledgers share the tables, told apart by ``tier``:
+
+- ``real``: queries on an extract, against the committee's grants;
+- ``sandbox``: the same calls on the synthetic twin, charged as if real, so a
+  notebook runs out of budget on the twin where it would on the extract. Its
+  grant mirrors the real one (or the policy's default before there is one).
+
+OpenDP's Context keeps a budget too, but only inside one Python process; this
+ledger is the source of truth.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sqlite3
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from research_kit import audit
+from research_kit.catalog import transaction
+from research_kit.dp.accounting import describe, from_picorho, to_picorho
+from research_kit.errors import BadInput, MissingData, PolicyRefusal
+from research_kit.tiers import TIERS, Tier
+from research_kit.workspace import Workspace, check_name
+
+
+@dataclass(frozen=True)
+class Balance:
+    study: str
+    tier: Tier
+    granted: int  # picorho
+    spent: int
+    reserved: int
+
+    @property
+    def remaining(self) -> int:
+        return self.granted - self.spent - self.reserved
+
+    def rho(self, field: str) -> float:
+        return from_picorho(getattr(self, field) if field != "remaining" else self.remaining)
+
+
+@dataclass(frozen=True)
+class Spend:
+    id: int
+    study: str
+    tier: Tier
+    state: str
+    rho: float
+    query: dict[str, Any]
+    source: str
+    mechanism: str
+    scale: float
+    who: str
+    reserved_at: str
+    spent_at: str | None
+    answer: dict[str, Any] | None
+
+
+def _now() -> str:
+    return datetime.now(UTC).isoformat(timespec="seconds")
+
+
+def _check_tier(tier: str) -> Tier:
+    if tier not in TIERS:
+        raise BadInput(f"tier {tier!r}: use one of {', '.join(TIERS)}")
+    return tier
+
+
+def _real_granted(conn: sqlite3.Connection, study: str) -> int:
+    row = conn.execute(
+        "SELECT COALESCE(SUM(picorho), 0) FROM dp_grants WHERE study = ? AND tier = 'real'", (study,)
+    ).fetchone()
+    return int(row[0])
+
+
+def _balance(conn: sqlite3.Connection, ws: Workspace, study: str, tier: Tier) -> Balance:
+    granted = _real_granted(conn, study)
+    if tier == "sandbox" and granted == 0:
+        granted = to_picorho(ws.policy().dp.default_study_rho, round_up=False)
+    sums = dict(
+        conn.execute(
+            "SELECT state, COALESCE(SUM(picorho), 0) FROM dp_spends WHERE study = ? AND tier = ? GROUP BY state",
+            (study, tier),
+        ).fetchall()
+    )
+    return Balance(study, tier, granted, int(sums.get("spent", 0)), int(sums.get("reserved", 0)))
+
+
+def balance(ws: Workspace, study: str, tier: Tier = "real") -> Balance:
+    check_name(study, "study")
+    with ws.catalog() as conn:
+        return _balance(conn, ws, study, _check_tier(tier))
+
+
+def grant(ws: Workspace, study: str, rho: float, *, note: str = "") -> Balance:
+    """Add ``rho`` to a study's real budget (a committee decision); audited."""
+    check_name(study, "study")
+    policy = ws.policy().dp
+    if not rho > 0:
+        raise BadInput("a grant must be more than 0")
+    amount = to_picorho(rho, round_up=False)
+    who = audit.current_actor()
+    with ws.catalog() as conn, transaction(conn):
+        total = _real_granted(conn, study) + amount
+        ceiling = to_picorho(policy.max_study_rho, round_up=False)
+        if total > ceiling:
+            raise PolicyRefusal(
+                f"study {study}: granting {describe(rho, policy.delta)} would bring its budget to "
+                f"rho {from_picorho(total):.4g}, above [dp].max_study_rho = {policy.max_study_rho:g}"
+            )
+        conn.execute(
+            "INSERT INTO dp_grants (study, tier, picorho, granted_by, granted_at, note) VALUES (?, 'real', ?, ?, ?, ?)",
+            (study, amount, who, _now(), note),
+        )
+        audit.append(
+            conn,
+            ws.audit_path,
+            "dp.grant",
+            {"study": study, "rho": from_picorho(amount), "total_rho": from_picorho(total), "note": note},
+        )
+        return _balance(conn, ws, study, "real")
+
+
+def reserve(
+    ws: Workspace,
+    *,
+    study: str,
+    tier: Tier,
+    cost: int,
+    query_key: str,
+    source: str,
+    source_hash: str,
+    query: dict[str, Any],
+    mechanism: str,
+    scale: float,
+) -> int:
+    """Hold ``cost`` picorho of the study's budget for one query; return the reservation's id.
+
+    Refused (nothing held) when the remaining budget cannot pay for it.
+    """
+    check_name(study, "study")
+    delta = ws.policy().dp.delta
+    with ws.catalog() as conn, transaction(conn):
+        current = _balance(conn, ws, study, tier)
+        if tier == "real" and current.granted == 0:
+            raise PolicyRefusal(
+                f"study {study} has no privacy budget: the committee grants one with "
+                f"'research-kit budget grant {study} --rho R'"
+            )
+        if cost > current.remaining:
+            raise PolicyRefusal(
+                f"study {study}: this query costs {describe(from_picorho(cost), delta)} but only "
+                f"{describe(from_picorho(max(current.remaining, 0)), delta)} of the {tier} budget remains"
+            )
+        cursor = conn.execute(
+            """INSERT INTO dp_spends (study, tier, state, picorho, query_key, source, source_hash, query,
+                                      mechanism, scale, who, pid, reserved_at)
+               VALUES (?, ?, 'reserved', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)""",
+            (
+                study,
+                tier,
+                cost,
+                query_key,
+                source,
+                source_hash,
+                json.dumps(query, sort_keys=True),
+                mechanism,
+                scale,
+                audit.current_actor(),
+                os.getpid(),
+                _now(),
+            ),
+        )
+        assert cursor.lastrowid is not None
+        return int(cursor.lastrowid)
+
+
+def commit(ws: Workspace, spend_id: int, answer: dict[str, Any]) -> None:
+    """Turn a reservation into a spend, with its answer kept for replays; audited in the same transaction."""
+    with ws.catalog() as conn, transaction(conn):
+        row = conn.execute("SELECT * FROM dp_spends WHERE id = ? AND state = 'reserved'", (spend_id,)).fetchone()
+        if row is None:
+            raise MissingData(f"no open reservation {spend_id}")
+        conn.execute(
+            "UPDATE dp_spends SET state = 'spent', spent_at = ?, answer = ? WHERE id = ?",
+            (_now(), json.dumps(answer, sort_keys=True), spend_id),
+        )
+        audit.append(
+            conn,
+            ws.audit_path,
+            "dp.query",
+            {
+                "study": row["study"],
+                "tier": row["tier"],
+                "spend": spend_id,
+                "rho": from_picorho(row["picorho"]),
+                "mechanism": row["mechanism"],
+                "scale": row["scale"],
+                "source": row["source"],
+                "query": json.loads(row["query"]),
+            },
+        )
+
+
+def cancel(ws: Workspace, spend_id: int) -> None:
+    """Give a reservation back (its release failed before anything was seen)."""
+    with ws.catalog() as conn, transaction(conn):
+        conn.execute("DELETE FROM dp_spends WHERE id = ? AND state = 'reserved'", (spend_id,))
+
+
+def stored_answer(
+    ws: Workspace, *, study: str, tier: Tier, query_key: str, source_hash: str | None
+) -> tuple[dict[str, Any], str] | None:
+    """The answer already released for this query (on this source, or on any with ``source_hash=None``)."""
+    sql = "SELECT answer, source FROM dp_spends WHERE study = ? AND tier = ? AND query_key = ? AND state = 'spent'"
+    args: list[Any] = [study, tier, query_key]
+    if source_hash is not None:
+        sql += " AND source_hash = ?"
+        args.append(source_hash)
+    with ws.catalog() as conn:
+        row = conn.execute(sql + " ORDER BY id DESC LIMIT 1", args).fetchone()
+    return (json.loads(row["answer"]), row["source"]) if row else None
+
+
+def history(ws: Workspace, study: str, tier: Tier = "real") -> list[Spend]:
+    check_name(study, "study")
+    with ws.catalog() as conn:
+        rows = conn.execute(
+            "SELECT * FROM dp_spends WHERE study = ? AND tier = ? ORDER BY id", (study, _check_tier(tier))
+        ).fetchall()
+    return [
+        Spend(
+            id=r["id"],
+            study=r["study"],
+            tier=r["tier"],
+            state=r["state"],
+            rho=from_picorho(r["picorho"]),
+            query=json.loads(r["query"]),
+            source=r["source"],
+            mechanism=r["mechanism"],
+            scale=r["scale"],
+            who=r["who"],
+            reserved_at=r["reserved_at"],
+            spent_at=r["spent_at"],
+            answer=json.loads(r["answer"]) if r["answer"] else None,
+        )
+        for r in rows
+    ]
+
+
+def studies(ws: Workspace) -> list[str]:
+    """Every study with a grant or a spend, in name order."""
+    with ws.catalog() as conn:
+        rows = conn.execute("SELECT study FROM dp_grants UNION SELECT study FROM dp_spends ORDER BY 1").fetchall()
+    return [r[0] for r in rows]
+
+
+def reset_sandbox(ws: Workspace, study: str) -> int:
+    """Forget a study's sandbox spends (twin only; the real ledger is never reset). Returns how many."""
+    check_name(study, "study")
+    with ws.catalog() as conn, transaction(conn):
+        n = conn.execute("DELETE FROM dp_spends WHERE study = ? AND tier = 'sandbox'", (study,)).rowcount
+        audit.append(conn, ws.audit_path, "dp.sandbox_reset", {"study": study, "spends": n})
+    return int(n)

@@ -1,0 +1,403 @@
+"""A DP query as data: what to aggregate, over which cohort, grouped how, bounded how, at what cost.
+
+A :class:`Query` is validated against the view's columns when it is made, has
+a canonical JSON form (the replay key) and a *shape* (what decides the noise
+scale: aggregate, bounds, truncation and cost, not the filter or the keys).
+:func:`plan` turns it into the Polars plan OpenDP measures:
+
+1. filters (the cohort), row by row;
+2. per-patient bounding on the identifier: at most ``per_group`` rows per
+   patient and group, in at most ``max_groups`` groups;
+3. the aggregate, joined onto the public key set, so every key appears
+   (noise included) and no key comes from the data.
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import itertools
+import json
+import math
+import operator
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass, field
+from fractions import Fraction
+from typing import Any
+
+import opendp.prelude as dp
+import polars as pl
+
+from research_kit.dp.columns import IDENTIFIER, Column, check_table, column, public_keys
+from research_kit.errors import BadInput
+
+KINDS = ("count", "sum", "mean", "quantile", "histogram")
+MAX_KEYS = 1_000_000  # a key set larger than this is refused (memory, and answers nobody can read)
+BIN = "bin"
+FIXED = "_fixed"
+OPS = ("=", "!=", "in", "not in", "<", "<=", ">", ">=")
+_CLAUSE = re.compile(r"^\s*([A-Za-z_][A-Za-z0-9_]*)\s*(not in|in|!=|==|<=|>=|=|<|>)\s*(.+?)\s*$", re.IGNORECASE)
+
+dp.enable_features("contrib")
+
+
+@dataclass(frozen=True)
+class Clause:
+    column: str
+    op: str
+    values: tuple[Any, ...]
+
+    def text(self) -> str:
+        shown = ", ".join(str(v) for v in self.values)
+        return (
+            f"{self.column} {self.op} ({shown})" if self.op in ("in", "not in") else f"{self.column} {self.op} {shown}"
+        )
+
+    def expr(self) -> pl.Expr:
+        col = pl.col(self.column)
+        if self.op in ("=", "in", "not in"):
+            # OpenDP 0.16 does not take is_in: an OR of equalities says the same.
+            match = functools.reduce(operator.or_, [col == pl.lit(v) for v in self.values])
+            return ~match if self.op == "not in" else match
+        value = pl.lit(self.values[0])
+        return {"!=": col != value, "<": col < value, "<=": col <= value, ">": col > value, ">=": col >= value}[self.op]
+
+
+def _typed(col: Column, raw: Any) -> Any:
+    text = str(raw).strip()
+    try:
+        if col.kind == "int":
+            return int(text)
+        if col.kind == "float":
+            return float(text)
+        if col.kind == "flag":
+            low = text.lower()
+            if low in ("true", "yes", "1"):
+                return True
+            if low in ("false", "no", "0"):
+                return False
+            raise ValueError(text)
+    except ValueError:
+        raise BadInput(f"filter on {col.name}: {text!r} is not a {col.kind} value") from None
+    return raw if isinstance(raw, str) else text
+
+
+def parse_where(table: str, where: str | Sequence[str] | Mapping[str, Any] | None) -> tuple[Clause, ...]:
+    """Filters: "sex = female and diagnosis_year >= 2010", a list of such clauses, or {column: value(s)}."""
+    if where is None:
+        return ()
+    clauses: list[Clause] = []
+    if isinstance(where, Mapping):
+        for name, value in where.items():
+            col = column(table, name)
+            if isinstance(value, list | tuple | set | frozenset):
+                values = tuple(_typed(col, v) for v in value)
+                clauses.append(Clause(name, "in", values))
+            else:
+                clauses.append(Clause(name, "=", (_typed(col, value),)))
+    else:
+        parts = [where] if isinstance(where, str) else list(where)
+        for part in parts:
+            for text in re.split(r"\s+and\s+", part.strip(), flags=re.IGNORECASE):
+                if not text:
+                    continue
+                m = _CLAUSE.match(text)
+                if not m:
+                    raise BadInput(f"filter {text!r}: write 'column OP value' with OP one of {', '.join(OPS)}")
+                name, op, rest = m.group(1), m.group(2).lower().replace("==", "="), m.group(3)
+                col = column(table, name)
+                if op in ("in", "not in"):
+                    items = [v.strip() for v in rest.strip().removeprefix("(").removesuffix(")").split(",")]
+                    values = tuple(_typed(col, v) for v in items if v)
+                else:
+                    if op in ("<", "<=", ">", ">=") and col.kind not in ("int", "float"):
+                        raise BadInput(f"filter {text!r}: {name} is not numeric; use = or in")
+                    values = (_typed(col, rest),)
+                if not values:
+                    raise BadInput(f"filter {text!r}: no values")
+                clauses.append(Clause(name, op, values))
+    return tuple(sorted(clauses, key=lambda c: (c.column, c.op, [str(v) for v in c.values])))
+
+
+@dataclass(frozen=True)
+class Query:
+    kind: str
+    table: str
+    rho: float
+    by: tuple[str, ...] = ()
+    where: tuple[Clause, ...] = ()
+    column: str | None = None
+    bounds: tuple[float, float] | None = None
+    alpha: float | None = None  # quantile level
+    candidates: tuple[float, ...] | None = None
+    bins: tuple[float, ...] | None = None  # histogram edges
+    per_group: int = 1
+    max_groups: int = 1
+    signed: bool = True
+    extra: dict[str, Any] = field(default_factory=dict, compare=False)
+
+    @property
+    def group_columns(self) -> tuple[str, ...]:
+        return (*self.by, BIN) if self.kind == "histogram" else self.by
+
+    def as_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        data.pop("extra")
+        data["where"] = [c.text() for c in self.where]
+        return data
+
+    def canonical(self) -> str:
+        return json.dumps(self.as_dict(), sort_keys=True, separators=(",", ":"), default=str)
+
+    def key(self, confidence: float) -> str:
+        """The replay key: the same query, at the same confidence, has the same key."""
+        return hashlib.sha256(f"{self.canonical()}|{confidence}".encode()).hexdigest()
+
+    def shape(self) -> str:
+        """What decides the noise scale OpenDP's search finds.
+
+        OpenDP's global scale is relative to each aggregate's sensitivity, so
+        bounds, candidates, filters and keys do not change it: only how many
+        noisy figures share the cost, the per-patient bounding, and the cost.
+        (The engine checks every measurement with OpenDP's privacy map anyway.)
+        """
+        data = {
+            "unit": "row" if self.table == "patients" else "pseudonym",
+            "figures": 2 if self.kind == "mean" else 1,
+            "grouped": bool(self.group_columns),
+            "per_group": self.per_group,
+            "max_groups": self.max_groups,
+            "rho": self.rho,
+        }
+        return json.dumps(data, sort_keys=True, separators=(",", ":"))
+
+    def describe(self) -> str:
+        what = {"count": "count", "histogram": f"histogram of {self.column}"}.get(
+            self.kind, f"{self.kind}({self.column}{'' if self.alpha is None else f', {self.alpha:g}'})"
+        )
+        parts = [f"{what} of {self.table}"]
+        if self.by:
+            parts.append("by " + ", ".join(self.by))
+        if self.where:
+            parts.append("where " + " and ".join(c.text() for c in self.where))
+        return " ".join(parts)
+
+
+def make_query(
+    kind: str,
+    table: str,
+    *,
+    rho: float,
+    by: Sequence[str] | str | None = None,
+    where: str | Sequence[str] | Mapping[str, Any] | None = None,
+    column_name: str | None = None,
+    bounds: tuple[float, float] | None = None,
+    alpha: float | None = None,
+    candidates: Sequence[float] | None = None,
+    bins: Sequence[float] | None = None,
+    per_group: int = 1,
+    max_groups: int | None = None,
+    signed: bool = True,
+) -> Query:
+    """A validated :class:`Query`; every mistake is a one-line :class:`BadInput`."""
+    if kind not in KINDS:
+        raise BadInput(f"no query kind {kind!r}: use one of {', '.join(KINDS)}")
+    check_table(table)
+    if not (isinstance(rho, int | float) and math.isfinite(rho) and rho > 0):
+        raise BadInput(f"the cost rho must be a number > 0, not {rho!r}")
+    by_list = [by] if isinstance(by, str) else list(by or [])
+    if len(set(by_list)) != len(by_list):
+        raise BadInput(f"by names a column twice: {by_list}")
+    for name in by_list:
+        if column(table, name).keys is None:
+            public_keys(table, name, 2000)  # raises the explanation
+    if per_group < 1 or (max_groups is not None and max_groups < 1):
+        raise BadInput("per_group and max_groups must be at least 1")
+    if table == "patients":
+        per_group, max_groups = 1, 1  # one row per patient: nothing to bound
+    numeric = kind in ("sum", "mean", "quantile", "histogram")
+    col: Column | None = None
+    if numeric:
+        if column_name is None:
+            raise BadInput(f"a {kind} needs a numeric column")
+        col = column(table, column_name)
+        if col.kind not in ("int", "float"):
+            raise BadInput(f"{table}.{column_name} is not numeric")
+    elif column_name is not None:
+        raise BadInput("a count takes no column; filter with where= to count rows with a value")
+    bounds_t: tuple[float, float] | None = None
+    if kind in ("sum", "mean", "quantile"):
+        assert col is not None
+        lo, hi = bounds if bounds is not None else (col.bounds or (None, None))
+        if lo is None or hi is None or not lo < hi:
+            raise BadInput(f"bounds for {column_name} must be two numbers, lower < upper")
+        cast = int if col.kind == "int" else float
+        if cast is int and (lo != int(lo) or hi != int(hi)):
+            raise BadInput(f"{column_name} holds whole numbers: give whole-number bounds")
+        bounds_t = (cast(lo), cast(hi))
+    alpha_v: float | None = None
+    cands: tuple[float, ...] | None = None
+    if kind == "quantile":
+        assert col is not None
+        assert bounds_t is not None
+        if alpha is None or not 0 <= alpha <= 1:
+            raise BadInput("a quantile needs a level between 0 and 1 (0.5 for the median)")
+        alpha_v = float(alpha)
+        if candidates is None:
+            cands = default_candidates(col, bounds_t)
+        else:
+            cands = tuple(sorted({(int(c) if col.kind == "int" else float(c)) for c in candidates}))
+        if len(cands) < 2:
+            raise BadInput("a quantile needs at least two candidate values")
+    edges: tuple[float, ...] | None = None
+    if kind == "histogram":
+        if bins is None or len(bins) < 2 or list(bins) != sorted(set(bins)):
+            raise BadInput("a histogram needs at least two bin edges, in increasing order")
+        edges = tuple(float(b) for b in bins)
+    groups = max_groups if max_groups is not None else 1
+    query = Query(
+        kind=kind,
+        table=table,
+        rho=float(rho),
+        by=tuple(by_list),
+        where=parse_where(table, where),
+        column=column_name,
+        bounds=bounds_t,
+        alpha=alpha_v,
+        candidates=cands,
+        bins=edges,
+        per_group=int(per_group),
+        max_groups=int(groups),
+        signed=bool(signed),
+    )
+    return query
+
+
+def default_candidates(col: Column, bounds: tuple[float, float]) -> tuple[float, ...]:
+    """Public candidates for a quantile: every whole number within the bounds, or 201 even steps."""
+    lo, hi = bounds
+    if col.kind == "int" and hi - lo <= 400:
+        return tuple(range(int(lo), int(hi) + 1))
+    step = (hi - lo) / 200
+    values = [lo + i * step for i in range(201)]
+    return tuple(sorted({round(v) for v in values})) if col.kind == "int" else tuple(values)
+
+
+def bin_labels(edges: Sequence[float]) -> list[str]:
+    def fmt(x: float) -> str:
+        return f"{x:g}"
+
+    return [f"[{fmt(a)}, {fmt(b)})" for a, b in itertools.pairwise(edges)]
+
+
+def key_frame(query: Query, reference_year: int, schema: Mapping[str, pl.DataType]) -> pl.DataFrame | None:
+    """Every combination of the grouping columns' public keys (None for an ungrouped query)."""
+    columns = query.group_columns
+    if not columns:
+        return None
+    sets: list[list[object]] = []
+    for name in columns:
+        keys: list[object] = (
+            list(bin_labels(query.bins or ())) if name == BIN else public_keys(query.table, name, reference_year)
+        )
+        sets.append(keys)
+    size = math.prod(len(s) for s in sets)
+    if size > MAX_KEYS:
+        raise BadInput(f"grouping by {', '.join(columns)} makes {size:,} groups; the most is {MAX_KEYS:,}")
+    combos = list(itertools.product(*sets))
+    data = {name: [c[i] for c in combos] for i, name in enumerate(columns)}
+    dtypes = {name: (pl.String if name == BIN else schema[name]) for name in columns}
+    return pl.DataFrame(data, schema=dtypes)
+
+
+def fixed_point(query: Query) -> int:
+    """The factor a float column is summed at (10**decimals), or 1.
+
+    OpenDP bounds a float sum's rounding error by the number of rows, which at a
+    registry's public row bound inflates the noise a hundredfold; whole numbers
+    of the column's own precision sum exactly, and are divided back afterwards.
+    """
+    if query.kind not in ("sum", "mean") or query.column is None:
+        return 1
+    col = column(query.table, query.column)
+    return 10**col.decimals if col.kind == "float" else 1
+
+
+def prepare(query: Query, frame: pl.LazyFrame) -> pl.LazyFrame:
+    """Row-by-row preparation before OpenDP: the histogram's bin label (public edges), fixed-point sums."""
+    factor = fixed_point(query)
+    if factor != 1:
+        return frame.with_columns((pl.col(str(query.column)) * factor).round().cast(pl.Int64).alias(FIXED))
+    if query.kind != "histogram":
+        return frame
+    assert query.bins is not None
+    assert query.column is not None
+    labels = bin_labels(query.bins)
+    value = pl.col(query.column)
+    label: pl.Expr = pl.lit(None, dtype=pl.String)
+    for (lo, hi), text in zip(itertools.pairwise(query.bins), labels, strict=True):
+        label = pl.when((value >= lo) & (value < hi)).then(pl.lit(text)).otherwise(label)
+    return frame.with_columns(label.alias(BIN))
+
+
+def alpha_denominator(alpha: float) -> int:
+    """The denominator OpenDP scores a quantile with: alpha's exact fraction, or 10,000ths if finer."""
+    exact = Fraction(alpha)
+    return exact.denominator if exact.denominator < 10_000 else 10_000
+
+
+def row_filters(query: Query) -> list[pl.Expr]:
+    """The cohort, then per-patient bounding on the identifier, as row filters in order."""
+    filters = [clause.expr() for clause in query.where]
+    if query.kind in ("sum", "mean", "quantile"):
+        filters.append(pl.col(str(query.column)).is_not_null())
+    groups = list(query.group_columns)
+    index = pl.int_range(pl.len())
+    if query.table == "patients":
+        # One row per patient by construction (ingest refuses duplicates): the row is the privacy unit.
+        return filters
+    if groups and query.max_groups == 1 and query.per_group == 1:
+        # One row per patient in all: exactly one group per patient, accounted exactly.
+        filters.append(index.over(IDENTIFIER) < 1)
+    elif groups:
+        filters.append(index.over(IDENTIFIER, *groups) < query.per_group)
+        # OpenDP 0.16 accounts `rank < k` as k groups, but Polars' dense rank starts at 1, so it
+        # keeps k - 1: ask for one more to keep max_groups (the accounting is then conservative).
+        filters.append(pl.struct(*groups).rank("dense").over(IDENTIFIER) < query.max_groups + 1)
+    else:
+        filters.append(index.over(IDENTIFIER) < query.per_group)
+    return filters
+
+
+def plan(query: Query, empty: pl.LazyFrame, keys: pl.DataFrame | None) -> pl.LazyFrame:
+    """The Polars plan OpenDP turns into a measurement (see the module docstring)."""
+    lf = empty
+    for expr in row_filters(query):
+        lf = lf.filter(expr)
+    groups = list(query.group_columns)
+    if not groups:
+        return lf.select(aggregates(query))
+    assert keys is not None
+    grouped = lf.group_by(groups).agg(aggregates(query))
+    return keys.lazy().join(grouped, on=groups, how="left", nulls_equal=True)
+
+
+def aggregates(query: Query) -> list[pl.Expr]:
+    if query.kind in ("count", "histogram"):
+        return [dp.len(signed=query.signed).alias("value")]
+    col = pl.col(str(query.column))
+    assert query.bounds is not None
+    factor = fixed_point(query)
+    bounds: tuple[float, float] = query.bounds
+    if factor != 1:
+        col = pl.col(FIXED)
+        bounds = (round(query.bounds[0] * factor), round(query.bounds[1] * factor))
+    if query.kind == "sum":
+        return [col.dp.sum(bounds).alias("value")]  # type: ignore[attr-defined]
+    if query.kind == "mean":
+        # A noisy sum and a noisy count, divided afterwards: the count gives the interval its n.
+        return [col.dp.sum(bounds).alias("sum"), dp.len(signed=True).alias("n")]  # type: ignore[attr-defined]
+    assert query.alpha is not None
+    assert query.candidates is not None
+    return [col.dp.quantile(query.alpha, list(query.candidates)).alias("value")]  # type: ignore[attr-defined]

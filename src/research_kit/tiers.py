@@ -1,0 +1,97 @@
+"""Which data a call sees: the real extract (the runner's tier) or the synthetic twin (everyone else's).
+
+Only the pipeline runner sets ``RESEARCH_KIT_TIER=real`` (with the extract in
+``RESEARCH_KIT_EXTRACT``). Everywhere else, JupyterLab included, the same
+calls read the latest published synthetic twin and charge the sandbox ledger,
+so a notebook behaves the same on the twin and on the extract. The shell's
+``research-kit query`` is the researcher's explicit door to the real extract.
+
+A published twin is a folder ``synthetic/ID/`` holding the four tables as
+Parquet and ``twin.json`` (``extract``, ``content_hash``, ``reference_year``,
+``published_at``); only twins that passed their privacy gate are published.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Literal
+
+from research_kit.errors import BadInput, MissingData
+from research_kit.extracts import get_extract, list_extracts
+from research_kit.workspace import Workspace
+
+Tier = Literal["real", "sandbox"]
+TIERS: tuple[Tier, ...] = ("real", "sandbox")
+TIER_ENV = "RESEARCH_KIT_TIER"
+EXTRACT_ENV = "RESEARCH_KIT_EXTRACT"
+STUDY_ENV = "RESEARCH_KIT_STUDY"
+TWIN_MANIFEST = "twin.json"
+
+
+@dataclass(frozen=True)
+class Source:
+    tier: Tier
+    name: str  # the extract's id, or "twin:ID"
+    folder: Path
+    content_hash: str
+    reference_year: int
+
+
+def current_tier() -> Tier:
+    value = os.environ.get(TIER_ENV, "synthetic").strip().lower()
+    if value == "real":
+        return "real"
+    if value in ("synthetic", "sandbox", ""):
+        return "sandbox"
+    raise BadInput(f"{TIER_ENV}={value!r}: use 'real' (set by the pipeline runner) or 'synthetic'")
+
+
+def real_source(ws: Workspace, extract_id: str | None = None) -> Source:
+    """The extract named (or ``RESEARCH_KIT_EXTRACT``, or the newest registered one)."""
+    extract_id = extract_id or os.environ.get(EXTRACT_ENV) or None
+    if extract_id is None:
+        extracts = list_extracts(ws)
+        if not extracts:
+            raise MissingData("no extract registered yet (run 'research-kit ingest')")
+        extract = extracts[-1]
+    else:
+        extract = get_extract(ws, extract_id)
+    year = datetime.fromisoformat(extract.created_at).year
+    return Source("real", extract.id, extract.path, extract.content_hash, year)
+
+
+def published_twins(ws: Workspace) -> list[tuple[str, dict[str, object]]]:
+    """(id, manifest) of every published twin, oldest first."""
+    twins = []
+    if ws.synthetic_dir.is_dir():
+        for folder in ws.synthetic_dir.iterdir():
+            manifest = folder / TWIN_MANIFEST
+            if manifest.is_file():
+                twins.append((folder.name, json.loads(manifest.read_text(encoding="utf-8"))))
+    return sorted(twins, key=lambda t: (str(t[1].get("published_at", "")), t[0]))
+
+
+def twin_source(ws: Workspace, twin_id: str | None = None) -> Source:
+    twins = dict(published_twins(ws))
+    if not twins:
+        raise MissingData("no synthetic twin published yet (the steward runs 'research-kit synth EXTRACT')")
+    if twin_id is None:
+        twin_id = list(twins)[-1]
+    elif twin_id not in twins:
+        raise MissingData(f"no published twin {twin_id!r} (published: {', '.join(twins)})")
+    manifest = twins[twin_id]
+    return Source(
+        "sandbox",
+        f"twin:{twin_id}",
+        ws.synthetic_dir / twin_id,
+        str(manifest["content_hash"]),
+        int(str(manifest["reference_year"])),
+    )
+
+
+def source_for(ws: Workspace, tier: Tier, name: str | None = None) -> Source:
+    return real_source(ws, name) if tier == "real" else twin_source(ws, name)
