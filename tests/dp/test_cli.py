@@ -42,7 +42,7 @@ def test_grant_query_and_show_from_the_shell(registry: Registry) -> None:
 def test_shell_mistakes_are_one_line_with_their_exit_code(registry: Registry) -> None:
     cases = [
         (("budget", "grant", "x"), 3, "give the grant as --rho"),
-        (("budget", "grant", "x", "--rho", "99"), 5, "max_study_rho"),
+        (("budget", "grant", "x", "--rho", "2000000"), 5, "max_study_rho"),
         (("query", "count", "patients", "--study", "nobody"), 5, "has no privacy budget"),
         (("query", "count", "patients", "--study", "shell", "--by", "eye_colour"), 3, "no column 'eye_colour'"),
         (("query", "mean", "patients", "--study", "shell"), 3, "needs --column"),

@@ -132,13 +132,15 @@ def test_demo_runs_the_flow_and_says_where_to_look(cli: Run, home: Path, tmp_pat
     assert "reconciliation of extract demo-1" in out
     assert "reconciliation of extract demo-faults-1" in out
     assert "re-identification risk of extract demo-1" in out
-    assert "audit log intact: 6 entries" in out
+    assert "count of diagnoses by disease_group" in out
+    assert "replayed from the ledger, nothing spent" in out
+    assert "audit log intact: 11 entries" in out  # init, 2 exports, 2 extracts, 1 grant, 4 DP answers, risk
     assert "where to look" in out
     rerun = cli("demo", "--patients", "1500", "--seed", "4").stdout  # a second run adds new extract versions
     assert "already initialised" in rerun
     assert "using the key" in rerun
     assert "reconciliation of extract demo-2" in rerun
-    assert "audit log intact: 11 entries" in rerun
+    assert "audit log intact: 21 entries" in rerun  # its DP step adds a grant and 4 answers again
 
 
 def test_key_ingest_and_risk_from_the_shell(cli: Run, home: Path, tmp_path: Path) -> None:
