@@ -23,7 +23,7 @@ import opendp.prelude as dp
 import polars as pl
 
 from research_kit.dp import columns, engine, ledger
-from research_kit.dp.query import Query, aggregates, key_frame, make_query, prepare, row_filters
+from research_kit.dp.query import Query, aggregates, collapse, key_frame, make_query, prepare, row_filters
 from research_kit.extracts import get_extract
 from research_kit.ingest.pipeline import ingest
 from research_kit.pseudonymise.keys import load_key, new_key
@@ -131,6 +131,9 @@ def baseline(params: dict[str, Any], scratch: Path) -> dict[str, float]:
         q = context.query(rho=query.rho)
         for expr in row_filters(query):
             q = q.filter(expr)
+        firsts = collapse(query)
+        if firsts is not None:
+            q = q.group_by(columns.IDENTIFIER).agg(firsts)
         groups = list(query.group_columns)
         q = q.group_by(groups).agg(aggregates(query)).with_keys(keys) if groups else q.select(aggregates(query))
         q.summarize(alpha=0.05)

@@ -348,19 +348,15 @@ def alpha_denominator(alpha: float) -> int:
 
 
 def row_filters(query: Query) -> list[pl.Expr]:
-    """The cohort, then per-patient bounding on the identifier, as row filters in order."""
+    """The cohort, then (unless :func:`collapse` does it) per-patient bounding, as row filters in order."""
     filters = [clause.expr() for clause in query.where]
     if query.kind in ("sum", "mean", "quantile"):
         filters.append(pl.col(str(query.column)).is_not_null())
     groups = list(query.group_columns)
     index = pl.int_range(pl.len())
-    if query.table == "patients":
-        # One row per patient by construction (ingest refuses duplicates): the row is the privacy unit.
+    if query.table == "patients" or collapse(query) is not None:
         return filters
-    if groups and query.max_groups == 1 and query.per_group == 1:
-        # One row per patient in all: exactly one group per patient, accounted exactly.
-        filters.append(index.over(IDENTIFIER) < 1)
-    elif groups:
+    if groups:
         filters.append(index.over(IDENTIFIER, *groups) < query.per_group)
         # OpenDP 0.16 accounts `rank < k` as k groups, but Polars' dense rank starts at 1, so it
         # keeps k - 1: ask for one more to keep max_groups (the accounting is then conservative).
@@ -370,11 +366,29 @@ def row_filters(query: Query) -> list[pl.Expr]:
     return filters
 
 
+def collapse(query: Query) -> list[pl.Expr] | None:
+    """One row per patient (their first in the cohort), when a patient contributes one row in all.
+
+    The default bounding (one row, one group) of a table with several rows per
+    patient, done by a group-by on the identifier, which OpenDP accounts for
+    exactly and which runs several times faster than the equivalent window.
+    """
+    if query.table == "patients" or query.per_group != 1 or query.max_groups != 1:
+        return None
+    needed = list(query.group_columns)
+    if query.column is not None and query.kind != "histogram":
+        needed.append(FIXED if fixed_point(query) != 1 else query.column)
+    return [pl.col(c).first() for c in needed]
+
+
 def plan(query: Query, empty: pl.LazyFrame, keys: pl.DataFrame | None) -> pl.LazyFrame:
     """The Polars plan OpenDP turns into a measurement (see the module docstring)."""
     lf = empty
     for expr in row_filters(query):
         lf = lf.filter(expr)
+    firsts = collapse(query)
+    if firsts is not None:
+        lf = lf.group_by(IDENTIFIER).agg(firsts)
     groups = list(query.group_columns)
     if not groups:
         return lf.select(aggregates(query))
