@@ -7,22 +7,31 @@ missing columns, an encoding that cannot be decoded) is a
 :class:`~research_kit.errors.BadInput` naming the file and the problem.
 Latin-1 files are transcoded to UTF-8 into ``scratch`` (inside the
 workspace) before Polars reads them lazily.
+
+A CSV file is read in blocks of :data:`CSV_BLOCK` bytes, each parsed by
+Polars, rather than scanned by Polars directly: Polars memory-maps the file
+it scans, and every page of it read stays resident until the scan ends (GBs
+for a large export). Blocks keep resident memory to a few of them.
 """
 
 from __future__ import annotations
 
 import codecs
 import hashlib
+from collections.abc import Iterator
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 
 import polars as pl
+from polars.io.plugins import register_io_source
 
 from research_kit.errors import BadInput, MissingData
 from research_kit.registry.schema import TABLES, Table
 
 FORMATS = {".csv": "csv", ".txt": "csv", ".parquet": "parquet", ".pq": "parquet", ".xlsx": "excel"}
 _BLOCK = 1 << 20
+CSV_BLOCK = 4 << 20  # bytes of CSV parsed at once
 
 
 @dataclass(frozen=True)
@@ -137,13 +146,82 @@ def _scan_csv(path: Path, text_path: Path) -> pl.LazyFrame:
         raise BadInput(f"{path}: empty file")
     separator = ";" if header.count(";") > header.count(",") else ","
     try:
-        frame = pl.scan_csv(
-            text_path, separator=separator, infer_schema=False, missing_utf8_is_empty_string=True, quote_char='"'
-        )
-        frame.collect_schema()
+        names = pl.scan_csv(text_path, separator=separator, infer_schema=False, quote_char='"').collect_schema()
     except pl.exceptions.PolarsError as exc:
         raise BadInput(f"{path}: not a readable CSV table ({str(exc).splitlines()[0]})") from None
-    return frame
+    schema = {name: pl.String for name in names}
+    return register_io_source(partial(_csv_frames, text_path, separator, schema), schema=schema)
+
+
+def _csv_frames(
+    path: Path,
+    separator: str,
+    schema: dict[str, type[pl.String]],
+    with_columns: list[str] | None,
+    predicate: pl.Expr | None,
+    n_rows: int | None,
+    _batch_size: int | None,
+) -> Iterator[pl.DataFrame]:
+    """The rows of a CSV file as frames, one per block (the io-source protocol of :func:`register_io_source`)."""
+    left = n_rows
+    for first, block in _csv_blocks(path, CSV_BLOCK):
+        frame = pl.read_csv(
+            block,
+            has_header=first,  # the header is the first block's first record
+            separator=separator,
+            schema=schema,
+            missing_utf8_is_empty_string=True,
+            quote_char='"',
+            raise_if_empty=False,
+        )
+        if with_columns is not None:
+            frame = frame.select(with_columns)
+        if predicate is not None:
+            frame = frame.filter(predicate)
+        if left is not None:
+            frame = frame.head(left)
+            left -= frame.height
+        yield frame
+        if left == 0:
+            return
+
+
+def _csv_blocks(path: Path, size: int) -> Iterator[tuple[bool, bytes]]:
+    """The file in blocks of about ``size`` bytes, each ending where a record ends; True for the first.
+
+    A newline ends a record when an even number of quote characters precedes it
+    (one inside a quoted value does not). A block never ends just before a blank
+    line: parsed as a block's first line, Polars would skip it, where parsed in
+    the middle of the file it is a row (of empty values).
+    """
+    first = True
+    pending = b""
+    with path.open("rb") as fh:
+        while block := fh.read(size):
+            data = pending + block
+            cut = _record_end(data)
+            if cut == 0:
+                pending = data  # no record ends in it yet: read on
+                continue
+            yield first, data[:cut]
+            first, pending = False, data[cut:]
+    if pending or first:
+        yield first, pending
+
+
+def _record_end(data: bytes) -> int:
+    """Just after the last newline of ``data`` that ends a record and is not followed by a blank line; 0 if none."""
+    quotes = data.count(b'"') if b'"' in data else 0  # most exports quote nothing
+    end = len(data)
+    newline = data.rfind(b"\n", 0, end - 2)  # the two bytes after a newline tell whether a blank line follows
+    while newline >= 0:
+        if quotes:
+            quotes -= data.count(b'"', newline, end)
+        if quotes % 2 == 0 and not data.startswith((b"\n", b"\r\n"), newline + 1):
+            return newline + 1
+        end = newline
+        newline = data.rfind(b"\n", 0, end)
+    return 0
 
 
 def _read_excel(path: Path) -> pl.LazyFrame:

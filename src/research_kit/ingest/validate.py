@@ -86,7 +86,9 @@ def _per_distinct(change: Callable[[str], str]) -> Callable[[pl.Series], pl.Seri
     """
 
     def settle(batch: pl.Series) -> pl.Series:
-        mapping = {v: change(v) for v in batch.unique().to_list() if v is not None}
+        mapping = {v: c for v in batch.unique().to_list() if v is not None and (c := change(v)) != v}
+        if not mapping:  # the usual case: nothing to change, and nothing to copy
+            return batch
         return batch.replace_strict(mapping, default=batch, return_dtype=pl.String)
 
     return settle
