@@ -326,3 +326,18 @@ def test_out_of_range_dates_and_malformed_postcodes_are_quarantined(tmp_path: Pa
     result = ingest(ws, [raw], "ranges", ingested.key)
     assert quarantined(result, "patients")[3] == ["postcode:invalid_value"]
     assert "encounter_date:date_out_of_range" in quarantined(result, "encounters")[5]
+
+
+def test_tables_written_in_buckets_are_the_same_as_in_one_piece(
+    tmp_path: Path, ingested: Ingested, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from research_kit.ingest import pipeline
+
+    monkeypatch.setattr(pipeline, "BUCKET_ROWS", 700)  # several buckets per table, as at millions of patients
+    ws, _ = init_workspace(tmp_path / "ws")
+    result = ingest(ws, [ingested.raw], "e1", ingested.key)
+    for table in ("patients", "diagnoses", "phenotypes", "encounters"):
+        one = pl.read_parquet(get_extract(ingested.ws, "e1").table_path(table))
+        many = pl.read_parquet(get_extract(ws, "e1").table_path(table))
+        assert many.equals(one), table
+    assert result.counts == ingested.result.counts
