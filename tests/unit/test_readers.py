@@ -100,6 +100,7 @@ def test_csv_blocks_split_only_between_records(tmp_path: Path, block: int, monke
     from research_kit.ingest import readers
 
     monkeypatch.setattr(readers, "CSV_BLOCK", block)
+    monkeypatch.setattr(readers, "MMAP_LIMIT", 0)  # blocks even for a small file
     text = (
         "\ufeffnational_id;hpo_code;observed_date;comment\r\n"
         '1;HP:0000001;2020-01-01;"a; quoted\nline"\r\n'
