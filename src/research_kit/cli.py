@@ -30,6 +30,8 @@ app.add_typer(audit_app, name="audit")
 key_app = typer.Typer(help="The pseudonymisation key (kept outside the workspace).", no_args_is_help=True)
 app.add_typer(key_app, name="key")
 
+pipeline_app = typer.Typer(help="Study pipelines (pipelines/*.yaml).", no_args_is_help=True)
+app.add_typer(pipeline_app, name="pipeline")
 budget_app = typer.Typer(help="Privacy budgets: the committee grants, anyone reads.", no_args_is_help=True)
 app.add_typer(budget_app, name="budget")
 
@@ -344,6 +346,30 @@ def query(
         print(display.answer_json(answer))
     else:
         display.print_answer(console, answer)
+
+
+@pipeline_app.command("check")
+def pipeline_check(
+    files: Annotated[list[Path], typer.Argument(help="Pipeline files (YAML).")],
+) -> None:
+    """Validate pipeline files (keys, graph, notebooks, parameters) and show the order their actions run in."""
+    from rich.table import Table
+
+    from research_kit.studies.spec import load_pipeline
+
+    for path in files:
+        pipeline = load_pipeline(path)
+        table = Table(title=f"{pipeline.study}: {pipeline.title} ({path})")
+        for name in ("step", "action", "notebook", "needs", "outputs"):
+            table.add_column(name)
+        for step, level in enumerate(pipeline.levels(), start=1):
+            for name in level:
+                action = pipeline.actions[name]
+                outputs = ", ".join(f"{o.path} ({o.sensitivity.split('_')[0]})" for o in action.outputs)
+                table.add_row(str(step), name, action.notebook.name, ", ".join(action.needs), outputs)
+        console.print(table)
+        budget = ", ".join(f"{k} {v:g}" for k, v in sorted(pipeline.budget.items()))
+        console.print(f"valid; requests budget {budget}; actions of one step can run at the same time")
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -1,0 +1,1 @@
+"""Study pipelines: pipeline files, their dependency graph, and (to come) their runner."""
