@@ -80,7 +80,12 @@ def _ask(
     check_name(study, "study")
     if rho is not None and epsilon is not None:
         raise BadInput("give the cost as rho or as epsilon, not both")
-    cost = rho_of(epsilon, policy.delta) if epsilon is not None else engine.check_cost(rho, policy.default_query_rho)
+    if epsilon is not None:
+        try:
+            rho = rho_of(epsilon, policy.delta)
+        except ValueError as exc:
+            raise BadInput(f"epsilon {epsilon!r}: {exc}") from None
+    cost = policy.default_query_rho if rho is None else rho  # make_query checks it
     query = make_query(kind, table, rho=cost, **spec)
     source = source_for(ws, tier or current_tier(), extract)
     return engine.run(ws, query, study=study, source=source, preview=preview, reuse=reuse)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import polars as pl
 from rich.console import Console
 from rich.table import Table
 
@@ -86,5 +85,5 @@ def answer_json(answer: Answer) -> str:
     data = answer.to_dict()
     data.pop("schema", None)
     if answer.table is not None:
-        data["table"] = answer.table.with_columns(pl.all()).to_dicts()
+        data["table"] = answer.table.to_dicts()
     return json.dumps(data, indent=2, default=str)

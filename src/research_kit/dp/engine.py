@@ -33,7 +33,6 @@ from research_kit.dp.accounting import epsilon_of, from_picorho, to_picorho
 from research_kit.dp.answer import Answer
 from research_kit.dp.columns import IDENTIFIER, view
 from research_kit.dp.query import Query, alpha_denominator, fixed_point, key_frame, plan, prepare
-from research_kit.errors import BadInput
 from research_kit.tiers import Source
 from research_kit.workspace import Workspace
 
@@ -265,10 +264,3 @@ def _assemble(
     return released.with_columns(
         pl.lit(None, dtype=pl.Float64).alias("lower"), pl.lit(None, dtype=pl.Float64).alias("upper")
     )
-
-
-def check_cost(rho: float | None, default: float) -> float:
-    value = default if rho is None else rho
-    if not (isinstance(value, int | float) and value > 0 and math.isfinite(value)):
-        raise BadInput(f"the cost must be a number > 0, not {value!r}")
-    return float(value)

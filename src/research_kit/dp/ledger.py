@@ -48,9 +48,6 @@ class Balance:
     def remaining(self) -> int:
         return self.granted - self.spent - self.reserved
 
-    def rho(self, field: str) -> float:
-        return from_picorho(getattr(self, field) if field != "remaining" else self.remaining)
-
 
 @dataclass(frozen=True)
 class Spend:
