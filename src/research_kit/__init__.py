@@ -7,13 +7,15 @@ try:
 except PackageNotFoundError:  # running from a source tree that is not installed
     __version__ = "0.0.0+unknown"
 
-__all__ = ["__version__", "dp"]
+__all__ = ["__version__", "dp", "load"]
 
 
 def __getattr__(name: str) -> object:
     # The notebook API (rk.dp.count, ...) is imported on first use: the CLI need not load OpenDP.
-    if name == "dp":
-        import importlib
+    import importlib
 
+    if name == "dp":
         return importlib.import_module("research_kit.dp")
+    if name == "load":
+        return importlib.import_module("research_kit.tiers").load
     raise AttributeError(f"module 'research_kit' has no attribute {name!r}")

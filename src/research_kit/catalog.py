@@ -110,6 +110,103 @@ MIGRATIONS: tuple[Migration, ...] = (
                )""",
         ),
     ),
+    Migration(
+        4,
+        "study pipelines: registrations, runs, cached action results, outputs, reruns",
+        (
+            # A pipeline is registered by its first run; 'rerun' reruns every registered one.
+            """CREATE TABLE pipelines (
+                   study TEXT PRIMARY KEY,
+                   path TEXT NOT NULL,
+                   title TEXT NOT NULL,
+                   registered_at TEXT NOT NULL,
+                   registered_by TEXT NOT NULL
+               )""",
+            # The environment an action ran in: package versions (name -> version) and Python.
+            """CREATE TABLE environments (
+                   hash TEXT PRIMARY KEY,
+                   packages TEXT NOT NULL
+               )""",
+            # One successful execution of an action, found again by its content key.
+            """CREATE TABLE action_results (
+                   cache_key TEXT PRIMARY KEY,
+                   study TEXT NOT NULL,
+                   action TEXT NOT NULL,
+                   notebook TEXT NOT NULL,
+                   notebook_hash TEXT NOT NULL,
+                   parameters TEXT NOT NULL,
+                   extract TEXT NOT NULL,
+                   extract_hash TEXT NOT NULL,
+                   upstream TEXT NOT NULL,
+                   environment TEXT NOT NULL REFERENCES environments (hash),
+                   git_commit TEXT NOT NULL,
+                   folder TEXT NOT NULL,
+                   started_at TEXT NOT NULL,
+                   finished_at TEXT NOT NULL,
+                   seconds REAL NOT NULL
+               )""",
+            """CREATE TABLE action_outputs (
+                   cache_key TEXT NOT NULL REFERENCES action_results (cache_key),
+                   name TEXT NOT NULL,
+                   path TEXT NOT NULL,
+                   sensitivity TEXT NOT NULL CHECK (sensitivity IN ('highly_sensitive', 'moderately_sensitive')),
+                   sha256 TEXT NOT NULL,
+                   bytes INTEGER NOT NULL,
+                   PRIMARY KEY (cache_key, name)
+               )""",
+            """CREATE TABLE runs (
+                   id INTEGER PRIMARY KEY,
+                   study TEXT NOT NULL,
+                   pipeline TEXT NOT NULL,
+                   pipeline_hash TEXT NOT NULL,
+                   extract TEXT NOT NULL,
+                   extract_hash TEXT NOT NULL,
+                   git_commit TEXT NOT NULL,
+                   executor TEXT NOT NULL,
+                   trigger TEXT NOT NULL,
+                   actor TEXT NOT NULL,
+                   started_at TEXT NOT NULL,
+                   finished_at TEXT,
+                   outcome TEXT NOT NULL CHECK (outcome IN ('running', 'succeeded', 'failed', 'interrupted'))
+               )""",
+            "CREATE INDEX runs_study ON runs (study, id)",
+            # What happened to each action in a run: ran, cached (reused), failed or skipped (a need failed).
+            """CREATE TABLE run_actions (
+                   run_id INTEGER NOT NULL REFERENCES runs (id),
+                   action TEXT NOT NULL,
+                   outcome TEXT NOT NULL CHECK (outcome IN ('ran', 'cached', 'failed', 'skipped')),
+                   cache_key TEXT,
+                   seconds REAL NOT NULL,
+                   error TEXT NOT NULL DEFAULT '',
+                   notebook TEXT NOT NULL DEFAULT '',
+                   PRIMARY KEY (run_id, action)
+               )""",
+            # A moderately_sensitive output of a run, waiting for output checking and review,
+            # with its diff against the last released (or, until then, last reviewed) version.
+            """CREATE TABLE review_queue (
+                   id INTEGER PRIMARY KEY,
+                   study TEXT NOT NULL,
+                   action TEXT NOT NULL,
+                   name TEXT NOT NULL,
+                   cache_key TEXT NOT NULL,
+                   sha256 TEXT NOT NULL,
+                   run_id INTEGER NOT NULL REFERENCES runs (id),
+                   extract TEXT NOT NULL,
+                   state TEXT NOT NULL DEFAULT 'pending',
+                   diff TEXT,
+                   queued_at TEXT NOT NULL,
+                   UNIQUE (study, action, name, sha256)
+               )""",
+            # 'research-kit rerun --extract ID': one row per extract; a killed rerun is resumed.
+            """CREATE TABLE reruns (
+                   extract TEXT PRIMARY KEY,
+                   started_at TEXT NOT NULL,
+                   finished_at TEXT,
+                   state TEXT NOT NULL CHECK (state IN ('running', 'done')),
+                   summary TEXT NOT NULL DEFAULT ''
+               )""",
+        ),
+    ),
 )
 
 

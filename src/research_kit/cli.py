@@ -372,6 +372,132 @@ def pipeline_check(
         console.print(f"valid; requests budget {budget}; actions of one step can run at the same time")
 
 
+class _RunProgress:
+    """Rich progress for a run: a bar over the actions, one line per finished action."""
+
+    def __init__(self, total: int) -> None:
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+        self.progress = Progress(
+            TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), console=console
+        )
+        self.task = self.progress.add_task("actions", total=total)
+        self.running: set[str] = set()
+
+    def __call__(self, action: str, event: str, detail: str) -> None:
+        if event == "started":
+            self.running.add(action)
+        else:
+            self.running.discard(action)
+            style = {"ran": "green", "cached": "cyan", "failed": "red", "skipped": "yellow"}[event]
+            self.progress.console.print(f"  [{style}]{event:>7}[/] {action}" + (f"  {detail}" if detail else ""))
+            self.progress.advance(self.task)
+        running = ", ".join(sorted(self.running))
+        self.progress.update(self.task, description=f"running {running}" if running else "actions")
+
+
+def _print_run(report: Any) -> None:
+    counts = ", ".join(f"{report.count(o)} {o}" for o in ("ran", "cached", "failed", "skipped") if report.count(o))
+    colour = "green" if report.outcome == "succeeded" else "red"
+    console.print(
+        f"[{colour}]run {report.run_id} of {report.study} on {report.extract}: {report.outcome}[/] "
+        f"({counts}; {report.seconds:.2f} s; {report.queued} output(s) queued for review)"
+    )
+    for outcome in report.actions.values():
+        if outcome.outcome == "failed":
+            console.print(f"[red]{outcome.error}[/]")
+
+
+@app.command()
+def run(
+    pipeline_file: Annotated[Path, typer.Argument(metavar="PIPELINE", help="The pipeline file (YAML).")],
+    extract: Annotated[str | None, typer.Option(help="The extract to run on (default: the newest).")] = None,
+    action: Annotated[str | None, typer.Option(help="Run only this action (and what it needs).")] = None,
+    executor: Annotated[str, typer.Option(help="local, dask (a LocalCluster or --scheduler) or slurm.")] = "local",
+    workers: Annotated[
+        int | None, typer.Option(min=1, help="Actions at once (local, dask) or Slurm jobs (slurm).")
+    ] = None,
+    scheduler: Annotated[str | None, typer.Option(help="A running Dask scheduler's address (tcp://...).")] = None,
+    force: Annotated[bool, typer.Option("--force", help="Run every action even if its inputs did not change.")] = False,
+) -> None:
+    """Run a study's pipeline on a real extract: unchanged actions are reused, outputs queue for review."""
+    from research_kit.studies.runner import run_pipeline, selected_actions
+    from research_kit.studies.spec import load_pipeline
+    from research_kit.workspace import open_workspace
+
+    ws = open_workspace()
+    pipeline = load_pipeline(pipeline_file)
+    show = _RunProgress(len(selected_actions(pipeline, action)))
+    with show.progress:
+        report = run_pipeline(
+            ws,
+            pipeline,
+            extract=extract,
+            action=action,
+            executor=executor,
+            workers=workers,
+            scheduler=scheduler,
+            force=force,
+            listener=show,
+        )
+    _print_run(report)
+    if report.outcome != "succeeded":
+        raise typer.Exit(1)
+
+
+@app.command()
+def rerun(
+    extract: Annotated[str, typer.Option(help="The new extract every registered study reruns on.")],
+    executor: Annotated[str, typer.Option(help="local, dask or slurm.")] = "local",
+    workers: Annotated[int | None, typer.Option(min=1, help="Actions at once.")] = None,
+    scheduler: Annotated[str | None, typer.Option(help="A running Dask scheduler's address.")] = None,
+) -> None:
+    """Rerun every registered study on a new extract (safe from cron: one at a time, idempotent, resumable)."""
+    from research_kit.studies.locks import Busy
+    from research_kit.studies.rerun import rerun_all
+    from research_kit.workspace import open_workspace
+
+    ws = open_workspace()
+    try:
+        report = rerun_all(
+            ws,
+            extract,
+            executor=executor,
+            workers=workers,
+            scheduler=scheduler,
+            on_study=lambda study, _e, path: console.print(f"[bold]{study}[/] ({path})"),
+        )
+    except Busy as exc:
+        console.print(f"nothing done: {exc}")
+        return
+    if report.already_done:
+        console.print(f"every registered study already reran on {extract}; nothing to do")
+        return
+    if report.resumed:
+        console.print(f"resumed the rerun on {extract} where it stopped")
+    for run_report in report.runs:
+        _print_run(run_report)
+    for study, problem in report.problems.items():
+        console.print(f"[red]{study}: not rerun: {problem}[/]")
+    if not report.runs and not report.problems:
+        console.print("no study registered yet (a pipeline is registered by its first 'research-kit run')")
+    if not report.ok:
+        raise typer.Exit(1)
+
+
+@pipeline_app.command("slurm-script")
+def pipeline_slurm_script() -> None:
+    """Show the sbatch script each Slurm job of '--executor slurm' runs (from [runner] in research-kit.toml)."""
+    from research_kit.studies.executors import slurm_cluster
+    from research_kit.workspace import open_workspace
+
+    cluster = slurm_cluster(open_workspace().policy())
+    try:
+        print(cluster.job_script())
+    finally:
+        cluster.close()
+
+
 def main(argv: list[str] | None = None) -> None:
     """Entry point: run the app; a user's mistake exits with one line, never a traceback."""
     try:

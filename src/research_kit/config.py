@@ -201,6 +201,19 @@ class ReviewPolicy(_Section):
     approvals_required: int = _opt(2, "Approvals, by committee members other than the author, per output.", min=1)
 
 
+@dataclass(frozen=True)
+class RunnerPolicy(_Section):
+    name: ClassVar[str] = "runner"
+    title: ClassVar[str] = "Study pipelines: executors"
+    workers: int = _opt(0, "Actions run at once by the local executor (0: one per core).", min=0)
+    slurm_queue: str = _opt("", "Slurm partition for --executor slurm ('' for the site's default).")
+    slurm_account: str = _opt("", "Slurm account charged ('' for none).")
+    slurm_cores: int = _opt(2, "Cores booked per Slurm job (one action runs per job at a time).", min=1)
+    slurm_memory: str = _opt("8GB", "Memory booked per Slurm job.")
+    slurm_walltime: str = _opt("02:00:00", "Wall time of each Slurm job.")
+    slurm_jobs: int = _opt(2, "Slurm jobs (Dask workers) started by default.", min=1)
+
+
 SECTIONS: tuple[type[_Section], ...] = (
     IngestPolicy,
     PseudonymisePolicy,
@@ -210,6 +223,7 @@ SECTIONS: tuple[type[_Section], ...] = (
     OutputsPolicy,
     SdcPolicy,
     ReviewPolicy,
+    RunnerPolicy,
 )
 
 
@@ -225,6 +239,7 @@ class Policy:
     outputs: OutputsPolicy = field(default_factory=OutputsPolicy)
     sdc: SdcPolicy = field(default_factory=SdcPolicy)
     review: ReviewPolicy = field(default_factory=ReviewPolicy)
+    runner: RunnerPolicy = field(default_factory=RunnerPolicy)
 
     def as_dict(self) -> dict[str, dict[str, Any]]:
         return dataclasses.asdict(self)

@@ -18,7 +18,7 @@ import os
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 from research_kit.errors import BadInput, MissingData
 from research_kit.extracts import get_extract, list_extracts
@@ -95,3 +95,33 @@ def twin_source(ws: Workspace, twin_id: str | None = None) -> Source:
 
 def source_for(ws: Workspace, tier: Tier, name: str | None = None) -> Source:
     return real_source(ws, name) if tier == "real" else twin_source(ws, name)
+
+
+TABLES = ("patients", "diagnoses", "phenotypes", "encounters")
+
+
+def load(table: str | None = None, *, columns: list[str] | None = None, workspace: str | Path | None = None) -> Any:
+    """The registry's tables as pandas DataFrames: the synthetic twin, or the real extract under the runner.
+
+    ``rk.load()`` gives ``{"patients": df, "diagnoses": df, ...}``;
+    ``rk.load("patients")`` gives one table (``columns`` to read fewer).
+    """
+    import pandas as pd
+
+    from research_kit.workspace import open_workspace
+
+    if table is not None and table not in TABLES:
+        raise BadInput(f"rk.load({table!r}): no such table (tables: {', '.join(TABLES)})")
+    ws = open_workspace(Path(workspace) if workspace is not None else None)
+    source = source_for(ws, current_tier())
+    names = TABLES if table is None else (table,)
+    frames: dict[str, pd.DataFrame] = {}
+    for name in names:
+        path = source.folder / f"{name}.parquet"
+        if not path.is_file():
+            raise MissingData(f"{source.name}: {name}.parquet is missing")
+        try:
+            frames[name] = pd.read_parquet(path, columns=columns)
+        except (KeyError, ValueError) as exc:  # a column that does not exist
+            raise BadInput(f"rk.load({name!r}, columns={columns}): {str(exc).splitlines()[0]}") from None
+    return frames if table is None else frames[table]

@@ -1,0 +1,59 @@
+"""Jupyter kernels for the runner: IPC transport, one runtime directory per run, a chosen environment.
+
+Kernels talk to the runner over Unix sockets in a private directory (mode
+0700) instead of TCP ports on the host: many kernels can start at once
+without ``Address already in use``, and no other user of the machine can
+connect to them. Papermill passes the class to nbclient, which makes one
+manager per notebook.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from jupyter_client.kernelspec import KernelSpec
+from jupyter_client.manager import KernelManager
+from jupyter_core.utils import run_sync
+
+
+def kernel_manager_class(runtime_dir: Path, cwd: Path, env: Mapping[str, str]) -> type[KernelManager]:
+    """A ``KernelManager`` subclass bound to ``runtime_dir`` (sockets, connection file), ``cwd`` and ``env``.
+
+    The kernel is this interpreter's ipykernel, and ``env`` is its whole
+    environment: nothing of the runner's environment reaches the notebook
+    unless it is in it.
+    """
+    runtime = str(runtime_dir)
+    workdir = str(cwd)
+    environment = dict(env)
+
+    class RunKernelManager(KernelManager):
+        def __init__(self, **kwargs: Any) -> None:
+            super().__init__(**kwargs)
+            self.transport = "ipc"
+            # With IPC the "ip" is the sockets' path prefix: <runtime>/kernel-<port>.
+            self.ip = os.path.join(runtime, "kernel")
+            self.connection_file = os.path.join(runtime, "kernel.json")
+
+        @property
+        def kernel_spec(self) -> KernelSpec:
+            # This interpreter, whatever kernels the user has installed: the environment the cache key names.
+            return KernelSpec(
+                argv=[sys.executable, "-m", "ipykernel_launcher", "-f", "{connection_file}"],
+                display_name="research-kit runner",
+                language="python",
+                resource_dir=runtime,
+            )
+
+        async def _async_start_kernel(self, **kw: Any) -> None:
+            kw["env"] = dict(environment)
+            kw["cwd"] = workdir
+            await super()._async_start_kernel(**kw)
+
+        start_kernel = run_sync(_async_start_kernel)
+
+    return RunKernelManager

@@ -1,0 +1,215 @@
+"""The runner's catalog records: registered pipelines, runs, cached action results, the review queue.
+
+Each write that matters joins an audit entry in the same transaction, so the
+catalog and the hash-chained log never disagree.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from research_kit import audit
+from research_kit.catalog import transaction
+from research_kit.studies.cache import Environment, canonical
+from research_kit.studies.execute import ActionResult, OutputFile
+from research_kit.workspace import Workspace
+
+
+def now() -> str:
+    return datetime.now(UTC).isoformat(timespec="seconds")
+
+
+@dataclass(frozen=True)
+class StoredResult:
+    cache_key: str
+    action: str
+    folder: Path
+    outputs: list[OutputFile]
+    extract: str
+    finished_at: str
+
+
+def ensure_environment(conn: sqlite3.Connection, env: Environment) -> None:
+    conn.execute(
+        "INSERT OR IGNORE INTO environments (hash, packages) VALUES (?, ?)", (env.hash, canonical(env.packages))
+    )
+
+
+def register_pipeline(conn: sqlite3.Connection, ws: Workspace, study: str, path: Path, title: str) -> bool:
+    """Register (or move) a study's pipeline file; True when this changed the register."""
+    row = conn.execute("SELECT path FROM pipelines WHERE study = ?", (study,)).fetchone()
+    if row is not None and row["path"] == str(path):
+        return False
+    with transaction(conn):
+        conn.execute(
+            "INSERT INTO pipelines (study, path, title, registered_at, registered_by) VALUES (?, ?, ?, ?, ?) "
+            "ON CONFLICT(study) DO UPDATE SET path = excluded.path, title = excluded.title",
+            (study, str(path), title, now(), audit.current_actor()),
+        )
+        audit.append(conn, ws.audit_path, "pipeline.register", {"study": study, "pipeline": str(path)})
+    return True
+
+
+def registered_pipelines(conn: sqlite3.Connection) -> list[tuple[str, Path]]:
+    return [(r["study"], Path(r["path"])) for r in conn.execute("SELECT study, path FROM pipelines ORDER BY study")]
+
+
+def lookup(conn: sqlite3.Connection, cache_key: str) -> StoredResult | None:
+    """The stored result of this key, if its folder is still whole."""
+    row = conn.execute("SELECT * FROM action_results WHERE cache_key = ?", (cache_key,)).fetchone()
+    if row is None:
+        return None
+    folder = Path(row["folder"])
+    outputs = [
+        OutputFile(r["name"], r["path"], r["sensitivity"], r["sha256"], r["bytes"])
+        for r in conn.execute("SELECT * FROM action_outputs WHERE cache_key = ? ORDER BY name", (cache_key,))
+    ]
+    if not all((folder / "outputs" / o.path).is_file() for o in outputs):
+        return None  # removed by hand: run it again
+    return StoredResult(cache_key, row["action"], folder, outputs, row["extract"], row["finished_at"])
+
+
+def start_run(conn: sqlite3.Connection, **fields: Any) -> int:
+    with transaction(conn):
+        # Our caller holds the study's lock: a run still marked running was killed.
+        conn.execute(
+            "UPDATE runs SET outcome = 'interrupted' WHERE study = ? AND outcome = 'running'", (fields["study"],)
+        )
+        cursor = conn.execute(
+            "INSERT INTO runs (study, pipeline, pipeline_hash, extract, extract_hash, git_commit, executor, trigger,"
+            " actor, started_at, outcome) VALUES (:study, :pipeline, :pipeline_hash, :extract, :extract_hash,"
+            " :git_commit, :executor, :trigger, :actor, :started_at, 'running')",
+            {**fields, "actor": audit.current_actor(), "started_at": now()},
+        )
+    return int(cursor.lastrowid or 0)
+
+
+def record_action(
+    conn: sqlite3.Connection,
+    ws: Workspace,
+    run_id: int,
+    outcome: str,
+    action: str,
+    *,
+    cache_key: str | None,
+    seconds: float,
+    result: ActionResult | None = None,
+    provenance: dict[str, Any] | None = None,
+    error: str = "",
+    notebook: str = "",
+) -> None:
+    """One action's outcome in this run; an executed action's result and outputs, with an audit entry."""
+    with transaction(conn):
+        if outcome == "ran" and result is not None and provenance is not None:
+            conn.execute(
+                "INSERT OR IGNORE INTO action_results (cache_key, study, action, notebook, notebook_hash, parameters,"
+                " extract, extract_hash, upstream, environment, git_commit, folder, started_at, finished_at, seconds)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (
+                    cache_key,
+                    provenance["study"],
+                    action,
+                    provenance["notebook"],
+                    provenance["notebook_hash"],
+                    canonical(provenance["parameters"]),
+                    provenance["extract"],
+                    provenance["extract_hash"],
+                    canonical(provenance["upstream"]),
+                    provenance["environment"],
+                    provenance["git_commit"],
+                    provenance["folder"],
+                    result.started_at,
+                    result.finished_at,
+                    result.seconds,
+                ),
+            )
+            conn.executemany(
+                "INSERT OR IGNORE INTO action_outputs (cache_key, name, path, sensitivity, sha256, bytes)"
+                " VALUES (?, ?, ?, ?, ?, ?)",
+                [(cache_key, o.name, o.path, o.sensitivity, o.sha256, o.bytes) for o in result.outputs],
+            )
+        conn.execute(
+            "INSERT OR REPLACE INTO run_actions (run_id, action, outcome, cache_key, seconds, error, notebook)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?)",
+            (run_id, action, outcome, cache_key, seconds, error, notebook),
+        )
+        if outcome in ("ran", "failed"):
+            details: dict[str, Any] = {"run": run_id, "action": action, "outcome": outcome, "cache_key": cache_key}
+            if provenance is not None:
+                details |= {k: provenance[k] for k in ("study", "notebook_hash", "parameters", "extract")}
+            if result is not None and result.ok:
+                details["outputs"] = {o.name: o.sha256 for o in result.outputs}
+            if error:
+                details["error"] = error
+            audit.append(conn, ws.audit_path, "study.action", details)
+
+
+def finish_run(conn: sqlite3.Connection, ws: Workspace, run_id: int, outcome: str, summary: dict[str, Any]) -> None:
+    with transaction(conn):
+        conn.execute("UPDATE runs SET outcome = ?, finished_at = ? WHERE id = ?", (outcome, now(), run_id))
+        audit.append(conn, ws.audit_path, "study.run", {"run": run_id, "outcome": outcome, **summary})
+
+
+def queue_for_review(
+    conn: sqlite3.Connection,
+    ws: Workspace,
+    *,
+    study: str,
+    action: str,
+    output: OutputFile,
+    cache_key: str,
+    run_id: int,
+    extract: str,
+    diff: dict[str, Any] | None,
+) -> bool:
+    """Put a moderately_sensitive output in the review queue once (by content); True if it is new there."""
+    with transaction(conn):
+        cursor = conn.execute(
+            "INSERT OR IGNORE INTO review_queue (study, action, name, cache_key, sha256, run_id, extract, diff,"
+            " queued_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (
+                study,
+                action,
+                output.name,
+                cache_key,
+                output.sha256,
+                run_id,
+                extract,
+                None if diff is None else json.dumps(diff),
+                now(),
+            ),
+        )
+        if cursor.rowcount:
+            audit.append(
+                conn,
+                ws.audit_path,
+                "output.queue",
+                {"study": study, "action": action, "output": output.name, "sha256": output.sha256, "run": run_id},
+            )
+    return bool(cursor.rowcount)
+
+
+def previous_version(
+    conn: sqlite3.Connection, study: str, action: str, name: str, sha256: str
+) -> tuple[Path, str] | None:
+    """The file to compare a new version with, and what it is: the last released one, else the last queued."""
+    row = conn.execute(
+        "SELECT q.cache_key, q.state, q.run_id, q.extract, o.path FROM review_queue q JOIN action_outputs o"
+        " ON o.cache_key = q.cache_key AND o.name = q.name"
+        " WHERE q.study = ? AND q.action = ? AND q.name = ? AND q.sha256 != ?"
+        " ORDER BY (q.state = 'released') DESC, q.id DESC LIMIT 1",
+        (study, action, name, sha256),
+    ).fetchone()
+    if row is None:
+        return None
+    result = conn.execute("SELECT folder FROM action_results WHERE cache_key = ?", (row["cache_key"],)).fetchone()
+    if result is None:
+        return None
+    what = "released" if row["state"] == "released" else "not yet released"
+    label = f"the version of run {row['run_id']} on extract {row['extract']} ({what})"
+    return Path(result["folder"]) / "outputs" / row["path"], label
