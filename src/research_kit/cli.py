@@ -13,6 +13,7 @@ from typing import Annotated, Any
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 from research_kit import __version__
 from research_kit.errors import UserError
@@ -390,7 +391,8 @@ class _RunProgress:
         else:
             self.running.discard(action)
             style = {"ran": "green", "cached": "cyan", "failed": "red", "skipped": "yellow"}[event]
-            self.progress.console.print(f"  [{style}]{event:>7}[/] {action}" + (f"  {detail}" if detail else ""))
+            line = f"  [{style}]{event:>7}[/] {action}" + (f"  {escape(detail)}" if detail else "")
+            self.progress.console.print(line, soft_wrap=True)
             self.progress.advance(self.task)
         running = ", ".join(sorted(self.running))
         self.progress.update(self.task, description=f"running {running}" if running else "actions")
@@ -401,11 +403,12 @@ def _print_run(report: Any) -> None:
     colour = "green" if report.outcome == "succeeded" else "red"
     console.print(
         f"[{colour}]run {report.run_id} of {report.study} on {report.extract}: {report.outcome}[/] "
-        f"({counts}; {report.seconds:.2f} s; {report.queued} output(s) queued for review)"
+        f"({counts}; {report.seconds:.2f} s; {report.queued} output(s) queued for review)",
+        soft_wrap=True,
     )
     for outcome in report.actions.values():
         if outcome.outcome == "failed":
-            console.print(f"[red]{outcome.error}[/]")
+            console.print(f"[red]{escape(outcome.error)}[/]", soft_wrap=True)
 
 
 @app.command()

@@ -1,8 +1,9 @@
 """Content keys: an action reruns only when something it depends on changed.
 
-An action's key is the SHA-256 of its notebook's bytes, its parameters
-(canonical JSON), the input extract (id and content hash), the files its
-``needs`` handed it (by their hashes) and the environment it runs in. The
+An action's key is the SHA-256 of its study, its declared outputs, its
+notebook's bytes, its parameters (canonical JSON), the input extract (id and
+content hash), the files its ``needs`` handed it (by their hashes) and the
+environment it runs in. The
 environment is every installed distribution's name and version, Python's
 version and the research-kit sources (the DP helpers and ``rk.load`` run in
 the notebook), read from the file system without importing anything, so
@@ -78,6 +79,8 @@ def environment() -> Environment:
 
 def action_key(
     *,
+    study: str,
+    outputs: list[tuple[str, str, str]],
     notebook_hash: str,
     parameters: Mapping[str, Any],
     extract: str,
@@ -87,6 +90,8 @@ def action_key(
 ) -> str:
     """The content key of one action: equal keys, equal inputs."""
     material = {
+        "study": study,  # the notebook's DP queries charge this study's budget
+        "outputs": sorted(outputs),  # what is kept
         "notebook": notebook_hash,
         "parameters": dict(parameters),
         "extract": [extract, extract_hash],

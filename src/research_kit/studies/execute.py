@@ -19,10 +19,12 @@ are written by the runner that submitted it, never by a worker.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import shutil
 import tempfile
+import threading
 import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -90,9 +92,24 @@ def execute_action(task: ActionTask) -> ActionResult:
         error, notebook, outputs = str(exc), "", []
     finally:
         shutil.rmtree(work_root, ignore_errors=True)
+        _close_thread_loop()
     return ActionResult(
         task.action, not error, started, _now(), round(time.perf_counter() - clock, 3), outputs, error, notebook
     )
+
+
+def _close_thread_loop() -> None:
+    """Close the event loop nbclient left on this worker thread (it never closes it itself)."""
+    if threading.current_thread() is threading.main_thread():
+        return
+    policy = asyncio.get_event_loop_policy()
+    try:
+        loop = policy.get_event_loop()
+    except RuntimeError:
+        return
+    if not loop.is_running():
+        loop.close()
+        policy.set_event_loop(None)
 
 
 class _ActionFailed(Exception):
@@ -136,10 +153,13 @@ def _execute(task: ActionTask, work_root: Path) -> tuple[str, str]:
             )
             return "", str(executed)
         except PapermillExecutionError as exc:
-            return _cell_error(task, exc), _keep(executed, Path(task.failed_notebook))
+            return _cell_error(executed, exc), _keep(executed, Path(task.failed_notebook))
         except DeadKernelError as exc:
             if attempt == RETRIES_ON_DEAD_KERNEL:
-                return f"the kernel died ({exc})", _keep(executed, Path(task.failed_notebook))
+                log = runtime / "kernel.log"
+                last = log.read_text(errors="replace").strip().splitlines()[-1:] if log.is_file() else []
+                detail = f"; its last words: {last[0][:200]}" if last else ""
+                return f"the kernel died ({exc}){detail}", _keep(executed, Path(task.failed_notebook))
         except Exception as exc:  # noqa: BLE001 - a kernel that cannot start, a notebook papermill refuses, ...
             first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
             return f"{type(exc).__name__}: {first}"[:300], _keep(executed, Path(task.failed_notebook))
@@ -153,15 +173,13 @@ def kernel_base_env() -> dict[str, str]:
     return {k: v for k, v in os.environ.items() if not k.startswith("RESEARCH_KIT_")} | {"MPLBACKEND": "Agg"}
 
 
-def _cell_error(task: ActionTask, exc: Any) -> str:
-    """'cell 4 (`df = load(...)`): KeyError: 'x'' in the source notebook's numbering (1-based)."""
+def _cell_error(executed: Path, exc: Any) -> str:
+    """'cell 4 (`df = load(...)`): KeyError: 'x'', numbered as in the source notebook (from 1)."""
     index = int(exc.cell_index)
     try:
-        source = json.loads(Path(task.notebook).read_text(encoding="utf-8"))["cells"]
-        # Papermill inserts its 'injected-parameters' cell after the parameters cell.
-        tagged = [i for i, c in enumerate(source) if "parameters" in c.get("metadata", {}).get("tags", [])]
-        if tagged and index > tagged[0]:
-            index -= 1
+        cells = json.loads(executed.read_text(encoding="utf-8"))["cells"]
+        # Papermill's 'injected-parameters' cell (when there are parameters) is not the author's.
+        index -= sum(1 for c in cells[:index] if "injected-parameters" in c.get("metadata", {}).get("tags", []))
     except (OSError, ValueError, KeyError):
         pass
     first_line = next((line.strip() for line in str(exc.source).splitlines() if line.strip()), "")

@@ -104,11 +104,13 @@ class DaskExecutor:
             self._cluster.close()
 
 
-def slurm_cluster(policy: Policy, *, jobs: int = 0) -> Any:
+def slurm_cluster(policy: Policy, *, jobs: int = 0, scheduler_host: str | None = None) -> Any:
     """A ``dask_jobqueue.SLURMCluster`` from ``[runner]`` in research-kit.toml (one worker process per job).
 
     Workers must see the workspace at the same path (a shared file system)
     and run the same environment; ``job_script()`` shows the sbatch script.
+    The scheduler listens on this machine's network interface (compute nodes
+    must reach it) unless ``scheduler_host`` names another address.
     """
     import sys
 
@@ -126,8 +128,8 @@ def slurm_cluster(policy: Policy, *, jobs: int = 0) -> Any:
         walltime=runner.slurm_walltime,
         job_name="research-kit",
         python=sys.executable,
-        scheduler_options={"dashboard_address": None},
-        n_workers=jobs or 0,
+        scheduler_options={"dashboard_address": None} | ({"host": scheduler_host} if scheduler_host else {}),
+        n_workers=jobs,
     )
 
 

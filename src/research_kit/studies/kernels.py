@@ -52,7 +52,10 @@ def kernel_manager_class(runtime_dir: Path, cwd: Path, env: Mapping[str, str]) -
         async def _async_start_kernel(self, **kw: Any) -> None:
             kw["env"] = dict(environment)
             kw["cwd"] = workdir
-            await super()._async_start_kernel(**kw)
+            # The kernel's own chatter (shutdown notices, warnings) goes to a log, not the runner's terminal.
+            with open(os.path.join(runtime, "kernel.log"), "ab") as log:
+                kw["stdout"] = kw["stderr"] = log
+                await super()._async_start_kernel(**kw)
 
         start_kernel = run_sync(_async_start_kernel)
 

@@ -16,6 +16,7 @@ real budget; the same notebook in JupyterLab reads the synthetic twin.
 from __future__ import annotations
 
 import hashlib
+import shutil
 import subprocess
 import time
 from collections.abc import Callable
@@ -204,6 +205,9 @@ def run_pipeline(
     study = pipeline.study
     with hold(studies_dir(ws) / study / ".lock", f"a run of study {study!r}"):
         run = _Run(ws, pipeline, source, force, listener or (lambda *_: None))
+        # Holding the study's lock: any scratch folder of this study was left by a killed run.
+        for stale in (ws.scratch_dir / "runs").glob(f"{study}-*"):
+            shutil.rmtree(stale, ignore_errors=True)
         with ws.catalog() as conn:
             records.ensure_environment(conn, run.env)
             records.register_pipeline(conn, ws, study, pipeline.path.resolve(), pipeline.title)
@@ -285,6 +289,8 @@ def _schedule(run: _Run, conn: Any, selected: list[str], start_executor: Callabl
                     pending.remove(name)
                     progressed = True
                     key = cache.action_key(
+                        study=run.pipeline.study,
+                        outputs=[(o.name, o.path, o.sensitivity) for o in action.outputs],
                         notebook_hash=run.notebook_hash(action.notebook),
                         parameters=action.parameters,
                         extract=run.source.name,
