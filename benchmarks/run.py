@@ -79,6 +79,29 @@ def cases(quick: bool) -> list[Case]:
             goal="at least 20x faster (median latency)",
         ),
         Case(
+            name="pipeline of 20 actions, cold",
+            description=(
+                "research-kit run (2 workers, IPC kernels, provenance and audit included) of a 20-action pipeline "
+                "with mixed dependencies on a 2,000-patient extract, against one 'papermill' command per notebook "
+                "in dependency order."
+            ),
+            ours=Side("research-kit run", "benchmarks.cases_pipeline:ours_cold"),
+            baseline=Side("sequential papermill", "benchmarks.cases_pipeline:papermill_sequential"),
+            throughput_unit="actions/s",
+            goal="at least 1.7x faster on 2 cores",
+        ),
+        Case(
+            name="pipeline of 20 actions, no-change rerun",
+            description=(
+                "research-kit run a second time with nothing changed (every action reused by its content key), "
+                "against the sequential papermill commands, which have no cache."
+            ),
+            ours=Side("research-kit run, nothing changed", "benchmarks.cases_pipeline:ours_rerun"),
+            baseline=Side("sequential papermill", "benchmarks.cases_pipeline:papermill_sequential"),
+            throughput_unit="actions/s",
+            goal="at least 20x faster",
+        ),
+        Case(
             name=f"ingest memory, {label} x 10 vs {label} patients",
             description="Peak memory of research-kit ingest at ten times the size against the size above.",
             ours=Side("ingest, 10x", "benchmarks.cases_ingest:ours", {"patients": patients * 10}),
