@@ -398,19 +398,6 @@ class _RunProgress:
         self.progress.update(self.task, description=f"running {running}" if running else "actions")
 
 
-def _print_run(report: Any) -> None:
-    counts = ", ".join(f"{report.count(o)} {o}" for o in ("ran", "cached", "failed", "skipped") if report.count(o))
-    colour = "green" if report.outcome == "succeeded" else "red"
-    console.print(
-        f"[{colour}]run {report.run_id} of {report.study} on {report.extract}: {report.outcome}[/] "
-        f"({counts}; {report.seconds:.2f} s; {report.queued} output(s) queued for review)",
-        soft_wrap=True,
-    )
-    for outcome in report.actions.values():
-        if outcome.outcome == "failed":
-            console.print(f"[red]{escape(outcome.error)}[/]", soft_wrap=True)
-
-
 @app.command()
 def run(
     pipeline_file: Annotated[Path, typer.Argument(metavar="PIPELINE", help="The pipeline file (YAML).")],
@@ -424,6 +411,7 @@ def run(
     force: Annotated[bool, typer.Option("--force", help="Run every action even if its inputs did not change.")] = False,
 ) -> None:
     """Run a study's pipeline on a real extract: unchanged actions are reused, outputs queue for review."""
+    from research_kit import reports
     from research_kit.studies.runner import run_pipeline, selected_actions
     from research_kit.studies.spec import load_pipeline
     from research_kit.workspace import open_workspace
@@ -443,7 +431,7 @@ def run(
             force=force,
             listener=show,
         )
-    _print_run(report)
+    reports.print_run(console, report, table=False)
     if report.outcome != "succeeded":
         raise typer.Exit(1)
 
@@ -456,6 +444,7 @@ def rerun(
     scheduler: Annotated[str | None, typer.Option(help="A running Dask scheduler's address.")] = None,
 ) -> None:
     """Rerun every registered study on a new extract (safe from cron: one at a time, idempotent, resumable)."""
+    from research_kit import reports
     from research_kit.studies.locks import Busy
     from research_kit.studies.rerun import rerun_all
     from research_kit.workspace import open_workspace
@@ -479,7 +468,7 @@ def rerun(
     if report.resumed:
         console.print(f"resumed the rerun on {extract} where it stopped")
     for run_report in report.runs:
-        _print_run(run_report)
+        reports.print_run(console, run_report, table=False)
     for study, problem in report.problems.items():
         console.print(f"[red]{study}: not rerun: {problem}[/]")
     if not report.runs and not report.problems:

@@ -4,10 +4,13 @@ Each step of the flow adds itself here as it is built. Today: a workspace, a
 simulated identifiable export (clean) and a second one with injected faults
 (the ingest test oracle), the pseudonymisation key, both exports ingested
 (every run adds a new extract version), the risk report of the clean
-extract, and a check of the audit chain.
+extract, DP queries charged to a study's budget, the example study pipeline
+run on the new extract (and again, reused), and a check of the audit chain.
 """
 
 from __future__ import annotations
+
+from pathlib import Path
 
 from rich.console import Console
 from rich.rule import Rule
@@ -66,7 +69,10 @@ def run_demo(console: Console, *, patients: int, seed: int) -> None:
     console.print(Rule("7. differential privacy: the committee grants a budget, a study asks"))
     _dp_queries(console, ws, extract.extract_id)
 
-    console.print(Rule("8. audit log"))
+    console.print(Rule("8. study pipelines: the example study's notebooks run on the extract"))
+    _pipelines(console, ws, extract.extract_id)
+
+    console.print(Rule("9. audit log"))
     with ws.catalog() as conn:
         verdict = audit.verify(conn, ws.audit_path)
     if not verdict.ok:
@@ -82,6 +88,7 @@ def run_demo(console: Console, *, patients: int, seed: int) -> None:
     console.print(f"risk reports  {ws.root / 'reports' / 'risk'}")
     console.print(f"key           {key_path().resolve()}  (fingerprint {key.fingerprint}; back it up)")
     console.print("budgets       research-kit budget show   |   research-kit query --help")
+    console.print(f"study runs    {ws.root / 'studies'}   |   research-kit run pipelines/example.yaml")
     console.print("audit log     research-kit audit show   |   research-kit audit verify")
 
 
@@ -108,6 +115,47 @@ def _dp_queries(console: Console, ws: Workspace, extract_id: str) -> None:
     replay = engine.run(ws, queries[0], study=study, source=source)
     console.print(f"asked again: {'replayed from the ledger, nothing spent' if replay.replayed else 'spent again'}")
     display.print_balances(console, [ledger.balance(ws, study)], policy.delta)
+
+
+def example_pipeline() -> Path:
+    """pipelines/example.yaml of this project (the current folder, else the source tree's)."""
+    here = Path.cwd() / "pipelines" / "example.yaml"
+    return here if here.is_file() else Path(__file__).resolve().parents[2] / "pipelines" / "example.yaml"
+
+
+def _pipelines(console: Console, ws: Workspace, extract_id: str) -> None:
+    import json
+
+    from research_kit.studies.runner import run_pipeline
+    from research_kit.studies.spec import load_pipeline
+
+    path = example_pipeline()
+    pipeline = load_pipeline(path)
+    with reports.steps(console, "pipeline") as step:
+        step(f"{pipeline.study}: {len(pipeline.actions)} actions on {extract_id}")
+        report = run_pipeline(ws, pipeline, extract=extract_id)
+    reports.print_run(console, report)
+    again = run_pipeline(ws, pipeline, extract=extract_id)
+    console.print(
+        f"run again with nothing changed: {again.count('cached')} of {len(again.actions)} actions reused "
+        f"in {again.seconds:.2f} s"
+    )
+    with ws.catalog() as conn:
+        queued = conn.execute(
+            "SELECT action, name, diff FROM review_queue WHERE run_id = ? ORDER BY id", (report.run_id,)
+        ).fetchall()
+    for row in queued:
+        diff = json.loads(row["diff"]) if row["diff"] else None
+        if diff is None:
+            change = "first version"
+        elif diff["kind"] == "table":
+            change = (
+                f"{diff['cells_changed']} cells changed (largest by {diff['largest_change']:g}), "
+                f"{diff['rows_added']} rows added, {diff['rows_removed']} removed, against {diff['against']}"
+            )
+        else:
+            change = f"{'changed' if diff['changed'] else 'unchanged'} against {diff['against']}"
+        console.print(f"queued for review: {row['action']}/{row['name']}: {change}")
 
 
 def _demo_key(console: Console, ws: Workspace) -> Key:

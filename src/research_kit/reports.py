@@ -22,6 +22,7 @@ if TYPE_CHECKING:
     from research_kit.ingest.pipeline import IngestResult
     from research_kit.pseudonymise.assessment import Assessment
     from research_kit.pseudonymise.risk import RiskReport
+    from research_kit.studies.runner import RunReport
 
 
 @contextmanager
@@ -185,3 +186,27 @@ def print_risk(console: Console, assessment: Assessment) -> None:
             f"({enforced.rows_suppressed / r.records:.1%}), precision lost {enforced.precision_lost:.0%} ({levels})"
         )
     console.print(f"report: {assessment.json_path}  plot: {assessment.plot_path}")
+
+
+def print_run(console: Console, report: RunReport, *, table: bool = True) -> None:
+    """A pipeline run: each action's outcome (with ``table``), a summary line, and every failure in full."""
+    from rich.markup import escape
+
+    if table:
+        shown = Table(title=f"run {report.run_id} of {report.study} on {report.extract}")
+        for column in ("action", "outcome", "seconds", "outputs"):
+            shown.add_column(column)
+        for outcome in report.actions.values():
+            outputs = ", ".join(f"{o.path} ({o.sensitivity.split('_')[0]})" for o in outcome.outputs)
+            shown.add_row(outcome.action, outcome.outcome, f"{outcome.seconds:.1f}", outputs)
+        console.print(shown)
+    counts = ", ".join(f"{report.count(o)} {o}" for o in ("ran", "cached", "failed", "skipped") if report.count(o))
+    colour = "green" if report.outcome == "succeeded" else "red"
+    console.print(
+        f"[{colour}]run {report.run_id} of {report.study} on {report.extract}: {report.outcome}[/] "
+        f"({counts}; {report.seconds:.2f} s; {report.queued} output(s) queued for review)",
+        soft_wrap=True,
+    )
+    for outcome in report.actions.values():
+        if outcome.outcome == "failed":
+            console.print(f"[red]{escape(outcome.error)}[/]", soft_wrap=True)
