@@ -238,15 +238,24 @@ def test_a_failed_action_stops_only_its_dependants_and_keeps_its_notebook(projec
 
 
 def test_the_dask_executor_runs_the_same_pipeline_to_the_same_outputs(project: Project) -> None:
+    from distributed import LocalCluster
+
     pipeline = load_pipeline(three_actions(project))
     local = run_pipeline(project.ws, pipeline, extract="e1")
+    # Its own loopback LocalCluster, then a running cluster named by its scheduler's address.
     dask = run_pipeline(project.ws, pipeline, extract="e1", executor="dask", workers=2, force=True)
-    assert dask.outcome == "succeeded"
-    assert set(outcomes(dask).values()) == {"ran"}
-    for action in ("cohort", "count", "other"):
-        assert [o.sha256 for o in dask.actions[action].outputs] == [o.sha256 for o in local.actions[action].outputs]
+    with LocalCluster(n_workers=1, threads_per_worker=1, host="127.0.0.1", dashboard_address=None) as cluster:
+        remote = run_pipeline(
+            project.ws, pipeline, extract="e1", executor="dask", scheduler=cluster.scheduler_address, force=True
+        )
+    for report in (dask, remote):
+        assert report.outcome == "succeeded"
+        assert set(outcomes(report).values()) == {"ran"}
+        for action in ("cohort", "count", "other"):
+            produced = [o.sha256 for o in report.actions[action].outputs]
+            assert produced == [o.sha256 for o in local.actions[action].outputs]
     with project.ws.catalog() as conn:
-        assert conn.execute("SELECT executor FROM runs ORDER BY id DESC").fetchone()[0] == "dask"
+        assert [r[0] for r in conn.execute("SELECT executor FROM runs ORDER BY id")] == ["local", "dask", "dask"]
 
 
 def test_the_slurm_configuration_renders_a_job_script(project: Project) -> None:
