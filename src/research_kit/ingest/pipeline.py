@@ -35,6 +35,7 @@ from polars.io.plugins import register_io_source
 
 from research_kit import audit
 from research_kit.catalog import transaction
+from research_kit.checksums import file_sha256
 from research_kit.config import Policy
 from research_kit.errors import PolicyRefusal
 from research_kit.extracts import MANIFEST, RECONCILIATION, is_registered
@@ -229,7 +230,7 @@ def _run(
     say("reading and checking the files")
     found = readers.find_sources(raw)
     sources = {t.name: readers.read_source(t, found[t.name], scratch / "text") for t in TABLES}
-    source_hashes = {name: hashing.submit(readers.file_sha256, s.path) for name, s in sources.items()}
+    source_hashes = {name: hashing.submit(file_sha256, s.path) for name, s in sources.items()}
     codes = load_code_systems()
 
     scratch.mkdir(mode=0o700, parents=True, exist_ok=True)
@@ -364,9 +365,7 @@ def _manifest(
 ) -> dict[str, Any]:
     content = {
         "schema_version": EXTRACT_SCHEMA_VERSION,
-        "tables": {
-            name: {"rows": rows[name], "sha256": readers.file_sha256(staging / f"{name}.parquet")} for name in rows
-        },
+        "tables": {name: {"rows": rows[name], "sha256": file_sha256(staging / f"{name}.parquet")} for name in rows},
         "key_fingerprint": key.fingerprint,
         "policy": {"pseudonymise": policy.as_dict()["pseudonymise"], "ingest": policy.as_dict()["ingest"]},
         "sources": {

@@ -19,7 +19,6 @@ is faster.
 from __future__ import annotations
 
 import codecs
-import hashlib
 from collections.abc import Iterator
 from dataclasses import dataclass
 from functools import partial
@@ -99,15 +98,6 @@ def read_source(table: Table, path: Path, scratch: Path) -> Source:
         raise BadInput(f"{path}: no rows")
     extra = tuple(c for c in columns if c not in table.columns)
     return Source(table, path, fmt, encoding, frame, extra)
-
-
-def file_sha256(path: Path) -> str:
-    """SHA-256 of a file, read in blocks (hashlib releases the GIL: safe to run in a thread)."""
-    h = hashlib.sha256()
-    with path.open("rb") as fh:
-        while block := fh.read(_BLOCK):
-            h.update(block)
-    return h.hexdigest()
 
 
 def _decode_csv(path: Path, scratch: Path) -> tuple[str, Path]:

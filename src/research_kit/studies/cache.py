@@ -22,16 +22,6 @@ from functools import cache
 from pathlib import Path
 from typing import Any
 
-CHUNK = 1 << 20
-
-
-def sha256_file(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        while block := handle.read(CHUNK):
-            digest.update(block)
-    return digest.hexdigest()
-
 
 def canonical(value: Any) -> str:
     """JSON with sorted keys and no spaces: equal values, equal text."""

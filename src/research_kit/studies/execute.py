@@ -31,7 +31,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from research_kit.studies.cache import sha256_file
+from research_kit.checksums import file_sha256
 
 KERNEL_NAME = "python3"
 RETRIES_ON_DEAD_KERNEL = 1
@@ -219,7 +219,7 @@ def _publish(task: ActionTask, work_root: Path) -> list[OutputFile]:
         target.parent.mkdir(parents=True, exist_ok=True)
         shutil.move(work / path, target)
         target.chmod(0o444)
-        files.append(OutputFile(name, path, sensitivity, sha256_file(target), target.stat().st_size))
+        files.append(OutputFile(name, path, sensitivity, file_sha256(target), target.stat().st_size))
     shutil.move(work_root / "notebook.ipynb", staging / "notebook.ipynb")
     provenance = {**task.provenance, "outputs": [f.__dict__ for f in files]}
     (staging / "provenance.json").write_text(json.dumps(provenance, indent=2, sort_keys=True, default=str) + "\n")

@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from research_kit.audit import ACTOR_ENV, current_actor
+from research_kit.checksums import file_sha256
 from research_kit.errors import BadInput
 from research_kit.studies import cache, records
 from research_kit.studies.diff import diff_outputs
@@ -122,7 +123,7 @@ class _Run:
 
     def notebook_hash(self, path: Path) -> str:
         if path not in self.notebook_hashes:
-            self.notebook_hashes[path] = cache.sha256_file(path)
+            self.notebook_hashes[path] = file_sha256(path)
         return self.notebook_hashes[path]
 
     def upstream(self, action: Action) -> dict[str, str]:
@@ -338,45 +339,26 @@ def _record(
         result = ActionResult(action.name, False, records.now(), records.now(), 0.0, error=message)
     name = action.name
     if result.ok:
-        folder = Path(provenance["folder"])
-        run.outcomes[name] = ActionOutcome(
-            name, "ran", result.seconds, key, notebook=result.notebook, folder=folder, outputs=result.outputs
-        )
-        records.record_action(
-            conn,
-            run.ws,
-            run.run_id,
-            "ran",
-            name,
-            cache_key=key,
-            seconds=result.seconds,
-            result=result,
-            provenance=provenance,
-            notebook=result.notebook,
-        )
-        run.listener(name, "ran", f"{result.seconds:.1f} s")
+        outcome = ActionOutcome(
+            name, "ran", result.seconds, key, notebook=result.notebook, folder=Path(provenance["folder"]),
+            outputs=result.outputs,
+        )  # fmt: skip
+        detail = f"{result.seconds:.1f} s"
     else:
-        error = (
-            f"action {name} failed at {result.error}"
-            if result.error.startswith("cell ")
-            else f"action {name} failed: {result.error}"
-        )
+        if result.error.startswith("cell "):
+            error = f"action {name} failed at {result.error}"
+        else:
+            error = f"action {name} failed: {result.error}"
         if result.notebook:
             error += f" (executed notebook kept: {result.notebook})"
-        run.outcomes[name] = ActionOutcome(name, "failed", result.seconds, key, error=error, notebook=result.notebook)
-        records.record_action(
-            conn,
-            run.ws,
-            run.run_id,
-            "failed",
-            name,
-            cache_key=key,
-            seconds=result.seconds,
-            provenance=provenance,
-            error=error,
-            notebook=result.notebook,
-        )
-        run.listener(name, "failed", error)
+        outcome = ActionOutcome(name, "failed", result.seconds, key, error=error, notebook=result.notebook)
+        detail = error
+    run.outcomes[name] = outcome
+    records.record_action(
+        conn, run.ws, run.run_id, outcome.outcome, name, cache_key=key, seconds=result.seconds,
+        result=result if result.ok else None, provenance=provenance, error=outcome.error, notebook=result.notebook,
+    )  # fmt: skip
+    run.listener(name, outcome.outcome, detail)
 
 
 def _queue_outputs(run: _Run, conn: Any) -> int:
