@@ -497,3 +497,6 @@ def main(argv: list[str] | None = None) -> None:
     except UserError as exc:
         print(f"research-kit: {exc.label}: {exc}", file=sys.stderr)
         sys.exit(exc.exit_code)
+    except KeyboardInterrupt:  # Ctrl-C: what was under way has recorded itself as interrupted
+        print("research-kit: interrupted", file=sys.stderr)
+        sys.exit(130)

@@ -306,3 +306,23 @@ def test_rk_load_reads_the_twin_outside_the_runner(project: Project, monkeypatch
     assert len(real) == len(pd.read_parquet(get_extract(project.ws, "e1").table_path("patients")))
     with pytest.raises(BadInput, match="no such table"):
         rk.load("visits")
+
+
+@pytest.mark.parametrize(
+    ("arguments", "message"),
+    [
+        (["--executor", "mpi"], "bad input: --executor 'mpi': use local, dask, slurm"),
+        (["--scheduler", "tcp://127.0.0.1:1"], "bad input: --scheduler goes with --executor dask"),
+        (["--action", "nope"], "--action 'nope': no such action (actions: cohort, count, other)"),
+        (["--extract", "e9"], "not found: no extract 'e9' (registered: e1, e2)"),
+    ],
+)
+def test_a_run_refuses_bad_options_before_anything_runs(project: Project, arguments: list[str], message: str) -> None:
+    path = three_actions(project)
+    done = subprocess.run([sys.executable, "-m", "research_kit", "run", str(path), *arguments],
+                          capture_output=True, text=True, check=False)  # fmt: skip
+    assert done.returncode in (3, 4)
+    assert done.stderr.count("\n") == 1
+    assert message in done.stderr
+    with project.ws.catalog() as conn:
+        assert conn.execute("SELECT COUNT(*) FROM runs").fetchone()[0] == 0

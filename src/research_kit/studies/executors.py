@@ -135,8 +135,6 @@ def slurm_cluster(policy: Policy, *, jobs: int = 0, scheduler_host: str | None =
 
 def make_executor(name: str, policy: Policy, *, workers: int | None = None, scheduler: str | None = None) -> Executor:
     if name == "local":
-        if scheduler:
-            raise BadInput("--scheduler goes with --executor dask")
         return LocalExecutor(workers)
     if name == "dask":
         return DaskExecutor(workers, scheduler)

@@ -30,7 +30,7 @@ from research_kit.errors import BadInput
 from research_kit.studies import cache, records
 from research_kit.studies.diff import diff_outputs
 from research_kit.studies.execute import ActionResult, ActionTask, OutputFile
-from research_kit.studies.executors import Executor, make_executor
+from research_kit.studies.executors import EXECUTORS, Executor, make_executor
 from research_kit.studies.locks import hold
 from research_kit.studies.spec import Action, Pipeline
 from research_kit.tiers import EXTRACT_ENV, STUDY_ENV, TIER_ENV, Source, real_source
@@ -201,6 +201,10 @@ def run_pipeline(
 ) -> RunReport:
     """Run ``pipeline`` (or one ``action`` and what it needs) on ``extract`` (default: the newest)."""
     clock = time.perf_counter()
+    if executor not in EXECUTORS:
+        raise BadInput(f"--executor {executor!r}: use {', '.join(EXECUTORS)}")
+    if scheduler and executor != "dask":
+        raise BadInput("--scheduler goes with --executor dask")
     source = real_source(ws, extract)
     selected = selected_actions(pipeline, action)
     study = pipeline.study
