@@ -14,7 +14,6 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from research_kit import catalog
-from research_kit.registry.export import SimulationResult
 from research_kit.workspace import Workspace
 
 if TYPE_CHECKING:
@@ -22,6 +21,7 @@ if TYPE_CHECKING:
     from research_kit.ingest.pipeline import IngestResult
     from research_kit.pseudonymise.assessment import Assessment
     from research_kit.pseudonymise.risk import RiskReport
+    from research_kit.registry.export import SimulationResult
     from research_kit.studies.runner import RunReport
 
 
