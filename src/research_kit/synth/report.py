@@ -1,0 +1,144 @@
+"""A twin's report: ``report.json`` and a self-contained ``report.html`` (matplotlib plots as embedded PNGs).
+
+What may appear: scores, sizes, column names, timings, and shares of values
+held by at least k real patients. Real shares are drawn only for such common
+values; numeric columns are compared by their 5th to 95th percentiles, never
+their extremes. No value held by fewer than k real patients is written here.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import io
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from research_kit.synth.tables import Tables
+
+PERCENTILES = np.arange(5, 96, 5)
+NUMERIC_PLOTS = (
+    ("patients", "birth_year"),
+    ("diagnoses", "onset_age_years"),
+    ("diagnoses", "diagnostic_delay_days"),
+)
+CATEGORY_PLOTS = (
+    ("patients", "sex"),
+    ("patients", "vital_status"),
+    ("patients", "canton"),
+    ("diagnoses", "status"),
+    ("encounters", "centre_country"),
+    ("encounters", "encounter_type"),
+)
+
+
+def _png(fig: Any) -> str:
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=90, bbox_inches="tight", metadata={"Software": None})
+    return base64.b64encode(buffer.getvalue()).decode("ascii")
+
+
+def _figures(report: dict[str, Any], real: Tables, twin: Tables, k: int) -> list[tuple[str, str]]:
+    import matplotlib
+
+    matplotlib.use("Agg", force=True)
+    from matplotlib import pyplot as plt
+
+    out: list[tuple[str, str]] = []
+    gate = report["gate"]
+    fig, ax = plt.subplots(figsize=(8, 0.45 * len(gate) + 1))
+    labels = [g["label"] for g in gate.values()]
+    values = [g["value"] for g in gate.values()]
+    colours = ["tab:green" if g["passed"] else "tab:red" for g in gate.values()]
+    ax.barh(labels, values, color=colours)
+    for i, g in enumerate(gate.values()):
+        ax.plot([g["limit"], g["limit"]], [i - 0.4, i + 0.4], color="black", linewidth=2)
+    ax.set_xlabel("value (black: the policy's limit)")
+    ax.invert_yaxis()
+    out.append(("Gate: every figure against its policy limit", _png(fig)))
+    plt.close(fig)
+
+    shapes = report["quality"]["column_shapes"]
+    rows = [(f"{t}.{c}", v) for t, cols in shapes.items() for c, v in cols.items()]
+    fig, ax = plt.subplots(figsize=(8, 0.3 * len(rows) + 1))
+    ax.barh([r[0] for r in rows], [r[1] for r in rows], color="tab:blue")
+    ax.set_xlim(0, 1)
+    ax.set_xlabel("SDV column shape score (1 = same distribution)")
+    ax.invert_yaxis()
+    out.append(("Column shapes, per table", _png(fig)))
+    plt.close(fig)
+
+    fig, axes = plt.subplots(1, len(NUMERIC_PLOTS), figsize=(4 * len(NUMERIC_PLOTS), 3.6))
+    for ax, (table, column) in zip(np.atleast_1d(axes), NUMERIC_PLOTS, strict=True):
+        r = pd.to_numeric(real.as_dict()[table][column], errors="coerce").dropna()
+        s = pd.to_numeric(twin.as_dict()[table][column], errors="coerce").dropna()
+        if len(r) >= 2 * k and len(s):
+            qr, qs = np.percentile(r, PERCENTILES), np.percentile(s, PERCENTILES)
+            ax.plot(qr, qs, "o-", markersize=3)
+            lo, hi = min(qr[0], qs[0]), max(qr[-1], qs[-1])
+            ax.plot([lo, hi], [lo, hi], color="grey", linewidth=1)
+        ax.set_title(f"{table}.{column}", fontsize=9)
+        ax.set_xlabel("real percentile (5th to 95th)")
+        ax.set_ylabel("twin percentile")
+    out.append(("Numeric columns: twin against real percentiles", _png(fig)))
+    plt.close(fig)
+
+    fig, axes = plt.subplots(2, 3, figsize=(12, 6.5))
+    for ax, (table, column) in zip(np.ravel(axes), CATEGORY_PLOTS, strict=True):
+        r_frame, s_frame = real.as_dict()[table], twin.as_dict()[table]
+        held = r_frame.dropna(subset=[column]).groupby(column)["pseudonym"].nunique()
+        common = sorted(str(v) for v in held.index[held >= k])
+        r = r_frame[column].astype(str).value_counts(normalize=True).reindex(common).fillna(0)
+        s = s_frame[column].astype(str).value_counts(normalize=True).reindex(common).fillna(0)
+        x = np.arange(len(common))
+        ax.bar(x - 0.2, r.to_numpy(), 0.4, label="real")
+        ax.bar(x + 0.2, s.to_numpy(), 0.4, label="twin")
+        ax.set_xticks(x, common, rotation=60, ha="right", fontsize=7)
+        ax.set_title(f"{table}.{column}", fontsize=9)
+    np.ravel(axes)[0].legend(fontsize=8)
+    fig.tight_layout()
+    out.append((f"Shares of values held by at least {k} real patients", _png(fig)))
+    plt.close(fig)
+    return out
+
+
+def write(folder: Path, report: dict[str, Any], real: Tables, twin: Tables, k: int) -> tuple[Path, Path]:
+    """Write ``report.json`` and ``report.html`` into ``folder``; return their paths."""
+    folder.mkdir(mode=0o700, parents=True, exist_ok=True)
+    json_path = folder / "report.json"
+    json_path.write_text(json.dumps(report, indent=2, sort_keys=True), encoding="utf-8")
+    html_path = folder / "report.html"
+    html_path.write_text(_html(report, _figures(report, real, twin, k)), encoding="utf-8")
+    return json_path, html_path
+
+
+def _html(report: dict[str, Any], figures: list[tuple[str, str]]) -> str:
+    verdict = "published" if report["published"] else "refused"
+    rows = "".join(
+        f"<tr><td>{html.escape(g['label'])}</td><td>{g['value']:g}</td><td>{'&ge;' if g['at_least'] else '&le;'} "
+        f"{g['limit']:g}</td><td>{'pass' if g['passed'] else '<b>FAIL</b>'}</td></tr>"
+        for g in report["gate"].values()
+    )
+    timings = ", ".join(f"{html.escape(k)} {v:.1f} s" for k, v in report["timings_s"].items())
+    plots = "".join(
+        f"<h2>{html.escape(title)}</h2><img alt='{html.escape(title)}' src='data:image/png;base64,{png}'>"
+        for title, png in figures
+    )
+    details = html.escape(json.dumps({k: report[k] for k in ("quality", "privacy", "model")}, indent=1))
+    return (
+        "<!doctype html><html><head><meta charset='utf-8'>"
+        f"<title>Synthetic twin of {html.escape(report['extract'])}</title>"
+        "<style>body{font-family:sans-serif;max-width:1100px;margin:2em auto}td,th{padding:2px 10px}"
+        "img{max-width:100%}pre{background:#f6f6f6;padding:1em;font-size:80%}</style></head><body>"
+        f"<h1>Synthetic twin of extract {html.escape(report['extract'])}: {verdict}</h1>"
+        f"<p>Model {html.escape(report['model']['name'])}, seed {report['model']['seed']}, "
+        f"{report['quality']['rows']['twin']['patients']:,} synthetic patients, trained on "
+        f"{report['quality']['rows']['real']['patients']:,} real patients "
+        f"({report['model']['control_patients']:,} held out as the control set). Timings: {timings}.</p>"
+        f"<table><tr><th>figure</th><th>value</th><th>policy</th><th></th></tr>{rows}</table>"
+        f"{plots}<h2>Figures</h2><pre>{details}</pre></body></html>"
+    )
