@@ -54,14 +54,17 @@ def check_model(name: str) -> ModelSpec:
 def seeded(seed: int) -> Iterator[None]:
     """Seed numpy's, Python's and torch's global generators for the block; restore them after.
 
-    SDV and its dependencies draw from these global generators while fitting.
+    SDV and its dependencies draw from these global generators while fitting,
+    and anonymeter from Polars' (which cannot be read back, so is only set).
     """
+    import polars as pl
     import torch
 
     np_state = np.random.get_state()
     py_state = random.getstate()
     np.random.seed(seed)
     random.seed(seed)
+    pl.set_random_seed(seed)
     try:
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed)
