@@ -445,7 +445,7 @@ def rerun(
 ) -> None:
     """Rerun every registered study on a new extract (safe from cron: one at a time, idempotent, resumable)."""
     from research_kit import reports
-    from research_kit.studies.locks import Busy
+    from research_kit.locks import Busy
     from research_kit.studies.rerun import rerun_all
     from research_kit.workspace import open_workspace
 

@@ -7,9 +7,9 @@ from typing import Any
 
 import pytest
 
+from research_kit.locks import Busy, hold
 from research_kit.studies.cache import action_key, environment
 from research_kit.studies.diff import diff_outputs
-from research_kit.studies.locks import Busy, hold
 
 
 def csv(path: Path, text: str) -> Path:

@@ -11,7 +11,7 @@ import time
 
 import pytest
 
-from research_kit.studies.locks import Busy, hold
+from research_kit.locks import Busy, hold
 from research_kit.studies.rerun import rerun_all
 from research_kit.studies.runner import run_pipeline, studies_dir
 from research_kit.studies.spec import load_pipeline

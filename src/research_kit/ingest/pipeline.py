@@ -16,7 +16,6 @@ birth and death dates for the cross-table checks) and one bucket of at most
 
 from __future__ import annotations
 
-import fcntl
 import hashlib
 import json
 import os
@@ -24,7 +23,6 @@ import secrets
 import shutil
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from pathlib import Path
@@ -51,6 +49,7 @@ from research_kit.ingest.validate import (
     validate_child,
     validate_patients,
 )
+from research_kit.locks import hold
 from research_kit.pseudonymise import transform
 from research_kit.pseudonymise.keys import Key
 from research_kit.registry.codes import load_code_systems
@@ -84,17 +83,6 @@ class IngestResult:
     content_hash: str
     counts: dict[str, TableCount]
     manifest: dict[str, Any]
-
-
-@contextmanager
-def _ingest_lock(ws: Workspace) -> Iterator[None]:
-    ws.extracts_dir.mkdir(mode=0o700, exist_ok=True)
-    with (ws.extracts_dir / ".ingest.lock").open("w") as fh:
-        fcntl.flock(fh, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(fh, fcntl.LOCK_UN)
 
 
 def _clear_leftovers(ws: Workspace) -> None:
@@ -198,7 +186,7 @@ def ingest(
     check_name(extract_id, "extract id")
     policy = ws.policy()
     today = today or date.today()
-    with _ingest_lock(ws):
+    with hold(ws.extracts_dir / ".ingest.lock", "an ingest", wait=True):
         if is_registered(ws, extract_id):
             raise PolicyRefusal(f"extract {extract_id!r} already exists; extracts are immutable, choose a new id")
         _clear_leftovers(ws)

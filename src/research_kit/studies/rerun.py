@@ -19,8 +19,8 @@ from research_kit import audit
 from research_kit.catalog import transaction
 from research_kit.errors import UserError
 from research_kit.extracts import get_extract
+from research_kit.locks import hold
 from research_kit.studies import records
-from research_kit.studies.locks import hold
 from research_kit.studies.runner import Listener, RunReport, run_pipeline, studies_dir
 from research_kit.studies.spec import load_pipeline
 from research_kit.workspace import Workspace

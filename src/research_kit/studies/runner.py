@@ -27,11 +27,11 @@ from typing import Any
 from research_kit.audit import ACTOR_ENV, current_actor
 from research_kit.checksums import file_sha256
 from research_kit.errors import BadInput
+from research_kit.locks import hold
 from research_kit.studies import cache, records
 from research_kit.studies.diff import diff_outputs
 from research_kit.studies.execute import ActionResult, ActionTask, OutputFile
 from research_kit.studies.executors import EXECUTORS, Executor, make_executor
-from research_kit.studies.locks import hold
 from research_kit.studies.spec import Action, Pipeline
 from research_kit.tiers import EXTRACT_ENV, STUDY_ENV, TIER_ENV, Source, real_source
 from research_kit.workspace import HOME_ENV, Workspace

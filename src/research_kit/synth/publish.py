@@ -25,14 +25,12 @@ value held by fewer than k real patients.
 from __future__ import annotations
 
 import ctypes
-import fcntl
 import json
 import os
 import secrets
 import shutil
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -46,6 +44,7 @@ from research_kit.catalog import transaction
 from research_kit.config import SynthPolicy
 from research_kit.errors import BadInput, PolicyRefusal
 from research_kit.extracts import Extract, get_extract
+from research_kit.locks import hold
 from research_kit.synth import constraints, evaluate, profiles
 from research_kit.synth import report as report_mod
 from research_kit.synth.model import SampleStats, TwinModel
@@ -77,17 +76,6 @@ class TwinResult:
     timings: dict[str, float]
     model: str
     seed: int
-
-
-@contextmanager
-def _lock(ws: Workspace) -> Iterator[None]:
-    ws.synthetic_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
-    with (ws.synthetic_dir / ".synth.lock").open("w") as fh:
-        fcntl.flock(fh, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(fh, fcntl.LOCK_UN)
 
 
 def reports_dir(ws: Workspace, extract_id: str) -> Path:
@@ -131,7 +119,7 @@ def build_twin(
     policy = ws.policy().synth
     extract = get_extract(ws, extract_id)
     final = ws.synthetic_dir / extract_id
-    with _lock(ws):
+    with hold(ws.synthetic_dir / ".synth.lock", "a twin build", wait=True):
         if final.exists() and not replace:
             raise PolicyRefusal(
                 f"a twin of extract {extract_id!r} is already published at {final}; replace it explicitly (--replace)"

@@ -1,4 +1,4 @@
-"""Advisory file locks: one run of a study, one rerun of the workspace, at a time."""
+"""Advisory file locks: one ingest, one twin build, one run of a study, one rerun, at a time."""
 
 from __future__ import annotations
 
@@ -16,16 +16,17 @@ class Busy(PolicyRefusal):
 
 
 @contextmanager
-def hold(path: Path, what: str) -> Iterator[None]:
-    """Hold an exclusive lock on ``path`` or raise :class:`Busy` at once, naming ``what`` and its holder.
+def hold(path: Path, what: str, *, wait: bool = False) -> Iterator[None]:
+    """Hold an exclusive lock on ``path``: wait for it, or (by default) raise :class:`Busy` at once,
+    naming ``what`` and its holder.
 
     The lock is the kernel's (``flock``): a process that dies, even killed, releases it.
     """
-    path.parent.mkdir(parents=True, exist_ok=True)
+    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
     fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
     try:
         try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            fcntl.flock(fd, fcntl.LOCK_EX | (0 if wait else fcntl.LOCK_NB))
         except BlockingIOError:
             holder = os.pread(fd, 32, 0).decode(errors="replace").strip() or "another process"
             raise Busy(f"{what} is already running (pid {holder}); try again when it has finished") from None
