@@ -1,0 +1,1 @@
+"""Outputs: declaring them from notebooks, automatic gates, SDC checks, review and release."""
