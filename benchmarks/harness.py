@@ -40,6 +40,7 @@ class Case:
     throughput_unit: str  # e.g. "patients/s": metric "items" / seconds
     goal: str
     large: bool = False  # run only with --large (minutes of set-up), once
+    repeats: int | None = None  # at most this many repeats (a baseline that takes minutes a run)
 
 
 def run_side(side: Side, scratch: Path) -> dict[str, float]:

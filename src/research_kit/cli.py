@@ -159,6 +159,27 @@ def risk(
 
 
 @app.command()
+def synth(
+    extract: Annotated[str, typer.Argument(help="Id of the extract.")],
+    model: Annotated[
+        str, typer.Option(help="Patients' model: gaussian_copula, ctgan, tvae or copulagan.")
+    ] = "gaussian_copula",
+    seed: Annotated[int, typer.Option(help="The same extract and seed give the same twin.")] = 0,
+    replace: Annotated[bool, typer.Option("--replace", help="Replace the extract's published twin.")] = False,
+) -> None:
+    """Build an extract's synthetic twin; publish it to synthetic/ID/ only if every policy figure holds."""
+    from research_kit import reports
+    from research_kit.synth import build_twin
+    from research_kit.synth.display import print_twin
+    from research_kit.workspace import open_workspace
+
+    ws = open_workspace()
+    with reports.steps(console, f"synthetic twin of {extract}") as step:
+        result = build_twin(ws, extract, model=model, seed=seed, progress=step, replace=replace)
+    print_twin(console, result)
+
+
+@app.command()
 def extracts() -> None:
     """List the registered extracts."""
     from research_kit import reports

@@ -158,7 +158,13 @@ class SynthPolicy(_Section):
     rare_category_k: int = _opt(10, "A category held by fewer real patients than this never appears in a twin.", min=1)
     min_quality: float = _opt(0.85, "Smallest acceptable SDV quality score.", min=0.0, max=1.0)
     min_dcr_baseline_protection: float = _opt(
-        0.5, "Smallest acceptable SDMetrics DCR baseline protection.", min=0.0, max=1.0
+        0.35,
+        "Smallest acceptable SDMetrics DCR baseline protection (held-out real patients score about 0.4).",
+        min=0.0,
+        max=1.0,
+    )
+    min_dcr_overfitting_protection: float = _opt(
+        0.8, "Smallest acceptable SDMetrics DCR overfitting protection (twin vs held-out patients).", min=0.0, max=1.0
     )
     max_new_row_copies: float = _opt(
         0.0, "Largest share of synthetic rows that copy a real row (new-row synthesis).", min=0.0, max=1.0

@@ -4,8 +4,9 @@ Each step of the flow adds itself here as it is built. Today: a workspace, a
 simulated identifiable export (clean) and a second one with injected faults
 (the ingest test oracle), the pseudonymisation key, both exports ingested
 (every run adds a new extract version), the risk report of the clean
-extract, DP queries charged to a study's budget, the example study pipeline
-run on the new extract (and again, reused), and a check of the audit chain.
+extract, its synthetic twin (published if the policy's figures hold), DP
+queries charged to a study's budget, the example study pipeline run on the
+new extract (and again, reused), and a check of the audit chain.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from rich.console import Console
+from rich.markup import escape
 from rich.rule import Rule
 
 from research_kit import audit, reports
@@ -66,13 +68,16 @@ def run_demo(console: Console, *, patients: int, seed: int) -> None:
     console.print(Rule("6. re-identification risk of the extract"))
     reports.print_risk(console, assess_extract(ws, extract.extract_id, enforce=ws.policy().risk.k_anonymity))
 
-    console.print(Rule("7. differential privacy: the committee grants a budget, a study asks"))
+    console.print(Rule("7. the synthetic twin researchers' notebooks run on"))
+    _twin(console, ws, extract.extract_id)
+
+    console.print(Rule("8. differential privacy: the committee grants a budget, a study asks"))
     _dp_queries(console, ws, extract.extract_id)
 
-    console.print(Rule("8. study pipelines: the example study's notebooks run on the extract"))
+    console.print(Rule("9. study pipelines: the example study's notebooks run on the extract"))
     _pipelines(console, ws, extract.extract_id)
 
-    console.print(Rule("9. audit log"))
+    console.print(Rule("10. audit log"))
     with ws.catalog() as conn:
         verdict = audit.verify(conn, ws.audit_path)
     if not verdict.ok:
@@ -86,10 +91,26 @@ def run_demo(console: Console, *, patients: int, seed: int) -> None:
     console.print(f"extracts      {ws.extracts_dir}  (research-kit extracts)")
     console.print(f"quarantine    {ws.quarantine_dir}  (rows refused at ingest, with reasons)")
     console.print(f"risk reports  {ws.root / 'reports' / 'risk'}")
+    console.print(f"twins         {ws.synthetic_dir}  (with report.html)   |   research-kit synth --help")
     console.print(f"key           {key_path().resolve()}  (fingerprint {key.fingerprint}; back it up)")
     console.print("budgets       research-kit budget show   |   research-kit query --help")
     console.print(f"study runs    {ws.root / 'studies'}   |   research-kit run pipelines/example.yaml")
     console.print("audit log     research-kit audit show   |   research-kit audit verify")
+
+
+def _twin(console: Console, ws: Workspace, extract_id: str) -> None:
+    """Build and publish the extract's twin; a refusal by the policy is shown, not raised."""
+    from research_kit.errors import PolicyRefusal
+    from research_kit.synth import build_twin
+    from research_kit.synth.display import print_twin
+
+    try:
+        with reports.steps(console, f"synthetic twin of {extract_id}") as step:
+            result = build_twin(ws, extract_id, progress=step)
+    except PolicyRefusal as refusal:
+        console.print(f"[yellow]{escape(str(refusal))}[/yellow]")
+        return
+    print_twin(console, result)
 
 
 def _dp_queries(console: Console, ws: Workspace, extract_id: str) -> None:

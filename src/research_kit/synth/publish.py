@@ -294,6 +294,8 @@ def _figures(
         F("quality", "SDV quality score", quality["score"], policy.min_quality, True),
         F("dcr_baseline_protection", "SDMetrics DCR baseline protection",
           privacy["dcr_baseline_protection"]["value"], policy.min_dcr_baseline_protection, True),
+        F("dcr_overfitting_protection", "SDMetrics DCR overfitting protection",
+          privacy["dcr_overfitting_protection"]["value"], policy.min_dcr_overfitting_protection, True),
         F("new_row_copies", "share of twin profiles copying a real one (new-row synthesis)",
           privacy["new_row_copies"]["value"], policy.max_new_row_copies, False),
         F("singling_out_risk", "anonymeter singling-out risk", privacy["singling_out_risk"]["value"],
@@ -305,11 +307,6 @@ def _figures(
         F("constraint_violations", "constraint violations", float(sum(violations.values())), 0.0, False),
         F("rare_values", "values held by fewer than k real patients", float(sum(rare.values())), 0.0, False),
     ]  # fmt: skip
-    # Gated once the policy names it (SDMetrics DCROverfittingProtection: the twin against held-out patients).
-    overfitting = getattr(policy, "min_dcr_overfitting_protection", None)
-    if isinstance(overfitting, float):
-        figures.append(F("dcr_overfitting_protection", "SDMetrics DCR overfitting protection",
-                         privacy["dcr_overfitting_protection"]["value"], overfitting, True))  # fmt: skip
     return {f.key: f for f in figures}
 
 

@@ -12,6 +12,7 @@ import base64
 import html
 import io
 import json
+import os
 from pathlib import Path
 from typing import Any
 
@@ -109,10 +110,12 @@ def _figures(report: dict[str, Any], real: Tables, twin: Tables, k: int) -> list
 def write(folder: Path, report: dict[str, Any], real: Tables, twin: Tables, k: int) -> tuple[Path, Path]:
     """Write ``report.json`` and ``report.html`` into ``folder``; return their paths."""
     folder.mkdir(mode=0o700, parents=True, exist_ok=True)
-    json_path = folder / "report.json"
-    json_path.write_text(json.dumps(report, indent=2, sort_keys=True), encoding="utf-8")
-    html_path = folder / "report.html"
-    html_path.write_text(_html(report, _figures(report, real, twin, k)), encoding="utf-8")
+    page = _html(report, _figures(report, real, twin, k))
+    json_path, html_path = folder / "report.json", folder / "report.html"
+    for path, text in ((json_path, json.dumps(report, indent=2, sort_keys=True)), (html_path, page)):
+        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")  # a reader never sees half a report
+        tmp.write_text(text, encoding="utf-8")
+        os.replace(tmp, path)
     return json_path, html_path
 
 
