@@ -1,10 +1,18 @@
 from __future__ import annotations
 
+import json
+import shutil
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
+import yaml
 
+from research_kit.ingest.pipeline import ingest
+from research_kit.pseudonymise.keys import load_key, new_key
 from research_kit.registry.codes import CodeSystems, load_code_systems
+from research_kit.registry.export import SimulationSpec, simulate_export
 from research_kit.workspace import Workspace, init_workspace
 
 
@@ -37,3 +45,67 @@ def key_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     monkeypatch.setenv("RESEARCH_KIT_KEY_FILE", str(path))
     new_key(path)
     return path
+
+
+@pytest.fixture(scope="session")
+def registry_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A workspace with two extracts of a small registry: e1, then e2 (another export)."""
+    base = tmp_path_factory.mktemp("studies")
+    ws, _ = init_workspace(base / "ws")
+    key_path, _ = new_key(base / "secrets" / "k.key")
+    for extract, seed in (("e1", 11), ("e2", 12)):
+        raw = base / f"raw-{extract}"
+        simulate_export(SimulationSpec(patients=600, seed=seed, format="parquet"), raw)
+        ingest(ws, [raw], extract, load_key(key_path))
+    return ws.root
+
+
+@dataclass
+class Project:
+    """A study project (notebooks/, pipelines/) and the workspace its runs use."""
+
+    root: Path
+    ws: Workspace
+
+    def notebook(self, name: str, parameters: str, *cells: str) -> str:
+        """Write notebooks/NAME.ipynb: a parameters cell, then code cells; return its project path."""
+        sources = [("parameters", parameters), *((None, c) for c in cells)]
+        notebook: dict[str, Any] = {
+            "cells": [
+                {
+                    "cell_type": "code",
+                    "id": f"cell-{i}",
+                    "metadata": {"tags": [tag]} if tag else {},
+                    "source": source,
+                    "outputs": [],
+                    "execution_count": None,
+                }
+                for i, (tag, source) in enumerate(sources)
+            ],
+            "metadata": {"kernelspec": {"name": "python3", "language": "python", "display_name": "Python 3"}},
+            "nbformat": 4,
+            "nbformat_minor": 5,
+        }
+        path = self.root / "notebooks" / f"{name}.ipynb"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(notebook))
+        return f"notebooks/{name}.ipynb"
+
+    def pipeline(self, study: str, actions: dict[str, Any], name: str | None = None) -> Path:
+        path = self.root / "pipelines" / f"{name or study}.yaml"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(yaml.safe_dump({"study": study, "title": f"Study {study}", "budget": {"rho": 0.5},
+                                        "actions": actions}))  # fmt: skip
+        return path
+
+
+@pytest.fixture
+def project(tmp_path: Path, registry_template: Path, monkeypatch: pytest.MonkeyPatch) -> Project:
+    root = tmp_path / "ws"
+    shutil.copytree(registry_template, root)
+    monkeypatch.setenv("RESEARCH_KIT_HOME", str(root))
+    monkeypatch.setenv("RESEARCH_KIT_USER", "test-runner")
+    monkeypatch.delenv("RESEARCH_KIT_TIER", raising=False)
+    monkeypatch.delenv("RESEARCH_KIT_EXTRACT", raising=False)
+    monkeypatch.delenv("RESEARCH_KIT_STUDY", raising=False)
+    return Project(tmp_path / "project", Workspace(root))

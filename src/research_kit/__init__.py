@@ -7,7 +7,7 @@ try:
 except PackageNotFoundError:  # running from a source tree that is not installed
     __version__ = "0.0.0+unknown"
 
-__all__ = ["__version__", "dp", "load"]
+__all__ = ["__version__", "dp", "load", "outputs"]
 
 
 def __getattr__(name: str) -> object:
@@ -16,6 +16,8 @@ def __getattr__(name: str) -> object:
 
     if name == "dp":
         return importlib.import_module("research_kit.dp")
+    if name == "outputs":
+        return importlib.import_module("research_kit.outputs")
     if name == "load":
         return importlib.import_module("research_kit.tiers").load
     raise AttributeError(f"module 'research_kit' has no attribute {name!r}")

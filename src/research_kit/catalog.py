@@ -207,6 +207,71 @@ MIGRATIONS: tuple[Migration, ...] = (
                )""",
         ),
     ),
+    Migration(
+        5,
+        "users and roles; output review requests, their outputs, checks, votes, comments and releases",
+        (
+            # The workspace's users: the CLI's --as and the web app's sign-in (password set there).
+            """CREATE TABLE users (
+                   name TEXT PRIMARY KEY,
+                   role TEXT NOT NULL CHECK (role IN ('researcher', 'committee', 'steward')),
+                   active INTEGER NOT NULL DEFAULT 1,
+                   password_hash TEXT,
+                   added_at TEXT NOT NULL,
+                   added_by TEXT NOT NULL
+               )""",
+            # A study's outputs on their way out: pending -> submitted -> approved | rejected | returned -> released.
+            """CREATE TABLE requests (
+                   id INTEGER PRIMARY KEY,
+                   study TEXT NOT NULL,
+                   author TEXT NOT NULL,
+                   state TEXT NOT NULL CHECK (state IN
+                       ('pending', 'submitted', 'approved', 'rejected', 'returned', 'released')),
+                   created_at TEXT NOT NULL,
+                   updated_at TEXT NOT NULL,
+                   submitted_at TEXT,
+                   released_at TEXT,
+                   bundle TEXT,
+                   bundle_sha256 TEXT
+               )""",
+            # One row per output version in a request; a changed output is a new row, the old one inactive.
+            """CREATE TABLE request_outputs (
+                   id INTEGER PRIMARY KEY,
+                   request INTEGER NOT NULL REFERENCES requests (id),
+                   queue INTEGER REFERENCES review_queue (id),
+                   action TEXT NOT NULL,
+                   name TEXT NOT NULL,
+                   path TEXT NOT NULL,
+                   sha256 TEXT NOT NULL,
+                   sensitivity TEXT NOT NULL,
+                   author TEXT NOT NULL,
+                   extract TEXT NOT NULL,
+                   status TEXT NOT NULL CHECK (status IN ('gated', 'fail', 'review', 'pass')),
+                   checks TEXT NOT NULL,
+                   active INTEGER NOT NULL DEFAULT 1,
+                   added_at TEXT NOT NULL
+               )""",
+            "CREATE INDEX request_outputs_by_request ON request_outputs (request, active)",
+            """CREATE TABLE votes (
+                   id INTEGER PRIMARY KEY,
+                   request INTEGER NOT NULL REFERENCES requests (id),
+                   output INTEGER NOT NULL REFERENCES request_outputs (id),
+                   member TEXT NOT NULL,
+                   vote TEXT NOT NULL CHECK (vote IN ('approve', 'reject', 'return')),
+                   at TEXT NOT NULL,
+                   UNIQUE (output, member)
+               )""",
+            """CREATE TABLE comments (
+                   id INTEGER PRIMARY KEY,
+                   request INTEGER NOT NULL REFERENCES requests (id),
+                   output INTEGER REFERENCES request_outputs (id),
+                   author TEXT NOT NULL,
+                   visibility TEXT NOT NULL CHECK (visibility IN ('committee', 'researcher')),
+                   body TEXT NOT NULL,
+                   at TEXT NOT NULL
+               )""",
+        ),
+    ),
 )
 
 

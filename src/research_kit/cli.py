@@ -35,6 +35,12 @@ pipeline_app = typer.Typer(help="Study pipelines (pipelines/*.yaml).", no_args_i
 app.add_typer(pipeline_app, name="pipeline")
 budget_app = typer.Typer(help="Privacy budgets: the committee grants, anyone reads.", no_args_is_help=True)
 app.add_typer(budget_app, name="budget")
+users_app = typer.Typer(help="The workspace's users and their roles.", no_args_is_help=True)
+app.add_typer(users_app, name="users")
+outputs_app = typer.Typer(help="A study's outputs: checks, submission, mitigations.", no_args_is_help=True)
+app.add_typer(outputs_app, name="outputs")
+review_app = typer.Typer(help="The committee's review of submitted outputs.", no_args_is_help=True)
+app.add_typer(review_app, name="review")
 
 console = Console(highlight=False)
 
@@ -50,11 +56,20 @@ def _root(
     version: Annotated[
         bool, typer.Option("--version", callback=_version, is_eager=True, help="Show the version and exit.")
     ] = False,
+    acting_as: Annotated[
+        str | None, typer.Option("--as", help="Act as this workspace user [default: $RESEARCH_KIT_USER or login]")
+    ] = None,
 ) -> None:
     """A research workspace for a national rare-disease registry.
 
     The workspace is ./.workspace unless RESEARCH_KIT_HOME names another folder.
     """
+    if acting_as is not None:
+        import os
+
+        from research_kit.audit import ACTOR_ENV
+
+        os.environ[ACTOR_ENV] = acting_as
 
 
 @app.command()
@@ -509,6 +524,182 @@ def pipeline_slurm_script() -> None:
         print(cluster.job_script())
     finally:
         cluster.close()
+
+
+@users_app.command("add")
+def users_add(
+    name: Annotated[str, typer.Argument(help="The user's name (letters, digits, '.', '_', '-').")],
+    role: Annotated[str, typer.Option(help="researcher, committee or steward.")],
+) -> None:
+    """Add a user (a steward does; the first steward may be added by anyone)."""
+    from research_kit.outputs import users
+    from research_kit.workspace import open_workspace
+
+    user = users.add(open_workspace(), name, role)
+    console.print(f"user {escape(user.name)} added as {user.role}")
+
+
+@users_app.command("list")
+def users_list() -> None:
+    """List the users and their roles."""
+    from research_kit.outputs import display, users
+    from research_kit.workspace import open_workspace
+
+    display.print_users(console, users.all_users(open_workspace()))
+
+
+@users_app.command("disable")
+def users_disable(name: Annotated[str, typer.Argument(help="The user to disable.")]) -> None:
+    """Disable a user (a steward does); their past votes and entries stay."""
+    from research_kit.outputs import users
+    from research_kit.workspace import open_workspace
+
+    users.disable(open_workspace(), name)
+    console.print(f"user {escape(name)} disabled")
+
+
+@outputs_app.command("list")
+def outputs_list(
+    study: Annotated[str | None, typer.Option(help="Only this study's requests.")] = None,
+    state: Annotated[list[str] | None, typer.Option(help="Only requests in this state (repeatable).")] = None,
+) -> None:
+    """Review requests and how their outputs fared in the checks."""
+    from research_kit.outputs import display, review
+    from research_kit.workspace import open_workspace
+
+    display.print_requests(console, review.all_requests(open_workspace(), states=tuple(state or ()), study=study))
+
+
+@outputs_app.command("check")
+def outputs_check(request: Annotated[int, typer.Argument(help="The request's number.")]) -> None:
+    """Run every automatic check on a request's outputs again and show each flag with its reason."""
+    from research_kit.audit import current_actor
+    from research_kit.outputs import display, review
+    from research_kit.workspace import open_workspace
+
+    ws = open_workspace()
+    review.recheck(ws, request)
+    display.print_request(console, review.get(ws, request, viewer=current_actor()))
+
+
+@outputs_app.command("submit")
+def outputs_submit(request: Annotated[int, typer.Argument(help="The request's number.")]) -> None:
+    """Submit a request to the committee (its author does; gated outputs stay out of review)."""
+    from research_kit.outputs import review
+    from research_kit.workspace import open_workspace
+
+    done = review.submit(open_workspace(), request)
+    counts = done.counts()
+    console.print(
+        f"request {done.id} submitted: {len(done.reviewable)} outputs for review ({counts['fail']} flagged by the "
+        f"checks), {counts['gated']} gated"
+    )
+
+
+@outputs_app.command("mitigate")
+def outputs_mitigate(
+    request: Annotated[int, typer.Argument(help="The request's number.")],
+    output: Annotated[str, typer.Argument(help="The output: ACTION/NAME, or NAME when unique.")],
+    method: Annotated[str, typer.Option(help="suppress, round, midpoint6 or roll-up.")],
+    column: Annotated[str | None, typer.Option(help="With roll-up: the ICD-10 column.")] = None,
+) -> None:
+    """Apply a disclosure-control mitigation to a table: a new version (its votes start again), recorded."""
+    from research_kit.outputs import review
+    from research_kit.workspace import open_workspace
+
+    done = review.mitigate(open_workspace(), request, output, method, column=column)
+    console.print(f"{done.key}: {method} applied; new version {done.path}; checks: {done.status}")
+
+
+@review_app.command("list")
+def review_list(
+    all_states: Annotated[bool, typer.Option("--all", help="Every request, not only those awaiting review.")] = False,
+) -> None:
+    """Requests awaiting the committee (submitted), or all of them."""
+    from research_kit.outputs import display, review
+    from research_kit.workspace import open_workspace
+
+    states = () if all_states else ("submitted",)
+    display.print_requests(console, review.all_requests(open_workspace(), states=states))
+
+
+@review_app.command("show")
+def review_show(request: Annotated[int, typer.Argument(help="The request's number.")]) -> None:
+    """A request's outputs with their checks, flags and reasons, provenance, votes and comments."""
+    from research_kit.audit import current_actor
+    from research_kit.outputs import display, review
+    from research_kit.workspace import open_workspace
+
+    ws = open_workspace()
+    found = review.get(ws, request, viewer=current_actor())
+    provenance = {o.key: review.provenance(ws, o) for o in found.outputs}
+    display.print_request(console, found, provenance=provenance)
+
+
+def _vote(request: int, decision: str, outputs: list[str] | None, comment: str | None, private: bool) -> None:
+    from research_kit.outputs import review
+    from research_kit.workspace import open_workspace
+
+    done = review.vote(
+        open_workspace(), request, decision, outputs=tuple(outputs or ()), comment=comment, private=private
+    )
+    console.print(f"request {done.id}: {decision} recorded; the request is {done.state}")
+
+
+@review_app.command("approve")
+def review_approve(
+    request: Annotated[int, typer.Argument(help="The request's number.")],
+    output: Annotated[list[str] | None, typer.Option(help="Only this output (repeatable) [default: all].")] = None,
+    comment: Annotated[str | None, typer.Option(help="Why (required for outputs the checks flag).")] = None,
+    private: Annotated[bool, typer.Option("--private", help="The comment is for the committee only.")] = False,
+) -> None:
+    """Approve a request's outputs (a committee member who is not their author)."""
+    _vote(request, "approve", output, comment, private)
+
+
+@review_app.command("reject")
+def review_reject(
+    request: Annotated[int, typer.Argument(help="The request's number.")],
+    comment: Annotated[str, typer.Option(help="Why (the researcher reads it unless --private).")],
+    private: Annotated[bool, typer.Option("--private", help="The comment is for the committee only.")] = False,
+) -> None:
+    """Reject a request: it is closed."""
+    _vote(request, "reject", None, comment, private)
+
+
+@review_app.command("return")
+def review_return(
+    request: Annotated[int, typer.Argument(help="The request's number.")],
+    comment: Annotated[str, typer.Option(help="What to change (the researcher reads it unless --private).")],
+    private: Annotated[bool, typer.Option("--private", help="The comment is for the committee only.")] = False,
+) -> None:
+    """Return a request to its author for changes."""
+    _vote(request, "return", None, comment, private)
+
+
+@review_app.command("comment")
+def review_comment(
+    request: Annotated[int, typer.Argument(help="The request's number.")],
+    text: Annotated[str, typer.Argument(help="The comment.")],
+    output: Annotated[str | None, typer.Option(help="About this output.")] = None,
+    private: Annotated[bool, typer.Option("--private", help="For the committee only.")] = False,
+) -> None:
+    """Comment on a request: committee members (private or not) and its author."""
+    from research_kit.outputs import review
+    from research_kit.workspace import open_workspace
+
+    review.comment(open_workspace(), request, text, private=private, output_name=output)
+    console.print(f"comment added to request {request}")
+
+
+@app.command()
+def release(request: Annotated[int, typer.Argument(help="The approved request's number.")]) -> None:
+    """Release an approved request: a zip of its outputs with checksums, a summary and ACRO's results.json."""
+    from research_kit.outputs.release import release as make_release
+    from research_kit.workspace import open_workspace
+
+    path = make_release(open_workspace(), request)
+    console.print(f"released: {path}")
 
 
 def main(argv: list[str] | None = None) -> None:

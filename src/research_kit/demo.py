@@ -11,6 +11,9 @@ new extract (and again, reused), and a check of the audit chain.
 
 from __future__ import annotations
 
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from rich.console import Console
@@ -75,9 +78,14 @@ def run_demo(console: Console, *, patients: int, seed: int) -> None:
     _dp_queries(console, ws, extract.extract_id)
 
     console.print(Rule("9. study pipelines: the example study's notebooks run on the extract"))
-    _pipelines(console, ws, extract.extract_id)
+    _demo_users(console, ws)
+    with acting_as(RESEARCHER):
+        request = _pipelines(console, ws, extract.extract_id)
 
-    console.print(Rule("10. audit log"))
+    console.print(Rule("10. output checking: gates and SDC checks, then the committee's review"))
+    _outputs(console, ws, request)
+
+    console.print(Rule("11. audit log"))
     with ws.catalog() as conn:
         verdict = audit.verify(conn, ws.audit_path)
     if not verdict.ok:
@@ -144,7 +152,7 @@ def example_pipeline() -> Path:
     return here if here.is_file() else Path(__file__).resolve().parents[2] / "pipelines" / "example.yaml"
 
 
-def _pipelines(console: Console, ws: Workspace, extract_id: str) -> None:
+def _pipelines(console: Console, ws: Workspace, extract_id: str) -> int | None:
     import json
 
     from research_kit.studies.runner import run_pipeline
@@ -177,6 +185,61 @@ def _pipelines(console: Console, ws: Workspace, extract_id: str) -> None:
         else:
             change = f"{'changed' if diff['changed'] else 'unchanged'} against {diff['against']}"
         console.print(f"queued for review: {row['action']}/{row['name']}: {change}")
+    return report.request
+
+
+STEWARD, RESEARCHER, COMMITTEE = "sam", "rita", ("carla", "chen")
+
+
+@contextmanager
+def acting_as(name: str) -> Iterator[None]:
+    """Record what the block does as ``name`` (the demo plays each role in turn)."""
+    before = os.environ.get(audit.ACTOR_ENV)
+    os.environ[audit.ACTOR_ENV] = name
+    try:
+        yield
+    finally:
+        if before is None:
+            os.environ.pop(audit.ACTOR_ENV, None)
+        else:
+            os.environ[audit.ACTOR_ENV] = before
+
+
+def _demo_users(console: Console, ws: Workspace) -> None:
+    from research_kit.outputs import users
+
+    known = {u.name for u in users.all_users(ws)}
+    with acting_as(STEWARD):
+        roles = [(STEWARD, "steward"), (RESEARCHER, "researcher"), *((c, "committee") for c in COMMITTEE)]
+        for name, role in roles:
+            if name not in known:
+                users.add(ws, name, role)
+                console.print(f"user {name} added as {role}")
+
+
+def _outputs(console: Console, ws: Workspace, request_id: int | None) -> None:
+    from research_kit.outputs import display, review
+
+    if request_id is None:
+        open_requests = review.all_requests(ws, states=("pending", "submitted", "returned", "approved"))
+        if not open_requests:
+            console.print("no outputs waiting")
+            return
+        request_id = open_requests[-1].id
+    request = review.get(ws, request_id, viewer=RESEARCHER)
+    display.print_request(console, request)
+    if request.state in ("pending", "returned"):
+        with acting_as(RESEARCHER):
+            request = review.submit(ws, request_id)
+        console.print(
+            f"\n{RESEARCHER} (the researcher) submitted request {request_id}: it waits for two committee members"
+        )
+    console.print(
+        f"review it:   research-kit --as {COMMITTEE[0]} review show {request_id}\n"
+        f"             research-kit --as {COMMITTEE[0]} review approve {request_id} --comment '...'   "
+        f"(then --as {COMMITTEE[1]})\n"
+        f"release it:  research-kit --as {COMMITTEE[0]} release {request_id}"
+    )
 
 
 def _demo_key(console: Console, ws: Workspace) -> Key:

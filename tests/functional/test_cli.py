@@ -141,18 +141,24 @@ def test_demo_runs_the_flow_and_says_where_to_look(cli: Run, home: Path, tmp_pat
     assert "twin of extract 'demo-1' not published: SDV quality score" in out
     assert (home / "reports" / "synth" / "demo-1" / "report.html").is_file()
     assert not (home / "synthetic" / "demo-1").exists()
-    # init, 2 exports, 2 extracts, risk, the twin refused, 1 grant, 4 DP answers; the pipeline registered,
-    # 3 actions, 3 outputs queued and 2 runs (the second one reusing everything)
-    assert "audit log intact: 21 entries" in out
+    # The example's outputs were checked into a request, and submitted by the demo's researcher.
+    assert "counts/table  fail" in out
+    assert "row 3, n: 1 patients, fewer than the minimum 10" in out
+    assert "rita (the researcher) submitted request 1" in out
+    assert "research-kit --as carla review approve 1" in out
+    # init, 2 exports, 2 extracts, risk, the twin refused, 1 grant, 4 DP answers; 4 users; the pipeline
+    # registered, 3 actions, 3 outputs queued, a request opened and checked, 2 runs; the request submitted
+    # (and checked again)
+    assert "audit log intact: 29 entries" in out
     assert "where to look" in out
     rerun = cli("demo", "--patients", "1500", "--seed", "4").stdout  # a second run adds new extract versions
     assert "already initialised" in rerun
     assert "using the key" in rerun
     assert "reconciliation of extract demo-2" in rerun
-    # The twin refused again, a grant and 4 DP answers again; the pipeline's 3 actions on the new extract and 2 runs. The same seed
-    # gave the same registry, so its outputs are those already queued: none queued again.
+    # The twin refused again, a grant and 4 DP answers again; the pipeline's 3 actions on the new extract and
+    # 2 runs. The same seed gave the same registry, so its outputs are those already queued: none queued again.
     assert "run 3 of example on demo-2: succeeded (3 ran;" in rerun
-    assert "audit log intact: 37 entries" in rerun
+    assert "audit log intact: 45 entries" in rerun
 
 
 def test_key_ingest_and_risk_from_the_shell(cli: Run, home: Path, tmp_path: Path) -> None:

@@ -10,13 +10,12 @@ import sys
 import time
 
 import pytest
+from tests.conftest import Project
 
 from research_kit.locks import Busy, hold
 from research_kit.studies.rerun import rerun_all
 from research_kit.studies.runner import run_pipeline, studies_dir
 from research_kit.studies.spec import load_pipeline
-
-from .conftest import Project
 
 TABLE = """\
 import research_kit as rk

@@ -10,13 +10,12 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+from tests.conftest import Project
 
 from research_kit import audit
 from research_kit.extracts import get_extract
 from research_kit.studies.runner import RunReport, run_pipeline
 from research_kit.studies.spec import load_pipeline
-
-from .conftest import Project
 
 COHORT = """\
 import json, os

@@ -32,8 +32,10 @@ def test_synth_publishes_then_refuses_to_overwrite(registry: Registry, tmp_path:
     assert f"published: {home / 'synthetic' / 'e1'}" in done.stdout.replace("\n", "")
     assert (home / "synthetic" / "e1" / "twin.json").is_file()
     again = _synth(home, "e1")
-    assert again.returncode == 5 and again.stderr.count("\n") == 1
-    assert "already published" in again.stderr and "--replace" in again.stderr
+    assert again.returncode == 5
+    assert again.stderr.count("\n") == 1
+    assert "already published" in again.stderr
+    assert "--replace" in again.stderr
 
 
 def test_synth_options_are_checked_in_one_line(registry: Registry) -> None:
@@ -45,4 +47,6 @@ def test_synth_options_are_checked_in_one_line(registry: Registry) -> None:
     ):
         out = _synth(home, *args)
         assert out.returncode == code, out.stderr
-        assert out.stderr.count("\n") == 1 and text in out.stderr and "Traceback" not in out.stderr
+        assert out.stderr.count("\n") == 1
+        assert text in out.stderr
+        assert "Traceback" not in out.stderr

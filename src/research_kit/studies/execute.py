@@ -32,6 +32,7 @@ from pathlib import Path
 from typing import Any
 
 from research_kit.checksums import file_sha256
+from research_kit.outputs.sidecar import sidecar_path
 
 KERNEL_NAME = "python3"
 RETRIES_ON_DEAD_KERNEL = 1
@@ -219,6 +220,10 @@ def _publish(task: ActionTask, work_root: Path) -> list[OutputFile]:
         target.parent.mkdir(parents=True, exist_ok=True)
         shutil.move(work / path, target)
         target.chmod(0o444)
+        sidecar = sidecar_path(work / path)  # what rk.outputs wrote about it: the checks read it
+        if sidecar.is_file():
+            shutil.move(sidecar, sidecar_path(target))
+            sidecar_path(target).chmod(0o444)
         files.append(OutputFile(name, path, sensitivity, file_sha256(target), target.stat().st_size))
     shutil.move(work_root / "notebook.ipynb", staging / "notebook.ipynb")
     provenance = {**task.provenance, "outputs": [f.__dict__ for f in files]}

@@ -60,6 +60,7 @@ class RunReport:
     seconds: float
     actions: dict[str, ActionOutcome]
     queued: int = 0
+    request: int | None = None  # the review request the queued outputs went into
 
     def count(self, outcome: str) -> int:
         return sum(1 for a in self.actions.values() if a.outcome == outcome)
@@ -243,12 +244,20 @@ def run_pipeline(
                 records.finish_run(conn, ws, run.run_id, "interrupted", _summary(run, executor))
                 raise
             queued = _queue_outputs(run, conn)
+            request = _request(conn, ws, study, run.run_id) if queued else None
             failed = any(o.outcome in ("failed", "skipped") for o in run.outcomes.values())
             outcome = "failed" if failed else "succeeded"
             records.finish_run(conn, ws, run.run_id, outcome, _summary(run, executor) | {"queued": queued})
     return RunReport(
-        run.run_id, study, source.name, outcome, round(time.perf_counter() - clock, 3), run.outcomes, queued
+        run.run_id, study, source.name, outcome, round(time.perf_counter() - clock, 3), run.outcomes, queued, request
     )
+
+
+def _request(conn: Any, ws: Workspace, study: str, run_id: int) -> int | None:
+    """Hand the queued outputs to output checking: the study's open review request (checked at once)."""
+    from research_kit.outputs import review  # the next step of the flow; imported only when there is work
+
+    return review.collect(conn, ws, study, run_id)
 
 
 def _summary(run: _Run, executor: str) -> dict[str, Any]:

@@ -1,0 +1,435 @@
+"""``rk.outputs``: a notebook declares what it produces, so the checks know what they look at.
+
+```python
+import research_kit as rk
+rk.outputs.table(counts, "prevalence", counts=["n"])                   # labels: the text columns
+rk.outputs.table(costs, "cost", sums=["cost"], n="n", source=rows)      # dominance and p% from the rows
+rk.outputs.table(rk.dp.count("patients", by=["sex"]), "sex")            # a DP answer: its guarantee goes along
+rk.outputs.figure(fig, "prevalence-plot", source="prevalence")
+rk.outputs.model(cox, "cox")                                            # statsmodels, lifelines, scikit-learn
+```
+
+Each call writes the file (``NAME.csv`` / ``NAME.png``) in the working folder,
+by a temporary file renamed into place, and its sidecar ``NAME.csv.rk.json``
+(:mod:`research_kit.outputs.sidecar`). Under the runner, the pipeline file
+declares the same paths as outputs; the runner keeps the sidecar beside them.
+
+Every column of a table has a role. Text, category and boolean columns are
+labels unless named otherwise; a numeric column must be named (``counts=``,
+``sums=``, ``means=``, ``medians=``, ``labels=`` or ``roles=``), because a
+number the checks cannot place is a number they cannot check.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from research_kit.errors import BadInput
+from research_kit.outputs import sidecar as sc
+from research_kit.tiers import STUDY_ENV, current_tier
+
+TABLE_SUFFIXES = (".csv",)
+FIGURE_SUFFIXES = (".png", ".svg")
+
+
+def table(
+    frame: Any,
+    name: str,
+    *,
+    counts: Sequence[str] = (),
+    sums: Sequence[str] = (),
+    means: Sequence[str] = (),
+    medians: Sequence[str] = (),
+    labels: Sequence[str] = (),
+    n: str | None = None,
+    kind: str | None = None,
+    roles: Mapping[str, str] | None = None,
+    source: pd.DataFrame | None = None,
+    values: Mapping[str, str] | None = None,
+    population: str = "",
+    dp: Any = None,
+) -> Path:
+    """Write a table output and its sidecar; return the file's path.
+
+    ``source``: the rows behind a magnitude table (one per contributor, with
+    the label columns and the value columns): dominance and p% are checked
+    from it. ``values`` maps an output column to its source column when the
+    names differ. ``dp``: the DP answer(s) the table was built from (implied
+    when ``frame`` is an answer).
+    """
+    answers = _answers(dp)
+    if _is_answer(frame):
+        answers = [frame, *answers]
+        frame, answer_roles = _answer_frame(frame)
+        roles = {**answer_roles, **(roles or {})}
+    if not isinstance(frame, pd.DataFrame):
+        raise BadInput(
+            f"rk.outputs.table({name!r}): give a pandas DataFrame or a DP answer, not {type(frame).__name__}"
+        )
+    path = _path(name, TABLE_SUFFIXES, ".csv")
+    given = _roles(name, frame, counts=counts, sums=sums, means=means, medians=medians, labels=labels, roles=roles)
+    if n is not None:
+        if n not in frame.columns:
+            raise BadInput(f"rk.outputs.table({name!r}): n={n!r} is not a column")
+        given.setdefault(n, "count")
+    all_roles = _complete(name, frame, given)
+    chosen = kind or _kind(all_roles)
+    if chosen not in sc.KINDS:
+        raise BadInput(f"rk.outputs.table({name!r}): kind={chosen!r}: use one of {', '.join(sc.KINDS)}")
+    contributions = {} if source is None else _contributions(name, frame, all_roles, source, values or {})
+    car = sc.Sidecar(
+        name=_stem(path),
+        file=path.name,
+        type="table",
+        kind=chosen,
+        roles=all_roles,
+        n_column=n,
+        contributions=contributions,
+        dp=_dp_facts(answers),
+        population=population,
+        rows=len(frame),
+        tier=current_tier(),
+        study=os.environ.get(STUDY_ENV),
+    )
+    _write_csv(frame, path)
+    sc.write(path, car)
+    return path
+
+
+def figure(fig: Any, name: str, *, source: str | None = None, dpi: int = 150) -> Path:
+    """Save a matplotlib figure (PNG, or SVG when ``name`` ends in .svg) and its sidecar.
+
+    ``source``: the declared table the figure draws; the figure is checked as that table is.
+    """
+    if not hasattr(fig, "savefig"):
+        raise BadInput(f"rk.outputs.figure({name!r}): give a matplotlib figure, not {type(fig).__name__}")
+    path = _path(name, FIGURE_SUFFIXES, ".png")
+    metadata = {"Software": None} if path.suffix == ".png" else {"Date": None, "Creator": None}
+    tmp = _tmp(path)
+    fig.savefig(tmp, format=path.suffix[1:], dpi=dpi, bbox_inches="tight", metadata=metadata)
+    os.replace(tmp, path)
+    car = sc.Sidecar(
+        name=_stem(path),
+        file=path.name,
+        type="figure",
+        kind="descriptive",
+        source=None if source is None else _stem(Path(source)),
+        tier=current_tier(),
+        study=os.environ.get(STUDY_ENV),
+    )
+    sc.write(path, car)
+    return path
+
+
+def model(result: Any, name: str, *, n: int | None = None, population: str = "") -> Path:
+    """Write a fitted model's estimates as a table, and a sidecar with its size and degrees of freedom.
+
+    statsmodels results, lifelines ``CoxPHFitter`` (and ``KaplanMeierFitter``,
+    written as a survival table) and scikit-learn estimators with ``coef_``
+    or ``feature_importances_`` (give ``n``, the number of training rows).
+    """
+    path = _path(name, TABLE_SUFFIXES, ".csv")
+    module = type(result).__module__.split(".")[0]
+    if module == "lifelines" and type(result).__name__ == "KaplanMeierFitter":
+        frame = _km_table(result)
+        roles = {
+            "time": "survival_time",
+            "at_risk": "survival_at_risk",
+            "events": "survival_events",
+            "censored": "survival_censored",
+            "survival": "survival_estimate",
+        }
+        return table(frame, str(path), roles=roles, kind="survival", population=population)
+    if module == "statsmodels":
+        frame, facts = _statsmodels(result)
+    elif module == "lifelines":
+        frame, facts = _lifelines(result, name)
+    elif module == "sklearn":
+        frame, facts = _sklearn(result, name, n)
+    else:
+        raise BadInput(
+            f"rk.outputs.model({name!r}): {type(result).__name__} is not a statsmodels, lifelines or "
+            "scikit-learn result"
+        )
+    roles = {c: ("label" if c == "term" else "coefficient" if c == "estimate" else "std_error" if c == "std_error"
+                 else "statistic") for c in frame.columns}  # fmt: skip
+    car = sc.Sidecar(
+        name=_stem(path),
+        file=path.name,
+        type="model",
+        kind="model",
+        roles=roles,
+        model=facts,
+        population=population,
+        rows=len(frame),
+        tier=current_tier(),
+        study=os.environ.get(STUDY_ENV),
+    )
+    _write_csv(frame, path)
+    sc.write(path, car)
+    return path
+
+
+# -- tables -------------------------------------------------------------------------------------------------------
+
+
+def _roles(name: str, frame: pd.DataFrame, **groups: Any) -> dict[str, str]:
+    given: dict[str, str] = {}
+    for role, columns in (
+        ("count", groups["counts"]), ("sum", groups["sums"]), ("mean", groups["means"]),
+        ("median", groups["medians"]), ("label", groups["labels"]),
+    ):  # fmt: skip
+        for column in columns:
+            given[column] = role
+    for column, role in (groups["roles"] or {}).items():
+        if role not in sc.ROLES:
+            raise BadInput(
+                f"rk.outputs.table({name!r}): role {role!r} of {column!r} is not one of {', '.join(sc.ROLES)}"
+            )
+        given[column] = role
+    missing = [c for c in given if c not in frame.columns]
+    if missing:
+        raise BadInput(
+            f"rk.outputs.table({name!r}): no column {missing[0]!r} (columns: {', '.join(map(str, frame.columns))})"
+        )
+    return given
+
+
+def _complete(name: str, frame: pd.DataFrame, given: dict[str, str]) -> dict[str, str]:
+    """Every column's role: text columns default to labels; a numeric column must be named."""
+    roles: dict[str, str] = {}
+    for column in frame.columns:
+        key = str(column)
+        if key in given:
+            roles[key] = given[key]
+        elif pd.api.types.is_numeric_dtype(frame[column]) and not pd.api.types.is_bool_dtype(frame[column]):
+            raise BadInput(
+                f"rk.outputs.table({name!r}): numeric column {key!r} has no role: name it in counts=, sums=, "
+                "means=, medians=, labels= or roles="
+            )
+        else:
+            roles[key] = "label"
+    for column, role in roles.items():
+        if role == "count" and not pd.api.types.is_numeric_dtype(frame[column]):
+            raise BadInput(f"rk.outputs.table({name!r}): count column {column!r} is not numeric")
+    return roles
+
+
+def _kind(roles: Mapping[str, str]) -> str:
+    present = set(roles.values())
+    if present & {"survival_time", "survival_events", "survival_at_risk"}:
+        return "survival"
+    if present & sc.MAGNITUDE_ROLES:
+        return "magnitude"
+    if "count" in present or "proportion" in present:
+        return "frequency"
+    return "descriptive"
+
+
+def _contributions(
+    name: str, frame: pd.DataFrame, roles: Mapping[str, str], source: pd.DataFrame, values: Mapping[str, str]
+) -> dict[str, list[sc.Contribution | None]]:
+    """Per magnitude cell: the number, total and largest values of the source rows behind it."""
+    labels = [c for c, r in roles.items() if r == "label"]
+    absent = [c for c in labels if c not in source.columns]
+    if absent:
+        raise BadInput(f"rk.outputs.table({name!r}): source has no label column {absent[0]!r}")
+    out: dict[str, list[sc.Contribution | None]] = {}
+    for column in (c for c, r in roles.items() if r in sc.MAGNITUDE_ROLES):
+        value = values.get(column, column)
+        if value not in source.columns:
+            raise BadInput(f"rk.outputs.table({name!r}): source has no column {value!r} for {column!r} (values=)")
+        rows = source[[*labels, value]].dropna(subset=[value])
+        cells: dict[tuple[str, ...], sc.Contribution] = {}
+        for key, group in rows.groupby(labels, dropna=False, sort=False) if labels else [((), rows)]:
+            numbers = group[value].to_numpy(dtype=float)
+            top = numbers[np.argsort(-np.abs(numbers), kind="stable")[: sc.TOP_KEPT]]
+            cells[_key(key)] = sc.Contribution(len(numbers), float(numbers.sum()), tuple(float(v) for v in top))
+        keys = frame[labels].astype(str).itertuples(index=False, name=None) if labels else iter([()] * len(frame))
+        out[column] = [cells.get(tuple(k)) for k in keys]
+    return out
+
+
+def _key(key: Any) -> tuple[str, ...]:
+    parts = key if isinstance(key, tuple) else (key,)
+    return tuple(str(p) for p in parts)
+
+
+# -- DP answers ---------------------------------------------------------------------------------------------------
+
+
+def _is_answer(value: Any) -> bool:
+    return type(value).__name__ == "Answer" and type(value).__module__ == "research_kit.dp.answer"
+
+
+def _answers(dp: Any) -> list[Any]:
+    if dp is None:
+        return []
+    items = list(dp) if isinstance(dp, Iterable) and not _is_answer(dp) else [dp]
+    for item in items:
+        if not _is_answer(item):
+            raise BadInput(f"rk.outputs: dp= takes rk.dp answers, not {type(item).__name__}")
+    return items
+
+
+def _answer_frame(answer: Any) -> tuple[pd.DataFrame, dict[str, str]]:
+    frame = answer.to_pandas()
+    kind = answer.query.get("kind", "count")
+    value_role = {"sum": "sum", "mean": "mean", "quantile": "quantile", "median": "median"}.get(kind, "count")
+    roles = {c: ("statistic" if c in ("lower", "upper") else value_role if c == "value" else "label") for c in frame}
+    return frame, roles
+
+
+def _dp_facts(answers: list[Any]) -> sc.DpFacts | None:
+    if not answers:
+        return None
+    return sc.DpFacts(
+        mechanism=", ".join(sorted({a.mechanism for a in answers})),
+        rho=float(sum(a.rho for a in answers)),
+        epsilon=float(sum(a.epsilon for a in answers)),
+        delta=float(max(a.delta for a in answers)),
+        scale=float(max(a.scale for a in answers)),
+        queries=tuple(a.description for a in answers),
+    )
+
+
+# -- models -------------------------------------------------------------------------------------------------------
+
+
+def _statsmodels(result: Any) -> tuple[pd.DataFrame, sc.ModelFacts]:
+    params = pd.Series(result.params)
+    interval = pd.DataFrame(result.conf_int())
+    frame = pd.DataFrame(
+        {
+            "term": [str(t) for t in params.index],
+            "estimate": params.to_numpy(dtype=float),
+            "std_error": pd.Series(result.bse).to_numpy(dtype=float),
+            "statistic": pd.Series(result.tvalues).to_numpy(dtype=float),
+            "p_value": pd.Series(result.pvalues).to_numpy(dtype=float),
+            "ci_lower": interval.iloc[:, 0].to_numpy(dtype=float),
+            "ci_upper": interval.iloc[:, 1].to_numpy(dtype=float),
+        }
+    )
+    facts = sc.ModelFacts(
+        library="statsmodels",
+        estimator=type(getattr(result, "model", result)).__name__,
+        n_obs=int(result.nobs),
+        df_model=float(result.df_model),
+        df_resid=float(result.df_resid),
+        terms=tuple(frame["term"]),
+    )
+    return frame, facts
+
+
+def _lifelines(result: Any, name: str) -> tuple[pd.DataFrame, sc.ModelFacts]:
+    if not hasattr(result, "summary") or not hasattr(result, "params_"):
+        raise BadInput(f"rk.outputs.model({name!r}): a lifelines regression model (e.g. CoxPHFitter) is needed")
+    summary = result.summary
+    frame = pd.DataFrame(
+        {
+            "term": [str(t) for t in summary.index],
+            "estimate": summary["coef"].to_numpy(dtype=float),
+            "std_error": summary["se(coef)"].to_numpy(dtype=float),
+            "statistic": summary["z"].to_numpy(dtype=float),
+            "p_value": summary["p"].to_numpy(dtype=float),
+            "ci_lower": summary["coef lower 95%"].to_numpy(dtype=float),
+            "ci_upper": summary["coef upper 95%"].to_numpy(dtype=float),
+        }
+    )
+    events = int(np.asarray(result.event_observed).sum())
+    # A survival model's information is in its events: residual df = events - parameters.
+    facts = sc.ModelFacts(
+        library="lifelines",
+        estimator=type(result).__name__,
+        n_obs=int(result._n_examples),
+        df_model=float(len(frame)),
+        df_resid=float(events - len(frame)),
+        n_events=events,
+        terms=tuple(frame["term"]),
+    )
+    return frame, facts
+
+
+def _sklearn(result: Any, name: str, n: int | None) -> tuple[pd.DataFrame, sc.ModelFacts]:
+    if n is None:
+        raise BadInput(f"rk.outputs.model({name!r}): give n= (the number of training rows) for a scikit-learn model")
+    features = [str(f) for f in getattr(result, "feature_names_in_", [])]
+    if hasattr(result, "coef_"):
+        coef = np.atleast_2d(np.asarray(result.coef_, dtype=float))
+        classes = [str(c) for c in getattr(result, "classes_", [])]
+        names = features or [f"x{i}" for i in range(coef.shape[1])]
+        rows = []
+        for i, line in enumerate(coef):
+            prefix = f"{classes[i]}:" if coef.shape[0] > 1 and i < len(classes) else ""
+            rows += [(f"{prefix}{f}", v) for f, v in zip(names, line, strict=True)]
+        frame = pd.DataFrame(rows, columns=["term", "estimate"])
+        parameters = coef.size + np.atleast_1d(getattr(result, "intercept_", [])).size
+    elif hasattr(result, "feature_importances_"):
+        importances = np.asarray(result.feature_importances_, dtype=float)
+        names = features or [f"x{i}" for i in range(importances.size)]
+        frame = pd.DataFrame({"term": names, "importance": importances})
+        parameters = importances.size
+    else:
+        raise BadInput(
+            f"rk.outputs.model({name!r}): {type(result).__name__} has neither coef_ nor feature_importances_"
+        )
+    facts = sc.ModelFacts(
+        library="scikit-learn",
+        estimator=type(result).__name__,
+        n_obs=int(n),
+        df_model=float(parameters),
+        df_resid=float(n - parameters),
+        terms=tuple(frame["term"]),
+    )
+    return frame, facts
+
+
+def _km_table(km: Any) -> pd.DataFrame:
+    events = km.event_table
+    survival = km.survival_function_.iloc[:, 0].reindex(events.index)
+    return pd.DataFrame(
+        {
+            "time": events.index.to_numpy(dtype=float),
+            "at_risk": events["at_risk"].to_numpy(dtype=int),
+            "events": events["observed"].to_numpy(dtype=int),
+            "censored": events["censored"].to_numpy(dtype=int),
+            "survival": survival.to_numpy(dtype=float),
+        }
+    )
+
+
+# -- files --------------------------------------------------------------------------------------------------------
+
+
+def _path(name: str, suffixes: tuple[str, ...], default: str) -> Path:
+    if not name or name.strip() != name or "\x00" in name:
+        raise BadInput(f"rk.outputs: {name!r} is not a usable output name")
+    path = Path(name)
+    if path.is_absolute() or ".." in path.parts:
+        raise BadInput(f"rk.outputs: {name!r}: give a name relative to the working folder")
+    if path.suffix.lower() not in suffixes:
+        if path.suffix and path.suffix.lower() in (".csv", ".png", ".svg", ".json", ".txt", ".html"):
+            raise BadInput(f"rk.outputs: {name!r}: this kind of output is written as {', '.join(suffixes)}")
+        path = path.with_name(path.name + default)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def _stem(path: Path) -> str:
+    return path.name[: -len(path.suffix)] if path.suffix else path.name
+
+
+def _tmp(path: Path) -> Path:
+    return path.with_name(f".{path.stem}.{os.getpid()}.tmp{path.suffix}")
+
+
+def _write_csv(frame: pd.DataFrame, path: Path) -> None:
+    tmp = _tmp(path)
+    frame.to_csv(tmp, index=False, lineterminator="\n")
+    os.replace(tmp, path)
