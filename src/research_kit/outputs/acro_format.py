@@ -28,10 +28,12 @@ negative           NegativeValueCheck (ACRO reports negatives under NKCheck and 
 min_max            IndividualValueCheck
 survival_events    SurvivalEventsCheck
 unchecked          ManualCheck
+differencing       PresenceOfLinkedTableCheck
 =================  ======================
 
-A flag on a whole column or output has no cell: it is in the summary, not in
-``cells`` or ``outcome``. ``acro.record.load_records`` reads a ``results.json``
+A flag on a whole column or output has no cell (nor has one naming a cell
+the table does not hold): it is in the summary, not in ``cells`` or
+``outcome``. ``acro.record.load_records`` reads a ``results.json``
 built with :func:`acro_results` (with ``version`` ACRO's own) back.
 """
 
@@ -60,6 +62,7 @@ ACRO_CHECKS = {
     "min_max": "IndividualValueCheck",
     "survival_events": "SurvivalEventsCheck",
     "unchecked": "ManualCheck",
+    "differencing": "PresenceOfLinkedTableCheck",  # ACRO's check for differencing against other outputs
 }
 MITIGATIONS = {"suppression": "suppress", "rounding": "round"}  # our record's method -> ACRO's property
 
@@ -96,7 +99,7 @@ def acro_record(
         "files": [{"name": name, "sdc": sdc} for name in output_files],
         "outcome": _outcome(result, table) if table is not None else {},
         "command": command,
-        "summary": _summary(sidecar, result),
+        "summary": _summary(sidecar, result, table),
         "timestamp": timestamp,
         "comments": list(comments),
         "exception": exception,
@@ -116,9 +119,12 @@ def _checks(result: CheckResult) -> list[str]:
     return list(dict.fromkeys(check_name(r) for r in rules))
 
 
-def _cell_flags(result: CheckResult) -> Iterable[tuple[Flag, int, str]]:
+def _cell_flags(result: CheckResult, frame: pd.DataFrame | None) -> Iterable[tuple[Flag, int, str]]:
+    """The flags on a cell of ``frame`` (with no frame: on any cell)."""
     for flag in result.flags:
-        if flag.row is not None and flag.column is not None:
+        if flag.row is None or flag.column is None:
+            continue
+        if frame is None or (flag.column in frame.columns and 0 <= flag.row < len(frame)):
             yield flag, flag.row, flag.column
 
 
@@ -126,7 +132,7 @@ def table_sdc(result: CheckResult, frame: pd.DataFrame) -> dict[str, Any]:
     """ACRO's per-file ``sdc``: the number of flagged cells per check and their positions."""
     position = {column: i for i, column in enumerate(frame.columns)}
     cells: dict[str, set[tuple[int, int]]] = {name: set() for name in _checks(result)}
-    for flag, row, column in _cell_flags(result):
+    for flag, row, column in _cell_flags(result, frame):
         cells[check_name(flag.rule)].add((row, position[column]))
     return {
         "summary": {name: len(found) for name, found in cells.items()},
@@ -136,7 +142,7 @@ def table_sdc(result: CheckResult, frame: pd.DataFrame) -> dict[str, Any]:
 
 def _outcome(result: CheckResult, frame: pd.DataFrame) -> dict[str, Any]:
     names: dict[tuple[int, str], list[str]] = {}
-    for flag, row, column in _cell_flags(result):
+    for flag, row, column in _cell_flags(result, frame):
         found = names.setdefault((row, column), [])
         if check_name(flag.rule) not in found:
             found.append(check_name(flag.rule))
@@ -166,15 +172,18 @@ def _properties(sidecar: Sidecar) -> dict[str, Any]:
     return properties
 
 
-def _summary(sidecar: Sidecar, result: CheckResult) -> str:
+def _summary(sidecar: Sidecar, result: CheckResult, frame: pd.DataFrame | None) -> str:
     lines = [f"{sidecar.kind} : {result.status}"]
     counted: dict[tuple[str, str], set[tuple[int, str]]] = {}
-    for flag, row, column in _cell_flags(result):
+    cell_flags = list(_cell_flags(result, frame))
+    for flag, row, column in cell_flags:
         counted.setdefault((check_name(flag.rule), flag.severity), set()).add((row, column))
     for (name, severity), cells in counted.items():
-        lines.append(f"{name}: {severity} - {len(cells)} cells may need suppressing.")
+        need = "may need suppressing" if severity == "fail" else "need a reviewer's look"
+        lines.append(f"{name}: {severity} - {len(cells)} cells {need}.")
+    on_cells = {flag for flag, _, _ in cell_flags}
     for flag in result.flags:
-        if flag.row is None:
+        if flag not in on_cells:
             where = f" ({flag.column})" if flag.column else ""
             lines.append(f"{check_name(flag.rule)}: {flag.severity}{where} - {flag.reason}")
     return "\n".join([*lines, *result.notes])

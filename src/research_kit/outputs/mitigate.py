@@ -13,7 +13,8 @@ Suppression
     the margin is taken as known all the same (it may be published elsewhere,
     e.g. a cohort size), except for a line of a single cell, whose "margin" is
     that cell. In a wide table, count (or sum) columns form one more dimension
-    when one of them is a ``Total``/``All`` column. Additive columns (counts,
+    when one of them is a ``Total``/``All`` column; without one they are read
+    as separate measures (n and deaths do not add up). Additive columns (counts,
     the ``n_column`` and sums) are protected line by line:
 
     1. a line with exactly one suppressed cell gets its smallest non-zero
@@ -26,11 +27,14 @@ Suppression
        gets the smallest non-zero unsuppressed cell of one of its lines
        suppressed, and the steps repeat.
 
-    A cell still pinned down when nothing is left to suppress is listed in the
-    record under ``unprotected``. Suppressed cells holding values above zero,
-    every suppressed cell can move in both directions while every margin and
-    non-negativity holds: its minimum and maximum differ (tested by linear
-    programming on random 2-D and 3-D tables).
+    The guarantee: every suppressed cell not listed under ``unprotected`` has
+    a minimum and a maximum, over all tables consistent with every margin and
+    with non-negativity, that differ (tested by linear programming on random
+    2-D and 3-D tables). Zeros are the one limit: a suppressed zero can only
+    move up, and zeros can pin a table down whatever else is hidden (a 2x2x2
+    table of three 1s and five 0s with every margin known has one solution);
+    the cells that stay determined once nothing is left to hide are listed
+    under ``unprotected``, and such a table needs another mitigation.
 
 Rounding
     Counts (and the ``n_column``) only; other figures are left alone. ``base``:
@@ -64,7 +68,7 @@ import pandas as pd
 
 from research_kit.config import SdcPolicy
 from research_kit.errors import BadInput
-from research_kit.outputs.sdc import CheckResult, validate_table
+from research_kit.outputs.sdc import CheckResult, count_columns, validate_table
 from research_kit.outputs.sidecar import MAGNITUDE_ROLES, Sidecar
 from research_kit.registry.codes import _icd10_module
 
@@ -149,8 +153,7 @@ def suppress(frame: pd.DataFrame, sidecar: Sidecar, result: CheckResult) -> Miti
 
 def additive_columns(sidecar: Sidecar) -> list[str]:
     """Columns whose cells add up along lines: counts, the n column and sums."""
-    counts = sidecar.columns("count") + ([sidecar.n_column] if sidecar.n_column else [])
-    return list(dict.fromkeys(counts + sidecar.columns("sum")))
+    return list(dict.fromkeys(count_columns(sidecar) + sidecar.columns("sum")))
 
 
 def _coupled_columns(sidecar: Sidecar) -> list[str]:
@@ -177,16 +180,12 @@ def table_lines(frame: pd.DataFrame, sidecar: Sidecar) -> list[Line]:
     lines: list[Line] = []
     for rows, total in _label_lines(frame, sidecar):
         lines += [Line(tuple((r, col) for r in rows), None if total is None else (total, col)) for col in additive]
-    for group in (_count_group(sidecar), sidecar.columns("sum")):
+    for group in (count_columns(sidecar), sidecar.columns("sum")):
         totals = [c for c in group if is_total(c)]
         interior = [c for c in group if not is_total(c)]
         if len(totals) == 1 and interior:
             lines += [Line(tuple((r, c) for c in interior), (r, totals[0])) for r in range(len(frame))]
     return lines
-
-
-def _count_group(sidecar: Sidecar) -> list[str]:
-    return list(dict.fromkeys(sidecar.columns("count") + ([sidecar.n_column] if sidecar.n_column else [])))
 
 
 def _label_lines(frame: pd.DataFrame, sidecar: Sidecar) -> list[tuple[list[int], int | None]]:
@@ -343,7 +342,7 @@ def round_counts(frame: pd.DataFrame, sidecar: Sidecar, method: str = "base", ba
         raise BadInput(f"{sidecar.file}: rounding method {method!r} is not one of {', '.join(ROUNDING_METHODS)}")
     if method == "base" and base < 1:
         raise BadInput(f"{sidecar.file}: rounding base must be at least 1, not {base}")
-    columns = _count_group(sidecar)
+    columns = count_columns(sidecar)
     out = frame.copy()
     changed = 0
     for col in columns:
@@ -408,7 +407,7 @@ def roll_up(frame: pd.DataFrame, sidecar: Sidecar, column: str, policy: SdcPolic
 
 
 def _roll_columns(sidecar: Sidecar) -> tuple[list[str], list[str], list[str]]:
-    counts = _count_group(sidecar)
+    counts = count_columns(sidecar)
     sums = sidecar.columns("sum")
     weighted = sidecar.columns("mean", "proportion")
     if weighted and sidecar.n_column is None:

@@ -363,6 +363,11 @@ def mitigate(ws: Workspace, request_id: int, name: str, method: str, *, column: 
         policy = ws.policy().sdc
         if method == "suppress":
             done = mitigate_mod.suppress(frame, car, sdc.check(frame, car, policy))
+            if done.record.get("unprotected"):
+                raise PolicyRefusal(
+                    f"{target.key}: suppression cannot protect {len(done.record['unprotected'])} cell(s) of this "
+                    "table (its zeros and margins pin them down): round it or roll it up instead"
+                )
         elif method in ("round", "midpoint6"):
             done = mitigate_mod.round_counts(
                 frame, car, method="base" if method == "round" else "midpoint6", base=policy.rounding_base

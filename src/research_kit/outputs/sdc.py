@@ -35,7 +35,11 @@ unchecked
     unknown gets one saying the threshold could not be checked.
 negative
     A contribution with negative values: dominance and p% are not defined,
-    review (as ACRO does). A negative count in a non-DP table: review.
+    review (as ACRO does). A negative count in a non-DP table: review. A
+    contribution keeps only its largest values, so a negative value is seen
+    when it is among them or when it makes the rest sum below zero; one that
+    is not seen lowers the total, which makes dominance and p% stricter,
+    never looser.
 min_max
     Every cell of a ``min`` or ``max`` column fails: it is an individual's value.
 survival_events
@@ -146,6 +150,7 @@ class CheckResult:
 
 
 def result(flags: Iterable[Flag], notes: Iterable[str], rules: Iterable[str]) -> CheckResult:
+    """A check's result: its status from the most severe flag, its rules listed once each."""
     flags = tuple(flags)
     severities = {f.severity for f in flags}
     status = FAIL if FAIL in severities else REVIEW if REVIEW in severities else "pass"
@@ -247,12 +252,13 @@ def _min_max(frame: pd.DataFrame, sidecar: Sidecar) -> Iterable[Flag]:
 _Rule = tuple[list[Flag], list[str], list[str]]
 
 
-def _count_columns(sidecar: Sidecar) -> list[str]:
+def count_columns(sidecar: Sidecar) -> list[str]:
+    """The columns held to the count rules: every ``count`` column and the ``n_column``."""
     return list(dict.fromkeys(sidecar.columns("count") + ([sidecar.n_column] if sidecar.n_column else [])))
 
 
 def _counts(values: dict[str, np.ndarray], sidecar: Sidecar, policy: SdcPolicy) -> _Rule:
-    columns = _count_columns(sidecar)
+    columns = count_columns(sidecar)
     if not columns:
         return [], [], []
     flags: list[Flag] = []
