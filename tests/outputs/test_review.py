@@ -236,3 +236,24 @@ def test_users_only_a_steward_manages_them(workspace: object, monkeypatch: pytes
         users.add(workspace, "rita", "committee")
     users.disable(workspace, "rita")
     assert [(u.name, u.active) for u in users.all_users(workspace)] == [("rita", False), ("sam", True)]
+
+
+def test_a_new_version_close_to_a_released_one_is_flagged(
+    project: Project, people: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    ws = project.ws
+    rid = run_study(project, monkeypatch)
+    as_user(monkeypatch, "rita")
+    review.submit(ws, rid)
+    for member in ("carla", "chen"):
+        as_user(monkeypatch, member)
+        review.vote(ws, rid, "approve", comment="ok")
+    release(ws, rid)
+    later = run_study(project, monkeypatch, shift=4)  # 'big' now says 44 where the release said 40
+    assert later != rid
+    big = review.output(review.get(ws, later), "big")
+    assert big.status == "fail"
+    [pair] = big.checks["differencing"]
+    assert pair["difference"] == 4
+    assert pair["group"] == {"group": "a"}
+    assert pair["other"] == f"request {rid}: make/big"
