@@ -83,9 +83,9 @@ def table(
     if chosen not in sc.KINDS:
         raise BadInput(f"rk.outputs.table({name!r}): kind={chosen!r}: use one of {', '.join(sc.KINDS)}")
     contributions = {} if source is None else _contributions(name, frame, all_roles, source, values or {})
-    car = sc.Sidecar(
-        name=_stem(path),
-        file=path.name,
+    return _save(
+        frame,
+        path,
         type="table",
         kind=chosen,
         roles=all_roles,
@@ -93,13 +93,7 @@ def table(
         contributions=contributions,
         dp=_dp_facts(answers),
         population=population,
-        rows=len(frame),
-        tier=current_tier(),
-        study=os.environ.get(STUDY_ENV),
     )
-    _write_csv(frame, path)
-    sc.write(path, car)
-    return path
 
 
 def figure(fig: Any, name: str, *, source: str | None = None, dpi: int = 150) -> Path:
@@ -159,21 +153,7 @@ def model(result: Any, name: str, *, n: int | None = None, population: str = "")
         )
     roles = {c: ("label" if c == "term" else "coefficient" if c == "estimate" else "std_error" if c == "std_error"
                  else "statistic") for c in frame.columns}  # fmt: skip
-    car = sc.Sidecar(
-        name=_stem(path),
-        file=path.name,
-        type="model",
-        kind="model",
-        roles=roles,
-        model=facts,
-        population=population,
-        rows=len(frame),
-        tier=current_tier(),
-        study=os.environ.get(STUDY_ENV),
-    )
-    _write_csv(frame, path)
-    sc.write(path, car)
-    return path
+    return _save(frame, path, type="model", kind="model", roles=roles, model=facts, population=population)
 
 
 # -- tables -------------------------------------------------------------------------------------------------------
@@ -427,6 +407,21 @@ def _stem(path: Path) -> str:
 
 def _tmp(path: Path) -> Path:
     return path.with_name(f".{path.stem}.{os.getpid()}.tmp{path.suffix}")
+
+
+def _save(frame: pd.DataFrame, path: Path, **facts: Any) -> Path:
+    """Write a table and its sidecar (the facts given, plus its name, size, tier and study)."""
+    car = sc.Sidecar(
+        name=_stem(path),
+        file=path.name,
+        rows=len(frame),
+        tier=current_tier(),
+        study=os.environ.get(STUDY_ENV),
+        **facts,
+    )
+    _write_csv(frame, path)
+    sc.write(path, car)
+    return path
 
 
 def _write_csv(frame: pd.DataFrame, path: Path) -> None:
