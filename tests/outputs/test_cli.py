@@ -49,6 +49,8 @@ def test_review_and_release_from_the_shell(project: Project, monkeypatch: pytest
     assert "pending" in listed
     assert "s1" in listed
     refused(home, 5, "only a submitted request is reviewed", "--as", "carla", "review", "approve", rid)
+    refused(home, 3, "mitigation 'shuffle'", "--as", "rita", "outputs", "mitigate", rid, "big", "--method", "shuffle")
+    assert "midpoint6 applied" in ok(home, "--as", "rita", "outputs", "mitigate", rid, "big", "--method", "midpoint6")
     assert "submitted" in ok(home, "--as", "rita", "outputs", "submit", rid)
     refused(home, 5, "needs the committee role", "--as", "rita", "review", "approve", rid)
     refused(home, 3, "fails the SDC checks", "--as", "carla", "review", "approve", rid)
