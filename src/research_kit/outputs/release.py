@@ -17,7 +17,6 @@ the request's new state and the audit entry commit together.
 from __future__ import annotations
 
 import hashlib
-import io
 import json
 import os
 import zipfile
@@ -178,8 +177,3 @@ def _stored(checks: dict[str, Any]) -> sdc.CheckResult:
 
 def _acro_status(status: str) -> str:
     return {"pass": "pass", "review": "review", "fail": "fail"}.get(status, "review")
-
-
-def bundle_listing(path: Path) -> list[str]:
-    with zipfile.ZipFile(io.BytesIO(path.read_bytes())) as bundle:
-        return bundle.namelist()
