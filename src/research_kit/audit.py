@@ -18,6 +18,9 @@ import hashlib
 import json
 import os
 import sqlite3
+from collections.abc import Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -27,6 +30,9 @@ from research_kit.catalog import transaction
 
 GENESIS = "0" * 64
 ACTOR_ENV = "RESEARCH_KIT_USER"
+# The web app serves many users from one process: each request acts as its signed-in user through this
+# context variable, which (unlike the environment) is private to the request's thread or task.
+_ACTOR: ContextVar[str | None] = ContextVar("research_kit_actor", default=None)
 
 
 @dataclass(frozen=True)
@@ -49,7 +55,18 @@ class Verdict:
 
 
 def current_actor() -> str:
-    return os.environ.get(ACTOR_ENV) or getpass.getuser()
+    """Who is acting: the web app's signed-in user, else ``RESEARCH_KIT_USER`` (``--as``), else the OS user."""
+    return _ACTOR.get() or os.environ.get(ACTOR_ENV) or getpass.getuser()
+
+
+@contextmanager
+def acting(name: str) -> Iterator[None]:
+    """Act as ``name`` inside the block (this thread or task only)."""
+    token = _ACTOR.set(name)
+    try:
+        yield
+    finally:
+        _ACTOR.reset(token)
 
 
 def _digest(seq: int, ts: str, actor: str, action: str, details: dict[str, Any], prev: str) -> str:

@@ -272,6 +272,27 @@ MIGRATIONS: tuple[Migration, ...] = (
                )""",
         ),
     ),
+    Migration(
+        6,
+        "web app sessions and failed sign-ins",
+        (
+            # Only the SHA-256 of a session's token is stored: a copy of the catalog signs nobody in.
+            """CREATE TABLE sessions (
+                   token_sha256 TEXT PRIMARY KEY,
+                   user TEXT NOT NULL REFERENCES users (name),
+                   csrf TEXT NOT NULL,
+                   created_at TEXT NOT NULL,
+                   seen_at TEXT NOT NULL
+               )""",
+            "CREATE INDEX sessions_by_user ON sessions (user)",
+            """CREATE TABLE signin_failures (
+                   id INTEGER PRIMARY KEY,
+                   user TEXT NOT NULL,
+                   at TEXT NOT NULL
+               )""",
+            "CREATE INDEX signin_failures_by_user ON signin_failures (user, at)",
+        ),
+    ),
 )
 
 

@@ -558,6 +558,26 @@ def users_disable(name: Annotated[str, typer.Argument(help="The user to disable.
     console.print(f"user {escape(name)} disabled")
 
 
+@users_app.command("password")
+def users_password(
+    name: Annotated[str, typer.Argument(help="The user who will sign in to the web app with it.")],
+    stdin: Annotated[bool, typer.Option("--stdin", help="Read the password from the first line of stdin.")] = False,
+) -> None:
+    """Set a user's password for the review web app (a steward does); their open sessions end."""
+    from research_kit.errors import BadInput
+    from research_kit.outputs import users
+    from research_kit.workspace import open_workspace
+
+    if stdin:
+        password = sys.stdin.readline().rstrip("\r\n")
+    elif sys.stdin.isatty():
+        password = typer.prompt(f"new password for {name}", hide_input=True, confirmation_prompt=True)
+    else:
+        raise BadInput("no terminal to ask the password on: pipe it in with --stdin")
+    users.set_password(open_workspace(), name, password)
+    console.print(f"password set for {escape(name)}; they sign in at 'research-kit serve'")
+
+
 @outputs_app.command("list")
 def outputs_list(
     study: Annotated[str | None, typer.Option(help="Only this study's requests.")] = None,
@@ -700,6 +720,20 @@ def release(request: Annotated[int, typer.Argument(help="The approved request's 
 
     path = make_release(open_workspace(), request)
     console.print(f"released: {path}")
+
+
+@app.command()
+def serve(
+    host: Annotated[str, typer.Option(help="Address to listen on (loopback unless a TLS proxy sits in front).")] = (
+        "127.0.0.1"
+    ),
+    port: Annotated[int, typer.Option(help="Port to listen on.", min=1, max=65535)] = 8765,
+) -> None:
+    """The committee's review web app: requests, flagged cells, votes, releases, budgets, the audit log."""
+    from research_kit.web.server import serve as run_server
+    from research_kit.workspace import open_workspace
+
+    run_server(open_workspace(), host=host, port=port, console=console)
 
 
 def main(argv: list[str] | None = None) -> None:

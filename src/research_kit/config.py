@@ -220,6 +220,17 @@ class RunnerPolicy(_Section):
     slurm_jobs: int = _opt(2, "Slurm jobs (Dask workers) started by default.", min=1)
 
 
+@dataclass(frozen=True)
+class WebPolicy(_Section):
+    name: ClassVar[str] = "web"
+    title: ClassVar[str] = "Review web app"
+    session_idle_minutes: int = _opt(30, "A session unused for this long signs its user out.", min=1)
+    session_max_hours: int = _opt(8, "A session ends this long after sign-in, however busy.", min=1)
+    min_password_length: int = _opt(12, "Shortest password accepted by 'research-kit users password'.", min=8)
+    max_failed_signins: int = _opt(5, "Failed sign-ins in a row that lock a user out for a while ...", min=1)
+    lockout_minutes: int = _opt(15, "... this long.", min=1)
+
+
 SECTIONS: tuple[type[_Section], ...] = (
     IngestPolicy,
     PseudonymisePolicy,
@@ -230,6 +241,7 @@ SECTIONS: tuple[type[_Section], ...] = (
     SdcPolicy,
     ReviewPolicy,
     RunnerPolicy,
+    WebPolicy,
 )
 
 
@@ -246,6 +258,7 @@ class Policy:
     sdc: SdcPolicy = field(default_factory=SdcPolicy)
     review: ReviewPolicy = field(default_factory=ReviewPolicy)
     runner: RunnerPolicy = field(default_factory=RunnerPolicy)
+    web: WebPolicy = field(default_factory=WebPolicy)
 
     def as_dict(self) -> dict[str, dict[str, Any]]:
         return dataclasses.asdict(self)

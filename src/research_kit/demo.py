@@ -6,7 +6,9 @@ simulated identifiable export (clean) and a second one with injected faults
 (every run adds a new extract version), the risk report of the clean
 extract, its synthetic twin (published if the policy's figures hold), DP
 queries charged to a study's budget, the example study pipeline run on the
-new extract (and again, reused), and a check of the audit chain.
+new extract (and again, reused), its outputs checked into a review request,
+web passwords for the demo users, and a check of the audit chain; it ends by
+saying how to start the review web app and whom to sign in as.
 """
 
 from __future__ import annotations
@@ -85,7 +87,10 @@ def run_demo(console: Console, *, patients: int, seed: int) -> None:
     console.print(Rule("10. output checking: gates and SDC checks, then the committee's review"))
     _outputs(console, ws, request)
 
-    console.print(Rule("11. audit log"))
+    console.print(Rule("11. the committee's review web app"))
+    demo_logins = _web_passwords(console, ws)
+
+    console.print(Rule("12. audit log"))
     with ws.catalog() as conn:
         verdict = audit.verify(conn, ws.audit_path)
     if not verdict.ok:
@@ -104,6 +109,14 @@ def run_demo(console: Console, *, patients: int, seed: int) -> None:
     console.print("budgets       research-kit budget show   |   research-kit query --help")
     console.print(f"study runs    {ws.root / 'studies'}   |   research-kit run pipelines/example.yaml")
     console.print("audit log     research-kit audit show   |   research-kit audit verify")
+    console.print(Rule("review the outputs in the browser"))
+    console.print("start the committee's review app:   .venv/bin/research-kit serve   (then open http://127.0.0.1:8765/)")
+    console.print(f"sign in as one of these demo users (also in {ws.root / DEMO_LOGINS}):")
+    for name, role, password in demo_logins:
+        console.print(f"  {name:<6} {role:<11} {password}")
+    console.print(
+        f"two committee members ({' and '.join(COMMITTEE)}) approve, one releases; {RESEARCHER} sees her own requests"
+    )
 
 
 def _twin(console: Console, ws: Workspace, extract_id: str) -> None:
@@ -189,6 +202,7 @@ def _pipelines(console: Console, ws: Workspace, extract_id: str) -> int | None:
 
 
 STEWARD, RESEARCHER, COMMITTEE = "sam", "rita", ("carla", "chen")
+DEMO_LOGINS = "demo-logins.tsv"  # the demo users' web passwords (mode 0600, in the workspace)
 
 
 @contextmanager
@@ -215,6 +229,34 @@ def _demo_users(console: Console, ws: Workspace) -> None:
             if name not in known:
                 users.add(ws, name, role)
                 console.print(f"user {name} added as {role}")
+
+
+def _web_passwords(console: Console, ws: Workspace) -> list[tuple[str, str, str]]:
+    """New random passwords for the demo users, to sign in to ``research-kit serve``: (name, role, password).
+
+    The file (mode 0600, in the workspace) exists for the demo only: real users get their password from a
+    steward (``research-kit users password NAME``) and no file keeps it.
+    """
+    import secrets
+
+    from research_kit.outputs import users
+
+    path = ws.root / DEMO_LOGINS
+    order = {"committee": 0, "researcher": 1, "steward": 2}
+    logins = []
+    with acting_as(STEWARD):
+        for user in sorted(users.all_users(ws), key=lambda u: (order.get(u.role, 9), u.name)):
+            if user.name in (STEWARD, RESEARCHER, *COMMITTEE) and user.active:
+                password = secrets.token_urlsafe(12)
+                users.set_password(ws, user.name, password)
+                logins.append((user.name, user.role, password))
+    tmp = path.with_name(f".{path.name}.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8") as out:
+        out.writelines(f"{name}\t{role}\t{password}\n" for name, role, password in logins)
+    os.replace(tmp, path)
+    console.print(f"web passwords set for {len(logins)} demo users (argon2id hashes in the catalog; also in {path})")
+    return logins
 
 
 def _outputs(console: Console, ws: Workspace, request_id: int | None) -> None:

@@ -16,12 +16,13 @@ def cli(home: Path, tmp_path: Path) -> Run:
     """Run ``research-kit ARGS`` in a subprocess, in a scratch directory, against the test workspace."""
 
     def run(
-        *args: str, check: bool | None = True, env: dict[str, str] | None = None
+        *args: str, check: bool | None = True, env: dict[str, str] | None = None, input_text: str | None = None
     ) -> subprocess.CompletedProcess[str]:
         result = subprocess.run(
             [sys.executable, "-m", "research_kit", *args],
             cwd=tmp_path,
             env={**os.environ, "COLUMNS": "200", **(env or {})},
+            input=input_text,
             capture_output=True,
             text=True,
             timeout=600,
@@ -31,3 +32,7 @@ def cli(home: Path, tmp_path: Path) -> Run:
         return result
 
     return run
+
+
+# The review web app's workspace (built once per session) and its per-test copy.
+from tests.functional.webapp import review_template, review_ws  # noqa: E402, F401

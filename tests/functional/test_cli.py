@@ -12,7 +12,17 @@ from research_kit import __version__, catalog
 
 from .conftest import Run
 
-VERBS = [[], ["init"], ["simulate"], ["demo"], ["audit"], ["audit", "verify"], ["audit", "show"]]
+VERBS = [
+    [],
+    ["init"],
+    ["simulate"],
+    ["demo"],
+    ["audit"],
+    ["audit", "verify"],
+    ["audit", "show"],
+    ["serve"],
+    ["users", "password"],
+]
 
 
 def assert_one_line_error(result, code: int, *fragments: str) -> None:  # type: ignore[no-untyped-def]
@@ -148,8 +158,18 @@ def test_demo_runs_the_flow_and_says_where_to_look(cli: Run, home: Path, tmp_pat
     assert "research-kit --as carla review approve 1" in out
     # init, 2 exports, 2 extracts, risk, the twin refused, 1 grant, 4 DP answers; 4 users; the pipeline
     # registered, 3 actions, 3 outputs queued, a request opened and checked, 2 runs; the request submitted
-    # (and checked again)
-    assert "audit log intact: 29 entries" in out
+    # (and checked again); web passwords for the 4 demo users
+    assert "audit log intact: 33 entries" in out
+    logins = home / "demo-logins.tsv"
+    assert logins.stat().st_mode & 0o777 == 0o600
+    assert [line.split("\t")[:2] for line in logins.read_text().splitlines()] == [
+        ["carla", "committee"],
+        ["chen", "committee"],
+        ["rita", "researcher"],
+        ["sam", "steward"],
+    ]
+    assert "start the committee's review app:   .venv/bin/research-kit serve" in out
+    assert re.search(r"carla\s+committee\s+\S{16}", out)
     assert "where to look" in out
     rerun = cli("demo", "--patients", "1500", "--seed", "4").stdout  # a second run adds new extract versions
     assert "already initialised" in rerun
@@ -157,8 +177,9 @@ def test_demo_runs_the_flow_and_says_where_to_look(cli: Run, home: Path, tmp_pat
     assert "reconciliation of extract demo-2" in rerun
     # The twin refused again, a grant and 4 DP answers again; the pipeline's 3 actions on the new extract and
     # 2 runs. The same seed gave the same registry, so its outputs are those already queued: none queued again.
+    # New web passwords for the 4 demo users.
     assert "run 3 of example on demo-2: succeeded (3 ran;" in rerun
-    assert "audit log intact: 45 entries" in rerun
+    assert "audit log intact: 53 entries" in rerun
 
 
 def test_key_ingest_and_risk_from_the_shell(cli: Run, home: Path, tmp_path: Path) -> None:

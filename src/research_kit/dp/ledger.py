@@ -258,6 +258,25 @@ def history(ws: Workspace, study: str, tier: Tier = "real") -> list[Spend]:
     ]
 
 
+@dataclass(frozen=True)
+class Grant:
+    study: str
+    rho: float
+    granted_by: str
+    granted_at: str
+    note: str
+
+
+def grants(ws: Workspace, study: str) -> list[Grant]:
+    """The committee's grants to a study's real budget, oldest first."""
+    check_name(study, "study")
+    with ws.catalog() as conn:
+        rows = conn.execute(
+            "SELECT * FROM dp_grants WHERE study = ? AND tier = 'real' ORDER BY id", (study,)
+        ).fetchall()
+    return [Grant(r["study"], from_picorho(r["picorho"]), r["granted_by"], r["granted_at"], r["note"]) for r in rows]
+
+
 def studies(ws: Workspace) -> list[str]:
     """Every study with a grant or a spend, in name order."""
     with ws.catalog() as conn:

@@ -87,8 +87,11 @@ def _print_output(console: Console, request: Request, output: Output, prov: dict
 
 def print_users(console: Console, rows: list[User]) -> None:
     table = Table(title="users")
-    for column in ("name", "role", "active", "added", "by"):
+    for column in ("name", "role", "active", "web password", "added", "by"):
         table.add_column(column)
     for u in rows:
-        table.add_row(escape(u.name), u.role, "yes" if u.active else "no", u.added_at, escape(u.added_by))
+        table.add_row(
+            escape(u.name), u.role, "yes" if u.active else "no", "set" if u.has_password else "-", u.added_at,
+            escape(u.added_by),
+        )  # fmt: skip
     console.print(table)

@@ -3,10 +3,12 @@
 Roles: ``researcher`` (runs studies, submits their outputs), ``committee``
 (reviews and releases), ``steward`` (manages users; ingests and publishes
 twins). The acting user is ``--as NAME`` on the command line, or
-``RESEARCH_KIT_USER``; the web app's sign-in (issue 8) reuses these rows.
+``RESEARCH_KIT_USER``: the shell trusts whoever can write the workspace's
+files. The review web app checks who people are: it signs in with a
+password, stored only as its argon2id hash (argon2-cffi's defaults, RFC 9106).
 
 The first steward may be added by anyone (the workspace's bootstrap, audited);
-after that only an active steward adds or disables users.
+after that only an active steward adds or disables users and sets passwords.
 """
 
 from __future__ import annotations
@@ -15,12 +17,18 @@ import sqlite3
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
+from argon2 import PasswordHasher
+from argon2.exceptions import InvalidHashError, VerificationError
+
 from research_kit import audit
 from research_kit.catalog import transaction
 from research_kit.errors import BadInput, MissingData, PolicyRefusal
 from research_kit.workspace import Workspace, check_name
 
 ROLES = ("researcher", "committee", "steward")
+_HASHER = PasswordHasher()
+# Verified when the user is unknown or has no password, so that a wrong name costs as long as a wrong password.
+_DUMMY_HASH = _HASHER.hash("research-kit: no such user")
 
 
 @dataclass(frozen=True)
@@ -30,10 +38,13 @@ class User:
     active: bool
     added_at: str
     added_by: str
+    has_password: bool = False  # may sign in to the web app
 
 
 def _row(row: sqlite3.Row) -> User:
-    return User(row["name"], row["role"], bool(row["active"]), row["added_at"], row["added_by"])
+    return User(
+        row["name"], row["role"], bool(row["active"]), row["added_at"], row["added_by"], bool(row["password_hash"])
+    )
 
 
 def get(conn: sqlite3.Connection, name: str) -> User | None:
@@ -85,9 +96,42 @@ def disable(ws: Workspace, name: str) -> None:
         if name == actor:
             raise PolicyRefusal("a steward cannot disable themselves")
         conn.execute("UPDATE users SET active = 0 WHERE name = ?", (name,))
+        conn.execute("DELETE FROM sessions WHERE user = ?", (name,))  # signed out of the web app at once
         audit.append(conn, ws.audit_path, "user.disable", {"user": name})
 
 
 def all_users(ws: Workspace) -> list[User]:
     with ws.catalog() as conn:
         return [_row(r) for r in conn.execute("SELECT * FROM users ORDER BY role, name")]
+
+
+def set_password(ws: Workspace, name: str, password: str) -> None:
+    """Set ``name``'s web password (a steward does); every open session of theirs ends."""
+    minimum = ws.policy().web.min_password_length
+    if len(password) < minimum:
+        raise BadInput(f"the password is {len(password)} characters long; it needs at least {minimum}")
+    if password.strip() != password or not password.isprintable():
+        raise BadInput("the password starts or ends with a space, or holds a control character")
+    actor = audit.current_actor()
+    with ws.catalog() as conn, transaction(conn):
+        require(conn, actor, "steward", doing="setting a password")
+        if get(conn, name) is None:
+            raise MissingData(f"no user {name!r}")
+        conn.execute("UPDATE users SET password_hash = ? WHERE name = ?", (_HASHER.hash(password), name))
+        conn.execute("DELETE FROM sessions WHERE user = ?", (name,))
+        audit.append(conn, ws.audit_path, "user.password", {"user": name})
+
+
+def check_password(conn: sqlite3.Connection, name: str, password: str) -> User | None:
+    """The active user ``name`` if ``password`` is theirs, else None (taking as long either way)."""
+    row = conn.execute("SELECT * FROM users WHERE name = ?", (name,)).fetchone()
+    stored = row["password_hash"] if row is not None and row["password_hash"] else None
+    try:
+        _HASHER.verify(stored or _DUMMY_HASH, password)
+    except (VerificationError, InvalidHashError):
+        return None
+    if row is None or stored is None or not row["active"]:
+        return None
+    if _HASHER.check_needs_rehash(stored):  # the library's parameters grew stronger since it was set
+        conn.execute("UPDATE users SET password_hash = ? WHERE name = ?", (_HASHER.hash(password), name))
+    return _row(row)

@@ -1,0 +1,279 @@
+"""The review pages: the queue, one request with its outputs, votes, comments, release and download.
+
+Who sees what:
+
+- committee members and stewards read every request; a researcher reads the
+  requests they wrote and nothing else (another's request is a 404, as if it
+  did not exist);
+- committee members vote and release; the author submits; both comment;
+- committee-private comments reach committee members and stewards only
+  (:func:`research_kit.outputs.review.get` filters them for the viewer);
+- an output's file is found by its number in the request, never by a path
+  from the address, and must lie inside the workspace.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import FileResponse, RedirectResponse, Response
+from starlette.routing import Route
+
+from research_kit.dp import ledger
+from research_kit.dp.accounting import epsilon_of, from_picorho
+from research_kit.errors import BadInput, MissingData, PolicyRefusal
+from research_kit.outputs import review
+from research_kit.outputs import sidecar as sc
+from research_kit.outputs.release import release, releases_dir
+from research_kit.web import grid
+from research_kit.web.app import act, form, need, render, text_field, workspace
+from research_kit.web.sessions import Session
+from research_kit.workspace import Workspace
+
+EVERYONE = ("researcher", "committee", "steward")
+READ_ALL = ("committee", "steward")  # roles that read every request
+TEXT_SUFFIXES = {".txt", ".json", ".html", ".md"}
+MAX_TEXT = 200_000  # characters of a text output shown on the page
+DONE = {  # the message after a successful form, by key (no text from the address is ever shown)
+    "vote": "Your vote is recorded.",
+    "comment": "Your comment is added.",
+    "submit": "The request is submitted to the committee.",
+    "release": "Released: the bundle is ready to download.",
+}
+MEDIA = {
+    ".png": "image/png",
+    ".svg": "image/svg+xml",
+    ".csv": "text/csv; charset=utf-8",
+    ".json": "application/json",
+}
+FILE_HEADERS = {"content-security-policy": "default-src 'none'; sandbox", "x-content-type-options": "nosniff"}
+
+
+@dataclass
+class OutputView:
+    output: review.Output
+    sidecar: sc.Sidecar | None
+    grid: grid.Grid | None
+    text: str | None
+    is_figure: bool
+    provenance: dict[str, Any]
+    flags: list[dict[str, Any]]
+
+    @property
+    def anchor(self) -> str:
+        return f"output-{self.output.id}"
+
+
+def _readable(session: Session, request: review.Request) -> bool:
+    return session.user.role in READ_ALL or request.author == session.user.name
+
+
+def _load_request(ws: Workspace, session: Session, request_id: int) -> review.Request:
+    """The request as ``session``'s user may read it; a 404 when they may not (as if it did not exist)."""
+    try:
+        request = review.get(ws, request_id, viewer=session.user.name)
+    except MissingData:
+        raise HTTPException(404, f"There is no review request {request_id}.") from None
+    if not _readable(session, request):
+        raise HTTPException(404, f"There is no review request {request_id}.")
+    return request
+
+
+def _inside(path: Path, folder: Path) -> bool:
+    try:
+        return path.resolve(strict=True).is_relative_to(folder.resolve())
+    except OSError:
+        return False
+
+
+# -- the queue ------------------------------------------------------------------------------------------------------
+
+
+async def queue(request: Request) -> Response:
+    session = await need(request, *EVERYONE)
+    show = request.query_params.get("show", "open")
+    states = review.OPEN if show == "open" else ()
+    everything = await act(session, review.all_requests, workspace(request), states=states)
+    visible = [r for r in everything if _readable(session, r)]
+    visible.sort(key=lambda r: (r.state != "submitted", r.state != "approved", -r.id))
+    return render(request, "queue.html", {"requests": visible, "show": "open" if show == "open" else "all"})
+
+
+# -- one request ----------------------------------------------------------------------------------------------------
+
+
+def _views(ws: Workspace, request: review.Request, only_flagged: bool) -> list[OutputView]:
+    views = []
+    for output in request.outputs:
+        car = sc.read(output.path) if output.path.is_file() else None
+        flags = list((output.checks.get("sdc") or {}).get("flags", []))
+        table = text = None
+        if output.path.is_file() and grid.is_table(output.path):
+            table = grid.table_grid(
+                output.path, flags, prefix=f"o{output.id}", roles=car.roles if car else None,
+                only_flagged=only_flagged, max_rows=ws.policy().outputs.max_table_rows,
+            )  # fmt: skip
+        elif output.path.is_file() and output.path.suffix.lower() in TEXT_SUFFIXES:
+            text = output.path.read_text(encoding="utf-8", errors="replace")[:MAX_TEXT]
+        is_figure = output.path.suffix.lower() in (".png", ".svg")
+        views.append(OutputView(output, car, table, text, is_figure, review.provenance(ws, output), flags))
+    return views
+
+
+def _budget(ws: Workspace, study: str) -> dict[str, Any]:
+    balance = ledger.balance(ws, study, "real")
+    delta = ws.policy().dp.delta
+    granted, spent = from_picorho(balance.granted), from_picorho(balance.spent)
+    return {
+        "granted": granted,
+        "spent": spent,
+        "remaining": from_picorho(balance.remaining),
+        "epsilon_spent": epsilon_of(spent, delta) if spent else 0.0,
+        "delta": delta,
+        "share": spent / granted if granted else 0.0,
+    }
+
+
+async def request_page(request: Request) -> Response:
+    session = await need(request, *EVERYONE)
+    return await _request_page(request, session)
+
+
+async def _request_page(
+    request: Request, session: Session, *, error: str | None = None, status_code: int = 200
+) -> Response:
+    ws = workspace(request)
+    request_id = int(request.path_params["request_id"])
+    only_flagged = request.query_params.get("flagged") == "1"
+
+    def gather() -> tuple[review.Request, list[OutputView], dict[str, Any]]:
+        req = _load_request(ws, session, request_id)
+        return req, _views(ws, req, only_flagged), _budget(ws, req.study)
+
+    req, views, budget = await act(session, gather)
+    user = session.user
+    context = {
+        "req": req,
+        "views": views,
+        "budget": budget,
+        "only_flagged": only_flagged,
+        "error": error,
+        "done": DONE.get(request.query_params.get("done", "")),
+        "can_vote": user.role == "committee" and req.state == "submitted" and user.name != req.author,
+        "is_author": user.name == req.author,
+        "can_submit": user.name == req.author and req.state in ("pending", "returned"),
+        "can_release": user.role == "committee" and req.state == "approved",
+        "can_download": req.state == "released" and req.bundle is not None,
+        "can_comment": user.role == "committee" or user.name == req.author,
+    }
+    return render(request, "request.html", context, status_code)
+
+
+async def _perform(request: Request, roles: tuple[str, ...], kind: str, work: Any) -> Response:
+    """Check the role and the form, run ``work(ws, request_id, form)`` as the user, then go back to the request.
+
+    A refusal from the library (not the committee, the author, a missing comment) re-shows the page with
+    its one-line reason and status 400/403; nothing was changed.
+    """
+    session = await need(request, *roles)
+    data = await form(request, session)
+    ws = workspace(request)
+    request_id = int(request.path_params["request_id"])
+    await act(session, _load_request, ws, session, request_id)  # a 404 for a request they may not read
+    try:
+        await act(session, work, ws, request_id, data)
+    except PolicyRefusal as exc:
+        return await _request_page(request, session, error=str(exc), status_code=403)
+    except (BadInput, MissingData) as exc:
+        return await _request_page(request, session, error=str(exc), status_code=400)
+    return RedirectResponse(f"/requests/{request_id}?done={kind}", status_code=303)
+
+
+async def vote(request: Request) -> Response:
+    def work(ws: Workspace, request_id: int, form_data: Any) -> None:
+        decision = text_field(form_data, "decision")
+        if decision not in ("approve", "reject", "return"):
+            raise BadInput("choose approve, return or reject")
+        chosen = tuple(v for v in form_data.getlist("output") if isinstance(v, str))
+        if decision == "approve" and not chosen:
+            raise BadInput("tick at least one output to approve")
+        review.vote(
+            ws, request_id, decision, outputs=chosen if decision == "approve" else (),
+            comment=text_field(form_data, "comment"), private=text_field(form_data, "private") == "on",
+        )  # fmt: skip
+
+    return await _perform(request, ("committee",), "vote", work)
+
+
+async def comment(request: Request) -> Response:
+    def work(ws: Workspace, request_id: int, data: Any) -> None:
+        review.comment(ws, request_id, text_field(data, "comment"), private=text_field(data, "private") == "on")
+
+    return await _perform(request, EVERYONE, "comment", work)
+
+
+async def submit(request: Request) -> Response:
+    def work(ws: Workspace, request_id: int, data: Any) -> None:
+        review.submit(ws, request_id)
+
+    return await _perform(request, EVERYONE, "submit", work)
+
+
+async def release_request(request: Request) -> Response:
+    def work(ws: Workspace, request_id: int, data: Any) -> None:
+        release(ws, request_id)
+
+    return await _perform(request, ("committee",), "release", work)
+
+
+# -- files ----------------------------------------------------------------------------------------------------------
+
+
+async def output_file(request: Request) -> Response:
+    """One output's file, by its number in the request: figures inline, everything else as a download."""
+    session = await need(request, *EVERYONE)
+    ws = workspace(request)
+    req = await act(session, _load_request, ws, session, int(request.path_params["request_id"]))
+    wanted = int(request.path_params["output_id"])
+    found = [o for o in req.outputs if o.id == wanted]
+    if not found or not _inside(found[0].path, ws.root):
+        raise HTTPException(404, "This request has no such output.")
+    path = found[0].path
+    suffix = path.suffix.lower()
+    inline = suffix in (".png", ".svg")
+    return FileResponse(
+        path,
+        media_type=MEDIA.get(suffix, "text/plain; charset=utf-8"),  # never text/html: an output never renders
+        filename=path.name,
+        content_disposition_type="inline" if inline else "attachment",
+        headers=FILE_HEADERS,
+    )
+
+
+async def bundle(request: Request) -> Response:
+    """A released request's zip (its author and the committee)."""
+    session = await need(request, *EVERYONE)
+    ws = workspace(request)
+    req = await act(session, _load_request, ws, session, int(request.path_params["request_id"]))
+    if req.state != "released" or not req.bundle:
+        raise HTTPException(404, f"Request {req.id} is {req.state}: there is no bundle to download yet.")
+    path = Path(req.bundle)
+    if not _inside(path, releases_dir(ws)):
+        raise HTTPException(404, "The bundle is not in the workspace's releases folder.")
+    return FileResponse(path, media_type="application/zip", filename=path.name, headers=FILE_HEADERS)
+
+
+ROUTES = [
+    Route("/requests", queue, methods=["GET"]),
+    Route("/requests/{request_id:int}", request_page, methods=["GET"]),
+    Route("/requests/{request_id:int}/vote", vote, methods=["POST"]),
+    Route("/requests/{request_id:int}/comment", comment, methods=["POST"]),
+    Route("/requests/{request_id:int}/submit", submit, methods=["POST"]),
+    Route("/requests/{request_id:int}/release", release_request, methods=["POST"]),
+    Route("/requests/{request_id:int}/outputs/{output_id:int}/file", output_file, methods=["GET"]),
+    Route("/requests/{request_id:int}/bundle", bundle, methods=["GET"]),
+]

@@ -1,0 +1,130 @@
+"""Sign-in sessions of the review web app, kept in the catalog.
+
+A session is a random token (``secrets``) in an HttpOnly, SameSite=Strict
+cookie; the catalog stores only its SHA-256, the user, a CSRF token and two
+times. It ends on sign-out, after ``[web].session_idle_minutes`` unused, after
+``[web].session_max_hours`` in all, when its user is disabled, and when a
+steward sets the user a new password. ``[web].max_failed_signins`` failures
+in a row lock the name out for ``[web].lockout_minutes``.
+
+Sign-ins, failures and sign-outs are audited as the person named (not as the
+server's account). A failed sign-in with a name that is no user is recorded
+as ``anonymous``, without the name: people type passwords into the name field.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+
+from research_kit import audit
+from research_kit.catalog import transaction
+from research_kit.errors import PolicyRefusal
+from research_kit.outputs import users
+from research_kit.workspace import Workspace
+
+SEEN_EVERY = timedelta(seconds=30)  # a page view refreshes seen_at at most this often (fewer catalog writes)
+
+
+class SignInRefused(PolicyRefusal):
+    """Wrong name or password, or a locked or disabled user: said the same way to the person signing in."""
+
+
+@dataclass(frozen=True)
+class Session:
+    user: users.User
+    csrf: str
+    created_at: datetime
+
+
+ANONYMOUS = "anonymous"  # the audit log's actor for a sign-in with an unknown name
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+def _digest(token: str) -> str:
+    return hashlib.sha256(token.encode("utf-8")).hexdigest()
+
+
+def sign_in(ws: Workspace, name: str, password: str) -> tuple[str, Session]:
+    """A new session for ``name``: its cookie token and the session; :class:`SignInRefused` otherwise."""
+    policy = ws.policy().web
+    now = _now()
+    # A refusal is recorded (failure count, audit) and committed before it is raised.
+    refusal: str | None = None
+    with ws.catalog() as conn, transaction(conn):
+        known = users.get(conn, name) is not None
+        actor = name if known else ANONYMOUS
+        since = (now - timedelta(minutes=policy.lockout_minutes)).isoformat()
+        failures = conn.execute(
+            "SELECT COUNT(*) FROM signin_failures WHERE user = ? AND at > ?", (name, since)
+        ).fetchone()[0]
+        user = None
+        if known and failures >= policy.max_failed_signins:
+            audit.append(conn, ws.audit_path, "web.signin_locked", {"user": name}, actor=actor)
+            refusal = f"too many failed sign-ins: try again in {policy.lockout_minutes} minutes, or ask a steward"
+        else:
+            user = users.check_password(conn, name, password)
+            if user is None:
+                if known:
+                    conn.execute("INSERT INTO signin_failures (user, at) VALUES (?, ?)", (name, now.isoformat()))
+                audit.append(conn, ws.audit_path, "web.signin_failed", {"user": name if known else None}, actor=actor)
+                refusal = "wrong user name or password"
+        if user is not None:
+            conn.execute("DELETE FROM signin_failures WHERE user = ?", (name,))
+            token, csrf = secrets.token_urlsafe(32), secrets.token_urlsafe(32)
+            conn.execute(
+                "INSERT INTO sessions (token_sha256, user, csrf, created_at, seen_at) VALUES (?, ?, ?, ?, ?)",
+                (_digest(token), name, csrf, now.isoformat(), now.isoformat()),
+            )
+            audit.append(conn, ws.audit_path, "web.signin", {"user": name, "role": user.role}, actor=actor)
+    if refusal is not None or user is None:
+        raise SignInRefused(refusal or "wrong user name or password")
+    return token, Session(user, csrf, now)
+
+
+def lookup(ws: Workspace, token: str | None) -> Session | None:
+    """The live session behind a cookie token, or None (an expired one is deleted)."""
+    if not token:
+        return None
+    policy = ws.policy().web
+    now = _now()
+    digest = _digest(token)
+    with ws.catalog() as conn:
+        row = conn.execute("SELECT * FROM sessions WHERE token_sha256 = ?", (digest,)).fetchone()
+        if row is None:
+            return None
+        created, seen = datetime.fromisoformat(row["created_at"]), datetime.fromisoformat(row["seen_at"])
+        user = users.get(conn, row["user"])
+        expired = (
+            now - seen > timedelta(minutes=policy.session_idle_minutes)
+            or now - created > timedelta(hours=policy.session_max_hours)
+            or user is None
+            or not user.active
+        )
+        if expired:
+            with transaction(conn):
+                conn.execute("DELETE FROM sessions WHERE token_sha256 = ?", (digest,))
+            return None
+        if now - seen > SEEN_EVERY:
+            with transaction(conn):
+                conn.execute("UPDATE sessions SET seen_at = ? WHERE token_sha256 = ?", (now.isoformat(), digest))
+    assert user is not None
+    return Session(user, row["csrf"], created)
+
+
+def sign_out(ws: Workspace, token: str) -> None:
+    with ws.catalog() as conn, transaction(conn):
+        row = conn.execute("SELECT user FROM sessions WHERE token_sha256 = ?", (_digest(token),)).fetchone()
+        if row is not None:
+            conn.execute("DELETE FROM sessions WHERE token_sha256 = ?", (_digest(token),))
+            audit.append(conn, ws.audit_path, "web.signout", {"user": row["user"]}, actor=row["user"])
+
+
+def same_token(expected: str, given: str | None) -> bool:
+    """Constant-time comparison of a CSRF token."""
+    return given is not None and secrets.compare_digest(expected.encode("utf-8"), given.encode("utf-8"))

@@ -1,0 +1,274 @@
+"""The review web app as its users drive it over HTTP: what each sees, what each may do, how sessions end."""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import re
+import urllib.request
+import zipfile
+from datetime import UTC, datetime, timedelta
+
+from tests.functional.conftest import Run
+from tests.functional.webapp import (
+    PASSWORD,
+    PRIVATE_NOTE,
+    PUBLIC_NOTE,
+    S1,
+    SCRIPT,
+    Browser,
+    browser,
+    field,
+    running_server,
+)
+
+from research_kit.outputs import review
+from research_kit.workspace import Workspace
+
+
+def test_a_flagged_cell_is_marked_with_its_reason(review_ws: Workspace) -> None:
+    page = browser(review_ws, "carla").get(f"/requests/{S1}").text
+    small = review.output(review.get(review_ws, S1), "small")
+    cell = re.search(
+        rf'<td id="o{small.id}-r1-c1" class="flagged sev-fail num"[^>]*>3<span class="why"[^>]*>([^<]*)', page
+    )
+    assert cell is not None, "the count of 3 in row 2 of 'small' is not marked as failing"
+    assert "threshold" in cell.group(1)
+    assert "fewer than the minimum 10" in cell.group(1)
+    assert f'aria-describedby="o{small.id}-r1-c1-why"' in page  # read out on keyboard focus
+    assert page.count('class="flagged') == 1  # only that cell
+    flagged_only = browser(review_ws, "carla").get(f"/requests/{S1}?flagged=1").text
+    assert "3 rows, 1 with flagged cells" in flagged_only
+    assert f'id="o{small.id}-r0-c1"' not in flagged_only  # the unflagged row is hidden
+
+
+def test_output_text_is_shown_as_text_never_as_markup(review_ws: Workspace) -> None:
+    page = browser(review_ws, "carla").get(f"/requests/{S1}").text
+    assert "&lt;script&gt;alert(&#39;x&#39;)&lt;/script&gt;" in page
+    assert SCRIPT not in page
+    assert "<script" not in page.lower()
+    labels = review.output(review.get(review_ws, S1), "labels")
+    download = browser(review_ws, "carla").get(f"/requests/{S1}/outputs/{labels.id}/file")
+    assert download.headers["content-type"].startswith("text/csv")  # never text/html
+    assert download.headers["content-disposition"].startswith("attachment")
+    assert "sandbox" in download.headers["content-security-policy"]
+
+
+def test_every_page_forbids_scripts_and_framing(review_ws: Workspace) -> None:
+    for path in ("/signin", "/requests", f"/requests/{S1}", "/budget", "/audit"):
+        got = browser(review_ws, "carla").get(path)
+        assert got.status_code == 200
+        assert "script-src" not in got.headers["content-security-policy"]  # default-src 'none': no script
+        assert "default-src 'none'" in got.headers["content-security-policy"]
+        assert got.headers["x-frame-options"] == "DENY"
+        assert got.headers["cache-control"] == "no-store"
+    cookie = browser(review_ws).client.get("/signin").headers["set-cookie"].lower()
+    assert "httponly" in cookie
+    assert "samesite=strict" in cookie
+
+
+def test_a_researcher_never_reads_committee_private_comments(review_ws: Workspace) -> None:
+    committee = browser(review_ws, "carla").get(f"/requests/{S1}").text
+    assert PRIVATE_NOTE in committee
+    assert PUBLIC_NOTE in committee
+    rita = browser(review_ws, "rita")
+    assert PUBLIC_NOTE in rita.get(f"/requests/{S1}").text
+    assert PRIVATE_NOTE not in rita.get(f"/requests/{S1}").text
+    refused = rita.post(f"/requests/{S1}/comment", {"comment": "psst", "private": "on"})
+    assert refused.status_code == 403
+    assert "only committee members write private comments" in refused.text
+
+
+def test_the_request_page_shows_gates_provenance_budget_and_model(review_ws: Workspace) -> None:
+    page = browser(review_ws, "chen").get(f"/requests/{S1}").text
+    assert "Gated: column &#39;patient_id&#39; is named like an identifier" in page
+    assert "A gated output cannot be reviewed or released." in page
+    for fact in (
+        "<dt>Pipeline</dt>",
+        "<dt>Notebook</dt><dd>notebooks/s1.ipynb</dd>",
+        "<dt>Extract</dt><dd>e1</dd>",
+        '<code>{"shift": 0}</code>',
+        "<dt>Commit</dt>",
+    ):
+        assert fact in page
+    assert "No earlier version of this output was released or queued" in page
+    assert "of rho 0.5 granted" in page
+    assert "<dt>Estimator</dt><dd>statsmodels OLS</dd>" in page
+    assert "<dt>Residual df</dt><dd>58" in page
+    assert '<img src="/requests/1/outputs/' in page
+
+
+def test_two_committee_members_approve_then_release_and_the_author_downloads(review_ws: Workspace) -> None:
+    carla = browser(review_ws, "carla")
+    keys = [o.key for o in review.get(review_ws, S1).reviewable]
+    missing = carla.post(f"/requests/{S1}/vote", {"decision": "approve", "output": keys})
+    assert missing.status_code == 400
+    assert "make/figure fails the SDC checks: approving it needs a --comment" in missing.text
+    done = carla.post(f"/requests/{S1}/vote", {"decision": "approve", "output": keys, "comment": "3 is published"})
+    assert done.headers["location"] == f"/requests/{S1}?done=vote"
+    assert "Your vote is recorded." in carla.get(done.headers["location"]).text
+    chen = browser(review_ws, "chen")
+    chen.post(f"/requests/{S1}/vote", {"decision": "approve", "output": keys, "comment": "agreed"})
+    assert review.get(review_ws, S1).state == "approved"
+    assert browser(review_ws, "rita").post(f"/requests/{S1}/release").status_code == 403
+    assert chen.post(f"/requests/{S1}/release").headers["location"] == f"/requests/{S1}?done=release"
+    assert browser(review_ws, "rob").get(f"/requests/{S1}/bundle").status_code == 404
+    bundle = browser(review_ws, "rita").get(f"/requests/{S1}/bundle")
+    assert bundle.status_code == 200
+    assert bundle.headers["content-type"] == "application/zip"
+    with zipfile.ZipFile(io.BytesIO(bundle.content)) as z:
+        names = set(z.namelist())
+        assert {f"outputs/make/{n}" for n in ("big.csv", "small.csv", "labels.csv", "figure.png", "ols.csv")} < names
+        assert "outputs/make/ids.csv" not in names
+        for line in z.read("checksums.sha256").decode().splitlines():
+            digest, name = line.split("  ")
+            assert hashlib.sha256(z.read(name)).hexdigest() == digest
+    actions = [json.loads(line) for line in review_ws.audit_path.read_text().splitlines()]
+    trail = [(e["actor"], e["action"]) for e in actions]
+    assert ("carla", "review.approve") in trail
+    assert ("chen", "release.create") in trail
+    assert ("carla", "web.signin") in trail
+
+
+def test_return_and_reject_need_a_comment_that_the_researcher_reads(review_ws: Workspace) -> None:
+    carla = browser(review_ws, "carla")
+    assert carla.post(f"/requests/{S1}/vote", {"decision": "return"}).status_code == 400
+    carla.post(f"/requests/{S1}/vote", {"decision": "return", "comment": "suppress row 2 first"})
+    assert review.get(review_ws, S1).state == "returned"
+    page = browser(review_ws, "rita").get(f"/requests/{S1}").text
+    assert "suppress row 2 first" in page
+    assert "Submit for review" in page
+
+
+def test_signing_out_ends_the_session(review_ws: Workspace) -> None:
+    carla = browser(review_ws, "carla")
+    cookie = carla.client.cookies.get("rk_session")
+    assert carla.post("/signout").headers["location"] == "/signin?signed_out=1"
+    replay = Browser(review_ws)
+    replay.client.cookies.set("rk_session", cookie)  # the old cookie, kept by an attacker
+    assert replay.get("/requests").status_code == 303
+
+
+def test_an_idle_or_old_session_expires(review_ws: Workspace) -> None:
+    carla = browser(review_ws, "carla")
+    assert carla.get("/requests").status_code == 200
+    idle = (datetime.now(UTC) - timedelta(minutes=31)).isoformat()
+    with review_ws.catalog() as conn:
+        conn.execute("UPDATE sessions SET seen_at = ?", (idle,))
+    assert carla.get("/requests").headers["location"] == "/signin?next=/requests"
+    chen = browser(review_ws, "chen")
+    old = (datetime.now(UTC) - timedelta(hours=9)).isoformat()
+    with review_ws.catalog() as conn:
+        conn.execute("UPDATE sessions SET created_at = ?", (old,))
+    assert chen.get("/requests").status_code == 303
+
+
+def test_failed_sign_ins_lock_the_name_out(review_ws: Workspace) -> None:
+    b = Browser(review_ws)
+
+    def attempt(password: str) -> str:
+        token = field(b.client.get("/signin").text, "signin_token")
+        got = b.client.post("/signin", data={"name": "carla", "password": password, "signin_token": token})
+        return got.text if got.status_code != 303 else "signed in"
+
+    for _ in range(5):
+        assert "Wrong user name or password." in attempt("not the password")
+    assert "Too many failed sign-ins" in attempt(PASSWORD)
+    unknown = Browser(review_ws)
+    token = field(unknown.client.get("/signin").text, "signin_token")
+    page = unknown.client.post("/signin", data={"name": "nobody", "password": "x" * 12, "signin_token": token})
+    assert page.status_code == 401
+    assert "Wrong user name or password." in page.text  # the same words: names are not confirmed
+    failures = [json.loads(line) for line in review_ws.audit_path.read_text().splitlines()]
+    assert {"user": None} in [e["details"] for e in failures if e["action"] == "web.signin_failed"]
+
+
+def test_a_disabled_user_is_signed_out_at_once(review_ws: Workspace, cli: Run) -> None:
+    chen = browser(review_ws, "chen")
+    assert chen.get("/requests").status_code == 200
+    cli("--as", "sam", "users", "disable", "chen")
+    assert chen.get("/requests").status_code == 303
+    token = field(Browser(review_ws).client.get("/signin").text, "signin_token")
+    refused = Browser(review_ws)
+    refused.client.cookies.set("rk_signin", token)
+    got = refused.client.post("/signin", data={"name": "chen", "password": PASSWORD, "signin_token": token})
+    assert got.status_code == 401
+
+
+def test_sign_in_goes_back_only_to_a_page_of_this_app(review_ws: Workspace) -> None:
+    for target, landing in (
+        ("/budget", "/budget"),
+        ("//evil.example/x", "/requests"),
+        ("https://evil.example", "/requests"),
+        ("/\\evil.example", "/requests"),
+    ):
+        b = Browser(review_ws)
+        token = field(b.client.get("/signin").text, "signin_token")
+        got = b.client.post(
+            "/signin", data={"name": "carla", "password": PASSWORD, "signin_token": token, "next": target}
+        )
+        assert got.headers["location"] == landing
+
+
+def test_the_audit_page_verifies_the_chain_and_names_a_tampered_entry(review_ws: Workspace) -> None:
+    sam = browser(review_ws, "sam")
+    page = sam.get("/audit").text
+    assert "web.signin" in page
+    assert "The chain is intact" in sam.post("/audit/verify").text
+    lines = review_ws.audit_path.read_text().splitlines()
+    entry = json.loads(lines[2])
+    entry["actor"] = "mallory"
+    lines[2] = json.dumps(entry)
+    review_ws.audit_path.write_text("\n".join(lines) + "\n")
+    broken = sam.post("/audit/verify")
+    assert broken.status_code == 409
+    assert "The chain is broken: entry 3 (line 3): content does not match its hash (edited)" in broken.text
+
+
+def test_a_researcher_sees_only_their_studies_budgets(review_ws: Workspace) -> None:
+    from research_kit import audit
+    from research_kit.dp import ledger
+
+    with audit.acting("chen"):
+        ledger.grant(review_ws, "s2", 0.2, note="rob's study")
+    rita = browser(review_ws, "rita").get("/budget").text
+    assert "granted at the March meeting" in rita
+    assert "rob&#39;s study" not in rita
+    committee = browser(review_ws, "carla").get("/budget").text
+    assert "granted at the March meeting" in committee
+    assert "rob&#39;s study" in committee
+
+
+def test_passwords_are_set_by_a_steward_and_stored_hashed(review_ws: Workspace, cli: Run) -> None:
+    done = cli("--as", "sam", "users", "password", "rita", "--stdin", input_text="a new long password\n")
+    assert done.returncode == 0, done.stderr
+    with review_ws.catalog() as conn:
+        stored = conn.execute("SELECT password_hash FROM users WHERE name = 'rita'").fetchone()[0]
+    assert stored.startswith("$argon2id$")
+    assert "a new long password" not in stored
+    Browser(review_ws).sign_in("rita", "a new long password")
+    short = cli("--as", "sam", "users", "password", "rita", "--stdin", check=False, input_text="short\n")
+    assert short.returncode != 0
+    assert short.stderr.strip() == "research-kit: bad input: the password is 5 characters long; it needs at least 12"
+    by_researcher = cli(
+        "--as", "rob", "users", "password", "rita", "--stdin", check=False, input_text="another long password\n"
+    )
+    assert by_researcher.returncode != 0
+    assert "needs the steward role" in by_researcher.stderr
+    listed = cli("users", "list").stdout
+    assert "set" in listed
+
+
+def test_serve_refuses_to_start_when_nobody_can_sign_in(cli: Run, home: object) -> None:
+    cli("init")
+    done = cli("serve", "--port", "1", check=False)
+    assert done.returncode != 0
+    assert "nobody can sign in yet" in done.stderr
+    assert "Traceback" not in done.stderr
+
+
+def test_serve_answers_on_loopback(review_ws: Workspace) -> None:
+    with running_server(review_ws) as base, urllib.request.urlopen(f"{base}/signin", timeout=10) as got:
+        assert got.status == 200
+        assert "Sign in" in got.read().decode()
