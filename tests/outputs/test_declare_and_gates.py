@@ -115,6 +115,31 @@ def test_a_dp_answer_is_declared_with_its_guarantee() -> None:
     assert car.dp == sc.DpFacts("discrete Gaussian", 0.01, 0.59, 1e-7, 3.0, ("count of patients by sex",))
 
 
+def test_a_dp_table_is_never_compared_for_differencing_but_exact_tables_are() -> None:
+    import polars as pl
+
+    from research_kit.config import Policy
+    from research_kit.dp.answer import Answer
+    from research_kit.outputs.checks import DP_DIFFERENCING_NOTE, Item, check_items
+
+    noisy = Answer(
+        query={"kind": "count", "by": ["sex"]}, description="count of patients by sex", study="s9", tier="real",
+        source="e1", mechanism="discrete Gaussian", scale=3.0, rho=0.01, epsilon=0.59, delta=1e-7,
+        confidence=0.95, table=pl.DataFrame({"sex": ["female", "male"], "value": [103, 118], "lower": [97, 112],
+                                             "upper": [109, 124]}),
+    )  # fmt: skip
+    rk.outputs.table(noisy, "dp_by_sex")
+    rk.outputs.table(pd.DataFrame({"sex": ["female", "male"], "n": [100, 120]}), "by_sex", counts=["n"])
+    rk.outputs.table(pd.DataFrame({"sex": ["female", "male"], "n": [104, 120]}), "by_sex_again", counts=["n"])
+    items = [Item(f"a/{n}", Path(f"{n}.csv"), "moderately_sensitive") for n in ("dp_by_sex", "by_sex", "by_sex_again")]
+    check_items(items, [], Policy())
+    dp_item, exact, again = items
+    assert dp_item.checks["differencing"] == []  # 103 against 100 is noise, not a group of 3
+    assert DP_DIFFERENCING_NOTE in dp_item.checks["sdc"]["notes"]
+    assert [(d["other"], d["difference"]) for d in exact.checks["differencing"]] == [("a/by_sex_again", 4)]
+    assert again.status == "fail"
+
+
 def test_a_figure_is_saved_with_its_source() -> None:
     fig, ax = plt.subplots()
     ax.plot([1, 2], [3, 4])

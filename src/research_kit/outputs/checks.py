@@ -26,6 +26,10 @@ from research_kit.outputs import differencing, gates, sdc
 from research_kit.outputs import sidecar as sc
 
 STATUSES = ("gated", "fail", "review", "pass")
+DP_DIFFERENCING_NOTE = (
+    "differencing: not compared with other tables (a DP answer's figures carry noise; its guarantee holds "
+    "whatever else is published)"
+)
 
 
 @dataclass
@@ -113,6 +117,12 @@ def _differencing(items: list[Item], released: list[Item], policy: Policy) -> No
             if car is None or car.type != "table" or item.path.suffix.lower() != ".csv":
                 continue
             if not was_released and not item.checks.get("gate", {}).get("passed", False):
+                continue
+            if car.dp is not None:
+                # A DP answer's figures carry noise: what a difference with them reveals is noise, and its
+                # guarantee holds whatever else is published. It is left out of every comparison.
+                if not was_released and item.checks.get("sdc") is not None:
+                    item.checks["sdc"]["notes"].append(DP_DIFFERENCING_NOTE)
                 continue
             out.append(differencing.TableRef(item.key, pd.read_csv(item.path), car, released=was_released))
         return out

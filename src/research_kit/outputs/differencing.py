@@ -29,6 +29,10 @@ What is compared
   2 patients). Both are flagged alike; the reason says which.
 * Pairs where both tables were already released are not compared (they were
   reviewed then); neither are a released table's own margins.
+* Tables built from differentially private answers are never given to it
+  (:func:`research_kit.outputs.checks.check_items` leaves them out): their
+  figures carry noise, so a difference with them reveals noise, and their
+  guarantee holds whatever else is published.
 
 The rules
 ---------
