@@ -13,7 +13,7 @@ from tests.dp.conftest import Registry, copy_extract
 import research_kit as rk
 from research_kit.dp import columns, engine, ledger
 from research_kit.dp.query import make_query
-from research_kit.errors import BadInput, MissingData
+from research_kit.errors import BadInput, MissingData, PolicyRefusal
 from research_kit.tiers import TWIN_MANIFEST
 
 
@@ -181,6 +181,11 @@ def test_a_notebook_reads_the_twin_and_charges_the_sandbox(registry: Registry, m
     real = rk.dp.count("patients", by="sex")
     assert real.tier == "real"
     assert real.source == "e1"
+    # Under the runner a notebook spends its own pipeline's budget, never another study's.
+    ledger.grant(ws, "other-study", 0.5)
+    with pytest.raises(PolicyRefusal, match="this pipeline's queries are charged to its study 'sandboxed'"):
+        rk.dp.count("patients", by="sex", study="other-study")
+    assert ledger.balance(ws, "other-study").spent == 0
 
 
 @pytest.mark.parametrize(

@@ -38,7 +38,7 @@ from research_kit.dp.accounting import rho_of
 from research_kit.dp.answer import Answer
 from research_kit.dp.columns import COLUMNS, TABLES
 from research_kit.dp.query import make_query
-from research_kit.errors import BadInput
+from research_kit.errors import BadInput, PolicyRefusal
 from research_kit.tiers import STUDY_ENV, Tier, current_tier, source_for
 from research_kit.workspace import check_name, open_workspace
 
@@ -74,10 +74,18 @@ def _ask(
 ) -> Answer:
     ws = open_workspace(Path(workspace) if workspace is not None else None)
     policy = ws.policy().dp
-    study = study or os.environ.get(STUDY_ENV)
+    pipeline_study = os.environ.get(STUDY_ENV)
+    study = study or pipeline_study
     if not study:
         raise BadInput(f"name the study whose budget pays: study='...' (or set {STUDY_ENV})")
     check_name(study, "study")
+    tier = tier or current_tier()
+    if tier == "real" and pipeline_study and study != pipeline_study:
+        # Under the runner a notebook spends its own pipeline's budget, never another study's.
+        raise PolicyRefusal(
+            f"study {study!r}: this pipeline's queries are charged to its study {pipeline_study!r} "
+            f"(set the notebook's study parameter to it)"
+        )
     if rho is not None and epsilon is not None:
         raise BadInput("give the cost as rho or as epsilon, not both")
     if epsilon is not None:
@@ -87,7 +95,7 @@ def _ask(
             raise BadInput(f"epsilon {epsilon!r}: {exc}") from None
     cost = policy.default_query_rho if rho is None else rho  # make_query checks it
     query = make_query(kind, table, rho=cost, **spec)
-    source = source_for(ws, tier or current_tier(), extract)
+    source = source_for(ws, tier, extract)
     return engine.run(ws, query, study=study, source=source, preview=preview, reuse=reuse)
 
 
