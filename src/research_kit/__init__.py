@@ -7,13 +7,15 @@ try:
 except PackageNotFoundError:  # running from a source tree that is not installed
     __version__ = "0.0.0+unknown"
 
-__all__ = ["__version__", "dp", "load", "outputs"]
+__all__ = ["__version__", "analysis", "dp", "load", "outputs"]
 
 
 def __getattr__(name: str) -> object:
     # The notebook API (rk.dp.count, ...) is imported on first use: the CLI need not load OpenDP.
     import importlib
 
+    if name == "analysis":
+        return importlib.import_module("research_kit.analysis")
     if name == "dp":
         return importlib.import_module("research_kit.dp")
     if name == "outputs":

@@ -70,6 +70,11 @@ def _icd10() -> tuple[list[str], list[str], dict[str, tuple[str, str]]]:
     return chapters, blocks, parents
 
 
+def icd10_hierarchy() -> tuple[list[str], list[str], dict[str, tuple[str, str]]]:
+    """ICD-10 chapters, blocks, and each category's and subcategory's (block, chapter)."""
+    return _icd10()
+
+
 def icd10_chapter_names() -> dict[str, str]:
     icd = _icd10_module()
     return {c: icd.get_description(c) for c in _icd10()[0]}
