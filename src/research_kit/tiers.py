@@ -100,11 +100,19 @@ def source_for(ws: Workspace, tier: Tier, name: str | None = None) -> Source:
 TABLES = ("patients", "diagnoses", "phenotypes", "encounters")
 
 
-def load(table: str | None = None, *, columns: list[str] | None = None, workspace: str | Path | None = None) -> Any:
+def load(
+    table: str | None = None,
+    *,
+    columns: list[str] | None = None,
+    twin: bool = False,
+    workspace: str | Path | None = None,
+) -> Any:
     """The registry's tables as pandas DataFrames: the synthetic twin, or the real extract under the runner.
 
     ``rk.load()`` gives ``{"patients": df, "diagnoses": df, ...}``;
     ``rk.load("patients")`` gives one table (``columns`` to read fewer).
+    ``twin=True`` reads the newest published twin whatever the tier (a study
+    that trains on the twin and tests on the real extract, for instance).
     """
     import pandas as pd
 
@@ -113,7 +121,7 @@ def load(table: str | None = None, *, columns: list[str] | None = None, workspac
     if table is not None and table not in TABLES:
         raise BadInput(f"rk.load({table!r}): no such table (tables: {', '.join(TABLES)})")
     ws = open_workspace(Path(workspace) if workspace is not None else None)
-    source = source_for(ws, current_tier())
+    source = twin_source(ws) if twin else source_for(ws, current_tier())
     names = TABLES if table is None else (table,)
     frames: dict[str, pd.DataFrame] = {}
     for name in names:
