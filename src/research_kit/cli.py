@@ -736,6 +736,22 @@ def serve(
     run_server(open_workspace(), host=host, port=port, console=console)
 
 
+@app.command()
+def lab(
+    port: Annotated[int, typer.Option(help="Port on 127.0.0.1.", min=1, max=65535)] = 8888,
+    notebooks: Annotated[Path, typer.Option(help="Folder JupyterLab opens (the project).")] = Path("."),
+    home: Annotated[
+        Path, typer.Option(help="The lab's own workspace: twins, policy, sandbox ledger (outside the real one).")
+    ] = Path(".lab"),
+    open_browser: Annotated[bool, typer.Option("--open/--no-open", help="Open a browser tab.")] = False,
+) -> None:
+    """JupyterLab for researchers on the synthetic twin: its kernels hold no path to an extract or the key."""
+    from research_kit.lab import run_lab
+    from research_kit.workspace import open_workspace
+
+    run_lab(open_workspace(), home=home, port=port, notebooks=notebooks, console=console, open_browser=open_browser)
+
+
 def main(argv: list[str] | None = None) -> None:
     """Entry point: run the app; a user's mistake exits with one line, never a traceback."""
     try:
