@@ -87,10 +87,13 @@ def run_demo(console: Console, *, patients: int, seed: int) -> None:
     console.print(Rule("10. output checking: gates and SDC checks, then the committee's review"))
     _outputs(console, ws, request)
 
-    console.print(Rule("11. the committee's review web app"))
+    console.print(Rule("11. four studies: registry overview, diagnostic delay, survival, phenotype prediction"))
+    _studies(console, ws, extract.extract_id)
+
+    console.print(Rule("12. the committee's review web app"))
     demo_logins = _web_passwords(console, ws)
 
-    console.print(Rule("12. audit log"))
+    console.print(Rule("13. audit log"))
     with ws.catalog() as conn:
         verdict = audit.verify(conn, ws.audit_path)
     if not verdict.ok:
@@ -110,7 +113,9 @@ def run_demo(console: Console, *, patients: int, seed: int) -> None:
     console.print(f"study runs    {ws.root / 'studies'}   |   research-kit run pipelines/example.yaml")
     console.print("audit log     research-kit audit show   |   research-kit audit verify")
     console.print(Rule("review the outputs in the browser"))
-    console.print("start the committee's review app:   .venv/bin/research-kit serve   (then open http://127.0.0.1:8765/)")
+    console.print(
+        "start the committee's review app:   .venv/bin/research-kit serve   (then open http://127.0.0.1:8765/)"
+    )
     console.print(f"sign in as one of these demo users (also in {ws.root / DEMO_LOGINS}):")
     for name, role, password in demo_logins:
         console.print(f"  {name:<6} {role:<11} {password}")
@@ -159,10 +164,46 @@ def _dp_queries(console: Console, ws: Workspace, extract_id: str) -> None:
     display.print_balances(console, [ledger.balance(ws, study)], policy.delta)
 
 
-def example_pipeline() -> Path:
-    """pipelines/example.yaml of this project (the current folder, else the source tree's)."""
-    here = Path.cwd() / "pipelines" / "example.yaml"
-    return here if here.is_file() else Path(__file__).resolve().parents[2] / "pipelines" / "example.yaml"
+STUDIES = ("registry_overview", "diagnostic_delay", "survival", "phenotype_prediction")  # pipelines/NAME.yaml
+
+
+def example_pipeline(name: str = "example") -> Path:
+    """pipelines/NAME.yaml of this project (the current folder, else the source tree's)."""
+    here = Path.cwd() / "pipelines" / f"{name}.yaml"
+    return here if here.is_file() else Path(__file__).resolve().parents[2] / "pipelines" / f"{name}.yaml"
+
+
+def _studies(console: Console, ws: Workspace, extract_id: str) -> None:
+    """Run the four example studies on the extract (the committee grants what each asks) and submit their outputs."""
+    from research_kit.dp import ledger
+    from research_kit.dp.accounting import to_picorho
+    from research_kit.outputs import display, review
+    from research_kit.studies.runner import run_pipeline
+    from research_kit.studies.spec import load_pipeline
+    from research_kit.tiers import published_twins
+
+    for name in STUDIES:
+        pipeline = load_pipeline(example_pipeline(name))
+        if name == "phenotype_prediction" and not published_twins(ws):
+            console.print(f"[yellow]{pipeline.study}: skipped: it trains on the synthetic twin, and none is "
+                          "published for this registry[/yellow]")  # fmt: skip
+            continue
+        asked = pipeline.budget.get("rho")
+        if asked and ledger.balance(ws, pipeline.study).granted < to_picorho(asked, round_up=False):
+            with acting_as(COMMITTEE[0]):
+                ledger.grant(ws, pipeline.study, asked, note=f"requested in {pipeline.path.name}")
+            console.print(f"{COMMITTEE[0]} (committee) granted {pipeline.study} the rho {asked:g} it asks for")
+        with acting_as(RESEARCHER), reports.steps(console, "pipeline") as step:
+            step(f"{pipeline.study}: {len(pipeline.actions)} action(s) on {extract_id}")
+            report = run_pipeline(ws, pipeline, extract=extract_id)
+        reports.print_run(console, report, table=False)
+        if report.request is None:
+            continue
+        request = review.get(ws, report.request, viewer=RESEARCHER)
+        if request.state in ("pending", "returned") and request.reviewable:
+            with acting_as(RESEARCHER):
+                request = review.submit(ws, request.id)
+        display.print_request_summary(console, request)
 
 
 def _pipelines(console: Console, ws: Workspace, extract_id: str) -> int | None:

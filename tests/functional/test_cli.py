@@ -158,8 +158,14 @@ def test_demo_runs_the_flow_and_says_where_to_look(cli: Run, home: Path, tmp_pat
     assert "research-kit --as carla review approve 1" in out
     # init, 2 exports, 2 extracts, risk, the twin refused, 1 grant, 4 DP answers; 4 users; the pipeline
     # registered, 3 actions, 3 outputs queued, a request opened and checked, 2 runs; the request submitted
-    # (and checked again); web passwords for the 4 demo users
-    assert "audit log intact: 33 entries" in out
+    # (and checked again); the three studies that need no twin: 3 grants, 3 registrations, 19 DP queries, 3
+    # actions, 23 outputs queued, 3 requests opened, checked, run, checked and submitted (66); web passwords
+    # for the 4 demo users
+    assert "request 2 (registry-overview): submitted, 13 outputs: 13 pass" in out
+    assert "request 3 (diagnostic-delay): submitted, 4 outputs: 4 pass" in out
+    assert "request 4 (survival): submitted, 6 outputs: 6 pass" in out
+    assert "phenotype-prediction: skipped: it trains on the synthetic twin, and none is published" in out
+    assert "audit log intact: 99 entries" in out
     logins = home / "demo-logins.tsv"
     assert logins.stat().st_mode & 0o777 == 0o600
     assert [line.split("\t")[:2] for line in logins.read_text().splitlines()] == [
@@ -177,9 +183,12 @@ def test_demo_runs_the_flow_and_says_where_to_look(cli: Run, home: Path, tmp_pat
     assert "reconciliation of extract demo-2" in rerun
     # The twin refused again, a grant and 4 DP answers again; the pipeline's 3 actions on the new extract and
     # 2 runs. The same seed gave the same registry, so its outputs are those already queued: none queued again.
-    # New web passwords for the 4 demo users.
-    assert "run 3 of example on demo-2: succeeded (3 ran;" in rerun
-    assert "audit log intact: 53 entries" in rerun
+    # The three studies run again on the new extract (their DP answers replayed: the same data), nothing new
+    # queued, no new grant (each has what it asked for): 3 actions and 3 runs. New web passwords for the 4 users.
+    assert "run 6 of example on demo-2: succeeded (3 ran;" in rerun
+    assert "run 10 of survival on demo-2: succeeded (1 ran;" in rerun
+    assert "granted" not in rerun.split("11. four studies")[1]
+    assert "audit log intact: 125 entries" in rerun
 
 
 def test_key_ingest_and_risk_from_the_shell(cli: Run, home: Path, tmp_path: Path) -> None:

@@ -34,6 +34,19 @@ def print_requests(console: Console, requests: list[Request], title: str = "revi
     console.print(table)
 
 
+def print_request_summary(console: Console, request: Request) -> None:
+    """One line: the request, its state, and how its outputs fared in the checks."""
+    counts = request.counts()
+    fared = ", ".join(
+        f"[{STATUS_STYLE[s]}]{counts[s]} {s}[/{STATUS_STYLE[s]}]"
+        for s in ("pass", "review", "fail", "gated")
+        if counts[s]
+    )
+    console.print(
+        f"request {request.id} ({escape(request.study)}): {request.state}, {len(request.outputs)} outputs: {fared}"
+    )
+
+
 def print_request(
     console: Console, request: Request, *, provenance: dict[str, dict[str, object]] | None = None
 ) -> None:
