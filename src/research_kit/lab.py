@@ -19,7 +19,11 @@ the twin; asked for the real tier, it finds no extract. The runner
 (``research-kit run``) is the only way a notebook meets the real extract.
 
 JupyterLab listens on 127.0.0.1 with a random token, printed once in the
-address to open.
+address to open; its terminals are off, and hidden folders (``.workspace``,
+``.secrets``) are not served. This keeps honest researchers on the twin; it
+is not a wall against code run as the same operating-system user, which can
+read whatever that user can: a deployment runs the lab as an account that
+cannot read the workspace or the key.
 """
 
 from __future__ import annotations
@@ -124,6 +128,7 @@ def run_lab(
         sys.executable, "-m", "jupyterlab", "--ServerApp.ip=127.0.0.1", f"--ServerApp.port={port}",
         "--ServerApp.port_retries=0", f"--IdentityProvider.token={token}", f"--ServerApp.root_dir={notebooks}",
         "--ServerApp.open_browser=" + ("True" if open_browser else "False"),
+        "--ServerApp.terminals_enabled=False",  # no shell beside the notebooks
     ]  # fmt: skip
     if hasattr(os, "geteuid") and os.geteuid() == 0:
         command.append("--allow-root")  # containers and CI run as root; Jupyter refuses it unless told
