@@ -29,6 +29,7 @@ from starlette.testclient import TestClient
 from tests.conftest import Project
 
 from research_kit import audit
+from research_kit.demo import acting_as
 from research_kit.dp import ledger
 from research_kit.outputs import review, users
 from research_kit.studies.runner import run_pipeline
@@ -84,19 +85,11 @@ def _run(project: Project, study: str, author: str, notebook: str, outputs: dict
         study,
         {"make": {"notebook": notebook, "parameters": {"shift": 0}, "outputs": {"moderately_sensitive": outputs}}},
     )
-    with acting_env(author):
+    with acting_as(author):  # through the environment: the runner's worker threads see it too
         report = run_pipeline(project.ws, load_pipeline(path), extract="e1")
     assert report.outcome == "succeeded", report.actions
     assert report.request is not None
     return report.request
-
-
-@contextmanager
-def acting_env(name: str) -> Iterator[None]:
-    """Act as ``name`` through the environment (the runner's worker threads see it too)."""
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv(audit.ACTOR_ENV, name)
-        yield
 
 
 def build_review_workspace(registry: Path, base: Path) -> Path:

@@ -16,12 +16,14 @@ from collections.abc import Mapping
 
 import numpy as np
 import pandas as pd
+import polars as pl
 
 from research_kit.dp.columns import ABROAD, AGE_BANDS, icd10_chapter_names, icd10_hierarchy
 from research_kit.errors import BadInput
+from research_kit.pseudonymise.population import age_band
 
 YEAR_DAYS = 365.25
-FIVE_YEAR_BANDS = (*(f"{a}-{a + 4}" for a in range(0, 85, 5)), "85+")  # as the population table labels them
+FIVE_YEAR_BANDS = (*(f"{a}-{a + 4}" for a in range(0, 85, 5)), "85+")  # the population table's bands, in order
 
 
 def first_diagnoses(data: Mapping[str, pd.DataFrame]) -> pd.DataFrame:
@@ -68,9 +70,9 @@ def first_diagnoses(data: Mapping[str, pd.DataFrame]) -> pd.DataFrame:
     age = (cutoff.year - cohort["birth_year"].astype(int)).clip(0, 120)
     cohort["age"] = age
     cohort["age_band"] = _bands(age)
-    cohort["age_band5"] = pd.Categorical(
-        [FIVE_YEAR_BANDS[min(int(a) // 5, len(FIVE_YEAR_BANDS) - 1)] for a in age], categories=FIVE_YEAR_BANDS
-    )
+    # The population table's own banding, so that prevalence joins on the same labels.
+    bands = pl.DataFrame({"age": age.to_numpy()}).select(age_band(pl.col("age")))["age"].to_list()
+    cohort["age_band5"] = pd.Categorical(bands, categories=FIVE_YEAR_BANDS)
     _survival(cohort, data, cutoff)
     columns = [
         "pseudonym", "sex", "birth_year", "age", "age_band", "age_band5", "canton", "cross_border_insured",
