@@ -293,6 +293,19 @@ MIGRATIONS: tuple[Migration, ...] = (
             "CREATE INDEX signin_failures_by_user ON signin_failures (user, at)",
         ),
     ),
+    Migration(
+        7,
+        "a steward's waiver of the sandbox for a workspace's real data",
+        (
+            """CREATE TABLE sandbox_waivers (
+                   id INTEGER PRIMARY KEY,
+                   granted_by TEXT NOT NULL,
+                   granted_at TEXT NOT NULL,
+                   reason TEXT NOT NULL,
+                   revoked_at TEXT
+               )""",
+        ),
+    ),
 )
 
 

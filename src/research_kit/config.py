@@ -218,6 +218,18 @@ class RunnerPolicy(_Section):
     slurm_memory: str = _opt("8GB", "Memory booked per Slurm job.")
     slurm_walltime: str = _opt("02:00:00", "Wall time of each Slurm job.")
     slurm_jobs: int = _opt(2, "Slurm jobs (Dask workers) started by default.", min=1)
+    sandbox: str = _opt(
+        "bwrap",
+        "How researcher code is confined: 'bwrap' (kernel namespaces: the default), 'container' (the operator states "
+        "that the whole platform runs in a container or VM that confines it), 'off' (development on simulated data "
+        "only). See docs/security.md.",
+        choices=["bwrap", "container", "off"],
+    )
+    memory_mb: int = _opt(4096, "Memory one action (or the lab) may use, in MiB, all its processes together.", min=64)
+    cpu_seconds: int = _opt(3600, "CPU time one action may use, in seconds, all its processes together.", min=1)
+    wall_seconds: int = _opt(7200, "Wall-clock time one action may take, in seconds.", min=1)
+    work_mb: int = _opt(2048, "Size of an action's work folder (its outputs and scratch files), in MiB.", min=1)
+    max_processes: int = _opt(64, "Processes (and threads) one action may have at once.", min=4)
 
 
 @dataclass(frozen=True)

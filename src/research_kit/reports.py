@@ -207,6 +207,12 @@ def print_run(console: Console, report: RunReport, *, table: bool = True) -> Non
         f"({counts}; {report.seconds:.2f} s; {report.queued} output(s) queued for review)",
         soft_wrap=True,
     )
+    for notice in report.notices:
+        console.print(f"[yellow]{escape(notice)}[/]", soft_wrap=True)
     for outcome in report.actions.values():
+        if outcome.dropped:
+            console.print(
+                f"action {outcome.action}: {len(outcome.dropped)} undeclared file(s) dropped (listed in its provenance)"
+            )
         if outcome.outcome == "failed":
             console.print(f"[red]{escape(outcome.error)}[/]", soft_wrap=True)

@@ -6,6 +6,11 @@ calls read the latest published synthetic twin and charge the sandbox ledger,
 so a notebook behaves the same on the twin and on the extract. The shell's
 ``research-kit query`` is the researcher's explicit door to the real extract.
 
+Inside the sandbox (``RESEARCH_KIT_VIEW`` set by the runner or the lab) no
+workspace is reachable: ``rk.load()`` reads the action's input view (see
+:mod:`research_kit.sandbox.views`) and :func:`current_policy` its copy of the
+policy.
+
 A published twin is a folder ``synthetic/ID/`` holding the four tables as
 Parquet and ``twin.json`` (``extract``, ``content_hash``, ``reference_year``,
 ``published_at``); only twins that passed their privacy gate are published.
@@ -20,16 +25,19 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any, Literal
 
+from research_kit.config import Policy, load_policy
 from research_kit.errors import BadInput, MissingData
 from research_kit.extracts import get_extract, list_extracts
-from research_kit.workspace import Workspace
+from research_kit.workspace import Workspace, open_workspace
 
 Tier = Literal["real", "sandbox"]
 TIERS: tuple[Tier, ...] = ("real", "sandbox")
 TIER_ENV = "RESEARCH_KIT_TIER"
 EXTRACT_ENV = "RESEARCH_KIT_EXTRACT"
 STUDY_ENV = "RESEARCH_KIT_STUDY"
+VIEW_ENV = "RESEARCH_KIT_VIEW"
 TWIN_MANIFEST = "twin.json"
+VIEW_MANIFEST = "view.json"
 
 
 @dataclass(frozen=True)
@@ -100,6 +108,40 @@ def source_for(ws: Workspace, tier: Tier, name: str | None = None) -> Source:
 TABLES = ("patients", "diagnoses", "phenotypes", "encounters")
 
 
+def view_folder() -> Path | None:
+    """The input view this process was given (inside the sandbox), or None."""
+    value = os.environ.get(VIEW_ENV)
+    return Path(value) if value else None
+
+
+def current_policy(workspace: str | Path | None = None) -> Policy:
+    """The policy in force: the view's copy inside the sandbox, else the workspace's."""
+    view = view_folder()
+    if view is not None and workspace is None:
+        return load_policy(view)
+    return open_workspace(Path(workspace) if workspace is not None else None).policy()
+
+
+def view_source(view: Path, *, twin: bool = False) -> tuple[Source, set[str]]:
+    """(the source in the view, the tables it holds): the action's extract, or with ``twin`` the twin."""
+    path = view / VIEW_MANIFEST
+    if not path.is_file():
+        raise MissingData(f"{VIEW_ENV}={view}: not an input view (no {VIEW_MANIFEST})")
+    manifest = json.loads(path.read_text(encoding="utf-8"))
+    if twin:
+        facts = manifest.get("twin")
+        if not facts:
+            raise MissingData("no synthetic twin was published when this action started: rk.load(twin=True) has none")
+        return Source(
+            "sandbox", str(facts["name"]), view / "twin", str(facts["content_hash"]), int(facts["reference_year"])
+        ), set(TABLES)
+    tier: Tier = "real" if manifest["tier"] == "real" else "sandbox"
+    source = Source(
+        tier, str(manifest["extract"]), view / "extract", str(manifest["content_hash"]), int(manifest["reference_year"])
+    )
+    return source, set(manifest["tables"])
+
+
 def load(
     table: str | None = None,
     *,
@@ -116,13 +158,18 @@ def load(
     """
     import pandas as pd
 
-    from research_kit.workspace import open_workspace
-
     if table is not None and table not in TABLES:
         raise BadInput(f"rk.load({table!r}): no such table (tables: {', '.join(TABLES)})")
-    ws = open_workspace(Path(workspace) if workspace is not None else None)
-    source = twin_source(ws) if twin else source_for(ws, current_tier())
-    names = TABLES if table is None else (table,)
+    view = view_folder()
+    if view is not None and workspace is None:
+        source, readable = view_source(view, twin=twin)
+    else:
+        ws = open_workspace(Path(workspace) if workspace is not None else None)
+        source = twin_source(ws) if twin else source_for(ws, current_tier())
+        readable = set(TABLES)
+    names = tuple(t for t in TABLES if t in readable) if table is None else (table,)
+    if table is not None and table not in readable:
+        raise MissingData(f"rk.load({table!r}): this action's view does not hold that table")
     frames: dict[str, pd.DataFrame] = {}
     for name in names:
         path = source.folder / f"{name}.parquet"

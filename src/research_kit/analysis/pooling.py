@@ -18,9 +18,9 @@ from research_kit.errors import BadInput
 
 def sdc_min_count() -> int:
     """The workspace policy's ``[sdc].min_cell_count``."""
-    from research_kit.workspace import open_workspace
+    from research_kit.tiers import current_policy
 
-    return int(open_workspace().policy().sdc.min_cell_count)
+    return int(current_policy().sdc.min_cell_count)
 
 
 def pool_small(

@@ -103,9 +103,9 @@ def km_table(
 
 def _thresholds(min_events: int | None, min_count: int | None) -> tuple[int, int]:
     if min_events is None or min_count is None:
-        from research_kit.workspace import open_workspace
+        from research_kit.tiers import current_policy
 
-        sdc = open_workspace().policy().sdc
+        sdc = current_policy().sdc
         min_events = sdc.survival_min_events if min_events is None else min_events
         min_count = sdc.min_cell_count if min_count is None else min_count
     return int(min_events), int(min_count)

@@ -39,8 +39,10 @@ from research_kit.dp.answer import Answer
 from research_kit.dp.columns import COLUMNS, TABLES
 from research_kit.dp.query import make_query
 from research_kit.errors import BadInput, PolicyRefusal
-from research_kit.tiers import STUDY_ENV, Tier, current_tier, source_for
-from research_kit.workspace import check_name, open_workspace
+from research_kit.tiers import STUDY_ENV, Source, Tier, current_tier, source_for
+from research_kit.workspace import Workspace, check_name, open_workspace
+
+BROKER_ENV = "RESEARCH_KIT_BROKER"
 
 __all__ = [
     "COLUMNS",
@@ -72,15 +74,45 @@ def _ask(
     workspace: str | Path | None,
     **spec: Any,
 ) -> Answer:
+    broker = os.environ.get(BROKER_ENV)
+    if broker and workspace is None:
+        # Inside the sandbox: the broker outside answers (and charges) for this action's study and extract.
+        from research_kit.sandbox.broker import ask
+
+        request = {
+            "kind": kind, "table": table, "spec": spec, "study": study, "rho": rho, "epsilon": epsilon,
+            "preview": preview, "reuse": reuse, "extract": extract, "tier": tier,
+        }  # fmt: skip
+        return Answer.from_dict(ask(broker, request))
     ws = open_workspace(Path(workspace) if workspace is not None else None)
+    tier = tier or current_tier()
+    return answer_query(
+        ws, kind, table, study=study, pipeline_study=os.environ.get(STUDY_ENV), rho=rho, epsilon=epsilon,
+        preview=preview, reuse=reuse, source=source_for(ws, tier, extract), spec=spec,
+    )  # fmt: skip
+
+
+def answer_query(
+    ws: Workspace,
+    kind: str,
+    table: str,
+    *,
+    study: str | None,
+    pipeline_study: str | None,
+    rho: float | None,
+    epsilon: float | None,
+    preview: bool,
+    reuse: bool,
+    source: Source,
+    spec: dict[str, Any],
+) -> Answer:
+    """Answer one query on ``source``, charged to ``study`` (which must be ``pipeline_study`` on the real tier)."""
     policy = ws.policy().dp
-    pipeline_study = os.environ.get(STUDY_ENV)
     study = study or pipeline_study
     if not study:
         raise BadInput(f"name the study whose budget pays: study='...' (or set {STUDY_ENV})")
     check_name(study, "study")
-    tier = tier or current_tier()
-    if tier == "real" and pipeline_study and study != pipeline_study:
+    if source.tier == "real" and pipeline_study and study != pipeline_study:
         # Under the runner a notebook spends its own pipeline's budget, never another study's.
         raise PolicyRefusal(
             f"study {study!r}: this pipeline's queries are charged to its study {pipeline_study!r} "
@@ -91,11 +123,10 @@ def _ask(
     if epsilon is not None:
         try:
             rho = rho_of(epsilon, policy.delta)
-        except ValueError as exc:
+        except (TypeError, ValueError) as exc:
             raise BadInput(f"epsilon {epsilon!r}: {exc}") from None
     cost = policy.default_query_rho if rho is None else rho  # make_query checks it
     query = make_query(kind, table, rho=cost, **spec)
-    source = source_for(ws, tier, extract)
     return engine.run(ws, query, study=study, source=source, preview=preview, reuse=reuse)
 
 

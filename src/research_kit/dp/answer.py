@@ -40,6 +40,7 @@ class Answer:
     replayed: bool = False
     reused_from: str | None = None
     notes: list[str] = field(default_factory=list)
+    id: int | None = None  # the ledger's id of the release (a replay carries the first one's); None for a preview
 
     @property
     def value(self) -> Any:

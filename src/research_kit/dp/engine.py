@@ -180,6 +180,7 @@ def run(
     try:
         released = m(frame).collect()
         answer.table = _assemble(query, released, keys, summary, confidence)
+        answer.id = spend
         ledger.commit(ws, spend, answer.to_dict())
     except BaseException:
         ledger.cancel(ws, spend)

@@ -127,12 +127,16 @@ def _versions() -> dict[str, str]:
     }
 
 
+def cache_file() -> Path:
+    """Where the code systems' cache for the installed package versions lives (it may not exist yet)."""
+    key = hashlib.sha256(json.dumps(_versions(), sort_keys=True).encode()).hexdigest()[:16]
+    return cache_dir() / f"codes-{key}.json.gz"
+
+
 @cache
 def load_code_systems() -> CodeSystems:
     """The code systems, from the cache (built on first use, ~15 s)."""
-    versions = _versions()
-    key = hashlib.sha256(json.dumps(versions, sort_keys=True).encode()).hexdigest()[:16]
-    path = cache_dir() / f"codes-{key}.json.gz"
+    path = cache_file()
     if path.exists():
         try:
             return _from_json(json.loads(gzip.decompress(path.read_bytes())))

@@ -1,20 +1,27 @@
-"""Execute one action: its notebook through Papermill, in a fresh folder, keeping only declared outputs.
+"""Execute one action: its notebook through Papermill, confined to its inputs, keeping only declared outputs.
 
 This is the unit of work every executor runs (a thread here, a Dask worker
 elsewhere): it takes an :class:`ActionTask`, touches nothing but the task's
 folders and returns an :class:`ActionResult`. The catalog and the audit log
-are written by the runner that submitted it, never by a worker.
+are written by the runner that submitted it; the only other writer is the
+broker, which charges the study's DP queries to the ledger.
 
-1. The outputs of the action's ``needs`` are linked, read-only, into an empty
-   working folder at their declared paths; the kernel starts there.
+1. The action's input view is built outside the sandbox: its extract's
+   tables, the published twin and its needs' declared outputs, hard-linked
+   into a folder the kernel sees read-only (:mod:`research_kit.sandbox.views`).
+   The needs' outputs also appear in the empty work folder, at their declared
+   paths, as links into the view.
 2. Papermill runs the notebook with the parameters injected, on a kernel
-   with IPC sockets in a private runtime folder and an environment that
-   points ``rk.load()`` at the real extract and holds no key.
-3. The declared outputs move into a new result folder (written beside it,
-   then renamed into place) with the executed notebook and its provenance;
-   everything else the notebook wrote is deleted with the working folder.
-   A failed notebook is kept where the runner said, and the error names
-   the cell and the exception.
+   started in the sandbox (:mod:`research_kit.sandbox`): IPC sockets in a
+   private runtime folder, the work folder its one writable place, the
+   broker's socket its one way to the platform, watched for its limits.
+3. The declared outputs (regular files inside the work folder, nothing
+   else) move into a new result folder (written beside it, then renamed into
+   place) with the executed notebook and its provenance; everything else the
+   notebook wrote is dropped, reported, and deleted with the working folder.
+   A failed notebook is kept where only the workspace's owner can read it,
+   and the error names the cell and the exception, without its message
+   unless research-kit wrote it (a message can quote data).
 """
 
 from __future__ import annotations
@@ -23,6 +30,7 @@ import asyncio
 import json
 import os
 import shutil
+import stat
 import tempfile
 import threading
 import time
@@ -36,6 +44,7 @@ from research_kit.outputs.sidecar import sidecar_path
 
 KERNEL_NAME = "python3"
 RETRIES_ON_DEAD_KERNEL = 1
+USER_ERRORS = ("BadInput", "MissingData", "PolicyRefusal", "IntegrityError", "UserError")
 
 
 @dataclass(frozen=True)
@@ -50,7 +59,11 @@ class ActionTask:
     work_dir: str  # scratch folder of this execution (deleted at the end)
     result_dir: str  # where the result folder goes when the action succeeds
     failed_notebook: str  # where the executed notebook goes when it fails
-    env: dict[str, str] = field(default_factory=dict)
+    workspace: str = ""  # the workspace root (the broker's and the view's, never the kernel's)
+    extract: str = ""
+    actor: str = ""  # whom the broker charges DP queries as
+    sandbox: str = "bwrap"  # the confinement the runner chose: bwrap | container | off
+    env: dict[str, str] = field(default_factory=dict)  # extra variables for the kernel (never a path or a key)
     provenance: dict[str, Any] = field(default_factory=dict)
 
 
@@ -73,6 +86,7 @@ class ActionResult:
     outputs: list[OutputFile] = field(default_factory=list)
     error: str = ""
     notebook: str = ""  # the executed notebook (result folder, or the failed one's place)
+    dropped: list[str] = field(default_factory=list)  # what the notebook wrote that was not kept, and why
 
 
 def _now() -> str:
@@ -83,20 +97,22 @@ def execute_action(task: ActionTask) -> ActionResult:
     """Run one action to completion; never raises for a notebook's own failure."""
     started, clock = _now(), time.perf_counter()
     work_root = Path(task.work_dir)
+    dropped: list[str] = []
     try:
-        error, notebook = _execute(task, work_root)
+        error, notebook = _execute(task, work_root, dropped)
         outputs: list[OutputFile] = []
         if not error:
-            outputs = _publish(task, work_root)
+            outputs = _publish(task, work_root, dropped)
             notebook = str(Path(task.result_dir) / "notebook.ipynb")
     except _ActionFailed as exc:
-        error, notebook, outputs = str(exc), "", []
+        error, notebook, outputs = str(exc), exc.notebook, []
     finally:
         shutil.rmtree(work_root, ignore_errors=True)
         _close_thread_loop()
     return ActionResult(
-        task.action, not error, started, _now(), round(time.perf_counter() - clock, 3), outputs, error, notebook
-    )
+        task.action, not error, started, _now(), round(time.perf_counter() - clock, 3), outputs, error, notebook,
+        dropped,
+    )  # fmt: skip
 
 
 def _close_thread_loop() -> None:
@@ -114,64 +130,81 @@ def _close_thread_loop() -> None:
 
 
 class _ActionFailed(Exception):
-    pass
+    def __init__(self, message: str, notebook: str = "") -> None:
+        super().__init__(message)
+        self.notebook = notebook
 
 
-def _execute(task: ActionTask, work_root: Path) -> tuple[str, str]:
-    """Run the notebook; return (error, kept notebook) with error empty on success."""
+def _execute(task: ActionTask, work_root: Path, dropped: list[str]) -> tuple[str, str]:
+    """Run the notebook in its sandbox; return (error, kept notebook) with error empty on success."""
     import papermill
     from nbclient.exceptions import DeadKernelError
     from papermill.exceptions import PapermillExecutionError
 
+    from research_kit.sandbox.action import ActionSandbox
     from research_kit.studies.kernels import kernel_manager_class
 
-    work = work_root / "work"
     if work_root.exists():
         shutil.rmtree(work_root)
-    work.mkdir(parents=True, mode=0o700)
-    for relative, stored in task.inputs:
-        target = work / relative
-        target.parent.mkdir(parents=True, exist_ok=True)
-        try:
-            os.link(stored, target)
-        except OSError:
-            shutil.copyfile(stored, target)
+    work_root.mkdir(parents=True, mode=0o700)
     executed = work_root / "notebook.ipynb"
-    for attempt in range(RETRIES_ON_DEAD_KERNEL + 1):
-        # Unix socket paths are short (108 bytes): the runtime folder lives in the system's temp folder.
-        runtime = Path(tempfile.mkdtemp(prefix="rk-kernel-"))
-        env = {**kernel_base_env(), **task.env, "JUPYTER_RUNTIME_DIR": str(runtime)}
-        try:
-            papermill.execute_notebook(
-                task.notebook,
-                str(executed),
-                parameters=task.parameters,
-                kernel_name=KERNEL_NAME,
-                kernel_manager_class=kernel_manager_class(runtime, work, env),
-                progress_bar=False,
-                log_output=False,
-                request_save_on_cell_execute=False,
-            )
-            return "", str(executed)
-        except PapermillExecutionError as exc:
-            return _cell_error(executed, exc), _keep(executed, Path(task.failed_notebook))
-        except DeadKernelError as exc:
-            if attempt == RETRIES_ON_DEAD_KERNEL:
-                log = runtime / "kernel.log"
-                last = log.read_text(errors="replace").strip().splitlines()[-1:] if log.is_file() else []
-                detail = f"; its last words: {last[0][:200]}" if last else ""
-                return f"the kernel died ({exc}){detail}", _keep(executed, Path(task.failed_notebook))
-        except Exception as exc:  # noqa: BLE001 - a kernel that cannot start, a notebook papermill refuses, ...
-            first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
-            return f"{type(exc).__name__}: {first}"[:300], _keep(executed, Path(task.failed_notebook))
-        finally:
-            shutil.rmtree(runtime, ignore_errors=True)
+    failed = Path(task.failed_notebook)
+    try:
+        box = ActionSandbox.prepare(task, work_root)
+    except Exception as exc:  # noqa: BLE001 - no sandbox, no run: the action fails with the reason
+        raise _ActionFailed(f"its sandbox could not be made: {_first_line(exc)}") from None
+    try:
+        for attempt in range(RETRIES_ON_DEAD_KERNEL + 1):
+            box.reset_work()
+            # Unix socket paths are short (108 bytes): the runtime folder lives in the system's temp folder.
+            runtime = Path(tempfile.mkdtemp(prefix="rk-kernel-"))
+            try:
+                watcher = box.start(runtime)
+                papermill.execute_notebook(
+                    task.notebook,
+                    str(executed),
+                    parameters=task.parameters,
+                    kernel_name=KERNEL_NAME,
+                    kernel_manager_class=kernel_manager_class(runtime, box.work, box.launch(runtime), watcher.attach),
+                    progress_bar=False,
+                    log_output=False,
+                    request_save_on_cell_execute=False,
+                )
+                reason = box.stop() or watcher.check_work_folder()
+                if reason:
+                    return f"it exceeded {reason}", _keep(executed, failed)
+                return "", str(executed)
+            except PapermillExecutionError as exc:
+                reason = box.stop()
+                if reason:
+                    return f"it exceeded {reason}", _keep(executed, failed)
+                return _cell_error(executed, exc), _keep(executed, failed)
+            except DeadKernelError as exc:
+                reason = box.stop()
+                if reason:
+                    return f"it exceeded {reason} (the kernel was stopped)", _keep(executed, failed)
+                if attempt == RETRIES_ON_DEAD_KERNEL:
+                    log = runtime / "kernel.log"
+                    last = log.read_text(errors="replace").strip().splitlines()[-1:] if log.is_file() else []
+                    detail = f"; its last words: {last[0][:200]}" if last else ""
+                    return f"the kernel died ({exc}){detail}", _keep(executed, failed)
+            except Exception as exc:  # noqa: BLE001 - a kernel that cannot start, a notebook papermill refuses, ...
+                reason = box.stop()
+                if reason:
+                    return f"it exceeded {reason}", _keep(executed, failed)
+                return _first_line(exc), _keep(executed, failed)
+            finally:
+                box.stop()
+                shutil.rmtree(runtime, ignore_errors=True)
+    finally:
+        box.close()
+        dropped += box.dropped
     raise AssertionError("unreachable")
 
 
-def kernel_base_env() -> dict[str, str]:
-    """This process's environment without any research-kit setting (the task adds its own) or key file."""
-    return {k: v for k, v in os.environ.items() if not k.startswith("RESEARCH_KIT_")} | {"MPLBACKEND": "Agg"}
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return f"{type(exc).__name__}: {text.splitlines()[0] if text else ''}"[:300]
 
 
 def _cell_error(executed: Path, exc: Any) -> str:
@@ -186,6 +219,9 @@ def _cell_error(executed: Path, exc: Any) -> str:
     first_line = next((line.strip() for line in str(exc.source).splitlines() if line.strip()), "")
     if len(first_line) > 60:
         first_line = first_line[:57] + "..."
+    if exc.ename not in USER_ERRORS:
+        # The message of an exception raised on real data can quote that data: the console gets its name only.
+        return f"cell {index + 1} (`{first_line}`): {exc.ename} (message withheld: it may quote data)"
     value = " ".join(str(exc.evalue).split())
     if len(value) > 200:
         value = value[:197] + "..."
@@ -193,25 +229,47 @@ def _cell_error(executed: Path, exc: Any) -> str:
 
 
 def _keep(executed: Path, target: Path) -> str:
+    """Keep a failed action's executed notebook (it holds real-data output) readable by the workspace's owner only."""
     if not executed.is_file():
         return ""
-    target.parent.mkdir(parents=True, exist_ok=True)
+    target.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    target.parent.chmod(0o700)
     shutil.move(executed, target)
+    target.chmod(0o600)
     return str(target)
 
 
-def _publish(task: ActionTask, work_root: Path) -> list[OutputFile]:
-    """Move the declared outputs and the executed notebook into the result folder (atomically)."""
+def _publish(task: ActionTask, work_root: Path, dropped: list[str]) -> list[OutputFile]:
+    """Move the declared outputs and the executed notebook into the result folder (atomically).
+
+    A declared output must be a regular file inside the work folder (not a
+    symlink, not under a linked folder); whatever else is there is dropped
+    and listed in ``dropped``.
+    """
     work = work_root / "work"
-    missing = [f"{name} ({path})" for name, path, _ in task.outputs if not (work / path).is_file()]
-    if missing:
+    keep: dict[str, Path] = {}
+    missing, refused = [], []
+    for name, path, _ in task.outputs:
+        problem = _not_a_plain_file(work, path)
+        if problem == "missing":
+            missing.append(f"{name} ({path})")
+        elif problem:
+            refused.append(f"{name} ({path}): {problem}")
+        else:
+            keep[path] = work / path
+            sidecar = sidecar_path(work / path)
+            if not _not_a_plain_file(work, sidecar.relative_to(work).as_posix()):
+                keep[sidecar.relative_to(work).as_posix()] = sidecar
+    dropped += _undeclared(work, set(keep) | {relative for relative, _ in task.inputs})  # inputs: the runner's links
+    if missing or refused:
         kept = _keep(work_root / "notebook.ipynb", Path(task.failed_notebook))
-        raise _ActionFailed(
-            f"declared output{'s' if len(missing) > 1 else ''} not written: {', '.join(missing)}"
-            + (f" (notebook kept: {kept})" if kept else "")
+        message = "; ".join(
+            ([f"declared output{'s' if len(missing) > 1 else ''} not written: {', '.join(missing)}"] if missing else [])
+            + [f"declared output {r}" for r in refused]
         )
+        raise _ActionFailed(message + (f" (notebook kept: {kept})" if kept else ""), kept)
     result = Path(task.result_dir)
-    staging = result.parent / f".tmp-{result.name}-{os.getpid()}"
+    staging = result.parent / f".tmp-{result.name}-{os.getpid()}-{threading.get_ident()}"
     shutil.rmtree(staging, ignore_errors=True)
     (staging / "outputs").mkdir(parents=True)
     files = []
@@ -221,12 +279,12 @@ def _publish(task: ActionTask, work_root: Path) -> list[OutputFile]:
         shutil.move(work / path, target)
         target.chmod(0o444)
         sidecar = sidecar_path(work / path)  # what rk.outputs wrote about it: the checks read it
-        if sidecar.is_file():
+        if sidecar.relative_to(work).as_posix() in keep:
             shutil.move(sidecar, sidecar_path(target))
             sidecar_path(target).chmod(0o444)
         files.append(OutputFile(name, path, sensitivity, file_sha256(target), target.stat().st_size))
     shutil.move(work_root / "notebook.ipynb", staging / "notebook.ipynb")
-    provenance = {**task.provenance, "outputs": [f.__dict__ for f in files]}
+    provenance = {**task.provenance, "outputs": [f.__dict__ for f in files], "dropped": list(dropped)}
     (staging / "provenance.json").write_text(json.dumps(provenance, indent=2, sort_keys=True, default=str) + "\n")
     if result.exists():  # the same key finished elsewhere meanwhile: identical inputs, keep the first
         shutil.rmtree(staging)
@@ -234,3 +292,42 @@ def _publish(task: ActionTask, work_root: Path) -> list[OutputFile]:
         return [OutputFile(**f) for f in stored["outputs"]]
     staging.rename(result)
     return files
+
+
+def _not_a_plain_file(work: Path, relative: str) -> str:
+    """'' when ``work/relative`` is a regular file reached without a symlink; else what it is."""
+    current = work
+    parts = Path(relative).parts
+    for i, part in enumerate(parts):
+        current = current / part
+        try:
+            st = current.lstat()
+        except FileNotFoundError:
+            return "missing"
+        except OSError as exc:
+            return exc.strerror or "unreadable"
+        if stat.S_ISLNK(st.st_mode):
+            return "a symbolic link (only files written in the work folder are kept)"
+        last = i == len(parts) - 1
+        if last and not stat.S_ISREG(st.st_mode):
+            return "not a regular file"
+        if not last and not stat.S_ISDIR(st.st_mode):
+            return "missing"
+    return ""
+
+
+def _undeclared(work: Path, kept: set[str]) -> list[str]:
+    """What the notebook left in ``work`` beyond ``kept`` (relative paths, with what each is when not a file)."""
+    found = []
+    for folder, dirs, files in os.walk(work):
+        for name in sorted(dirs + files):
+            path = Path(folder) / name
+            relative = path.relative_to(work).as_posix()
+            st = path.lstat()
+            if stat.S_ISDIR(st.st_mode):
+                continue
+            if relative in kept:
+                continue
+            kind = "symlink" if stat.S_ISLNK(st.st_mode) else "file" if stat.S_ISREG(st.st_mode) else "special file"
+            found.append(f"{relative} ({kind})")
+    return found

@@ -10,8 +10,7 @@ manager per notebook.
 from __future__ import annotations
 
 import os
-import sys
-from collections.abc import Mapping
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -20,16 +19,20 @@ from jupyter_client.manager import KernelManager
 from jupyter_core.utils import run_sync
 
 
-def kernel_manager_class(runtime_dir: Path, cwd: Path, env: Mapping[str, str]) -> type[KernelManager]:
-    """A ``KernelManager`` subclass bound to ``runtime_dir`` (sockets, connection file), ``cwd`` and ``env``.
+def kernel_manager_class(
+    runtime_dir: Path, cwd: Path, argv: list[str], on_start: Callable[[int], None]
+) -> type[KernelManager]:
+    """A ``KernelManager`` subclass bound to ``runtime_dir`` (sockets, connection file), ``cwd`` and ``argv``.
 
-    The kernel is this interpreter's ipykernel, and ``env`` is its whole
-    environment: nothing of the runner's environment reaches the notebook
-    unless it is in it.
+    ``argv`` starts the kernel (in its sandbox: see
+    :mod:`research_kit.sandbox.launch`); it is started with an empty
+    environment, so nothing of the runner's reaches the notebook but what the
+    sandbox's plan names. ``on_start`` gets the started process's id (for the
+    limits' watcher).
     """
     runtime = str(runtime_dir)
     workdir = str(cwd)
-    environment = dict(env)
+    command = list(argv)
 
     class RunKernelManager(KernelManager):
         def __init__(self, **kwargs: Any) -> None:
@@ -42,20 +45,18 @@ def kernel_manager_class(runtime_dir: Path, cwd: Path, env: Mapping[str, str]) -
         @property
         def kernel_spec(self) -> KernelSpec:
             # This interpreter, whatever kernels the user has installed: the environment the cache key names.
-            return KernelSpec(
-                argv=[sys.executable, "-m", "ipykernel_launcher", "-f", "{connection_file}"],
-                display_name="research-kit runner",
-                language="python",
-                resource_dir=runtime,
-            )
+            return KernelSpec(argv=command, display_name="research-kit runner", language="python", resource_dir=runtime)
 
         async def _async_start_kernel(self, **kw: Any) -> None:
-            kw["env"] = dict(environment)
+            kw["env"] = {}
             kw["cwd"] = workdir
             # The kernel's own chatter (shutdown notices, warnings) goes to a log, not the runner's terminal.
             with open(os.path.join(runtime, "kernel.log"), "ab") as log:
                 kw["stdout"] = kw["stderr"] = log
                 await super()._async_start_kernel(**kw)
+            process = getattr(self.provisioner, "process", None)
+            if process is not None:
+                on_start(process.pid)
 
         start_kernel = run_sync(_async_start_kernel)
 

@@ -9,8 +9,11 @@ and the audit log, and each moderately_sensitive output enters the review
 queue once, with its diff against the last version a reviewer saw.
 
 Only the runner sets ``RESEARCH_KIT_TIER=real``: the notebook's ``rk.load()``
-and ``rk.dp`` then read the extract the run is for and charge the study's
-real budget; the same notebook in JupyterLab reads the synthetic twin.
+then reads the action's input view of the extract the run is for, and
+``rk.dp`` asks the broker, which charges the study's real budget; the same
+notebook in JupyterLab reads the synthetic twin. Every action runs in the
+sandbox the policy asks for (:mod:`research_kit.sandbox`); a run that cannot
+have it stops before anything runs.
 """
 
 from __future__ import annotations
@@ -24,17 +27,18 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from research_kit.audit import ACTOR_ENV, current_actor
+from research_kit.audit import current_actor
 from research_kit.checksums import file_sha256
 from research_kit.errors import BadInput
 from research_kit.locks import hold
+from research_kit.sandbox.modes import Confinement, confinement
 from research_kit.studies import cache, records
 from research_kit.studies.diff import diff_outputs
 from research_kit.studies.execute import ActionResult, ActionTask, OutputFile
 from research_kit.studies.executors import EXECUTORS, Executor, make_executor
 from research_kit.studies.spec import Action, Pipeline
 from research_kit.tiers import EXTRACT_ENV, STUDY_ENV, TIER_ENV, Source, real_source
-from research_kit.workspace import HOME_ENV, Workspace
+from research_kit.workspace import Workspace
 
 Listener = Callable[[str, str, str], None]  # (action, event, detail): event is queued|started|ran|cached|failed|skipped
 
@@ -49,6 +53,7 @@ class ActionOutcome:
     notebook: str = ""
     folder: Path | None = None
     outputs: list[OutputFile] = field(default_factory=list)
+    dropped: list[str] = field(default_factory=list)  # what the notebook wrote beyond its declared outputs
 
 
 @dataclass
@@ -61,6 +66,7 @@ class RunReport:
     actions: dict[str, ActionOutcome]
     queued: int = 0
     request: int | None = None  # the review request the queued outputs went into
+    notices: tuple[str, ...] = ()  # what the run's confinement could not give, or was told not to
 
     def count(self, outcome: str) -> int:
         return sum(1 for a in self.actions.values() if a.outcome == outcome)
@@ -109,8 +115,12 @@ def selected_actions(pipeline: Pipeline, only: str | None) -> list[str]:
 class _Run:
     """The state of one run while it goes (kept off the public API)."""
 
-    def __init__(self, ws: Workspace, pipeline: Pipeline, source: Source, force: bool, listener: Listener) -> None:
+    def __init__(
+        self, ws: Workspace, pipeline: Pipeline, source: Source, force: bool, listener: Listener, confined: Confinement
+    ) -> None:
         self.ws = ws
+        self.confined = confined
+        self.limits = ws.policy().runner
         self.pipeline = pipeline
         self.source = source
         self.force = force
@@ -151,6 +161,16 @@ class _Run:
             "git_commit": self.commit,
             "cache_key": key,
             "folder": str(self.result_dir(action.name, key)),
+            "sandbox": self.sandbox_settings(),
+        }
+
+    def sandbox_settings(self) -> dict[str, Any]:
+        from research_kit.sandbox.limits import Limits
+
+        return {
+            "mode": self.confined.mode,
+            "limits": Limits.from_policy(self.limits).describe(),
+            "notices": list(self.confined.notices),
         }
 
     def result_dir(self, action: str, key: str) -> Path:
@@ -176,13 +196,11 @@ class _Run:
             work_dir=str(self.ws.scratch_dir / "runs" / f"{self.pipeline.study}-{self.run_id}-{action.name}"),
             result_dir=str(result),
             failed_notebook=str(study_dir / "failed" / f"run-{self.run_id}" / f"{action.name}.ipynb"),
-            env={
-                HOME_ENV: str(self.ws.root),
-                TIER_ENV: "real",
-                EXTRACT_ENV: self.source.name,
-                STUDY_ENV: self.pipeline.study,
-                ACTOR_ENV: f"runner:{current_actor()}",
-            },
+            workspace=str(self.ws.root),
+            extract=self.source.name,
+            actor=f"runner:{current_actor()}",
+            sandbox=self.confined.mode,
+            env={TIER_ENV: "real", EXTRACT_ENV: self.source.name, STUDY_ENV: self.pipeline.study},
             provenance=provenance,
         )
 
@@ -208,9 +226,10 @@ def run_pipeline(
         raise BadInput("--scheduler goes with --executor dask")
     source = real_source(ws, extract)
     selected = selected_actions(pipeline, action)
+    confined = confinement(ws)  # refuses, in one line, before anything runs
     study = pipeline.study
     with hold(studies_dir(ws) / study / ".lock", f"a run of study {study!r}"):
-        run = _Run(ws, pipeline, source, force, listener or (lambda *_: None))
+        run = _Run(ws, pipeline, source, force, listener or (lambda *_: None), confined)
         # Holding the study's lock: any scratch folder of this study was left by a killed run.
         for stale in (ws.scratch_dir / "runs").glob(f"{study}-*"):
             shutil.rmtree(stale, ignore_errors=True)
@@ -249,8 +268,9 @@ def run_pipeline(
             outcome = "failed" if failed else "succeeded"
             records.finish_run(conn, ws, run.run_id, outcome, _summary(run, executor) | {"queued": queued})
     return RunReport(
-        run.run_id, study, source.name, outcome, round(time.perf_counter() - clock, 3), run.outcomes, queued, request
-    )
+        run.run_id, study, source.name, outcome, round(time.perf_counter() - clock, 3), run.outcomes, queued, request,
+        confined.notices,
+    )  # fmt: skip
 
 
 def _request(conn: Any, ws: Workspace, study: str, run_id: int) -> int | None:
@@ -267,6 +287,7 @@ def _summary(run: _Run, executor: str) -> dict[str, Any]:
         "extract_hash": run.source.content_hash,
         "git_commit": run.commit,
         "executor": executor,
+        "sandbox": run.sandbox_settings(),
         "actions": {name: o.outcome for name, o in run.outcomes.items()},
     }
 
@@ -366,6 +387,7 @@ def _record(
             error += f" (executed notebook kept: {result.notebook})"
         outcome = ActionOutcome(name, "failed", result.seconds, key, error=error, notebook=result.notebook)
         detail = error
+    outcome.dropped = list(result.dropped)
     run.outcomes[name] = outcome
     records.record_action(
         conn, run.ws, run.run_id, outcome.outcome, name, cache_key=key, seconds=result.seconds,

@@ -1,0 +1,161 @@
+"""The broker: what confined code may ask of the platform, answered outside the sandbox.
+
+The sandbox holds no catalog, no ledger and no extract outside its view, so
+``rk.dp`` inside it cannot answer a query itself. It sends the query's
+specification over a Unix socket bound into the sandbox; the broker (a thread
+of the process that started the action) checks that the study is the
+action's own and the extract the action's, charges the ledger, runs the
+query on the DP view and sends back the answer: noisy figures with their
+intervals, and the ledger's id for it. Nothing else crosses: never a row,
+never a path, and there is no request that grants budget, votes or writes the
+catalog.
+
+The protocol is one JSON object per line each way::
+
+    -> {"op": "dp", "kind": "count", "table": "patients", "spec": {...}, "study": null, "rho": null, ...}
+    <- {"ok": true, "answer": {... "id": 17 ...}}
+    <- {"ok": false, "error": "PolicyRefusal", "message": "..."}
+"""
+
+from __future__ import annotations
+
+import json
+import socket
+import socketserver
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from research_kit.errors import BadInput, MissingData, PolicyRefusal, UserError
+
+MAX_REQUEST_BYTES = 1 << 20
+ERRORS: dict[str, type[UserError]] = {e.__name__: e for e in (BadInput, MissingData, PolicyRefusal)}
+SPEC_KEYS = frozenset(
+    {"by", "where", "per_group", "max_groups", "signed", "column_name", "bounds", "candidates", "alpha", "bins"}
+)
+REQUEST_KEYS = frozenset(
+    {"op", "kind", "table", "spec", "study", "rho", "epsilon", "preview", "reuse", "extract", "tier"}
+)
+
+
+@dataclass(frozen=True)
+class Grant:
+    """What the broker answers for: one action's workspace, study, extract and actor (set by the runner)."""
+
+    workspace: str
+    study: str
+    extract: str
+    actor: str
+
+
+def handle(grant: Grant, request: Any) -> dict[str, Any]:
+    """Answer one request for ``grant``; a refusal is an answer too."""
+    try:
+        return {"ok": True, "answer": _answer(grant, request)}
+    except UserError as exc:
+        name = next((n for n, cls in ERRORS.items() if isinstance(exc, cls)), "PolicyRefusal")
+        return {"ok": False, "error": name, "message": str(exc)}
+    except Exception as exc:  # noqa: BLE001 - the kernel gets a name, never a traceback that could hold data
+        return {"ok": False, "error": "internal", "message": f"the broker could not answer ({type(exc).__name__})"}
+
+
+def _answer(grant: Grant, request: Any) -> dict[str, Any]:
+    from research_kit import dp
+    from research_kit.audit import acting
+    from research_kit.tiers import real_source
+    from research_kit.workspace import open_workspace
+
+    if not isinstance(request, dict) or request.get("op") != "dp":
+        raise BadInput("the broker answers DP queries only")
+    unknown = set(request) - REQUEST_KEYS
+    spec = request.get("spec") or {}
+    if unknown or not isinstance(spec, dict) or set(spec) - SPEC_KEYS:
+        raise BadInput(f"unknown field in the query: {sorted(unknown or set(spec) - SPEC_KEYS)[0]!r}")
+    if request.get("tier") not in (None, "real"):
+        raise PolicyRefusal("an action's queries run on its own extract (the real tier)")
+    if request.get("extract") not in (None, grant.extract):
+        raise PolicyRefusal(f"extract {request['extract']!r}: this action's queries run on {grant.extract!r}")
+    for key in ("bounds", "candidates", "bins"):
+        if isinstance(spec.get(key), list):
+            spec[key] = tuple(spec[key]) if key == "bounds" else list(spec[key])
+    ws = open_workspace(Path(grant.workspace))
+    with acting(grant.actor):
+        answer = dp.answer_query(
+            ws,
+            str(request.get("kind")),
+            str(request.get("table")),
+            study=request.get("study"),
+            pipeline_study=grant.study,
+            rho=request.get("rho"),
+            epsilon=request.get("epsilon"),
+            preview=bool(request.get("preview")),
+            reuse=bool(request.get("reuse")),
+            source=real_source(ws, grant.extract),
+            spec=spec,
+        )
+    return answer.to_dict()
+
+
+class _Handler(socketserver.StreamRequestHandler):
+    server: _Server
+
+    def handle(self) -> None:
+        while True:
+            line = self.rfile.readline(MAX_REQUEST_BYTES + 1)
+            if not line:
+                return
+            if len(line) > MAX_REQUEST_BYTES:
+                reply: dict[str, Any] = {"ok": False, "error": "BadInput", "message": "request too large"}
+            else:
+                try:
+                    request = json.loads(line)
+                except ValueError:
+                    reply = {"ok": False, "error": "BadInput", "message": "a request is one JSON object per line"}
+                else:
+                    reply = handle(self.server.grant, request)
+            self.wfile.write(json.dumps(reply, default=str).encode() + b"\n")
+            self.wfile.flush()
+
+
+class _Server(socketserver.ThreadingMixIn, socketserver.UnixStreamServer):
+    daemon_threads = True
+
+    def __init__(self, path: str, grant: Grant) -> None:
+        self.grant = grant
+        super().__init__(path, _Handler)
+
+
+class Broker:
+    """A broker listening on ``path`` for one action, until :meth:`close`."""
+
+    def __init__(self, path: Path, grant: Grant) -> None:
+        self.path = path
+        self._server = _Server(str(path), grant)
+        path.chmod(0o666)  # the sandbox's uid connects to it; only the sandbox can see the folder
+        self._thread = threading.Thread(target=self._server.serve_forever, name="rk-broker", daemon=True)
+        self._thread.start()
+
+    def close(self) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+        self._thread.join(timeout=5)
+        self.path.unlink(missing_ok=True)
+
+
+def ask(path: str, request: dict[str, Any]) -> dict[str, Any]:
+    """Send ``request`` to the broker at ``path`` (inside the sandbox); the answer, or the broker's refusal raised."""
+    try:
+        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as conn:
+            conn.connect(path)
+            conn.sendall(json.dumps({"op": "dp", **request}).encode() + b"\n")
+            with conn.makefile("rb") as reply_file:
+                line = reply_file.readline()
+    except OSError as exc:
+        raise MissingData(f"the platform's broker is not reachable ({exc.strerror or exc})") from None
+    if not line:
+        raise MissingData("the platform's broker closed the connection without an answer")
+    reply = json.loads(line)
+    if reply.get("ok"):
+        return dict(reply["answer"])
+    raise ERRORS.get(reply.get("error", ""), PolicyRefusal)(str(reply.get("message", "refused")))
