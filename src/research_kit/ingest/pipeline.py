@@ -361,6 +361,22 @@ def _manifest(
             for name, s in sources.items()
         },
         "code_systems": code_versions,
+        "simulated": simulated(sources, hashes),
     }
     canonical = json.dumps(content, sort_keys=True, separators=(",", ":"))
     return {"extract": extract_id, **content, "content_hash": hashlib.sha256(canonical.encode()).hexdigest()}
+
+
+def simulated(sources: dict[str, readers.Source], hashes: dict[str, str]) -> bool:
+    """Whether every source file is one the simulator made (its mark beside it names the file's SHA-256)."""
+    from research_kit.registry.export import SIMULATED_MARK
+
+    for name, source in sources.items():
+        mark = source.path.parent / SIMULATED_MARK
+        try:
+            files = json.loads(mark.read_text(encoding="utf-8"))["files"]
+        except (OSError, ValueError, KeyError, TypeError):
+            return False
+        if not isinstance(files, dict) or files.get(source.path.name) != hashes[name]:
+            return False
+    return True

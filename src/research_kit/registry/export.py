@@ -24,6 +24,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from research_kit.checksums import file_sha256
 from research_kit.errors import BadInput
 from research_kit.registry import faults as faults_mod
 from research_kit.registry.codes import load_code_systems, orpha_id
@@ -34,6 +35,9 @@ from research_kit.registry.simulate import AS_OF, Model, NationalIds, generate_c
 FORMATS = ("parquet", "csv")
 CHUNK_SIZE = 50_000
 SIDECAR = "faults.json"
+# The simulator's mark: which files it made (by SHA-256). Ingest records an extract as simulated only when every
+# source file matches it, and the sandbox may be switched off only for simulated data (docs/security.md).
+SIMULATED_MARK = "simulated.json"
 # With faults, patients.csv arrives Latin-1 encoded, as older clinical systems deliver it.
 LATIN1_TABLE = "patients"
 
@@ -154,6 +158,11 @@ def simulate_export(
                 "faults": [f.as_dict() for f in all_faults],
             }
             (tmp / SIDECAR).write_text(json.dumps(sidecar, indent=1, ensure_ascii=False), encoding="utf-8")
+        mark = {
+            "made_by": "research-kit simulate",
+            "files": {w.path.name: file_sha256(w.path) for w in writers.values()},
+        }
+        (tmp / SIMULATED_MARK).write_text(json.dumps(mark, indent=1, sort_keys=True), encoding="utf-8")
         _swap_in(tmp, out)
     except BaseException:
         for w in writers.values():

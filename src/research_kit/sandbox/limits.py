@@ -53,9 +53,14 @@ class Limits:
         )
 
     def rlimits(self) -> dict[str, tuple[int, int]]:
-        """What the launcher sets with setrlimit (soft, hard); the hard CPU limit kills what ignores SIGXCPU."""
+        """What the launcher sets with setrlimit (soft, hard), a backstop behind the watcher.
+
+        A process's own CPU limit sits 2 s past the tree's, so the watcher
+        (which can name the reason) acts first; the hard limit kills what
+        ignores SIGXCPU.
+        """
         return {
-            "cpu": (self.cpu_seconds, self.cpu_seconds + 5),
+            "cpu": (self.cpu_seconds + 2, self.cpu_seconds + 5),
             "fsize": (self.work_bytes, self.work_bytes),
             "core": (0, 0),
         }

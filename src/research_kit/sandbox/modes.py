@@ -28,7 +28,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from research_kit.catalog import transaction
-from research_kit.errors import PolicyRefusal
+from research_kit.errors import BadInput, PolicyRefusal
 from research_kit.sandbox.confine import Sandbox
 from research_kit.sandbox.limits import Limits, cgroup_v2_parent
 from research_kit.workspace import Workspace
@@ -138,11 +138,16 @@ def confinement(ws: Workspace) -> Confinement:
     return Confinement(mode, bwrap, tuple(notices), str(parent or ""))
 
 
-def waive(ws: Workspace, *, by: str, reason: str) -> None:
+def waive(ws: Workspace, *, reason: str) -> None:
     """Record a steward's waiver of the sandbox for this workspace's real data (catalog and audit, one transaction)."""
     from research_kit import audit
+    from research_kit.outputs import users
 
+    if not reason.strip():
+        raise BadInput("--reason: say why researcher code may run unconfined on this workspace's real data")
+    by = audit.current_actor()
     with ws.catalog() as conn, transaction(conn):
+        users.require(conn, by, "steward", doing="waiving the sandbox")
         conn.execute(
             "INSERT INTO sandbox_waivers (granted_by, granted_at, reason) VALUES (?, ?, ?)", (by, _now(), reason)
         )
@@ -150,9 +155,12 @@ def waive(ws: Workspace, *, by: str, reason: str) -> None:
 
 
 def unwaive(ws: Workspace) -> int:
+    """Revoke every waiver in force (a steward); how many there were."""
     from research_kit import audit
+    from research_kit.outputs import users
 
     with ws.catalog() as conn, transaction(conn):
+        users.require(conn, audit.current_actor(), "steward", doing="revoking a sandbox waiver")
         revoked = conn.execute("UPDATE sandbox_waivers SET revoked_at = ? WHERE revoked_at IS NULL", (_now(),)).rowcount
         if revoked:
             audit.append(conn, ws.audit_path, "sandbox.waiver_revoked", {"waivers": revoked})

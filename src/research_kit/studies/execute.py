@@ -168,7 +168,7 @@ def _execute(task: ActionTask, work_root: Path, dropped: list[str]) -> tuple[str
                     kernel_manager_class=kernel_manager_class(runtime, box.work, box.launch(runtime), watcher.attach),
                     progress_bar=False,
                     log_output=False,
-                    request_save_on_cell_execute=False,
+                    request_save_on_cell_execute=True,  # a killed kernel leaves the cells run so far
                 )
                 reason = box.stop() or watcher.check_work_folder()
                 if reason:

@@ -15,8 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from jupyter_client.kernelspec import KernelSpec
-from jupyter_client.manager import KernelManager
-from jupyter_core.utils import run_sync
+from jupyter_client.manager import AsyncKernelManager, KernelManager
 
 
 def kernel_manager_class(
@@ -34,7 +33,8 @@ def kernel_manager_class(
     workdir = str(cwd)
     command = list(argv)
 
-    class RunKernelManager(KernelManager):
+    # The asynchronous manager: its client awaits messages, so nbclient notices a kernel killed for a limit.
+    class RunKernelManager(AsyncKernelManager):
         def __init__(self, **kwargs: Any) -> None:
             super().__init__(**kwargs)
             self.transport = "ipc"
@@ -58,6 +58,6 @@ def kernel_manager_class(
             if process is not None:
                 on_start(process.pid)
 
-        start_kernel = run_sync(_async_start_kernel)
+        start_kernel = _async_start_kernel
 
     return RunKernelManager
