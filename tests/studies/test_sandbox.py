@@ -146,7 +146,7 @@ def attack(tmp_path_factory: pytest.TempPathFactory, registry_template: Path, li
                     "workspace": str(root),
                     "project_dir": str(project.root),
                     "port": listener,
-                },  # fmt: skip
+                },
                 "outputs": {"highly_sensitive": {"facts": "facts.json"}},
             }
         },
