@@ -739,13 +739,15 @@ def serve(
 @app.command()
 def lab(
     port: Annotated[int, typer.Option(help="Port on 127.0.0.1.", min=1, max=65535)] = 8888,
-    notebooks: Annotated[Path, typer.Option(help="Folder JupyterLab opens (the project).")] = Path("."),
+    notebooks: Annotated[
+        Path, typer.Option(help="Folder of notebooks JupyterLab opens (writable in its sandbox).")
+    ] = Path("notebooks"),
     home: Annotated[
         Path, typer.Option(help="The lab's own workspace: twins, policy, sandbox ledger (outside the real one).")
     ] = Path(".lab"),
     open_browser: Annotated[bool, typer.Option("--open/--no-open", help="Open a browser tab.")] = False,
 ) -> None:
-    """JupyterLab for researchers on the synthetic twin: its kernels hold no path to an extract or the key."""
+    """JupyterLab for researchers on the synthetic twin, server and kernels in a sandbox reached on loopback."""
     from research_kit.lab import run_lab
     from research_kit.workspace import open_workspace
 

@@ -18,21 +18,29 @@ workspace or the key file is dropped too. ``rk.load()`` in a notebook reads
 the twin; asked for the real tier, it finds no extract. The runner
 (``research-kit run``) is the only way a notebook meets the real extract.
 
-JupyterLab listens on 127.0.0.1 with a random token, printed once in the
-address to open; its terminals are off, and hidden folders (``.workspace``,
-``.secrets``) are not served. This keeps honest researchers on the twin; it
-is not a wall against code run as the same operating-system user, which can
-read whatever that user can: a deployment runs the lab as an account that
-cannot read the workspace or the key.
+The whole lab runs in the sandbox (:mod:`research_kit.sandbox`), the
+server as well as its kernels: a server outside would serve any symlink a
+kernel drops into the notebooks folder. Inside it sees the Python
+environment, the lab home (writable; its published twins read-only) at
+``/lab/home`` and the notebooks folder (writable) at ``/lab/notebooks``;
+nothing else of the machine, no network, no other process. The server
+listens on a Unix socket in a folder bound out of the sandbox, and
+``research-kit lab`` forwards ``127.0.0.1:PORT`` to it; the address it
+prints carries a random token. Terminals are off. The notebooks folder may
+not hold the workspace, the key, the Python environment or a git
+repository's own folder (a kernel could plant a hook or code the host runs).
 """
 
 from __future__ import annotations
 
+import asyncio
 import os
 import secrets
 import shutil
 import subprocess
 import sys
+import tempfile
+import time
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -40,8 +48,10 @@ from rich.console import Console
 from rich.markup import escape
 
 from research_kit.catalog import transaction
-from research_kit.errors import BadInput, MissingData
+from research_kit.errors import BadInput, MissingData, PolicyRefusal
 from research_kit.pseudonymise.keys import key_path
+from research_kit.sandbox.confine import Sandbox, python_folders
+from research_kit.sandbox.limits import Limits
 from research_kit.tiers import TIER_ENV, published_twins
 from research_kit.workspace import HOME_ENV, Workspace, init_workspace
 
@@ -114,43 +124,128 @@ def kernel_environment(ws: Workspace, lab: Workspace, base: Mapping[str, str]) -
     return env
 
 
+LAB_HOME = "/lab/home"
+LAB_NOTEBOOKS = "/lab/notebooks"
+LAB_RUN = "/lab/run"
+SOCKET = "jupyter.sock"
+YEAR = 365 * 24 * 3600
+
+
+def check_notebooks_folder(ws: Workspace, notebooks: Path) -> Path:
+    """The notebooks folder, refused when it holds (or lies in) what a kernel must never write to or read."""
+    if not notebooks.is_dir():
+        raise MissingData(f"{notebooks}: no such folder of notebooks (give --notebooks DIR)")
+    folder = notebooks.resolve()
+    guarded = [("the workspace", ws.root.resolve()), ("the key", key_path().resolve())]
+    guarded += [("the Python environment", p) for p in python_folders()]
+    for what, path in guarded:
+        if path.is_relative_to(folder) or folder.is_relative_to(path):
+            raise BadInput(f"--notebooks {notebooks}: it holds {what} ({path}); give the folder of notebooks itself")
+    if (folder / ".git").exists():
+        raise BadInput(f"--notebooks {notebooks}: a git repository's top folder (a kernel could plant a hook there)")
+    return folder
+
+
+def lab_sandbox(ws: Workspace, lab: Workspace, notebooks: Path, run_dir: Path) -> Sandbox:
+    """The lab server's sandbox: lab home and notebooks writable, published twins read-only, a socket folder."""
+    from research_kit.registry.codes import cache_file, load_code_systems
+    from research_kit.sandbox.modes import confinement
+
+    confined = confinement(ws)
+    runner = ws.policy().runner
+    # A lab runs for a working day and more: memory, processes and the home's size are limited, not time.
+    limits = Limits.from_policy(runner)
+    limits = Limits(limits.memory_bytes, YEAR, YEAR, limits.work_bytes, limits.max_processes)
+    box = confined.sandbox(limits)
+    box.add("home", lab.root, LAB_HOME, writable=True)
+    box.add("twins", lab.synthetic_dir, f"{LAB_HOME}/synthetic")
+    box.add("notebooks", notebooks, LAB_NOTEBOOKS, writable=True)
+    box.add("run", run_dir, LAB_RUN, writable=True)
+    codes = cache_file()
+    if not codes.is_file():
+        load_code_systems()
+    box.add("codes", codes, f"/lab/cache/{codes.name}")
+    box.cwd = "notebooks"
+    return box
+
+
 def run_lab(
     ws: Workspace, *, home: Path, port: int, notebooks: Path, console: Console, open_browser: bool = False
 ) -> None:
-    """Prepare the lab home and run JupyterLab on loopback until Ctrl-C (or the server stops)."""
-    if not notebooks.is_dir():
-        raise MissingData(f"{notebooks}: no such folder of notebooks (give --notebooks DIR)")
+    """Prepare the lab home and run JupyterLab in its sandbox, reached on loopback, until Ctrl-C."""
+    from research_kit.sandbox.forward import forward
+    from research_kit.sandbox.limits import Watcher, kill_tree
+
+    folder = check_notebooks_folder(ws, notebooks)
     lab = prepare_lab_home(ws, home)
-    if lab.root.resolve().is_relative_to(notebooks.resolve()):
-        console.print(f"note: the lab home {lab.root} is inside {notebooks}: keep it out of git (.gitignore)")
+    run_dir = Path(tempfile.mkdtemp(prefix="rk-lab-"))
+    box = lab_sandbox(ws, lab, folder, run_dir)
     token = secrets.token_urlsafe(24)
-    command = [
-        sys.executable, "-m", "jupyterlab", "--ServerApp.ip=127.0.0.1", f"--ServerApp.port={port}",
-        "--ServerApp.port_retries=0", f"--IdentityProvider.token={token}", f"--ServerApp.root_dir={notebooks}",
-        "--ServerApp.open_browser=" + ("True" if open_browser else "False"),
-        "--ServerApp.terminals_enabled=False",  # no shell beside the notebooks
-    ]  # fmt: skip
-    if hasattr(os, "geteuid") and os.geteuid() == 0:
-        command.append("--allow-root")  # containers and CI run as root; Jupyter refuses it unless told
-    twins = ", ".join(twin_id for twin_id, _ in published_twins(lab))
-    console.print(f"JupyterLab on the synthetic twin ({escape(twins)}); notebooks from {escape(str(notebooks))}")
-    console.print(f"lab home {escape(str(lab.root))}: twins, policy and sandbox ledger only; no extract, no key")
-    console.print(f"open http://127.0.0.1:{port}/lab?token={token}   (Ctrl-C stops it)", soft_wrap=True)
-    console.file.flush()  # the address must reach a pipe or a log now, not when the server stops
-    server = subprocess.Popen(
-        command,
-        env=kernel_environment(ws, lab, os.environ),
-        stdin=subprocess.DEVNULL,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
+    socket_path = run_dir / SOCKET
+    env = box.environment(
+        {
+            HOME_ENV: box.path("home"),
+            TIER_ENV: "synthetic",
+            "RESEARCH_KIT_CACHE": str(Path(box.path("codes")).parent),
+            "JUPYTER_RUNTIME_DIR": f"{box.path('run')}/runtime",
+        }
     )
+    command = [
+        sys.executable, "-m", "jupyterlab", f"--ServerApp.sock={box.path('run')}/{SOCKET}",
+        f"--IdentityProvider.token={token}", f"--ServerApp.root_dir={box.path('notebooks')}",
+        "--ServerApp.open_browser=False", "--ServerApp.terminals_enabled=False",  # no shell beside the notebooks
+        "--KernelManager.transport=ipc",
+    ]  # fmt: skip
+    if box.mode != "bwrap" and hasattr(os, "geteuid") and os.geteuid() == 0:
+        command.append("--allow-root")  # unconfined in a container run as root; Jupyter refuses it unless told
+    plan = box.write_plan(run_dir.parent / f"{run_dir.name}-plan.json", command, env)
+    twins = ", ".join(twin_id for twin_id, _ in published_twins(lab))
+    console.print(f"JupyterLab on the synthetic twin ({escape(twins)}); notebooks from {escape(str(folder))}")
+    console.print(f"sandbox: {box.mode}; lab home {escape(str(lab.root))}: twins, policy and sandbox ledger only")
+    server = subprocess.Popen(
+        box.command(plan), env={}, cwd=folder, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE, start_new_session=True,
+    )  # fmt: skip
+    watcher = Watcher(box.limits, lab.root)
+    watcher.attach(server.pid)
     try:
-        _, stderr = server.communicate()
-    except KeyboardInterrupt:
-        server.terminate()
-        server.wait(timeout=30)
-        raise
-    if server.returncode not in (0, -15):
-        lines = (stderr or b"").decode("utf-8", "replace").strip().splitlines()
-        last = next((line for line in reversed(lines) if "[C " in line or "Error" in line), lines[-1] if lines else "")
-        raise BadInput(f"JupyterLab stopped (exit {server.returncode}): {last.strip() or 'no message'}")
+        deadline = time.monotonic() + 120
+        while not socket_path.exists():
+            if server.poll() is not None or time.monotonic() > deadline:
+                raise BadInput(f"JupyterLab did not start (exit {server.poll()}): {_last_words(server)}")
+            time.sleep(0.2)
+        console.print(f"open http://127.0.0.1:{port}/lab?token={token}   (Ctrl-C stops it)", soft_wrap=True)
+        console.file.flush()  # the address must reach a pipe or a log now, not when the server stops
+        if open_browser:
+            import webbrowser
+
+            webbrowser.open(f"http://127.0.0.1:{port}/lab?token={token}")
+        try:
+            asyncio.run(forward(port, socket_path, stop=lambda: server.poll() is not None or bool(watcher.reason)))
+        except OSError as exc:
+            raise BadInput(f"--port {port}: cannot listen on 127.0.0.1 ({exc.strerror or exc})") from None
+        if watcher.reason:
+            raise PolicyRefusal(f"the lab was stopped: it exceeded {watcher.reason}")
+        if server.returncode not in (0, -15):
+            raise BadInput(f"JupyterLab stopped (exit {server.returncode}): {_last_words(server)}")
+    finally:
+        watcher.stop()
+        if server.poll() is None:
+            server.terminate()
+            try:
+                server.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                kill_tree(server.pid)
+                server.wait(timeout=10)
+        if server.stderr is not None:
+            server.stderr.close()
+        shutil.rmtree(run_dir, ignore_errors=True)
+        plan.unlink(missing_ok=True)
+
+
+def _last_words(server: subprocess.Popen[bytes]) -> str:
+    if server.poll() is None or server.stderr is None:
+        return "no message"
+    lines = server.stderr.read().decode("utf-8", "replace").strip().splitlines()
+    last = next((line for line in reversed(lines) if "[C " in line or "Error" in line), lines[-1] if lines else "")
+    return last.strip() or "no message"

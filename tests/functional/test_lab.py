@@ -1,7 +1,8 @@
-"""``research-kit lab``: JupyterLab on the synthetic twin, whose kernels hold no path to an extract or the key.
+"""``research-kit lab``: JupyterLab on the synthetic twin, server and kernels in one sandbox.
 
-The test starts the command as a researcher would, asks the server for a kernel over its REST API, connects
-to that kernel and runs code in it: what the kernel's environment holds, and what ``rk.load()`` gives.
+The test starts the command as a researcher would, asks the server for a kernel over its REST API and runs
+code in it through the server's websocket (as a browser does): what the kernel's environment holds, what
+``rk.load()`` gives, escapes that must fail, and symlinks the server must not serve.
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ import json
 import os
 import re
 import shutil
+import socket
 import subprocess
 import sys
 import time
@@ -73,20 +75,38 @@ def test_the_lab_home_holds_twins_and_grants_only(project: Project, tmp_path: Pa
         prepare_lab_home(project.ws, project.ws.root / "lab")
 
 
-def test_lab_kernels_read_the_twin_and_cannot_reach_the_extract_or_key(
-    project: Project, tmp_path: Path, key_file: Path
-) -> None:
-    from jupyter_client import BlockingKernelClient
+ESCAPES = """
+import json, os, socket
+tried = {}
+def attempt(name, action):
+    try:
+        tried[name] = {"escaped": True, "got": str(action())[:100]}
+    except Exception as exc:
+        tried[name] = {"escaped": False, "error": type(exc).__name__}
+attempt("read key", lambda: open(KEY).read())
+attempt("list workspace", lambda: os.listdir(WS))
+attempt("loopback socket", lambda: socket.create_connection(("127.0.0.1", PORT), timeout=3))
+attempt("other processes", lambda: [p for p in os.listdir("/proc") if p.isdigit() and int(p) > 50] or 1 / 0)
+# Symlinks the server would follow if it ran outside: to the key and to the workspace's catalog.
+os.symlink(KEY, "leak-key.txt")
+os.symlink(WS + "/catalog.sqlite", "leak-catalog")
+print(json.dumps(tried))
+"""
 
+
+def test_lab_server_and_kernels_run_sandboxed_on_the_twin(project: Project, tmp_path: Path, key_file: Path) -> None:
     patients = publish_twin(project)
-    port, runtime = free_port(), tmp_path / "runtime"
-    env = {**os.environ, "RESEARCH_KIT_HOME": str(project.ws.root), "JUPYTER_RUNTIME_DIR": str(runtime),
-           "RESEARCH_KIT_EXTRACT": "e1", "RESEARCH_KIT_TIER": "real"}  # fmt: skip
+    notebooks = tmp_path / "notebooks"
+    notebooks.mkdir()
+    port = free_port()
+    env = {**os.environ, "RESEARCH_KIT_HOME": str(project.ws.root), "RESEARCH_KIT_EXTRACT": "e1",
+           "RESEARCH_KIT_TIER": "real"}  # fmt: skip
     lab = subprocess.Popen(
-        [sys.executable, "-m", "research_kit", "lab", "--port", str(port), "--notebooks", str(tmp_path),
+        [sys.executable, "-m", "research_kit", "lab", "--port", str(port), "--notebooks", str(notebooks),
          "--home", str(tmp_path / "lab")],
         env=env, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )  # fmt: skip
+    listener = socket.create_server(("127.0.0.1", 0))
     try:
         assert lab.stdout is not None
         address = ""
@@ -95,34 +115,83 @@ def test_lab_kernels_read_the_twin_and_cannot_reach_the_extract_or_key(
                 address = line.split()[1]
                 break
         found = re.search(r"token=([\w-]+)", address)
-        assert found, f"no address printed: {address!r}"
+        assert found, f"no address printed: {address!r} {lab.stderr.read() if lab.stderr else ''}"
         token = found.group(1)
         base = f"http://127.0.0.1:{port}"
         kernel = _post(f"{base}/api/kernels?token={token}", deadline=time.monotonic() + 60)
-        connection = runtime / f"kernel-{kernel['id']}.json"
-        client = BlockingKernelClient(connection_file=str(connection))
-        client.load_connection_file()
-        client.start_channels()
-        try:
-            client.wait_for_ready(timeout=60)
-            outputs: list[str] = []
-            reply = client.execute_interactive(PROBE, timeout=120, output_hook=lambda m: outputs.append(
-                m["content"].get("text", "")) if m["msg_type"] == "stream" else None)  # fmt: skip
-            assert reply["content"]["status"] == "ok", reply["content"]
-        finally:
-            client.stop_channels()
-        seen = json.loads("".join(outputs))
+        probe = run_in_kernel(port, token, kernel["id"], PROBE)
+        escapes = run_in_kernel(
+            port, token, kernel["id"],
+            f"KEY, WS, PORT = {str(key_file)!r}, {str(project.ws.root)!r}, {listener.getsockname()[1]}\n" + ESCAPES,
+        )  # fmt: skip
+        served = {
+            name: _status(f"{base}/files/{name}?token={token}") for name in ("leak-key.txt", "leak-catalog.sqlite")
+        }
     finally:
+        listener.close()
         lab.terminate()
-        lab.communicate(timeout=30)  # waits, and closes the pipes
+        lab.communicate(timeout=60)  # waits, and closes the pipes
+    seen = json.loads(probe)
     assert seen["twin"] == patients
     assert "no extract registered yet" in seen["real"]
     hidden = [str(project.ws.root), str(key_file), "extracts"]
     leaks = {k: v for k, v in seen["env"].items() if any(h in v for h in hidden)}
     assert leaks == {}
-    assert seen["env"]["RESEARCH_KIT_HOME"] == str((tmp_path / "lab").resolve())
+    assert seen["env"]["RESEARCH_KIT_HOME"] == "/lab/home"
     assert "RESEARCH_KIT_KEY_FILE" not in seen["env"]
     assert "RESEARCH_KIT_EXTRACT" not in seen["env"]
+    tried = json.loads(escapes)
+    assert {name: r["escaped"] for name, r in tried.items()} == dict.fromkeys(tried, False), tried
+    # The server runs in the same sandbox: the symlinks lead nowhere it can read (refused or not found).
+    assert set(served.values()) <= {403, 404}, served
+    assert (notebooks / "leak-key.txt").is_symlink()  # planted in the notebooks folder, harmless outside too
+
+
+def run_in_kernel(port: int, token: str, kernel_id: str, code: str) -> str:
+    """Run ``code`` in a lab kernel through the server's websocket (as the browser does); its printed output."""
+    import asyncio
+    import uuid
+
+    from tornado.websocket import websocket_connect
+
+    async def run() -> str:
+        url = f"ws://127.0.0.1:{port}/api/kernels/{kernel_id}/channels?token={token}"
+        conn = await websocket_connect(url)
+        msg_id, session = uuid.uuid4().hex, uuid.uuid4().hex
+        header = {"msg_id": msg_id, "msg_type": "execute_request", "username": "test", "session": session,
+                  "version": "5.3", "date": ""}  # fmt: skip
+        content = {"code": code, "silent": False, "store_history": False, "user_expressions": {},
+                   "allow_stdin": False, "stop_on_error": True}  # fmt: skip
+        message = {"header": header, "parent_header": {}, "metadata": {}, "content": content, "channel": "shell",
+                   "buffers": []}  # fmt: skip
+        await conn.write_message(json.dumps(message))
+        out: list[str] = []
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            raw = await asyncio.wait_for(conn.read_message(), timeout=120)
+            assert raw is not None, "the kernel's channel closed"
+            msg = json.loads(raw)
+            if msg.get("parent_header", {}).get("msg_id") != msg_id:
+                continue
+            kind = msg["header"]["msg_type"]
+            if kind == "stream":
+                out.append(msg["content"]["text"])
+            elif kind == "error":
+                raise AssertionError(f"{msg['content']['ename']}: {msg['content']['evalue']}")
+            elif kind == "status" and msg["content"]["execution_state"] == "idle":
+                break
+        conn.close()
+        return "".join(out)
+
+    return asyncio.run(run())
+
+
+def _status(url: str) -> int:
+    try:
+        with urllib.request.urlopen(url, timeout=30) as got:
+            return int(got.status)
+    except urllib.error.HTTPError as exc:
+        return int(exc.code)
 
 
 def _post(url: str, *, deadline: float) -> dict[str, str]:
