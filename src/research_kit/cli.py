@@ -41,6 +41,8 @@ outputs_app = typer.Typer(help="A study's outputs: checks, submission, mitigatio
 app.add_typer(outputs_app, name="outputs")
 review_app = typer.Typer(help="The committee's review of submitted outputs.", no_args_is_help=True)
 app.add_typer(review_app, name="review")
+sandbox_app = typer.Typer(help="The sandbox researcher code runs in (docs/security.md).", no_args_is_help=True)
+app.add_typer(sandbox_app, name="sandbox")
 
 console = Console(highlight=False)
 
@@ -752,6 +754,44 @@ def lab(
     from research_kit.workspace import open_workspace
 
     run_lab(open_workspace(), home=home, port=port, notebooks=notebooks, console=console, open_browser=open_browser)
+
+
+@sandbox_app.command("check")
+def sandbox_check() -> None:
+    """Say how researcher code would be confined here, with which limits; exit 5 if it cannot be."""
+    from research_kit.sandbox.limits import Limits
+    from research_kit.sandbox.modes import confinement
+    from research_kit.workspace import open_workspace
+
+    ws = open_workspace()
+    confined = confinement(ws)
+    where = f" ({confined.bwrap})" if confined.bwrap else ""
+    console.print(f"sandbox: {confined.mode}{where}: works here", soft_wrap=True)
+    console.print(f"limits per action: {Limits.from_policy(ws.policy().runner).describe()}", soft_wrap=True)
+    for notice in confined.notices:
+        console.print(f"[yellow]{escape(notice)}[/]", soft_wrap=True)
+
+
+@sandbox_app.command("waive")
+def sandbox_waive(
+    reason: Annotated[str, typer.Option(help="Why researcher code may run unconfined on this workspace's real data.")],
+) -> None:
+    """Let [runner].sandbox = 'off' run on real data (a steward; audited). Prefer 'container' where it applies."""
+    from research_kit.sandbox.modes import waive
+    from research_kit.workspace import open_workspace
+
+    waive(open_workspace(), reason=reason)
+    console.print("sandbox waived for this workspace's real data (recorded in the audit log)")
+
+
+@sandbox_app.command("unwaive")
+def sandbox_unwaive() -> None:
+    """Revoke the waiver: 'off' is refused again on real data (a steward; audited)."""
+    from research_kit.sandbox.modes import unwaive
+    from research_kit.workspace import open_workspace
+
+    revoked = unwaive(open_workspace())
+    console.print(f"{revoked} waiver(s) revoked" if revoked else "no waiver was in force")
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -22,6 +22,9 @@ VERBS = [
     ["audit", "show"],
     ["serve"],
     ["users", "password"],
+    ["sandbox"],
+    ["sandbox", "check"],
+    ["sandbox", "waive"],
 ]
 
 
@@ -231,3 +234,15 @@ def test_ingest_errors_are_one_line(cli: Run, home: Path, tmp_path: Path) -> Non
     assert_one_line_error(result, 3, "patients.csv", "missing columns")
     assert not (home / "extracts" / "x").exists()
     assert_one_line_error(cli("ingest", str(bad), "--extract", "../x", env=env, check=False), 3, "extract id")
+
+
+def test_sandbox_check_says_how_code_is_confined_and_a_waiver_needs_a_steward(cli: Run, home: Path) -> None:
+    cli("init")
+    out = cli("sandbox", "check").stdout
+    assert "sandbox: bwrap" in out
+    assert "works here" in out
+    assert "limits per action: memory 4096 MiB" in out
+    assert_one_line_error(cli("sandbox", "waive", "--reason", "dev", check=False), 5, "needs the steward role")
+    policy = home / "research-kit.toml"
+    policy.write_text(policy.read_text().replace('sandbox = "bwrap"', 'sandbox = "container"'))
+    assert "the operator states that the platform's container confines" in cli("sandbox", "check").stdout

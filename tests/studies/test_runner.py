@@ -281,7 +281,10 @@ def test_the_slurm_configuration_renders_a_job_script(project: Project) -> None:
     for directive in ("#SBATCH -p short", "#SBATCH -A rd-registry", "#SBATCH --cpus-per-task=4", "#SBATCH --mem=15G",
                       "#SBATCH -t 02:00:00", "#SBATCH -J research-kit"):  # fmt: skip
         assert directive in lines, script
+    # Each node checks, before its worker starts, that it can confine researcher code as this machine does.
+    check = lines.index(f"{sys.executable} -m research_kit.sandbox.modes || exit 1")
     worker = next(line for line in lines if "dask_worker" in line)
+    assert check < lines.index(worker)
     assert worker.startswith(sys.executable)
     assert "tcp://127.0.0.1:" in worker
     assert "--nthreads 1" in worker

@@ -165,3 +165,14 @@ def unwaive(ws: Workspace) -> int:
         if revoked:
             audit.append(conn, ws.audit_path, "sandbox.waiver_revoked", {"waivers": revoked})
     return revoked
+
+
+def main() -> None:
+    """``python -m research_kit.sandbox.modes``: exit 0 when bwrap confines researcher code on this node."""
+    problem = probe(find_bwrap())
+    print(f"research-kit: cannot confine researcher code ({problem}): {FIX}" if problem else "research-kit: sandbox ok")
+    raise SystemExit(1 if problem else 0)
+
+
+if __name__ == "__main__":
+    main()

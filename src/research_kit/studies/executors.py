@@ -110,7 +110,10 @@ def slurm_cluster(policy: Policy, *, jobs: int = 0, scheduler_host: str | None =
     Workers must see the workspace at the same path (a shared file system)
     and run the same environment; ``job_script()`` shows the sbatch script.
     The scheduler listens on this machine's network interface (compute nodes
-    must reach it) unless ``scheduler_host`` names another address.
+    must reach it) unless ``scheduler_host`` names another address. Each
+    action runs in the same sandbox on the node as it would here; with
+    ``[runner].sandbox = 'bwrap'`` the job first checks that the node can
+    make it, and ends at once when it cannot.
     """
     import sys
 
@@ -130,6 +133,9 @@ def slurm_cluster(policy: Policy, *, jobs: int = 0, scheduler_host: str | None =
         python=sys.executable,
         scheduler_options={"dashboard_address": None} | ({"host": scheduler_host} if scheduler_host else {}),
         n_workers=jobs,
+        job_script_prologue=[f"{sys.executable} -m research_kit.sandbox.modes || exit 1"]
+        if runner.sandbox == "bwrap"
+        else [],
     )
 
 
