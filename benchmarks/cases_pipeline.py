@@ -7,6 +7,8 @@ same 2,000-patient extract:
 
 - ours: ``research-kit run`` in a fresh process, on a fresh workspace copy
   (cold), or a second time with nothing changed (the rerun case);
+- ours unsandboxed: the same cold run with ``[runner].sandbox = 'off'``,
+  the baseline of the sandbox's cost (bubblewrap, input views, broker);
 - baseline: what a researcher without the runner would script: one
   ``papermill`` command per notebook, in dependency order, in one shared
   working folder. Papermill has no cache, so its rerun costs a cold run.
@@ -139,6 +141,16 @@ def _research_kit_run(ws: Path, pipeline: Path) -> float:
 
 def ours_cold(params: dict[str, Any], scratch: Path) -> dict[str, float]:
     ws, pipeline = _fresh_workspace(scratch)
+    seconds = _research_kit_run(ws, pipeline)
+    shutil.rmtree(ws)
+    return {"seconds": seconds, "items": 20}
+
+
+def ours_unsandboxed_cold(params: dict[str, Any], scratch: Path) -> dict[str, float]:
+    """The same cold run with ``[runner].sandbox = 'off'`` (allowed: the extract is simulated): no bwrap, no view."""
+    ws, pipeline = _fresh_workspace(scratch)
+    policy = ws / "research-kit.toml"
+    policy.write_text(policy.read_text().replace('sandbox = "bwrap"', 'sandbox = "off"'))
     seconds = _research_kit_run(ws, pipeline)
     shutil.rmtree(ws)
     return {"seconds": seconds, "items": 20}

@@ -91,6 +91,17 @@ def cases(quick: bool) -> list[Case]:
             goal="at least 1.7x faster on 2 cores",
         ),
         Case(
+            name="pipeline of 20 actions, cold, sandboxed",
+            description=(
+                "The same cold research-kit run with every action in its bubblewrap sandbox (input view, broker, "
+                "limits watched) against the same run with [runner].sandbox = 'off', in the same session."
+            ),
+            ours=Side("research-kit run, sandboxed", "benchmarks.cases_pipeline:ours_cold"),
+            baseline=Side("research-kit run, sandbox off", "benchmarks.cases_pipeline:ours_unsandboxed_cold"),
+            throughput_unit="actions/s",
+            goal="at most 5% slower (time ratio at least 0.95)",
+        ),
+        Case(
             name="pipeline of 20 actions, no-change rerun",
             description=(
                 "research-kit run a second time with nothing changed (every action reused by its content key), "

@@ -209,11 +209,18 @@ def _studies(console: Console, ws: Workspace, extract_id: str) -> None:
 def _pipelines(console: Console, ws: Workspace, extract_id: str) -> int | None:
     import json
 
+    from research_kit.sandbox.modes import confinement
     from research_kit.studies.runner import run_pipeline
     from research_kit.studies.spec import load_pipeline
 
     path = example_pipeline()
     pipeline = load_pipeline(path)
+    confined = confinement(ws)
+    console.print(
+        f"each action runs in the {confined.mode} sandbox: its input view read-only, one writable work folder, "
+        "no network, DP queries through the broker (docs/security.md)",
+        soft_wrap=True,
+    )
     with reports.steps(console, "pipeline") as step:
         step(f"{pipeline.study}: {len(pipeline.actions)} actions on {extract_id}")
         report = run_pipeline(ws, pipeline, extract=extract_id)

@@ -41,7 +41,6 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Mapping
 from pathlib import Path
 
 from rich.console import Console
@@ -56,7 +55,6 @@ from research_kit.tiers import TIER_ENV, published_twins
 from research_kit.workspace import HOME_ENV, Workspace, init_workspace
 
 DEFAULT_LAB_HOME = ".lab"
-ENV_PREFIX = "RESEARCH_KIT_"
 
 
 def prepare_lab_home(ws: Workspace, home: Path) -> Workspace:
@@ -111,19 +109,6 @@ def _mirror_grants(ws: Workspace, lab: Workspace) -> None:
         )
 
 
-def kernel_environment(ws: Workspace, lab: Workspace, base: Mapping[str, str]) -> dict[str, str]:
-    """``base`` without research-kit's settings or any mention of the workspace or key; the lab's own added."""
-    hidden = [str(ws.root.resolve()), str(key_path().resolve())]
-    env = {
-        name: value
-        for name, value in base.items()
-        if not name.startswith(ENV_PREFIX) and not any(h in value for h in hidden)
-    }
-    env[HOME_ENV] = str(lab.root)
-    env[TIER_ENV] = "synthetic"
-    return env
-
-
 LAB_HOME = "/lab/home"
 LAB_NOTEBOOKS = "/lab/notebooks"
 LAB_RUN = "/lab/run"
@@ -166,6 +151,8 @@ def lab_sandbox(ws: Workspace, lab: Workspace, notebooks: Path, run_dir: Path) -
         load_code_systems()
     box.add("codes", codes, f"/lab/cache/{codes.name}")
     box.cwd = "notebooks"
+    if box.mode != "bwrap":
+        box.scratch = str(run_dir)
     return box
 
 

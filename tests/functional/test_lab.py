@@ -25,7 +25,7 @@ from tests.conftest import Project
 from tests.functional.webapp import free_port
 
 from research_kit.extracts import get_extract
-from research_kit.lab import kernel_environment, prepare_lab_home
+from research_kit.lab import check_notebooks_folder, prepare_lab_home
 
 PROBE = """
 import json, os
@@ -68,11 +68,14 @@ def test_the_lab_home_holds_twins_and_grants_only(project: Project, tmp_path: Pa
     ]
     assert (lab.synthetic_dir / "e2" / "patients.parquet").is_file()
     assert ledger.balance(lab, "delay", "sandbox").granted == ledger.balance(project.ws, "delay").granted
-    env = kernel_environment(project.ws, lab, {"RESEARCH_KIT_KEY_FILE": "/k", "OTHER": str(project.ws.root / "x"),
-                                               "PATH": "/usr/bin"})  # fmt: skip
-    assert env == {"PATH": "/usr/bin", "RESEARCH_KIT_HOME": str(lab.root), "RESEARCH_KIT_TIER": "synthetic"}
     with pytest.raises(Exception, match="must lie outside the workspace"):
         prepare_lab_home(project.ws, project.ws.root / "lab")
+    # A notebooks folder the lab may write must not hold what the host runs or guards.
+    with pytest.raises(Exception, match="it holds the workspace"):
+        check_notebooks_folder(project.ws, project.ws.root.parent)
+    (tmp_path / "repo" / ".git").mkdir(parents=True)
+    with pytest.raises(Exception, match="a git repository's top folder"):
+        check_notebooks_folder(project.ws, tmp_path / "repo")
 
 
 ESCAPES = """

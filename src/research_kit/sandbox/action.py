@@ -96,6 +96,9 @@ class ActionSandbox:
             mode=self.base.mode, limits=self.base.limits, mounts=list(self.base.mounts), bwrap=self.base.bwrap
         )
         self._box.add("runtime", runtime, str(runtime), writable=True)
+        if self.base.mode != "bwrap":
+            (runtime / "home").mkdir(mode=0o700)
+            self._box.scratch = str(runtime / "home")
         parent, _ = cgroup_v2_parent()
         if parent is not None:
             self._cgroup = Cgroup(parent, f"rk-{uuid.uuid4().hex[:12]}", self.base.limits)

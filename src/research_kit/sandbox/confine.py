@@ -26,6 +26,7 @@ import json
 import os
 import site
 import sys
+import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -55,6 +56,7 @@ class Sandbox:
     cwd: str = "work"  # the mount the process starts in
     bwrap: str = ""  # path of the bwrap binary (bwrap mode)
     cgroup: str = ""  # a cgroup v2 folder the launcher joins
+    scratch: str = ""  # without bwrap: a private host folder for HOME and TMPDIR (bwrap gives a private /tmp)
 
     def add(self, name: str, host: Path, inside: str, *, writable: bool = False) -> None:
         self.mounts.append(Mount(name, Path(host), inside, writable))
@@ -66,7 +68,8 @@ class Sandbox:
 
     def environment(self, extra: dict[str, str]) -> dict[str, str]:
         """The confined process's whole environment: a home in its private /tmp, its PATH, ``extra``."""
-        tmp = "/tmp" if self.mode == "bwrap" else self.path(self.cwd)
+        # Never the work folder: IPython's history, caches and temp files would land among the outputs.
+        tmp = "/tmp" if self.mode == "bwrap" else (self.scratch or tempfile.gettempdir())
         env = {name: os.environ[name] for name in PASSED_ENV if name in os.environ}
         env |= {
             "PATH": f"{Path(sys.executable).parent}:/usr/local/bin:/usr/bin:/bin",

