@@ -167,23 +167,28 @@ def run_in_kernel(port: int, token: str, kernel_id: str, code: str) -> str:
                    "allow_stdin": False, "stop_on_error": True}  # fmt: skip
         message = {"header": header, "parent_header": {}, "metadata": {}, "content": content, "channel": "shell",
                    "buffers": []}  # fmt: skip
-        await conn.write_message(json.dumps(message))
         out: list[str] = []
-        deadline = time.monotonic() + 120
-        while time.monotonic() < deadline:
-            raw = await asyncio.wait_for(conn.read_message(), timeout=120)
-            assert raw is not None, "the kernel's channel closed"
-            msg = json.loads(raw)
-            if msg.get("parent_header", {}).get("msg_id") != msg_id:
-                continue
-            kind = msg["header"]["msg_type"]
-            if kind == "stream":
-                out.append(msg["content"]["text"])
-            elif kind == "error":
-                raise AssertionError(f"{msg['content']['ename']}: {msg['content']['evalue']}")
-            elif kind == "status" and msg["content"]["execution_state"] == "idle":
-                break
-        conn.close()
+        try:
+            await conn.write_message(json.dumps(message))
+            deadline = time.monotonic() + 120
+            while time.monotonic() < deadline:
+                raw = await asyncio.wait_for(conn.read_message(), timeout=120)
+                assert raw is not None, "the kernel's channel closed"
+                msg = json.loads(raw)
+                if msg.get("parent_header", {}).get("msg_id") != msg_id:
+                    continue
+                kind = msg["header"]["msg_type"]
+                if kind == "stream":
+                    out.append(msg["content"]["text"])
+                elif kind == "error":
+                    raise AssertionError(f"{msg['content']['ename']}: {msg['content']['evalue']}")
+                elif kind == "status" and msg["content"]["execution_state"] == "idle":
+                    break
+        finally:
+            conn.close()
+            # The closing handshake: the server's close frame ends the stream, and the socket is closed.
+            while await asyncio.wait_for(conn.read_message(), timeout=30) is not None:
+                pass
         return "".join(out)
 
     return asyncio.run(run())
