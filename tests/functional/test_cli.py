@@ -135,6 +135,7 @@ def test_audit_show_lists_who_did_what(cli: Run) -> None:
     assert "alice" in out
 
 
+@pytest.mark.slow
 def test_demo_runs_the_flow_and_says_where_to_look(cli: Run, home: Path, tmp_path: Path) -> None:
     out = cli("demo", "--patients", "1500", "--seed", "4").stdout
     assert "workspace created" in out

@@ -287,6 +287,7 @@ LIMITS = {
 }
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("limit", list(LIMITS))
 def test_an_action_over_a_limit_fails_with_the_reason_keeps_its_notebook_and_stores_nothing(
     project: Project, limit: str

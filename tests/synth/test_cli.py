@@ -22,6 +22,7 @@ def _synth(home: Path, *args: str) -> subprocess.CompletedProcess[str]:
     )
 
 
+@pytest.mark.slow
 def test_synth_publishes_then_refuses_to_overwrite(registry: Registry, tmp_path: Path) -> None:
     home = tmp_path / "ws"
     shutil.copytree(registry.ws.root, home, ignore=shutil.ignore_patterns("synthetic", "reports"))
