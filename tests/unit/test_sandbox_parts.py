@@ -104,3 +104,17 @@ def test_the_work_folder_is_measured_by_what_it_holds_on_disk(tmp_path: Path) ->
         fh.truncate(1_000_000_000)
     used = limits.folder_bytes(tmp_path)
     assert 1_000_000 <= used < 2_000_000
+
+
+def test_the_private_tmp_is_mounted_before_what_may_live_under_the_hosts_tmp(tmp_path: Path) -> None:
+    from research_kit.sandbox.confine import Sandbox, python_folders
+
+    box = Sandbox(mode="bwrap", limits=limits.Limits(limits.MIB, 1, 1, limits.MIB, 8), bwrap="/usr/bin/bwrap")
+    box.add("work", tmp_path, "/rk/work", writable=True)
+    args = box.bwrap_args()
+    tmpfs = args.index("--tmpfs")
+    assert args[tmpfs + 1] == "/tmp"
+    binds = [i for i, a in enumerate(args) if a in ("--bind", "--ro-bind")]
+    assert tmpfs < min(binds)  # a clone under /tmp keeps its environment visible inside
+    assert {str(p) for p in python_folders()} <= {args[i + 2] for i in binds}
+    assert args[args.index("--bind") + 1 : args.index("--bind") + 3] == [str(tmp_path), "/rk/work"]

@@ -90,6 +90,9 @@ class Sandbox:
         ]  # fmt: skip
         if os.geteuid() == 0:
             args += ["--cap-drop", "ALL"]  # as root bwrap keeps capabilities unless told
+        # The private /tmp first: whatever is bound below it later (an environment or a workspace that lives
+        # in the host's /tmp) is mounted on top of it instead of being hidden by it.
+        args += ["--proc", "/proc", "--dev", "/dev", "--size", str(self.limits.work_bytes), "--tmpfs", "/tmp"]
         args += ["--ro-bind", "/usr", "/usr"]
         for name in ("bin", "sbin", "lib", "lib32", "lib64", "libx32"):
             top = Path("/") / name
@@ -102,7 +105,6 @@ class Sandbox:
                 args += ["--ro-bind", f"/etc/{name}", f"/etc/{name}"]
         for folder in python_folders():
             args += ["--ro-bind", str(folder), str(folder)]
-        args += ["--proc", "/proc", "--dev", "/dev", "--size", str(self.limits.work_bytes), "--tmpfs", "/tmp"]
         for m in self.mounts:
             args += ["--bind" if m.writable else "--ro-bind", str(m.host), m.inside]
         args += ["--chdir", self.path(self.cwd)]
