@@ -174,9 +174,9 @@ def run_lab(
             HOME_ENV: box.path("home"),
             TIER_ENV: "synthetic",
             "RESEARCH_KIT_CACHE": str(Path(box.path("codes")).parent),
-            "JUPYTER_RUNTIME_DIR": f"{box.path('run')}/runtime",
         }
     )
+    env["JUPYTER_RUNTIME_DIR"] = f"{env['TMPDIR']}/jupyter-runtime"  # kernels' sockets stay in the private /tmp
     command = [
         sys.executable, "-m", "jupyterlab", f"--ServerApp.sock={box.path('run')}/{SOCKET}",
         f"--IdentityProvider.token={token}", f"--ServerApp.root_dir={box.path('notebooks')}",
