@@ -193,7 +193,7 @@ def run_lab(
         box.command(plan), env={}, cwd=folder, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE, start_new_session=True,
     )  # fmt: skip
-    watcher = Watcher(box.limits, lab.root)
+    watcher = Watcher(box.limits, lab.root, also=(folder, run_dir))
     watcher.attach(server.pid)
     try:
         deadline = time.monotonic() + 120

@@ -358,3 +358,33 @@ def test_sandbox_off_is_refused_on_data_the_simulator_did_not_make_unless_a_stew
         assert unwaive(project.ws) == 1
     with pytest.raises(PolicyRefusal):
         confinement(project.ws)
+
+
+def test_the_console_repeats_nothing_the_notebook_chose(project: Project) -> None:
+    # Three ways a notebook could print a pseudonym on the researcher's console through an error line.
+    steal = "import research_kit as rk\nsecret = rk.load('patients')['pseudonym'].iloc[0]\n"
+    project.notebook("named", "n = 1", steal, "raise type('P' + secret.replace('-', '_'), (Exception,), {})()")
+    project.notebook("ours", "n = 1", steal, "class BadInput(Exception):\n    pass\nraise BadInput(secret)")
+    project.notebook(
+        "dies",
+        "n = 1",
+        steal,
+        "import os\nos.write(2, secret.encode() + b'\\n')  # the process's own stderr: the kernel's log\nos._exit(1)",
+    )
+    path = project.pipeline("s1", {
+        name: {"notebook": f"notebooks/{name}.ipynb", "outputs": {"highly_sensitive": {"o": f"{name}.txt"}}}
+        for name in ("named", "ours", "dies")
+    })  # fmt: skip
+    report = run_pipeline(project.ws, load_pipeline(path), extract="e1")
+    secret = str(pd.read_parquet(get_extract(project.ws, "e1").table_path("patients"))["pseudonym"].iloc[0])
+    errors = {name: a.error for name, a in report.actions.items()}
+    assert all(a.outcome == "failed" for a in report.actions.values())
+    for name, error in errors.items():
+        for form in (secret, secret.replace("-", "_")):
+            assert form not in error, name
+    assert "an exception (message withheld" in errors["named"]
+    assert "BadInput (message withheld" in errors["ours"]
+    assert "the kernel died (its output is kept beside the notebook)" in errors["dies"]
+    kept = Path(report.actions["dies"].notebook).with_suffix(".kernel.log")
+    assert secret in kept.read_text()  # for the committee, owner-only
+    assert kept.stat().st_mode & 0o077 == 0

@@ -112,9 +112,10 @@ def test_the_private_tmp_is_mounted_before_what_may_live_under_the_hosts_tmp(tmp
     box = Sandbox(mode="bwrap", limits=limits.Limits(limits.MIB, 1, 1, limits.MIB, 8), bwrap="/usr/bin/bwrap")
     box.add("work", tmp_path, "/rk/work", writable=True)
     args = box.bwrap_args()
-    tmpfs = args.index("--tmpfs")
-    assert args[tmpfs + 1] == "/tmp"
+    tmpfs = {args[i + 1]: i for i, a in enumerate(args) if a == "--tmpfs"}
+    assert set(tmpfs) == {"/tmp", "/dev/shm"}
+    assert all(args[i - 2 : i] == ["--size", str(limits.MIB)] for i in tmpfs.values())  # both capped
     binds = [i for i, a in enumerate(args) if a in ("--bind", "--ro-bind")]
-    assert tmpfs < min(binds)  # a clone under /tmp keeps its environment visible inside
+    assert max(tmpfs.values()) < min(binds)  # a clone under /tmp keeps its environment visible inside
     assert {str(p) for p in python_folders()} <= {args[i + 2] for i in binds}
     assert args[args.index("--bind") + 1 : args.index("--bind") + 3] == [str(tmp_path), "/rk/work"]

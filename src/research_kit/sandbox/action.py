@@ -104,7 +104,7 @@ class ActionSandbox:
             self._cgroup = Cgroup(parent, f"rk-{uuid.uuid4().hex[:12]}", self.base.limits)
             self._box.cgroup = str(self._cgroup.path)
         self._reason = ""
-        self._watcher = Watcher(self.base.limits, self.work, self._cgroup)
+        self._watcher = Watcher(self.base.limits, self.work, self._cgroup, also=(runtime,))
         return self._watcher
 
     def launch(self, runtime: Path) -> list[str]:

@@ -92,7 +92,9 @@ class Sandbox:
             args += ["--cap-drop", "ALL"]  # as root bwrap keeps capabilities unless told
         # The private /tmp first: whatever is bound below it later (an environment or a workspace that lives
         # in the host's /tmp) is mounted on top of it instead of being hidden by it.
-        args += ["--proc", "/proc", "--dev", "/dev", "--size", str(self.limits.work_bytes), "--tmpfs", "/tmp"]
+        size = str(self.limits.work_bytes)
+        args += ["--proc", "/proc", "--dev", "/dev", "--size", size, "--tmpfs", "/dev/shm", "--size", size]
+        args += ["--tmpfs", "/tmp"]
         args += ["--ro-bind", "/usr", "/usr"]
         for name in ("bin", "sbin", "lib", "lib32", "lib64", "libx32"):
             top = Path("/") / name

@@ -156,9 +156,12 @@ def folder_bytes(folder: Path) -> int:
 class Watcher:
     """Polls a confined process tree and its work folder; kills the tree at the first limit it finds exceeded."""
 
-    def __init__(self, limits: Limits, work: Path, cgroup: Cgroup | None = None) -> None:
+    def __init__(
+        self, limits: Limits, work: Path, cgroup: Cgroup | None = None, *, also: tuple[Path, ...] = ()
+    ) -> None:
         self.limits = limits
         self.work = work
+        self.folders = (work, *also)  # every host folder the confined code can write, under one cap
         self.cgroup = cgroup
         self.reason = ""
         self._pid: int | None = None
@@ -173,7 +176,7 @@ class Watcher:
 
     def check_work_folder(self) -> str:
         """The reason the work folder is over its cap, or ''. Called again before outputs are collected."""
-        used = folder_bytes(self.work)
+        used = sum(folder_bytes(folder) for folder in self.folders)
         if used > self.limits.work_bytes:
             return f"its work folder limit, {self.limits.work_bytes // MIB} MiB ({used // MIB} MiB written)"
         return ""

@@ -27,6 +27,7 @@ broker, which charges the study's DP queries to the ledger.
 from __future__ import annotations
 
 import asyncio
+import builtins
 import json
 import os
 import shutil
@@ -44,7 +45,12 @@ from research_kit.outputs.sidecar import sidecar_path
 
 KERNEL_NAME = "python3"
 RETRIES_ON_DEAD_KERNEL = 1
-USER_ERRORS = ("BadInput", "MissingData", "PolicyRefusal", "IntegrityError", "UserError")
+# Exception names the console may show: the kernel chooses an exception's name (a class can be named after a
+# patient), so only well-known ones are repeated; any other is "an exception". Messages are never repeated.
+KNOWN_ERRORS = frozenset(
+    {n for n, v in vars(builtins).items() if isinstance(v, type) and issubclass(v, BaseException)}
+    | {"BadInput", "MissingData", "PolicyRefusal", "IntegrityError", "UserError", "DeadKernelError"}
+)
 
 
 @dataclass(frozen=True)
@@ -179,15 +185,14 @@ def _execute(task: ActionTask, work_root: Path, dropped: list[str]) -> tuple[str
                 if reason:
                     return f"it exceeded {reason}", _keep(executed, failed)
                 return _cell_error(executed, exc), _keep(executed, failed)
-            except DeadKernelError as exc:
+            except DeadKernelError:
                 reason = box.stop()
                 if reason:
                     return f"it exceeded {reason} (the kernel was stopped)", _keep(executed, failed)
                 if attempt == RETRIES_ON_DEAD_KERNEL:
-                    log = runtime / "kernel.log"
-                    last = log.read_text(errors="replace").strip().splitlines()[-1:] if log.is_file() else []
-                    detail = f"; its last words: {last[0][:200]}" if last else ""
-                    return f"the kernel died ({exc}){detail}", _keep(executed, failed)
+                    # Its output (it may quote data) is kept for the committee, never shown on the console.
+                    _keep(runtime / "kernel.log", failed.with_suffix(".kernel.log"))
+                    return "the kernel died (its output is kept beside the notebook)", _keep(executed, failed)
             except Exception as exc:  # noqa: BLE001 - a kernel that cannot start, a notebook papermill refuses, ...
                 reason = box.stop()
                 if reason:
@@ -208,7 +213,13 @@ def _first_line(exc: BaseException) -> str:
 
 
 def _cell_error(executed: Path, exc: Any) -> str:
-    """'cell 4 (`df = load(...)`): KeyError: 'x'', numbered as in the source notebook (from 1)."""
+    """'cell 4 (`df = load(...)`): KeyError (message withheld ...)', numbered as in the source notebook (from 1).
+
+    The cell's first line is the author's code (from the notebook file, not
+    from the kernel); the exception's name is repeated only when it is a
+    well-known one, and its message never: both come from code that ran on
+    real data.
+    """
     index = int(exc.cell_index)
     try:
         cells = json.loads(executed.read_text(encoding="utf-8"))["cells"]
@@ -219,13 +230,8 @@ def _cell_error(executed: Path, exc: Any) -> str:
     first_line = next((line.strip() for line in str(exc.source).splitlines() if line.strip()), "")
     if len(first_line) > 60:
         first_line = first_line[:57] + "..."
-    if exc.ename not in USER_ERRORS:
-        # The message of an exception raised on real data can quote that data: the console gets its name only.
-        return f"cell {index + 1} (`{first_line}`): {exc.ename} (message withheld: it may quote data)"
-    value = " ".join(str(exc.evalue).split())
-    if len(value) > 200:
-        value = value[:197] + "..."
-    return f"cell {index + 1} (`{first_line}`): {exc.ename}: {value}"
+    name = exc.ename if exc.ename in KNOWN_ERRORS else "an exception"
+    return f"cell {index + 1} (`{first_line}`): {name} (message withheld: it may quote data)"
 
 
 def _keep(executed: Path, target: Path) -> str:
