@@ -369,7 +369,8 @@ def test_the_console_repeats_nothing_the_notebook_chose(project: Project) -> Non
         "dies",
         "n = 1",
         steal,
-        "import os\nos.write(2, secret.encode() + b'\\n')  # the process's own stderr: the kernel's log\nos._exit(1)",
+        # The process's stderr: ipykernel's watcher thread echoes it to the kernel's log (given a moment).
+        "import os, time\nos.write(2, secret.encode() + b'\\n')\ntime.sleep(1)\nos._exit(1)",
     )
     path = project.pipeline("s1", {
         name: {"notebook": f"notebooks/{name}.ipynb", "outputs": {"highly_sensitive": {"o": f"{name}.txt"}}}

@@ -191,7 +191,8 @@ def _execute(task: ActionTask, work_root: Path, dropped: list[str]) -> tuple[str
                     return f"it exceeded {reason} (the kernel was stopped)", _keep(executed, failed)
                 if attempt == RETRIES_ON_DEAD_KERNEL:
                     # Its output (it may quote data) is kept for the committee, never shown on the console.
-                    _keep(runtime / "kernel.log", failed.with_suffix(".kernel.log"))
+                    _collect_log(runtime, work_root)
+                    _keep(work_root / "kernel.log", failed.with_suffix(".kernel.log"))
                     return "the kernel died (its output is kept beside the notebook)", _keep(executed, failed)
             except Exception as exc:  # noqa: BLE001 - a kernel that cannot start, a notebook papermill refuses, ...
                 reason = box.stop()
@@ -200,11 +201,21 @@ def _execute(task: ActionTask, work_root: Path, dropped: list[str]) -> tuple[str
                 return _first_line(exc), _keep(executed, failed)
             finally:
                 box.stop()
+                _collect_log(runtime, work_root)
                 shutil.rmtree(runtime, ignore_errors=True)
     finally:
         box.close()
         dropped += box.dropped
     raise AssertionError("unreachable")
+
+
+def _collect_log(runtime: Path, work_root: Path) -> None:
+    """Append the kernel's own output of this attempt to the action's log (outside the sandbox's reach)."""
+    log = runtime / "kernel.log"
+    if log.is_file():
+        with open(work_root / "kernel.log", "ab") as out:
+            out.write(log.read_bytes())
+        log.unlink()
 
 
 def _first_line(exc: BaseException) -> str:
