@@ -69,6 +69,7 @@ def prepare_lab_home(ws: Workspace, home: Path) -> Workspace:
             "no synthetic twin published yet: researchers' notebooks run on one (the steward runs "
             "'research-kit synth EXTRACT')"
         )
+    _drop_planted_links(home, ws)
     lab, _ = init_workspace(home)
     shutil.copyfile(ws.policy_path, lab.policy_path)
     lab.synthetic_dir.mkdir(mode=0o700, exist_ok=True)
@@ -83,6 +84,19 @@ def prepare_lab_home(ws: Workspace, home: Path) -> Workspace:
         if folder.is_dir() and not any(folder.iterdir()):
             folder.rmdir()
     return lab
+
+
+def _drop_planted_links(home: Path, ws: Workspace) -> None:
+    """Remove symlinks from the lab home's top level: code in the lab can plant them, and this process (outside,
+    as the workspace's owner) would follow them when it writes the policy, the catalog or the audit log."""
+    if home.is_symlink():
+        raise BadInput(f"--home {home}: a symbolic link; give the folder itself")
+    if home.is_dir():
+        for entry in home.iterdir():
+            if entry.is_symlink():
+                entry.unlink()
+                if entry.name == ws.policy_path.name:
+                    shutil.copyfile(ws.policy_path, entry)  # still a lab home
 
 
 def _copy_twin(source: Path, target: Path) -> None:
@@ -161,7 +175,7 @@ def run_lab(
 ) -> None:
     """Prepare the lab home and run JupyterLab in its sandbox, reached on loopback, until Ctrl-C."""
     from research_kit.sandbox.forward import forward
-    from research_kit.sandbox.limits import Watcher, kill_tree
+    from research_kit.sandbox.limits import Watcher, in_tree, kill_tree
 
     folder = check_notebooks_folder(ws, notebooks)
     lab = prepare_lab_home(ws, home)
@@ -208,7 +222,14 @@ def run_lab(
 
             webbrowser.open(f"http://127.0.0.1:{port}/lab?token={token}")
         try:
-            asyncio.run(forward(port, socket_path, stop=lambda: server.poll() is not None or bool(watcher.reason)))
+            asyncio.run(
+                forward(
+                    port,
+                    socket_path,
+                    stop=lambda: server.poll() is not None or bool(watcher.reason),
+                    peer_ok=lambda pid: in_tree(pid, server.pid),
+                )
+            )
         except OSError as exc:
             raise BadInput(f"--port {port}: cannot listen on 127.0.0.1 ({exc.strerror or exc})") from None
         if watcher.reason:

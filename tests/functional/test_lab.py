@@ -127,9 +127,21 @@ def test_lab_server_and_kernels_run_sandboxed_on_the_twin(project: Project, tmp_
             port, token, kernel["id"],
             f"KEY, WS, PORT = {str(key_file)!r}, {str(project.ws.root)!r}, {listener.getsockname()[1]}\n" + ESCAPES,
         )  # fmt: skip
-        served = {
-            name: _status(f"{base}/files/{name}?token={token}") for name in ("leak-key.txt", "leak-catalog.sqlite")
-        }
+        served = {name: _status(f"{base}/files/{name}?token={token}") for name in ("leak-key.txt", "leak-catalog")}
+        # Swap the server's socket for a link to a socket of the host: the forwarder must not follow it.
+        host_socket = socket.socket(socket.AF_UNIX)
+        host_socket.bind(str(tmp_path / "host.sock"))
+        host_socket.listen()
+        host_socket.settimeout(3)
+        swap = "import os\nos.symlink(HOST, '/lab/run/swap')\nos.replace('/lab/run/swap', '/lab/run/jupyter.sock')"
+        run_in_kernel(port, token, kernel["id"], f"HOST = {str(tmp_path / 'host.sock')!r}\n" + swap)
+        after_swap = _status(f"{base}/api/status?token={token}")
+        try:
+            host_socket.accept()[0].close()
+            reached = True
+        except TimeoutError:
+            reached = False
+        host_socket.close()
     finally:
         listener.close()
         lab.terminate()
@@ -148,6 +160,8 @@ def test_lab_server_and_kernels_run_sandboxed_on_the_twin(project: Project, tmp_
     # The server runs in the same sandbox: the symlinks lead nowhere it can read (refused or not found).
     assert set(served.values()) <= {403, 404}, served
     assert (notebooks / "leak-key.txt").is_symlink()  # planted in the notebooks folder, harmless outside too
+    assert after_swap == 0  # the forwarder closed the connection
+    assert reached is False
 
 
 def run_in_kernel(port: int, token: str, kernel_id: str, code: str) -> str:
@@ -195,11 +209,14 @@ def run_in_kernel(port: int, token: str, kernel_id: str, code: str) -> str:
 
 
 def _status(url: str) -> int:
+    """The HTTP status, or 0 when the connection closed without an answer."""
     try:
         with urllib.request.urlopen(url, timeout=30) as got:
             return int(got.status)
     except urllib.error.HTTPError as exc:
         return int(exc.code)
+    except (urllib.error.URLError, ConnectionError):
+        return 0
 
 
 def _post(url: str, *, deadline: float) -> dict[str, str]:
@@ -212,3 +229,17 @@ def _post(url: str, *, deadline: float) -> dict[str, str]:
             if time.monotonic() > deadline:
                 raise
             time.sleep(0.3)
+
+
+def test_links_planted_in_the_lab_home_are_not_followed_when_it_is_prepared_again(
+    project: Project, tmp_path: Path
+) -> None:
+    publish_twin(project)
+    lab = prepare_lab_home(project.ws, tmp_path / "lab")
+    target = tmp_path / "host-file"
+    target.write_text("the host's own")
+    lab.policy_path.unlink()
+    lab.policy_path.symlink_to(target)  # as code in the lab could do
+    prepare_lab_home(project.ws, tmp_path / "lab")
+    assert target.read_text() == "the host's own"
+    assert not lab.policy_path.is_symlink()

@@ -360,7 +360,7 @@ def test_sandbox_off_is_refused_on_data_the_simulator_did_not_make_unless_a_stew
         confinement(project.ws)
 
 
-def test_the_console_repeats_nothing_the_notebook_chose(project: Project) -> None:
+def test_the_console_repeats_nothing_the_notebook_chose(project: Project, tmp_path: Path) -> None:
     # Three ways a notebook could print a pseudonym on the researcher's console through an error line.
     steal = "import research_kit as rk\nsecret = rk.load('patients')['pseudonym'].iloc[0]\n"
     project.notebook("named", "n = 1", steal, "raise type('P' + secret.replace('-', '_'), (Exception,), {})()")
@@ -372,9 +372,15 @@ def test_the_console_repeats_nothing_the_notebook_chose(project: Project) -> Non
         # The process's stderr: ipykernel's watcher thread echoes it to the kernel's log (given a moment).
         "import os, time\nos.write(2, secret.encode() + b'\\n')\ntime.sleep(1)\nos._exit(1)",
     )
+    # A link planted where the kernel's log once lived, to a host file the runner would then copy and chmod.
+    host_file = tmp_path / "host.txt"
+    host_file.write_text("the host's own")
+    host_file.chmod(0o644)
+    plant = f"import os\nos.symlink({str(host_file)!r}, os.environ['JUPYTER_RUNTIME_DIR'] + '/kernel.log')\nos._exit(1)"
+    project.notebook("plant", "n = 1", plant)
     path = project.pipeline("s1", {
         name: {"notebook": f"notebooks/{name}.ipynb", "outputs": {"highly_sensitive": {"o": f"{name}.txt"}}}
-        for name in ("named", "ours", "dies")
+        for name in ("named", "ours", "dies", "plant")
     })  # fmt: skip
     report = run_pipeline(project.ws, load_pipeline(path), extract="e1")
     secret = str(pd.read_parquet(get_extract(project.ws, "e1").table_path("patients"))["pseudonym"].iloc[0])
@@ -389,3 +395,7 @@ def test_the_console_repeats_nothing_the_notebook_chose(project: Project) -> Non
     kept = Path(report.actions["dies"].notebook).with_suffix(".kernel.log")
     assert secret in kept.read_text()  # for the committee, owner-only
     assert kept.stat().st_mode & 0o077 == 0
+    planted = Path(report.actions["plant"].notebook).with_suffix(".kernel.log")
+    assert not planted.is_symlink()
+    assert "the host's own" not in planted.read_text()
+    assert (host_file.read_text(), host_file.stat().st_mode & 0o777) == ("the host's own", 0o644)

@@ -30,6 +30,7 @@ from typing import Any
 from research_kit.errors import BadInput, MissingData, PolicyRefusal, UserError
 
 MAX_REQUEST_BYTES = 1 << 20
+MAX_LIST = 10_000  # bins, candidates, group columns, filter text: bounded work for the runner
 ERRORS: dict[str, type[UserError]] = {e.__name__: e for e in (BadInput, MissingData, PolicyRefusal)}
 SPEC_KEYS = frozenset(
     {"by", "where", "per_group", "max_groups", "signed", "column_name", "bounds", "candidates", "alpha", "bins"}
@@ -76,8 +77,10 @@ def _answer(grant: Grant, request: Any) -> dict[str, Any]:
         raise PolicyRefusal("an action's queries run on its own extract (the real tier)")
     if request.get("extract") not in (None, grant.extract):
         raise PolicyRefusal(f"extract {request['extract']!r}: this action's queries run on {grant.extract!r}")
-    for key in ("bounds", "candidates", "bins"):
-        if isinstance(spec.get(key), list):
+    for key in ("bounds", "candidates", "bins", "by", "where"):
+        if isinstance(spec.get(key), list | dict | str) and len(spec[key]) > MAX_LIST:
+            raise BadInput(f"{key}: at most {MAX_LIST} entries")
+        if key in ("bounds", "candidates", "bins") and isinstance(spec.get(key), list):
             spec[key] = tuple(spec[key]) if key == "bounds" else list(spec[key])
     ws = open_workspace(Path(grant.workspace))
     with acting(grant.actor):
@@ -99,6 +102,7 @@ def _answer(grant: Grant, request: Any) -> dict[str, Any]:
 
 class _Handler(socketserver.StreamRequestHandler):
     server: _Server
+    timeout = 60  # a connection that sends nothing for this long is closed
 
     def handle(self) -> None:
         while True:
@@ -118,8 +122,8 @@ class _Handler(socketserver.StreamRequestHandler):
             self.wfile.flush()
 
 
-class _Server(socketserver.ThreadingMixIn, socketserver.UnixStreamServer):
-    daemon_threads = True
+class _Server(socketserver.UnixStreamServer):
+    """One connection at a time: an action's queries queue; none runs beside another in the runner."""
 
     def __init__(self, path: str, grant: Grant) -> None:
         self.grant = grant

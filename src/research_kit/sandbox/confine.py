@@ -109,7 +109,8 @@ class Sandbox:
             args += ["--ro-bind", str(folder), str(folder)]
         for m in self.mounts:
             args += ["--bind" if m.writable else "--ro-bind", str(m.host), m.inside]
-        args += ["--chdir", self.path(self.cwd)]
+        # Nothing else writable: bwrap's own root and /dev are tmpfs without a size (memory no watcher sees).
+        args += ["--remount-ro", "/dev", "--remount-ro", "/", "--chdir", self.path(self.cwd)]
         return args
 
     def write_plan(self, path: Path, argv: list[str], env: dict[str, str]) -> Path:

@@ -31,6 +31,7 @@ from research_kit.config import RunnerPolicy
 
 MIB = 1024 * 1024
 POLL_SECONDS = 0.25
+OPEN_FILES = 4096
 CGROUP_ROOT = Path("/sys/fs/cgroup")
 
 
@@ -63,6 +64,7 @@ class Limits:
             "cpu": (self.cpu_seconds + 2, self.cpu_seconds + 5),
             "fsize": (self.work_bytes, self.work_bytes),
             "core": (0, 0),
+            "nofile": (OPEN_FILES, OPEN_FILES),  # memory-backed files (memfd) escape the resident-memory watch
         }
 
     def describe(self) -> str:
@@ -256,3 +258,13 @@ def kill_tree(pid: int, on_error: Callable[[Exception], None] | None = None) -> 
         except psutil.Error as exc:
             if on_error is not None:
                 on_error(exc)
+
+
+def in_tree(pid: int, root: int) -> bool:
+    """Whether ``pid`` is ``root`` or runs under it."""
+    import psutil
+
+    try:
+        return pid == root or any(p.pid == pid for p in psutil.Process(root).children(recursive=True))
+    except psutil.Error:
+        return False

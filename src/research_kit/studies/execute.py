@@ -41,6 +41,7 @@ from pathlib import Path
 from typing import Any
 
 from research_kit.checksums import file_sha256
+from research_kit.errors import UserError
 from research_kit.outputs.sidecar import sidecar_path
 
 KERNEL_NAME = "python3"
@@ -157,8 +158,8 @@ def _execute(task: ActionTask, work_root: Path, dropped: list[str]) -> tuple[str
     failed = Path(task.failed_notebook)
     try:
         box = ActionSandbox.prepare(task, work_root)
-    except Exception as exc:  # noqa: BLE001 - no sandbox, no run: the action fails with the reason
-        raise _ActionFailed(f"its sandbox could not be made: {_first_line(exc)}") from None
+    except UserError as exc:  # no sandbox, no run: the action fails with the reason (research-kit's own words)
+        raise _ActionFailed(f"its sandbox could not be made: {exc}") from None
     try:
         for attempt in range(RETRIES_ON_DEAD_KERNEL + 1):
             box.reset_work()
@@ -171,7 +172,9 @@ def _execute(task: ActionTask, work_root: Path, dropped: list[str]) -> tuple[str
                     str(executed),
                     parameters=task.parameters,
                     kernel_name=KERNEL_NAME,
-                    kernel_manager_class=kernel_manager_class(runtime, box.work, box.launch(runtime), watcher.attach),
+                    kernel_manager_class=kernel_manager_class(
+                        runtime, box.work, box.launch(runtime), watcher.attach, work_root / "kernel.log"
+                    ),
                     progress_bar=False,
                     log_output=False,
                     request_save_on_cell_execute=True,  # a killed kernel leaves the cells run so far
@@ -191,36 +194,25 @@ def _execute(task: ActionTask, work_root: Path, dropped: list[str]) -> tuple[str
                     return f"it exceeded {reason} (the kernel was stopped)", _keep(executed, failed)
                 if attempt == RETRIES_ON_DEAD_KERNEL:
                     # Its output (it may quote data) is kept for the committee, never shown on the console.
-                    _collect_log(runtime, work_root)
                     _keep(work_root / "kernel.log", failed.with_suffix(".kernel.log"))
                     return "the kernel died (its output is kept beside the notebook)", _keep(executed, failed)
             except Exception as exc:  # noqa: BLE001 - a kernel that cannot start, a notebook papermill refuses, ...
                 reason = box.stop()
                 if reason:
                     return f"it exceeded {reason}", _keep(executed, failed)
-                return _first_line(exc), _keep(executed, failed)
+                # Its text can quote what the kernel sent (papermill validates kernel messages): kept, not shown.
+                with open(work_root / "kernel.log", "a", encoding="utf-8") as log:
+                    log.write(f"\n{type(exc).__name__}: {exc}\n")
+                _keep(work_root / "kernel.log", failed.with_suffix(".kernel.log"))
+                name = type(exc).__name__ if type(exc).__name__ in KNOWN_ERRORS else "an error"
+                return f"{name} (details kept beside the notebook)", _keep(executed, failed)
             finally:
                 box.stop()
-                _collect_log(runtime, work_root)
                 shutil.rmtree(runtime, ignore_errors=True)
     finally:
         box.close()
         dropped += box.dropped
     raise AssertionError("unreachable")
-
-
-def _collect_log(runtime: Path, work_root: Path) -> None:
-    """Append the kernel's own output of this attempt to the action's log (outside the sandbox's reach)."""
-    log = runtime / "kernel.log"
-    if log.is_file():
-        with open(work_root / "kernel.log", "ab") as out:
-            out.write(log.read_bytes())
-        log.unlink()
-
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return f"{type(exc).__name__}: {text.splitlines()[0] if text else ''}"[:300]
 
 
 def _cell_error(executed: Path, exc: Any) -> str:
@@ -247,7 +239,10 @@ def _cell_error(executed: Path, exc: Any) -> str:
 
 def _keep(executed: Path, target: Path) -> str:
     """Keep a failed action's executed notebook (it holds real-data output) readable by the workspace's owner only."""
-    if not executed.is_file():
+    try:
+        if not stat.S_ISREG(executed.lstat().st_mode):  # never a symlink: it would be followed below
+            return ""
+    except OSError:
         return ""
     target.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
     target.parent.chmod(0o700)

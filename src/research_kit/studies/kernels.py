@@ -19,7 +19,7 @@ from jupyter_client.manager import AsyncKernelManager, KernelManager
 
 
 def kernel_manager_class(
-    runtime_dir: Path, cwd: Path, argv: list[str], on_start: Callable[[int], None]
+    runtime_dir: Path, cwd: Path, argv: list[str], on_start: Callable[[int], None], log: Path
 ) -> type[KernelManager]:
     """A ``KernelManager`` subclass bound to ``runtime_dir`` (sockets, connection file), ``cwd`` and ``argv``.
 
@@ -27,11 +27,14 @@ def kernel_manager_class(
     :mod:`research_kit.sandbox.launch`); it is started with an empty
     environment, so nothing of the runner's reaches the notebook but what the
     sandbox's plan names. ``on_start`` gets the started process's id (for the
-    limits' watcher).
+    limits' watcher). The kernel's own output goes to ``log``, which must lie
+    outside every folder the sandbox can write (a symlink planted there would
+    be followed by whoever reads the log).
     """
     runtime = str(runtime_dir)
     workdir = str(cwd)
     command = list(argv)
+    log_path = str(log)
 
     # The asynchronous manager: its client awaits messages, so nbclient notices a kernel killed for a limit.
     class RunKernelManager(AsyncKernelManager):
@@ -51,8 +54,8 @@ def kernel_manager_class(
             kw["env"] = {}
             kw["cwd"] = workdir
             # The kernel's own chatter (shutdown notices, warnings) goes to a log, not the runner's terminal.
-            with open(os.path.join(runtime, "kernel.log"), "ab") as log:
-                kw["stdout"] = kw["stderr"] = log
+            with open(log_path, "ab") as out:
+                kw["stdout"] = kw["stderr"] = out
                 await super()._async_start_kernel(**kw)
             process = getattr(self.provisioner, "process", None)
             if process is not None:
