@@ -75,7 +75,12 @@ def test_the_broker_refuses_what_is_not_a_query_on_its_own_extract(request_: obj
 def test_limits_come_from_the_policy_and_set_the_launchers_rlimits() -> None:
     got = limits.Limits.from_policy(RunnerPolicy(memory_mb=100, cpu_seconds=10, work_mb=3))
     assert got.memory_bytes == 100 * limits.MIB
-    assert got.rlimits() == {"cpu": (12, 15), "fsize": (3 * limits.MIB, 3 * limits.MIB), "core": (0, 0)}
+    assert got.rlimits() == {
+        "cpu": (12, 15),
+        "fsize": (3 * limits.MIB, 3 * limits.MIB),
+        "core": (0, 0),
+        "nofile": (limits.OPEN_FILES, limits.OPEN_FILES),
+    }
 
 
 def test_a_delegated_cgroup_v2_is_found_and_configured(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
