@@ -230,6 +230,7 @@ class RunnerPolicy(_Section):
     wall_seconds: int = _opt(7200, "Wall-clock time one action may take, in seconds.", min=1)
     work_mb: int = _opt(2048, "Size of an action's work folder (its outputs and scratch files), in MiB.", min=1)
     max_processes: int = _opt(64, "Processes (and threads) one action may have at once.", min=4)
+    max_files: int = _opt(100_000, "Files and folders an action's work folder may hold.", min=10)
 
 
 @dataclass(frozen=True)

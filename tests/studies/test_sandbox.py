@@ -278,6 +278,11 @@ LIMITS = {
         "for i in range(20):\n    open(f'part{i}.bin', 'wb').write(b'x' * 1_000_000)\ntime.sleep(20)",
         "its work folder limit, 5 MiB",
     ),
+    "files": (
+        {"max_files": 50},
+        "for i in range(200):\n    open(f'empty{i}', 'w').close()\ntime.sleep(20)",
+        "its limit of 50 files in its work folder",
+    ),
     "processes": (
         {"max_processes": 40},
         "threads = [threading.Thread(target=time.sleep, args=(30,)) for _ in range(60)]\n"

@@ -102,13 +102,21 @@ def test_a_delegated_cgroup_v2_is_found_and_configured(tmp_path: Path, monkeypat
     assert group.oom_killed()
 
 
-def test_the_work_folder_is_measured_by_what_it_holds_on_disk(tmp_path: Path) -> None:
+def test_the_work_folder_is_measured_by_what_it_holds_on_disk_and_its_entries(tmp_path: Path) -> None:
     (tmp_path / "a").mkdir()
     (tmp_path / "a" / "one.bin").write_bytes(b"x" * 1_000_000)
     with open(tmp_path / "sparse.bin", "wb") as fh:  # claims 1 GB, holds almost nothing
         fh.truncate(1_000_000_000)
-    used = limits.folder_bytes(tmp_path)
+    for i in range(20):
+        (tmp_path / "a" / f"empty-{i}").touch()  # no block, but an inode each
+    used, entries = limits.folder_usage(tmp_path)
     assert 1_000_000 <= used < 2_000_000
+    assert entries == 23
+    watcher = limits.Watcher(limits.Limits(limits.MIB * 1024, 60, 60, limits.MIB * 1024, 8, max_files=22), tmp_path)
+    try:
+        assert watcher.check_work_folder() == "its limit of 22 files in its work folder"
+    finally:
+        watcher.stop()
 
 
 def test_the_private_tmp_is_mounted_before_what_may_live_under_the_hosts_tmp(tmp_path: Path) -> None:

@@ -42,6 +42,7 @@ class Limits:
     wall_seconds: int
     work_bytes: int
     max_processes: int
+    max_files: int = 100_000
 
     @classmethod
     def from_policy(cls, runner: RunnerPolicy) -> Limits:
@@ -51,6 +52,7 @@ class Limits:
             wall_seconds=runner.wall_seconds,
             work_bytes=runner.work_mb * MIB,
             max_processes=runner.max_processes,
+            max_files=runner.max_files,
         )
 
     def rlimits(self) -> dict[str, tuple[int, int]]:
@@ -70,7 +72,7 @@ class Limits:
     def describe(self) -> str:
         return (
             f"memory {self.memory_bytes // MIB} MiB, CPU {self.cpu_seconds} s, wall {self.wall_seconds} s, "
-            f"work folder {self.work_bytes // MIB} MiB, {self.max_processes} processes"
+            f"work folder {self.work_bytes // MIB} MiB and {self.max_files} files, {self.max_processes} processes"
         )
 
 
@@ -135,9 +137,10 @@ class Cgroup:
                 time.sleep(0.05)
 
 
-def folder_bytes(folder: Path) -> int:
-    """Disk space used by the files under ``folder`` (blocks, so a sparse file counts what it holds)."""
-    total = 0
+def folder_usage(folder: Path) -> tuple[int, int]:
+    """(disk space used, entries) under ``folder``: blocks, so a sparse file counts what it holds; every file,
+    folder and link is an entry (empty files hold no block but use an inode)."""
+    total, count = 0, 0
     stack = [folder]
     while stack:
         try:
@@ -148,11 +151,12 @@ def folder_bytes(folder: Path) -> int:
                     except OSError:
                         continue
                     total += st.st_blocks * 512
+                    count += 1
                     if entry.is_dir(follow_symlinks=False):
                         stack.append(Path(entry.path))
         except OSError:
             continue
-    return total
+    return total, count
 
 
 class Watcher:
@@ -178,9 +182,12 @@ class Watcher:
 
     def check_work_folder(self) -> str:
         """The reason the work folder is over its cap, or ''. Called again before outputs are collected."""
-        used = sum(folder_bytes(folder) for folder in self.folders)
+        usage = [folder_usage(folder) for folder in self.folders]
+        used, files = sum(u[0] for u in usage), sum(u[1] for u in usage)
         if used > self.limits.work_bytes:
             return f"its work folder limit, {self.limits.work_bytes // MIB} MiB ({used // MIB} MiB written)"
+        if files > self.limits.max_files:
+            return f"its limit of {self.limits.max_files} files in its work folder"
         return ""
 
     def stop(self) -> str:
