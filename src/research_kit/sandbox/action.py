@@ -39,7 +39,6 @@ class ActionSandbox:
         self.base = base
         self.broker = broker
         self.broker_dir = broker_dir
-        self.dropped: list[str] = []
         self._watcher: Watcher | None = None
         self._cgroup: Cgroup | None = None
         self._box = base
@@ -133,9 +132,6 @@ class ActionSandbox:
             self._cgroup.close()
             self._cgroup = None
         return self._reason
-
-    def describe(self) -> dict[str, object]:
-        return self._box.describe()
 
     def close(self) -> None:
         self.stop()

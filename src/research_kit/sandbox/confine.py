@@ -132,17 +132,6 @@ class Sandbox:
         """The argument list that runs the plan (``extra``: the launcher's connection-file argument)."""
         return [sys.executable, "-I", "-S", str(LAUNCHER), str(plan), *extra]
 
-    def describe(self) -> dict[str, object]:
-        """The sandbox's settings, as recorded in provenance."""
-        return {
-            "mode": self.mode,
-            "mounts": {m.name: {"inside": m.inside, "writable": m.writable} for m in self.mounts},
-            "network": "none" if self.mode == "bwrap" else "host",
-            "namespaces": "user, mount, pid, net, ipc, uts, cgroup" if self.mode == "bwrap" else "none",
-            "limits": self.limits.describe(),
-            "cgroup": bool(self.cgroup),
-        }
-
 
 def python_folders() -> list[Path]:
     """The folders the Python environment needs (stdlib, site-packages, research-kit's source), outermost only."""

@@ -23,7 +23,6 @@ from __future__ import annotations
 import os
 import threading
 import time
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -250,7 +249,7 @@ def _tree_usage(pid: int) -> tuple[int, float, int]:
     return rss, cpu, tasks
 
 
-def kill_tree(pid: int, on_error: Callable[[Exception], None] | None = None) -> None:
+def kill_tree(pid: int) -> None:
     """SIGKILL ``pid`` and every process under it (children first found, then the root)."""
     import psutil
 
@@ -262,9 +261,8 @@ def kill_tree(pid: int, on_error: Callable[[Exception], None] | None = None) -> 
     for proc in procs:
         try:
             proc.kill()
-        except psutil.Error as exc:
-            if on_error is not None:
-                on_error(exc)
+        except psutil.Error:
+            continue
 
 
 def in_tree(pid: int, root: int) -> bool:

@@ -52,6 +52,17 @@ class Confinement:
     def sandbox(self, limits: Limits) -> Sandbox:
         return Sandbox(mode=self.mode, limits=limits, bwrap=self.bwrap)
 
+    def settings(self, limits: Limits) -> dict[str, object]:
+        """What a run records in each action's provenance and its audit entry."""
+        confined = self.mode == "bwrap"
+        return {
+            "mode": self.mode,
+            "network": "none" if confined else "the host's",
+            "namespaces": "user, mount, pid, net, ipc, uts, cgroup" if confined else "none",
+            "limits": limits.describe(),
+            "notices": list(self.notices),
+        }
+
 
 def _now() -> str:
     return datetime.now(UTC).isoformat(timespec="seconds")

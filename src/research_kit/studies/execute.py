@@ -106,7 +106,7 @@ def execute_action(task: ActionTask) -> ActionResult:
     work_root = Path(task.work_dir)
     dropped: list[str] = []
     try:
-        error, notebook = _execute(task, work_root, dropped)
+        error, notebook = _execute(task, work_root)
         outputs: list[OutputFile] = []
         if not error:
             outputs = _publish(task, work_root, dropped)
@@ -142,11 +142,10 @@ class _ActionFailed(Exception):
         self.notebook = notebook
 
 
-def _execute(task: ActionTask, work_root: Path, dropped: list[str]) -> tuple[str, str]:
+def _execute(task: ActionTask, work_root: Path) -> tuple[str, str]:
     """Run the notebook in its sandbox; return (error, kept notebook) with error empty on success."""
     import papermill
     from nbclient.exceptions import DeadKernelError
-    from papermill.exceptions import PapermillExecutionError
 
     from research_kit.sandbox.action import ActionSandbox
     from research_kit.studies.kernels import kernel_manager_class
@@ -183,36 +182,37 @@ def _execute(task: ActionTask, work_root: Path, dropped: list[str]) -> tuple[str
                 if reason:
                     return f"it exceeded {reason}", _keep(executed, failed)
                 return "", str(executed)
-            except PapermillExecutionError as exc:
+            except Exception as exc:  # noqa: BLE001 - a failing cell, a dead kernel, one that cannot start, ...
                 reason = box.stop()
-                if reason:
+                if reason:  # the watcher stopped it: whatever papermill then raised, this is why
                     return f"it exceeded {reason}", _keep(executed, failed)
-                return _cell_error(executed, exc), _keep(executed, failed)
-            except DeadKernelError:
-                reason = box.stop()
-                if reason:
-                    return f"it exceeded {reason} (the kernel was stopped)", _keep(executed, failed)
-                if attempt == RETRIES_ON_DEAD_KERNEL:
-                    # Its output (it may quote data) is kept for the committee, never shown on the console.
-                    _keep(work_root / "kernel.log", failed.with_suffix(".kernel.log"))
-                    return "the kernel died (its output is kept beside the notebook)", _keep(executed, failed)
-            except Exception as exc:  # noqa: BLE001 - a kernel that cannot start, a notebook papermill refuses, ...
-                reason = box.stop()
-                if reason:
-                    return f"it exceeded {reason}", _keep(executed, failed)
-                # Its text can quote what the kernel sent (papermill validates kernel messages): kept, not shown.
-                with open(work_root / "kernel.log", "a", encoding="utf-8") as log:
-                    log.write(f"\n{type(exc).__name__}: {exc}\n")
-                _keep(work_root / "kernel.log", failed.with_suffix(".kernel.log"))
-                name = type(exc).__name__ if type(exc).__name__ in KNOWN_ERRORS else "an error"
-                return f"{name} (details kept beside the notebook)", _keep(executed, failed)
+                if isinstance(exc, DeadKernelError) and attempt < RETRIES_ON_DEAD_KERNEL:
+                    continue
+                return _failure(exc, executed, work_root, failed), _keep(executed, failed)
             finally:
                 box.stop()
                 shutil.rmtree(runtime, ignore_errors=True)
     finally:
         box.close()
-        dropped += box.dropped
     raise AssertionError("unreachable")
+
+
+def _failure(exc: Exception, executed: Path, work_root: Path, failed: Path) -> str:
+    """The console's line for a failed execution; what the kernel wrote is kept beside the notebook, not shown."""
+    from nbclient.exceptions import DeadKernelError
+    from papermill.exceptions import PapermillExecutionError
+
+    if isinstance(exc, PapermillExecutionError):
+        return _cell_error(executed, exc)
+    if isinstance(exc, DeadKernelError):
+        _keep(work_root / "kernel.log", failed.with_suffix(".kernel.log"))
+        return "the kernel died (its output is kept beside the notebook)"
+    # Its text can quote what the kernel sent (papermill validates kernel messages): kept, not shown.
+    with open(work_root / "kernel.log", "a", encoding="utf-8") as log:
+        log.write(f"\n{type(exc).__name__}: {exc}\n")
+    _keep(work_root / "kernel.log", failed.with_suffix(".kernel.log"))
+    name = type(exc).__name__ if type(exc).__name__ in KNOWN_ERRORS else "an error"
+    return f"{name} (details kept beside the notebook)"
 
 
 def _cell_error(executed: Path, exc: Any) -> str:

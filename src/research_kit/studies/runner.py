@@ -167,11 +167,7 @@ class _Run:
     def sandbox_settings(self) -> dict[str, Any]:
         from research_kit.sandbox.limits import Limits
 
-        return {
-            "mode": self.confined.mode,
-            "limits": Limits.from_policy(self.limits).describe(),
-            "notices": list(self.confined.notices),
-        }
+        return self.confined.settings(Limits.from_policy(self.limits))
 
     def result_dir(self, action: str, key: str) -> Path:
         return studies_dir(self.ws) / self.pipeline.study / "results" / action / key[:32]
