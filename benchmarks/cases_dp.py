@@ -22,14 +22,14 @@ from typing import Any
 import opendp.prelude as dp
 import polars as pl
 
+from research_kit.core.extracts import get_extract
+from research_kit.core.workspace import init_workspace
 from research_kit.dp import columns, engine, ledger
 from research_kit.dp.query import Query, aggregates, collapse, key_frame, make_query, prepare, row_filters
-from research_kit.extracts import get_extract
 from research_kit.ingest.pipeline import ingest
 from research_kit.pseudonymise.keys import load_key, new_key
-from research_kit.registry.export import SimulationSpec, simulate_export
+from research_kit.simulator.export import SimulationSpec, simulate_export
 from research_kit.tiers import Source
-from research_kit.workspace import init_workspace
 
 dp.enable_features("contrib")
 

@@ -17,12 +17,12 @@ from typing import Any
 
 import pandas as pd
 
+from research_kit.core.workspace import init_workspace
 from research_kit.ingest.pipeline import ingest
+from research_kit.model.codes import load_code_systems
+from research_kit.model.tables import TABLES
 from research_kit.pseudonymise.keys import load_key, new_key
-from research_kit.registry.codes import load_code_systems
-from research_kit.registry.export import SimulationSpec, simulate_export
-from research_kit.registry.schema import TABLES
-from research_kit.workspace import init_workspace
+from research_kit.simulator.export import SimulationSpec, simulate_export
 
 
 def _export(params: dict[str, Any], scratch: Path) -> Path:

@@ -103,10 +103,10 @@ def _pipeline(project: Path) -> Path:
 
 def _template(scratch: Path) -> tuple[Path, Path]:
     """A workspace with one extract, and the project; made once per scratch folder."""
+    from research_kit.core.workspace import init_workspace
     from research_kit.ingest.pipeline import ingest
     from research_kit.pseudonymise.keys import load_key, new_key
-    from research_kit.registry.export import SimulationSpec, simulate_export
-    from research_kit.workspace import init_workspace
+    from research_kit.simulator.export import SimulationSpec, simulate_export
 
     template = scratch / "template"
     pipeline = scratch / "project" / "pipelines" / "bench.yaml"

@@ -7,8 +7,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-from research_kit.registry.codes import load_code_systems
-from research_kit.registry.export import SimulationSpec, simulate_export
+from research_kit.model.codes import load_code_systems
+from research_kit.simulator.export import SimulationSpec, simulate_export
 
 
 def simulate(params: dict[str, Any], scratch: Path) -> dict[str, float]:

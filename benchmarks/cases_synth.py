@@ -38,14 +38,14 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from research_kit.extracts import get_extract
+from research_kit.core.extracts import get_extract
+from research_kit.core.workspace import init_workspace
 from research_kit.ingest.pipeline import ingest
 from research_kit.pseudonymise.keys import load_key, new_key
-from research_kit.registry.export import SimulationSpec, simulate_export
+from research_kit.simulator.export import SimulationSpec, simulate_export
 from research_kit.synth import constraints, evaluate, profiles
 from research_kit.synth.model import TwinModel
 from research_kit.synth.tables import CHILDREN, KEY, Granularity, Tables, read_tables, to_days
-from research_kit.workspace import init_workspace
 
 DEMO = SimulationSpec(patients=30_000, seed=1, format="parquet")
 K = 10  # the default policy's rare_category_k
@@ -131,7 +131,7 @@ def ours(params: dict[str, Any], scratch: Path) -> dict[str, float]:
 
 def build(params: dict[str, Any], scratch: Path) -> dict[str, float]:
     """``research-kit synth`` on the demo extract, default policy: the issue's goal is about this."""
-    from research_kit.errors import PolicyRefusal
+    from research_kit.core.errors import PolicyRefusal
     from research_kit.synth import build_twin
 
     _extract(scratch)

@@ -9,11 +9,11 @@ from typing import Any
 import pytest
 import yaml
 
+from research_kit.core.workspace import Workspace, init_workspace
 from research_kit.ingest.pipeline import ingest
+from research_kit.model.codes import CodeSystems, load_code_systems
 from research_kit.pseudonymise.keys import load_key, new_key
-from research_kit.registry.codes import CodeSystems, load_code_systems
-from research_kit.registry.export import SimulationSpec, simulate_export
-from research_kit.workspace import Workspace, init_workspace
+from research_kit.simulator.export import SimulationSpec, simulate_export
 
 
 @pytest.fixture(scope="session")

@@ -46,13 +46,13 @@ from pathlib import Path
 from rich.console import Console
 from rich.markup import escape
 
-from research_kit.catalog import transaction
-from research_kit.errors import BadInput, MissingData, PolicyRefusal
+from research_kit.core.catalog import transaction
+from research_kit.core.errors import BadInput, MissingData, PolicyRefusal
+from research_kit.core.workspace import HOME_ENV, Workspace, init_workspace
 from research_kit.pseudonymise.keys import key_path
 from research_kit.sandbox.confine import Sandbox, python_folders
 from research_kit.sandbox.limits import Limits
 from research_kit.tiers import TIER_ENV, published_twins
-from research_kit.workspace import HOME_ENV, Workspace, init_workspace
 
 DEFAULT_LAB_HOME = ".lab"
 
@@ -147,7 +147,7 @@ def check_notebooks_folder(ws: Workspace, notebooks: Path) -> Path:
 
 def lab_sandbox(ws: Workspace, lab: Workspace, notebooks: Path, run_dir: Path) -> Sandbox:
     """The lab server's sandbox: lab home and notebooks writable, published twins read-only, a socket folder."""
-    from research_kit.registry.codes import cache_file, load_code_systems
+    from research_kit.model.codes import cache_file, load_code_systems
     from research_kit.sandbox.modes import confinement
 
     confined = confinement(ws)

@@ -25,10 +25,11 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any, Literal
 
-from research_kit.config import Policy, load_policy
-from research_kit.errors import BadInput, MissingData
-from research_kit.extracts import get_extract, list_extracts
-from research_kit.workspace import Workspace, open_workspace
+from research_kit.core.config import Policy, load_policy
+from research_kit.core.errors import BadInput, MissingData
+from research_kit.core.extracts import get_extract, list_extracts
+from research_kit.core.workspace import Workspace, open_workspace
+from research_kit.model.tables import TABLE_NAMES
 
 Tier = Literal["real", "sandbox"]
 TIERS: tuple[Tier, ...] = ("real", "sandbox")
@@ -105,7 +106,7 @@ def source_for(ws: Workspace, tier: Tier, name: str | None = None) -> Source:
     return real_source(ws, name) if tier == "real" else twin_source(ws, name)
 
 
-TABLES = ("patients", "diagnoses", "phenotypes", "encounters")
+TABLES = TABLE_NAMES
 
 
 def view_folder() -> Path | None:

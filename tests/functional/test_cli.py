@@ -8,7 +8,8 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from research_kit import __version__, catalog
+from research_kit import __version__
+from research_kit.core import catalog
 
 from .conftest import Run
 

@@ -24,13 +24,13 @@ import pytest
 from tests.conftest import Project
 from tests.functional.webapp import free_port
 
-from research_kit.extracts import get_extract
+from research_kit.core.extracts import get_extract
 from research_kit.lab import check_notebooks_folder, prepare_lab_home
 
 PROBE = """
 import json, os
 import research_kit as rk
-from research_kit.errors import MissingData
+from research_kit.core.errors import MissingData
 twin = len(rk.load("patients"))
 os.environ["RESEARCH_KIT_TIER"] = "real"  # a researcher trying the runner's door
 try:
@@ -52,7 +52,7 @@ def publish_twin(project: Project) -> int:
 
 
 def test_the_lab_home_holds_twins_and_grants_only(project: Project, tmp_path: Path) -> None:
-    from research_kit import audit
+    from research_kit.core import audit
     from research_kit.dp import ledger
 
     publish_twin(project)

@@ -21,8 +21,8 @@ from pathlib import Path
 import pytest
 from tests.functional.webapp import PASSWORD, S1, SCRIPT, running_server
 
-from research_kit.outputs import review
-from research_kit.workspace import Workspace
+from research_kit.core.workspace import Workspace
+from research_kit.review import requests as review
 
 CHROMIUM = os.environ.get("RK_CHROMIUM") or shutil.which("chromium") or "/usr/bin/chromium"
 ARTIFACTS = Path(os.environ.get("RK_TEST_ARTIFACTS") or Path(__file__).resolve().parents[2] / "test-artifacts") / "web"

@@ -11,9 +11,9 @@ from pathlib import Path
 import pytest
 from tests.functional.webapp import S1, S2, browser
 
-from research_kit.outputs import review
+from research_kit.core.workspace import Workspace
+from research_kit.review import requests as review
 from research_kit.web.app import create_app
-from research_kit.workspace import Workspace
 
 ANYONE = ("rita", "rob", "carla", "sam")  # researcher (author of S1), another researcher, committee, steward
 GET, POST = "GET", "POST"

@@ -23,8 +23,8 @@ from tests.functional.webapp import (
     running_server,
 )
 
-from research_kit.outputs import review
-from research_kit.workspace import Workspace
+from research_kit.core.workspace import Workspace
+from research_kit.review import requests as review
 
 
 def test_a_flagged_cell_is_marked_with_its_reason(review_ws: Workspace) -> None:
@@ -227,7 +227,7 @@ def test_the_audit_page_verifies_the_chain_and_names_a_tampered_entry(review_ws:
 
 
 def test_a_researcher_sees_only_their_studies_budgets(review_ws: Workspace) -> None:
-    from research_kit import audit
+    from research_kit.core import audit
     from research_kit.dp import ledger
 
     with audit.acting("chen"):

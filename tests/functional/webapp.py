@@ -28,14 +28,13 @@ import pytest
 from starlette.testclient import TestClient
 from tests.conftest import Project
 
-from research_kit import audit
-from research_kit.demo import acting_as
+from research_kit.actions import runs
+from research_kit.core import audit, users
+from research_kit.core.workspace import Workspace
 from research_kit.dp import ledger
-from research_kit.outputs import review, users
-from research_kit.studies.runner import run_pipeline
+from research_kit.review import decisions
 from research_kit.studies.spec import load_pipeline
 from research_kit.web.app import create_app
-from research_kit.workspace import Workspace
 
 PASSWORD = "correct horse battery"  # every test user's (the policy's minimum is 12 characters)
 PEOPLE = {
@@ -85,8 +84,7 @@ def _run(project: Project, study: str, author: str, notebook: str, outputs: dict
         study,
         {"make": {"notebook": notebook, "parameters": {"shift": 0}, "outputs": {"moderately_sensitive": outputs}}},
     )
-    with acting_as(author):  # through the environment: the runner's worker threads see it too
-        report = run_pipeline(project.ws, load_pipeline(path), extract="e1")
+    report = runs.run(project.ws, actor=author, pipeline=load_pipeline(path), extract="e1")
     assert report.outcome == "succeeded", report.actions
     assert report.request is not None
     return report.request
@@ -125,12 +123,12 @@ def build_review_workspace(registry: Path, base: Path) -> Path:
         )
         assert ids == (S1, S2, S3)
         with audit.acting("rita"):
-            review.submit(ws, S1)
+            decisions.submit(ws, S1)
         with audit.acting("cora"):
-            review.submit(ws, S3)
+            decisions.submit(ws, S3)
         with audit.acting("carla"):
-            review.comment(ws, S1, PRIVATE_NOTE, private=True)
-            review.comment(ws, S1, PUBLIC_NOTE)
+            decisions.comment(ws, S1, PRIVATE_NOTE, private=True)
+            decisions.comment(ws, S1, PUBLIC_NOTE)
     return root
 
 

@@ -7,7 +7,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 from stdnum import luhn, verhoeff
 
-from research_kit.registry import national_id
+from research_kit.model import national_id
 
 stems = st.builds(
     lambda d, seq: int(f"{d:%Y%m%d}{seq:03d}"),

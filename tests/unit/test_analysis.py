@@ -10,7 +10,7 @@ import pytest
 
 import research_kit as rk
 from research_kit.analysis.cohort import data_cutoff
-from research_kit.errors import BadInput
+from research_kit.core.errors import BadInput
 
 
 def _data() -> dict[str, pd.DataFrame]:

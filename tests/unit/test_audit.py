@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from research_kit import audit
-from research_kit.workspace import Workspace
+from research_kit.core import audit
+from research_kit.core.workspace import Workspace
 
 
 @pytest.fixture
@@ -129,7 +129,7 @@ def test_a_new_entry_after_truncation_does_not_hide_it(logged: Workspace) -> Non
 
 def test_concurrent_appenders_never_fork_the_chain(workspace: Workspace) -> None:
     code = (
-        "import sys; from pathlib import Path; from research_kit.workspace import Workspace\n"
+        "import sys; from pathlib import Path; from research_kit.core.workspace import Workspace\n"
         "ws = Workspace(Path(sys.argv[1]))\n"
         "for i in range(15): ws.audit('test.race', worker=sys.argv[2], i=i)\n"
     )
@@ -149,7 +149,7 @@ def test_details_are_stored_as_json(workspace: Workspace) -> None:
 
 
 def test_entries_of_a_rolled_back_transaction_are_cut_and_the_cut_is_recorded(workspace: Workspace) -> None:
-    from research_kit.catalog import transaction
+    from research_kit.core.catalog import transaction
 
     with workspace.catalog() as conn:
         try:

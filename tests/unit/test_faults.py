@@ -17,11 +17,11 @@ from typing import Any
 import pandas as pd
 import pytest
 
-from research_kit.registry.codes import CodeSystems, hpo_id, icd10_codes, orpha_id
-from research_kit.registry.export import SimulationSpec, simulate_export
-from research_kit.registry.national_id import is_valid
-from research_kit.registry.schema import DIAGNOSIS_STATUSES, SEXES, TABLES, VITAL_STATUSES
-from research_kit.registry.simulate import AS_OF
+from research_kit.model.codes import CodeSystems, hpo_id, icd10_codes, orpha_id
+from research_kit.model.national_id import is_valid
+from research_kit.model.tables import DIAGNOSIS_STATUSES, SEXES, TABLES, VITAL_STATUSES
+from research_kit.simulator.export import SimulationSpec, simulate_export
+from research_kit.simulator.simulate import AS_OF
 
 ISO = re.compile(r"^\d{4}-\d{2}-\d{2}$")
 

@@ -16,15 +16,15 @@ from pathlib import Path
 import polars as pl
 import pytest
 
-from research_kit import audit
-from research_kit.errors import PolicyRefusal
-from research_kit.extracts import get_extract, list_extracts
+from research_kit.core import audit
+from research_kit.core.errors import PolicyRefusal
+from research_kit.core.extracts import get_extract, list_extracts
+from research_kit.core.workspace import Workspace, init_workspace
 from research_kit.ingest.pipeline import IngestResult, ingest
+from research_kit.model import geography
 from research_kit.pseudonymise.keys import Key, load_key, new_key
 from research_kit.pseudonymise.pseudonyms import pseudonym
-from research_kit.registry import geography
-from research_kit.registry.export import SimulationSpec, simulate_export
-from research_kit.workspace import Workspace, init_workspace
+from research_kit.simulator.export import SimulationSpec, simulate_export
 
 # The reason ingest must give for each kind of fault the simulator injects.
 REASON = {
@@ -239,7 +239,7 @@ def test_an_ingest_killed_at_any_moment_leaves_no_partial_extract(tmp_path: Path
     ws, _ = init_workspace(tmp_path / "ws")
     code = (
         "import sys; from pathlib import Path\n"
-        "from research_kit.workspace import Workspace\n"
+        "from research_kit.core.workspace import Workspace\n"
         "from research_kit.ingest.pipeline import ingest\n"
         "from research_kit.pseudonymise.keys import load_key\n"
         "ingest(Workspace(Path(sys.argv[1])), [Path(sys.argv[2])], 'k', load_key(Path(sys.argv[3])))\n"
@@ -293,7 +293,7 @@ def test_the_risk_report_of_an_extract(ingested: Ingested) -> None:
 
 
 def test_a_policy_naming_a_column_the_extract_lacks_is_refused(tmp_path: Path, ingested: Ingested) -> None:
-    from research_kit.errors import BadInput
+    from research_kit.core.errors import BadInput
     from research_kit.pseudonymise.assessment import assess_extract
 
     policy = ingested.ws.policy_path

@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 
-from research_kit.errors import BadInput, MissingData, PolicyRefusal
+from research_kit.core.errors import BadInput, MissingData, PolicyRefusal
 from research_kit.pseudonymise.keys import fingerprint, load_key, new_key
 
 

@@ -49,7 +49,7 @@ def test_the_install_stamp_is_keyed_on_the_dependency_spec() -> None:
 def test_the_readme_documents_every_policy_key_with_its_default() -> None:
     import dataclasses
 
-    from research_kit.config import SECTIONS, Policy, _toml_value
+    from research_kit.core.config import SECTIONS, Policy, _toml_value
 
     readme = (ROOT / "README.md").read_text()
     policy = Policy()

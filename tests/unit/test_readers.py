@@ -6,9 +6,9 @@ import pandas as pd
 import polars as pl
 import pytest
 
-from research_kit.errors import BadInput, MissingData
+from research_kit.core.errors import BadInput, MissingData
 from research_kit.ingest.readers import find_sources, read_source
-from research_kit.registry.schema import PATIENTS, PHENOTYPES, TABLES
+from research_kit.model.tables import PATIENTS, PHENOTYPES, TABLES
 
 ROW = {c: "" for c in PHENOTYPES.columns} | {"national_id": "1", "hpo_code": "HP:0001250"}
 

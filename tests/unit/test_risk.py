@@ -9,10 +9,10 @@ import random
 import polars as pl
 import pytest
 
-from research_kit.errors import BadInput, PolicyRefusal
+from research_kit.core.errors import BadInput, PolicyRefusal
+from research_kit.model.geography import CANTONS
 from research_kit.pseudonymise.population import SOURCE, age_band, load_population
 from research_kit.pseudonymise.risk import HIERARCHIES, Enforcement, RiskReport, assess, enforce_k
-from research_kit.registry.geography import CANTONS
 
 
 def ten_records() -> pl.DataFrame:

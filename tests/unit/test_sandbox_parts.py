@@ -7,8 +7,8 @@ from pathlib import Path
 import polars as pl
 import pytest
 
-from research_kit.config import RunnerPolicy
-from research_kit.errors import BadInput
+from research_kit.core.config import RunnerPolicy
+from research_kit.core.errors import BadInput
 from research_kit.sandbox import limits
 from research_kit.sandbox.broker import Grant, handle
 from research_kit.sandbox.views import Projection, build_view

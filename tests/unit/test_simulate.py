@@ -7,13 +7,13 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from research_kit.errors import BadInput
-from research_kit.registry import geography
-from research_kit.registry.codes import UNDIAGNOSED_ORPHA, CodeSystems, hpo_id, icd10_codes, orpha_id
-from research_kit.registry.export import SimulationSpec, simulate_export
-from research_kit.registry.national_id import is_valid
-from research_kit.registry.schema import SEXES, TABLES, VITAL_STATUSES
-from research_kit.registry.simulate import AS_OF
+from research_kit.core.errors import BadInput
+from research_kit.model import geography
+from research_kit.model.codes import UNDIAGNOSED_ORPHA, CodeSystems, hpo_id, icd10_codes, orpha_id
+from research_kit.model.national_id import is_valid
+from research_kit.model.tables import SEXES, TABLES, VITAL_STATUSES
+from research_kit.simulator.export import SimulationSpec, simulate_export
+from research_kit.simulator.simulate import AS_OF
 
 
 def read(folder: Path) -> dict[str, pd.DataFrame]:

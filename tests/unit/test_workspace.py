@@ -5,9 +5,9 @@ from pathlib import Path
 
 import pytest
 
-from research_kit import audit
-from research_kit.errors import BadInput, MissingData
-from research_kit.workspace import init_workspace, open_workspace
+from research_kit.core import audit
+from research_kit.core.errors import BadInput, MissingData
+from research_kit.core.workspace import init_workspace, open_workspace
 
 
 def test_init_makes_a_private_workspace_and_records_the_policy(tmp_path: Path) -> None:

@@ -14,15 +14,15 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-import numpy as np
 import pandas as pd
 import polars as pl
 
-from research_kit.dp.columns import ABROAD, AGE_BANDS, icd10_chapter_names, icd10_hierarchy
-from research_kit.errors import BadInput
+from research_kit.core.errors import BadInput
+from research_kit.dp.columns import ABROAD
+from research_kit.model.codes import icd10_chapter_names, icd10_parents
+from research_kit.model.facts import YEAR_DAYS, age_bands, first_diagnosis_rows
 from research_kit.pseudonymise.population import age_band
 
-YEAR_DAYS = 365.25
 FIVE_YEAR_BANDS = (*(f"{a}-{a + 4}" for a in range(0, 85, 5)), "85+")  # the population table's bands, in order
 
 
@@ -48,9 +48,9 @@ def first_diagnoses(data: Mapping[str, pd.DataFrame]) -> pd.DataFrame:
         diagnoses[column] = pd.to_datetime(diagnoses[column])
     diagnoses = diagnoses.dropna(subset=["diagnosis_date"])
     counts = diagnoses.groupby("pseudonym").size().rename("n_diagnoses")
-    first = diagnoses.sort_values(["pseudonym", "diagnosis_date", "orpha_code"]).drop_duplicates("pseudonym")
+    first = first_diagnosis_rows(diagnoses).copy()
 
-    _, _, parents = icd10_hierarchy()
+    parents = icd10_parents()
     first["icd10_block"] = first["icd10_code"].map(lambda c: parents.get(c, (None, None))[0])
     first["icd10_chapter"] = first["icd10_code"].map(lambda c: parents.get(c, (None, None))[1])
     first["disease_group"] = first["icd10_chapter"]
@@ -104,9 +104,7 @@ def icd10_chapter_label(chapter: object) -> str:
 
 
 def _bands(years: pd.Series) -> pd.Series:
-    decade = np.floor(pd.to_numeric(years, errors="coerce") / 10).clip(0, len(AGE_BANDS) - 1)
-    labels = [AGE_BANDS[int(d)] if pd.notna(d) else None for d in decade]
-    return pd.Series(pd.Categorical(labels, categories=AGE_BANDS), index=years.index)
+    return pd.Series(age_bands(pd.to_numeric(years, errors="coerce")), index=years.index)
 
 
 def _survival(cohort: pd.DataFrame, data: Mapping[str, pd.DataFrame], cutoff: pd.Timestamp) -> None:

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import pandas as pd
 
-from research_kit.errors import BadInput
+from research_kit.core.errors import BadInput
 
 
 def sdc_min_count() -> int:

@@ -15,7 +15,7 @@ import numpy as np
 import pandas as pd
 from scipy.stats import chi2
 
-from research_kit.errors import BadInput
+from research_kit.core.errors import BadInput
 from research_kit.pseudonymise.population import SOURCE as POPULATION_SOURCE
 from research_kit.pseudonymise.population import load_population
 

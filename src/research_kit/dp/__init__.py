@@ -33,14 +33,14 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from research_kit.core.errors import BadInput, PolicyRefusal
+from research_kit.core.workspace import Workspace, check_name, open_workspace
 from research_kit.dp import engine
-from research_kit.dp.accounting import rho_of
+from research_kit.dp.accounting import rho_from
 from research_kit.dp.answer import Answer
 from research_kit.dp.columns import COLUMNS, TABLES
 from research_kit.dp.query import make_query
-from research_kit.errors import BadInput, PolicyRefusal
 from research_kit.tiers import STUDY_ENV, Source, Tier, current_tier, source_for
-from research_kit.workspace import Workspace, check_name, open_workspace
 
 BROKER_ENV = "RESEARCH_KIT_BROKER"
 
@@ -77,7 +77,7 @@ def _ask(
     broker = os.environ.get(BROKER_ENV)
     if broker and workspace is None:
         # Inside the sandbox: the broker outside answers (and charges) for this action's study and extract.
-        from research_kit.sandbox.broker import ask
+        from research_kit.core.wire import ask
 
         request = {
             "kind": kind, "table": table, "spec": spec, "study": study, "rho": rho, "epsilon": epsilon,
@@ -118,13 +118,7 @@ def answer_query(
             f"study {study!r}: this pipeline's queries are charged to its study {pipeline_study!r} "
             f"(set the notebook's study parameter to it)"
         )
-    if rho is not None and epsilon is not None:
-        raise BadInput("give the cost as rho or as epsilon, not both")
-    if epsilon is not None:
-        try:
-            rho = rho_of(epsilon, policy.delta)
-        except (TypeError, ValueError) as exc:
-            raise BadInput(f"epsilon {epsilon!r}: {exc}") from None
+    rho = rho_from(rho, epsilon, policy.delta)
     cost = policy.default_query_rho if rho is None else rho  # make_query checks it
     query = make_query(kind, table, rho=cost, **spec)
     return engine.run(ws, query, study=study, source=source, preview=preview, reuse=reuse)

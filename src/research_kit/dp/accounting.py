@@ -18,6 +18,8 @@ from __future__ import annotations
 import math
 from fractions import Fraction
 
+from research_kit.core.errors import BadInput
+
 PICO = 10**12
 
 
@@ -48,6 +50,21 @@ def rho_of(epsilon: float, delta: float) -> float:
         raise ValueError("delta must be between 0 and 1 (exclusive)")
     log_term = math.log(1.0 / delta)
     return (math.sqrt(epsilon + log_term) - math.sqrt(log_term)) ** 2
+
+
+def rho_from(rho: float | None, epsilon: float | None, delta: float) -> float | None:
+    """A cost or grant given as ``rho`` or as ``epsilon`` (at ``delta``), in rho; ``None`` when neither is given.
+
+    The one place both ways of saying an amount are checked, for queries and grants alike.
+    """
+    if rho is not None and epsilon is not None:
+        raise BadInput("give the amount as rho or as epsilon, not both")
+    if epsilon is None:
+        return rho
+    try:
+        return rho_of(epsilon, delta)
+    except (TypeError, ValueError) as exc:
+        raise BadInput(f"epsilon {epsilon!r}: {exc}") from None
 
 
 def describe(rho: float, delta: float) -> str:

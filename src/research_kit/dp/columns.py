@@ -25,15 +25,17 @@ from pathlib import Path
 
 import polars as pl
 
-from research_kit.errors import BadInput
-from research_kit.registry import geography, schema
-from research_kit.registry.codes import _icd10_module, hpo_id, icd10_codes, load_code_systems, orpha_id
+from research_kit.core.errors import BadInput
+from research_kit.model import geography
+from research_kit.model import tables as schema
+from research_kit.model.codes import hpo_id, icd10_blocks, icd10_chapters, icd10_codes, load_code_systems, orpha_id
+from research_kit.model.facts import AGE_BANDS, age_band, diagnostic_delay_years, first_diagnoses, icd10_groups_frame
+from research_kit.model.tables import CHILD_TABLES, TABLE_NAMES
 
-TABLES = ("patients", "diagnoses", "phenotypes", "encounters")
+TABLES = TABLE_NAMES
 IDENTIFIER = "_id"
 ABROAD = "abroad"
 FIRST_YEAR = 1900
-AGE_BANDS = ("0-9", "10-19", "20-29", "30-39", "40-49", "50-59", "60-69", "70-79", "80-89", "90+")
 
 
 @dataclass(frozen=True)
@@ -56,30 +58,6 @@ def _decades(reference_year: int) -> list[str]:
 
 
 @functools.cache
-def _icd10() -> tuple[list[str], list[str], dict[str, tuple[str, str]]]:
-    """ICD-10 chapters, blocks, and each code's (block, chapter)."""
-    icd = _icd10_module()
-    items = icd.get_all_codes(False)
-    chapters = [c for c in items if icd.is_chapter(c)]
-    blocks = [c for c in items if icd.is_block(c)]
-    parents: dict[str, tuple[str, str]] = {}
-    for code in icd10_codes():
-        ancestors = icd.get_ancestors(code)
-        block = next(a for a in ancestors if icd.is_block(a))
-        parents[code] = (block, ancestors[-1])
-    return chapters, blocks, parents
-
-
-def icd10_hierarchy() -> tuple[list[str], list[str], dict[str, tuple[str, str]]]:
-    """ICD-10 chapters, blocks, and each category's and subcategory's (block, chapter)."""
-    return _icd10()
-
-
-def icd10_chapter_names() -> dict[str, str]:
-    icd = _icd10_module()
-    return {c: icd.get_description(c) for c in _icd10()[0]}
-
-
 def _orpha_keys(_: int) -> list[str]:
     return sorted(orpha_id(o) for o in load_code_systems().orpha_codes)
 
@@ -93,7 +71,7 @@ def _const(values: Sequence[object]) -> Callable[[int], Sequence[object]]:
 
 
 ALL = TABLES
-CHILD = ("diagnoses", "phenotypes", "encounters")
+CHILD = CHILD_TABLES
 FLAG_KEYS = _const([True, False])
 
 COLUMNS: dict[str, Column] = {
@@ -113,7 +91,7 @@ COLUMNS: dict[str, Column] = {
         Column("dead", ALL, "flag", "Vital status is 'dead'.", FLAG_KEYS),
         Column("disease_group", ("patients", "diagnoses"), "category",
                "ICD-10 chapter of the patient's first diagnosis (in the diagnoses view: of that diagnosis).",
-               lambda _: _icd10()[0]),
+               lambda _: list(icd10_chapters())),
         Column("primary_orpha", ("patients",), "category", "ORPHA code of the patient's first diagnosis.", _orpha_keys),
         Column("diagnoses", ("patients",), "int", "Number of diagnoses the patient has.", None, (0, 20)),
         Column("phenotypes", ("patients",), "int", "Number of HPO terms recorded for the patient.", None, (0, 100)),
@@ -123,8 +101,8 @@ COLUMNS: dict[str, Column] = {
         # Diagnoses.
         Column("orpha_code", ("diagnoses",), "category", "ORPHA code.", _orpha_keys),
         Column("icd10_code", ("diagnoses",), "category", "ICD-10 code.", lambda _: sorted(icd10_codes())),
-        Column("icd10_block", ("diagnoses",), "category", "ICD-10 block ('E70-E90').", lambda _: _icd10()[1]),
-        Column("icd10_chapter", ("diagnoses",), "category", "ICD-10 chapter ('IV').", lambda _: _icd10()[0]),
+        Column("icd10_block", ("diagnoses",), "category", "ICD-10 block ('E70-E90').", lambda _: list(icd10_blocks())),
+        Column("icd10_chapter", ("diagnoses",), "category", "ICD-10 chapter ('IV').", lambda _: list(icd10_chapters())),
         Column("status", ("diagnoses",), "category", "Confirmed, suspected, undiagnosed.",
                _const(schema.DIAGNOSIS_STATUSES)),
         Column("genetic", ("diagnoses",), "flag", "A causative gene is recorded (genetically confirmed).", FLAG_KEYS),
@@ -175,11 +153,6 @@ def public_keys(table: str, name: str, reference_year: int) -> list[object]:
     return list(col.keys(reference_year))
 
 
-def _band(expr: pl.Expr) -> pl.Expr:
-    decade = (expr // 10).clip(0, 9).cast(pl.Int32)
-    return decade.replace_strict(dict(enumerate(AGE_BANDS)), return_dtype=pl.String)
-
-
 def _decade(year: pl.Expr) -> pl.Expr:
     return ((year // 10) * 10).cast(pl.String) + pl.lit("s")
 
@@ -188,26 +161,11 @@ def _identifier() -> pl.Expr:
     return pl.col("pseudonym").str.slice(0, 16).str.to_integer(base=16, dtype=pl.UInt64).alias(IDENTIFIER)
 
 
-def _icd10_frame() -> pl.DataFrame:
-    _, _, parents = _icd10()
-    codes = sorted(parents)
-    return pl.DataFrame(
-        {
-            "icd10_code": codes,
-            "icd10_block": [parents[c][0] for c in codes],
-            "icd10_chapter": [parents[c][1] for c in codes],
-        }
-    )
-
-
 def build_view(folder: Path, table: str, reference_year: int) -> pl.DataFrame:
     """The ``table`` view of the extract (or twin) in ``folder``, in memory."""
     check_table(table)
     scan = {t: pl.scan_parquet(folder / f"{t}.parquet") for t in TABLES}
-    icd = _icd10_frame().lazy()
-    diagnoses = (
-        scan["diagnoses"].join(icd, on="icd10_code", how="left").with_columns(disease_group=pl.col("icd10_chapter"))
-    )
+    diagnoses = scan["diagnoses"].join(icd10_groups_frame().lazy(), on="icd10_code", how="left")
     age = (pl.lit(reference_year) - pl.col("birth_year").cast(pl.Int32)).clip(0, 120)
     patients = scan["patients"].select(
         "pseudonym",
@@ -218,18 +176,15 @@ def build_view(folder: Path, table: str, reference_year: int) -> pl.DataFrame:
         pl.col("birth_year").cast(pl.Int32),
         _decade(pl.col("birth_year").cast(pl.Int32)).alias("birth_decade"),
         age.alias("age"),
-        _band(age).alias("age_band"),
+        age_band(age).alias("age_band"),
         (pl.col("vital_status") == "dead").alias("dead"),
         pl.col("first_contact_date").dt.year().cast(pl.Int32).alias("first_contact_year"),
     )
     if table == "patients":
-        first = (
-            diagnoses.sort("pseudonym", "diagnosis_date", "orpha_code")
-            .group_by("pseudonym", maintain_order=True)
-            .agg(pl.col("disease_group").first(), pl.col("orpha_code").first().alias("primary_orpha"), pl.len())
-            .rename({"len": "diagnoses"})
+        first = first_diagnoses(diagnoses).select(
+            "pseudonym", "disease_group", pl.col("orpha_code").alias("primary_orpha")
         )
-        counts = [scan[t].group_by("pseudonym").agg(pl.len().alias(t)) for t in ("phenotypes", "encounters")]
+        counts = [scan[t].group_by("pseudonym").agg(pl.len().alias(t)) for t in CHILD_TABLES]
         frame = patients.join(first, on="pseudonym", how="left")
         for c in counts:
             frame = frame.join(c, on="pseudonym", how="left")
@@ -239,11 +194,11 @@ def build_view(folder: Path, table: str, reference_year: int) -> pl.DataFrame:
         frame = rows.join(patients.drop("first_contact_year"), on="pseudonym", how="inner")
         if table == "diagnoses":
             onset = pl.col("onset_age_years")
-            delay_years = pl.col("diagnostic_delay_days") / 365.25
+            delay_years = diagnostic_delay_years(pl.col("diagnostic_delay_days"))
             frame = frame.with_columns(
                 pl.col("gene_symbol").is_not_null().alias("genetic"),
                 (onset + delay_years).round(1).alias("diagnosis_age_years"),
-                _band(onset).alias("onset_age_band"),
+                age_band(onset).alias("onset_age_band"),
                 delay_years.round(2).alias("diagnostic_delay_years"),
                 pl.col("diagnosis_date").dt.year().cast(pl.Int32).alias("diagnosis_year"),
                 _decade(pl.col("diagnosis_date").dt.year().cast(pl.Int32)).alias("diagnosis_decade"),

@@ -27,14 +27,14 @@ import polars as pl
 from opendp.accuracy import summarize_polars_measurement
 from opendp.mod import Measurement
 
-from research_kit.catalog import transaction
+from research_kit.core.catalog import transaction
+from research_kit.core.workspace import Workspace
 from research_kit.dp import ledger
 from research_kit.dp.accounting import epsilon_of, from_picorho, to_picorho
 from research_kit.dp.answer import Answer
 from research_kit.dp.columns import IDENTIFIER, view
 from research_kit.dp.query import Query, alpha_denominator, fixed_point, key_frame, plan, prepare
 from research_kit.tiers import Source
-from research_kit.workspace import Workspace
 
 dp.enable_features("contrib")
 

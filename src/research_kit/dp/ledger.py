@@ -28,12 +28,12 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from research_kit import audit
-from research_kit.catalog import transaction
+from research_kit.core import audit
+from research_kit.core.catalog import transaction
+from research_kit.core.errors import BadInput, MissingData, PolicyRefusal
+from research_kit.core.workspace import Workspace, check_name
 from research_kit.dp.accounting import describe, from_picorho, to_picorho
-from research_kit.errors import BadInput, MissingData, PolicyRefusal
 from research_kit.tiers import TIERS, Tier
-from research_kit.workspace import Workspace, check_name
 
 
 @dataclass(frozen=True)

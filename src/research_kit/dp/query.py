@@ -29,8 +29,8 @@ from typing import Any
 import opendp.prelude as dp
 import polars as pl
 
+from research_kit.core.errors import BadInput
 from research_kit.dp.columns import IDENTIFIER, Column, check_table, column, public_keys
-from research_kit.errors import BadInput
 
 KINDS = ("count", "sum", "mean", "quantile", "histogram")
 MAX_KEYS = 1_000_000  # a key set larger than this is refused (memory, and answers nobody can read)

@@ -31,12 +31,14 @@ from typing import Any
 import polars as pl
 from polars.io.plugins import register_io_source
 
-from research_kit import audit
-from research_kit.catalog import transaction
-from research_kit.checksums import file_sha256
-from research_kit.config import Policy
-from research_kit.errors import PolicyRefusal
-from research_kit.extracts import MANIFEST, RECONCILIATION, is_registered
+from research_kit.core import audit
+from research_kit.core.catalog import transaction
+from research_kit.core.checksums import file_sha256
+from research_kit.core.config import Policy
+from research_kit.core.errors import PolicyRefusal
+from research_kit.core.extracts import MANIFEST, RECONCILIATION, is_registered
+from research_kit.core.locks import hold
+from research_kit.core.workspace import Workspace, check_name
 from research_kit.ingest import readers
 from research_kit.ingest.validate import (
     Validated,
@@ -49,12 +51,10 @@ from research_kit.ingest.validate import (
     validate_child,
     validate_patients,
 )
-from research_kit.locks import hold
+from research_kit.model.codes import load_code_systems
+from research_kit.model.tables import TABLES
 from research_kit.pseudonymise import transform
 from research_kit.pseudonymise.keys import Key
-from research_kit.registry.codes import load_code_systems
-from research_kit.registry.schema import TABLES
-from research_kit.workspace import Workspace, check_name
 
 EXTRACT_SCHEMA_VERSION = 1
 BUCKET_ROWS = 4_000_000  # rows sorted in memory at once when writing a table
@@ -369,7 +369,7 @@ def _manifest(
 
 def simulated(sources: dict[str, readers.Source], hashes: dict[str, str]) -> bool:
     """Whether every source file is one the simulator made (its mark beside it names the file's SHA-256)."""
-    from research_kit.registry.export import SIMULATED_MARK
+    from research_kit.simulator.export import SIMULATED_MARK
 
     for name, source in sources.items():
         mark = source.path.parent / SIMULATED_MARK

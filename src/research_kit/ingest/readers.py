@@ -4,7 +4,7 @@ Accepted: CSV (UTF-8, UTF-8 with BOM or Latin-1; comma or semicolon),
 Parquet and Excel (.xlsx). Every value is read as text; validation decides
 what it means. A file that cannot be read as its table (not a table, empty,
 missing columns, an encoding that cannot be decoded) is a
-:class:`~research_kit.errors.BadInput` naming the file and the problem.
+:class:`~research_kit.core.errors.BadInput` naming the file and the problem.
 Latin-1 files are transcoded to UTF-8 into ``scratch`` (inside the
 workspace) before Polars reads them lazily.
 
@@ -27,8 +27,8 @@ from pathlib import Path
 import polars as pl
 from polars.io.plugins import register_io_source
 
-from research_kit.errors import BadInput, MissingData
-from research_kit.registry.schema import TABLES, Table
+from research_kit.core.errors import BadInput, MissingData
+from research_kit.model.tables import TABLES, Table
 
 FORMATS = {".csv": "csv", ".txt": "csv", ".parquet": "parquet", ".pq": "parquet", ".xlsx": "excel"}
 _BLOCK = 1 << 20

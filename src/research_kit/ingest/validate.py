@@ -29,10 +29,10 @@ from functools import reduce
 import numpy as np
 import polars as pl
 
-from research_kit.registry import geography
-from research_kit.registry.codes import UNDIAGNOSED_ORPHA, CodeSystems, hpo_id, icd10_codes, orpha_id
-from research_kit.registry.national_id import check_digits
-from research_kit.registry.schema import (
+from research_kit.model import geography
+from research_kit.model.codes import UNDIAGNOSED_ORPHA, CodeSystems, hpo_id, icd10_codes, orpha_id
+from research_kit.model.national_id import check_digits
+from research_kit.model.tables import (
     DIAGNOSIS_STATUSES,
     ENCOUNTER_TYPES,
     SEXES,

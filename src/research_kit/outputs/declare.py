@@ -30,7 +30,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from research_kit.errors import BadInput
+from research_kit.core.errors import BadInput
 from research_kit.outputs import sidecar as sc
 from research_kit.tiers import STUDY_ENV, current_tier
 

@@ -22,7 +22,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from research_kit.errors import BadInput
+from research_kit.core.errors import BadInput
 
 FORMAT = "research-kit-output/1"
 SUFFIX = ".rk.json"

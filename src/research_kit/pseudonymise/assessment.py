@@ -18,11 +18,12 @@ from typing import Any
 
 import polars as pl
 
-from research_kit.errors import BadInput
-from research_kit.extracts import Extract, get_extract
+from research_kit.core.errors import BadInput
+from research_kit.core.extracts import Extract, get_extract
+from research_kit.core.workspace import Workspace
+from research_kit.model.facts import first_diagnoses
 from research_kit.pseudonymise.population import SOURCE, age_band, load_population
 from research_kit.pseudonymise.risk import Enforcement, RiskReport, assess, enforce_k
-from research_kit.workspace import Workspace
 
 SENSITIVE = "diagnosis"
 POPULATION_KEYS = ("canton", "sex", "age_band")
@@ -41,10 +42,8 @@ def risk_records(extract: Extract, as_of: date) -> pl.DataFrame:
     """One row per patient: quasi-identifier candidates, first diagnosis, age band on ``as_of``."""
     patients = pl.read_parquet(extract.table_path("patients"))
     first = (
-        pl.scan_parquet(extract.table_path("diagnoses"))
-        .sort("pseudonym", "diagnosis_date", "orpha_code", nulls_last=True)
-        .group_by("pseudonym", maintain_order=True)
-        .agg(pl.col("orpha_code").first().alias(SENSITIVE))
+        first_diagnoses(pl.scan_parquet(extract.table_path("diagnoses")))
+        .select("pseudonym", pl.col("orpha_code").alias(SENSITIVE))
         .collect()
     )
     age = pl.lit(as_of.year) - pl.col("birth_year").cast(pl.Int32)

@@ -16,7 +16,7 @@ import stat
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from research_kit.errors import BadInput, MissingData, PolicyRefusal
+from research_kit.core.errors import BadInput, MissingData, PolicyRefusal
 
 KEY_ENV = "RESEARCH_KIT_KEY_FILE"
 DEFAULT_KEY_FILE = Path(".secrets") / "pseudonymisation.key"

@@ -3,7 +3,7 @@
 The table ships with the package (``data/lu_population.csv``). It is an
 approximation, not an official STATEC table: see :data:`SOURCE` for how it was
 built. Its keys are ``canton`` (the 12 cantons, spelt as in
-:data:`research_kit.registry.geography.CANTONS`), ``sex`` (``"female"`` or
+:data:`research_kit.model.geography.CANTONS`), ``sex`` (``"female"`` or
 ``"male"``) and ``age_band`` (``"0-4"`` ... ``"80-84"``, ``"85+"``, as
 :func:`age_band` labels them).
 """

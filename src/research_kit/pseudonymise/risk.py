@@ -27,7 +27,7 @@ from fractions import Fraction
 
 import polars as pl
 
-from research_kit.errors import BadInput, PolicyRefusal
+from research_kit.core.errors import BadInput, PolicyRefusal
 
 Step = Callable[[pl.Expr], pl.Expr]
 

@@ -20,7 +20,8 @@ from __future__ import annotations
 
 import polars as pl
 
-from research_kit.config import PseudonymisePolicy
+from research_kit.core.config import PseudonymisePolicy
+from research_kit.model.facts import YEAR_DAYS
 from research_kit.pseudonymise.keys import Key
 from research_kit.pseudonymise.pseudonyms import date_shifts, pseudonyms_with_order
 
@@ -123,7 +124,7 @@ def child_table(
             _text("icd10_code"),
             _text("status"),
             *dates,
-            ((onset - pl.col("_birth")).dt.total_days() / 365.25).round(1).alias("onset_age_years"),
+            ((onset - pl.col("_birth")).dt.total_days() / YEAR_DAYS).round(1).alias("onset_age_years"),
             (diagnosis - onset).dt.total_days().cast(pl.Int32).alias("diagnostic_delay_days"),
             _text("gene_symbol"),
             _text("variant_hgvs"),

@@ -10,34 +10,20 @@ intervals, and the ledger's id for it. Nothing else crosses: never a row,
 never a path, and there is no request that grants budget, votes or writes the
 catalog.
 
-The protocol is one JSON object per line each way::
-
-    -> {"op": "dp", "kind": "count", "table": "patients", "spec": {...}, "study": null, "rho": null, ...}
-    <- {"ok": true, "answer": {... "id": 17 ...}}
-    <- {"ok": false, "error": "PolicyRefusal", "message": "..."}
+The protocol is in :mod:`research_kit.core.wire`, shared with the client inside.
 """
 
 from __future__ import annotations
 
 import json
-import socket
 import socketserver
 import threading
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from research_kit.errors import BadInput, MissingData, PolicyRefusal, UserError
-
-MAX_REQUEST_BYTES = 1 << 20
-MAX_LIST = 10_000  # bins, candidates, group columns, filter text: bounded work for the runner
-ERRORS: dict[str, type[UserError]] = {e.__name__: e for e in (BadInput, MissingData, PolicyRefusal)}
-SPEC_KEYS = frozenset(
-    {"by", "where", "per_group", "max_groups", "signed", "column_name", "bounds", "candidates", "alpha", "bins"}
-)
-REQUEST_KEYS = frozenset(
-    {"op", "kind", "table", "spec", "study", "rho", "epsilon", "preview", "reuse", "extract", "tier"}
-)
+from research_kit.core.errors import BadInput, PolicyRefusal, UserError
+from research_kit.core.wire import ERRORS, MAX_LIST, MAX_REQUEST_BYTES, REQUEST_KEYS, SPEC_KEYS
 
 
 @dataclass(frozen=True)
@@ -63,9 +49,9 @@ def handle(grant: Grant, request: Any) -> dict[str, Any]:
 
 def _answer(grant: Grant, request: Any) -> dict[str, Any]:
     from research_kit import dp
-    from research_kit.audit import acting
+    from research_kit.core.audit import acting
+    from research_kit.core.workspace import open_workspace
     from research_kit.tiers import real_source
-    from research_kit.workspace import open_workspace
 
     if not isinstance(request, dict) or request.get("op") != "dp":
         raise BadInput("the broker answers DP queries only")
@@ -145,21 +131,3 @@ class Broker:
         self._server.server_close()
         self._thread.join(timeout=5)
         self.path.unlink(missing_ok=True)
-
-
-def ask(path: str, request: dict[str, Any]) -> dict[str, Any]:
-    """Send ``request`` to the broker at ``path`` (inside the sandbox); the answer, or the broker's refusal raised."""
-    try:
-        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as conn:
-            conn.connect(path)
-            conn.sendall(json.dumps({"op": "dp", **request}).encode() + b"\n")
-            with conn.makefile("rb") as reply_file:
-                line = reply_file.readline()
-    except OSError as exc:
-        raise MissingData(f"the platform's broker is not reachable ({exc.strerror or exc})") from None
-    if not line:
-        raise MissingData("the platform's broker closed the connection without an answer")
-    reply = json.loads(line)
-    if reply.get("ok"):
-        return dict(reply["answer"])
-    raise ERRORS.get(reply.get("error", ""), PolicyRefusal)(str(reply.get("message", "refused")))

@@ -26,7 +26,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from research_kit.config import RunnerPolicy
+from research_kit.core.config import RunnerPolicy
 
 MIB = 1024 * 1024
 POLL_SECONDS = 0.25

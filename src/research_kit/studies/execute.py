@@ -35,14 +35,15 @@ import stat
 import tempfile
 import threading
 import time
-from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from research_kit.checksums import file_sha256
-from research_kit.errors import UserError
+from research_kit.core.checksums import file_sha256
+from research_kit.core.errors import UserError
 from research_kit.outputs.sidecar import sidecar_path
+from research_kit.studies.sandboxed import ActionSandbox
+from research_kit.studies.tasks import ActionResult, ActionTask, OutputFile
 
 KERNEL_NAME = "python3"
 RETRIES_ON_DEAD_KERNEL = 1
@@ -52,48 +53,6 @@ KNOWN_ERRORS = frozenset(
     {n for n, v in vars(builtins).items() if isinstance(v, type) and issubclass(v, BaseException)}
     | {"BadInput", "MissingData", "PolicyRefusal", "IntegrityError", "UserError", "DeadKernelError"}
 )
-
-
-@dataclass(frozen=True)
-class ActionTask:
-    study: str
-    action: str
-    notebook: str  # absolute path
-    parameters: dict[str, Any]
-    cache_key: str
-    outputs: list[tuple[str, str, str]]  # (name, relative path, sensitivity)
-    inputs: list[tuple[str, str]]  # (relative path in the working folder, stored file)
-    work_dir: str  # scratch folder of this execution (deleted at the end)
-    result_dir: str  # where the result folder goes when the action succeeds
-    failed_notebook: str  # where the executed notebook goes when it fails
-    workspace: str = ""  # the workspace root (the broker's and the view's, never the kernel's)
-    extract: str = ""
-    actor: str = ""  # whom the broker charges DP queries as
-    sandbox: str = "bwrap"  # the confinement the runner chose: bwrap | container | off
-    env: dict[str, str] = field(default_factory=dict)  # extra variables for the kernel (never a path or a key)
-    provenance: dict[str, Any] = field(default_factory=dict)
-
-
-@dataclass(frozen=True)
-class OutputFile:
-    name: str
-    path: str
-    sensitivity: str
-    sha256: str
-    bytes: int
-
-
-@dataclass(frozen=True)
-class ActionResult:
-    action: str
-    ok: bool
-    started_at: str
-    finished_at: str
-    seconds: float
-    outputs: list[OutputFile] = field(default_factory=list)
-    error: str = ""
-    notebook: str = ""  # the executed notebook (result folder, or the failed one's place)
-    dropped: list[str] = field(default_factory=list)  # what the notebook wrote that was not kept, and why
 
 
 def _now() -> str:
@@ -147,7 +106,6 @@ def _execute(task: ActionTask, work_root: Path) -> tuple[str, str]:
     import papermill
     from nbclient.exceptions import DeadKernelError
 
-    from research_kit.sandbox.action import ActionSandbox
     from research_kit.studies.kernels import kernel_manager_class
 
     if work_root.exists():

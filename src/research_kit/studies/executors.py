@@ -13,9 +13,10 @@ import os
 from collections.abc import Collection
 from typing import Any, Protocol
 
-from research_kit.config import Policy
-from research_kit.errors import BadInput
-from research_kit.studies.execute import ActionResult, ActionTask, execute_action
+from research_kit.core.config import Policy
+from research_kit.core.errors import BadInput
+from research_kit.studies.execute import execute_action
+from research_kit.studies.tasks import ActionResult, ActionTask
 
 EXECUTORS = ("local", "dask", "slurm")
 

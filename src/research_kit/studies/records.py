@@ -13,11 +13,11 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from research_kit import audit
-from research_kit.catalog import transaction
+from research_kit.core import audit
+from research_kit.core.catalog import transaction
+from research_kit.core.workspace import Workspace
 from research_kit.studies.cache import Environment, canonical
-from research_kit.studies.execute import ActionResult, OutputFile
-from research_kit.workspace import Workspace
+from research_kit.studies.tasks import ActionResult, OutputFile
 
 
 def now() -> str:
@@ -57,6 +57,11 @@ def register_pipeline(conn: sqlite3.Connection, ws: Workspace, study: str, path:
 
 def registered_pipelines(conn: sqlite3.Connection) -> list[tuple[str, Path]]:
     return [(r["study"], Path(r["path"])) for r in conn.execute("SELECT study, path FROM pipelines ORDER BY study")]
+
+
+def studies_registered_by(conn: sqlite3.Connection, name: str) -> set[str]:
+    """The studies whose pipeline ``name`` registered."""
+    return {r[0] for r in conn.execute("SELECT study FROM pipelines WHERE registered_by = ?", (name,))}
 
 
 def lookup(conn: sqlite3.Connection, cache_key: str) -> StoredResult | None:
@@ -192,6 +197,12 @@ def queue_for_review(
                 {"study": study, "action": action, "output": output.name, "sha256": output.sha256, "run": run_id},
             )
     return bool(cursor.rowcount)
+
+
+def queued_by_run(conn: sqlite3.Connection, run_id: int) -> list[tuple[str, str, dict[str, Any] | None]]:
+    """What run ``run_id`` queued for review: (action, output name, diff against the last version or None)."""
+    rows = conn.execute("SELECT action, name, diff FROM review_queue WHERE run_id = ? ORDER BY id", (run_id,))
+    return [(r["action"], r["name"], json.loads(r["diff"]) if r["diff"] else None) for r in rows]
 
 
 def previous_version(

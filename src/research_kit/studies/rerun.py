@@ -13,17 +13,18 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from research_kit import audit
-from research_kit.catalog import transaction
-from research_kit.errors import UserError
-from research_kit.extracts import get_extract
-from research_kit.locks import hold
+from research_kit.core import audit
+from research_kit.core.catalog import transaction
+from research_kit.core.errors import UserError
+from research_kit.core.extracts import get_extract
+from research_kit.core.locks import hold
+from research_kit.core.workspace import Workspace
 from research_kit.studies import records
 from research_kit.studies.runner import Listener, RunReport, run_pipeline, studies_dir
 from research_kit.studies.spec import load_pipeline
-from research_kit.workspace import Workspace
 
 
 @dataclass
@@ -48,7 +49,9 @@ def rerun_all(
     scheduler: str | None = None,
     listener: Listener | None = None,
     on_study: Listener | None = None,
+    run: Callable[..., RunReport] = run_pipeline,
 ) -> RerunReport:
+    """Rerun every registered study on ``extract_id``; ``run`` runs one (the run action passes its own)."""
     extract = get_extract(ws, extract_id)
     report = RerunReport(extract.id)
     with hold(studies_dir(ws) / ".rerun.lock", "a rerun"):
@@ -72,7 +75,7 @@ def rerun_all(
             try:
                 pipeline = load_pipeline(path)
                 report.runs.append(
-                    run_pipeline(
+                    run(
                         ws,
                         pipeline,
                         extract=extract.id,

@@ -27,18 +27,18 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from research_kit.audit import current_actor
-from research_kit.checksums import file_sha256
-from research_kit.errors import BadInput
-from research_kit.locks import hold
+from research_kit.core.audit import current_actor
+from research_kit.core.checksums import file_sha256
+from research_kit.core.errors import BadInput
+from research_kit.core.locks import hold
+from research_kit.core.workspace import Workspace
 from research_kit.sandbox.modes import Confinement, confinement
 from research_kit.studies import cache, records
 from research_kit.studies.diff import diff_outputs
-from research_kit.studies.execute import ActionResult, ActionTask, OutputFile
 from research_kit.studies.executors import EXECUTORS, Executor, make_executor
 from research_kit.studies.spec import Action, Pipeline
+from research_kit.studies.tasks import ActionResult, ActionTask, OutputFile
 from research_kit.tiers import EXTRACT_ENV, STUDY_ENV, TIER_ENV, Source, real_source
-from research_kit.workspace import Workspace
 
 Listener = Callable[[str, str, str], None]  # (action, event, detail): event is queued|started|ran|cached|failed|skipped
 
@@ -65,7 +65,7 @@ class RunReport:
     seconds: float
     actions: dict[str, ActionOutcome]
     queued: int = 0
-    request: int | None = None  # the review request the queued outputs went into
+    request: int | None = None  # the review request the queued outputs went into (set by the run action)
     notices: tuple[str, ...] = ()  # what the run's confinement could not give, or was told not to
 
     def count(self, outcome: str) -> int:
@@ -259,21 +259,13 @@ def run_pipeline(
                 records.finish_run(conn, ws, run.run_id, "interrupted", _summary(run, executor))
                 raise
             queued = _queue_outputs(run, conn)
-            request = _request(conn, ws, study, run.run_id) if queued else None
             failed = any(o.outcome in ("failed", "skipped") for o in run.outcomes.values())
             outcome = "failed" if failed else "succeeded"
             records.finish_run(conn, ws, run.run_id, outcome, _summary(run, executor) | {"queued": queued})
     return RunReport(
-        run.run_id, study, source.name, outcome, round(time.perf_counter() - clock, 3), run.outcomes, queued, request,
+        run.run_id, study, source.name, outcome, round(time.perf_counter() - clock, 3), run.outcomes, queued, None,
         confined.notices,
     )  # fmt: skip
-
-
-def _request(conn: Any, ws: Workspace, study: str, run_id: int) -> int | None:
-    """Hand the queued outputs to output checking: the study's open review request (checked at once)."""
-    from research_kit.outputs import review  # the next step of the flow; imported only when there is work
-
-    return review.collect(conn, ws, study, run_id)
 
 
 def _summary(run: _Run, executor: str) -> dict[str, Any]:

@@ -38,8 +38,8 @@ from typing import Any
 
 import yaml
 
-from research_kit.errors import BadInput, MissingData
-from research_kit.workspace import check_name
+from research_kit.core.errors import BadInput, MissingData
+from research_kit.core.workspace import check_name
 
 SENSITIVITIES = ("highly_sensitive", "moderately_sensitive")
 TOP_KEYS = {"study", "title", "budget", "actions"}

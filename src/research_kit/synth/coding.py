@@ -22,7 +22,8 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from research_kit.synth.patients import ANY, UNDIAGNOSED_STATUS, chapter_of, icd10_groups
+from research_kit.model.codes import icd10_groups
+from research_kit.synth.patients import ANY, UNDIAGNOSED_STATUS, chapter_of
 from research_kit.synth.rare import NONE, Backoff, common_values
 
 BASES = np.array(["A", "C", "G", "T"], dtype=object)

@@ -15,10 +15,11 @@ import numpy as np
 import pandas as pd
 
 from research_kit.ingest.validate import HGVS
-from research_kit.registry import geography
-from research_kit.registry.codes import UNDIAGNOSED_ORPHA, hpo_id, icd10_codes, load_code_systems, orpha_id
-from research_kit.registry.schema import CENTRES, DIAGNOSIS_STATUSES, ENCOUNTER_TYPES, SEXES, VITAL_STATUSES
-from research_kit.synth.tables import KEY, PSEUDONYM_HEX, YEAR, Granularity, Tables, birth_days, counts, to_days
+from research_kit.model import geography
+from research_kit.model.codes import UNDIAGNOSED_ORPHA, hpo_id, icd10_codes, load_code_systems, orpha_id
+from research_kit.model.tables import CENTRES, DIAGNOSIS_STATUSES, ENCOUNTER_TYPES, SEXES, VITAL_STATUSES
+from research_kit.pseudonymise.pseudonyms import PSEUDONYM_HEX
+from research_kit.synth.tables import KEY, YEAR, Granularity, Tables, birth_days, counts, to_days
 
 ROUNDING_DAYS = 0.05 * YEAR  # ages are published to one decimal
 VARIANT = HGVS.replace("(", "(?:")  # ingest's rule, without capture groups (pandas warns about them)

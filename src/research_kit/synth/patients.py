@@ -27,7 +27,8 @@ from functools import cache
 import numpy as np
 import pandas as pd
 
-from research_kit.registry.codes import _icd10_module
+from research_kit.model.codes import icd10_groups, icd10_module
+from research_kit.model.facts import first_diagnosis_rows
 from research_kit.synth.marginals import Marginal
 from research_kit.synth.rare import NONE, common_values, recode_rare
 from research_kit.synth.synthesizers import PatientSynthesizer
@@ -53,20 +54,9 @@ NUMERIC: dict[str, tuple[bool, int]] = {
 
 
 @cache
-def icd10_groups(code: str) -> tuple[str, str]:
-    """An ICD-10 code's (block, chapter); (``*``, ``*``) for a code outside WHO ICD-10."""
-    icd = _icd10_module()
-    if not code or not icd.is_valid_item(code):
-        return (ANY, ANY)
-    ancestors = icd.get_ancestors(code)
-    block = next((a for a in ancestors if icd.is_block(a)), ANY)
-    return (block, ancestors[-1] if ancestors else ANY)
-
-
-@cache
 def chapter_of(group: str) -> str:
     """The chapter of a disease group (an ICD-10 block or chapter)."""
-    icd = _icd10_module()
+    icd = icd10_module()
     if group == ANY or not icd.is_valid_item(group):
         return ANY
     if icd.is_chapter(group):
@@ -103,7 +93,7 @@ class RealPatients:
 
 def real_patients(t: Tables, k: int, horizon: float) -> RealPatients:
     p = t.patients
-    first = t.diagnoses.drop_duplicates(KEY, keep="first").set_index(KEY).reindex(p[KEY].to_numpy())
+    first = first_diagnosis_rows(t.diagnoses, KEY).set_index(KEY).reindex(p[KEY].to_numpy())
     icd = first["icd10_code"].fillna("").to_numpy(dtype=object)
     groups = [icd10_groups(str(c)) for c in icd]
     block = np.array([g[0] for g in groups], dtype=object)

@@ -39,12 +39,13 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from research_kit import audit
-from research_kit.catalog import transaction
-from research_kit.config import SynthPolicy
-from research_kit.errors import BadInput, PolicyRefusal
-from research_kit.extracts import Extract, get_extract
-from research_kit.locks import hold
+from research_kit.core import audit
+from research_kit.core.catalog import transaction
+from research_kit.core.config import SynthPolicy
+from research_kit.core.errors import BadInput, PolicyRefusal
+from research_kit.core.extracts import Extract, get_extract
+from research_kit.core.locks import hold
+from research_kit.core.workspace import Workspace, check_name
 from research_kit.synth import constraints, evaluate, profiles
 from research_kit.synth import report as report_mod
 from research_kit.synth.model import SampleStats, TwinModel
@@ -52,7 +53,6 @@ from research_kit.synth.rare import TooRare, patients_per_value
 from research_kit.synth.synthesizers import check_model
 from research_kit.synth.tables import KEY, Granularity, Tables, content_hash, patient_index, read_tables, write_tables
 from research_kit.tiers import TWIN_MANIFEST
-from research_kit.workspace import Workspace, check_name
 
 CONTROL_SHARE = 0.2  # real patients held out of training, as anonymeter's control set
 STAGING = ".staging"

@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from research_kit.errors import BadInput
+from research_kit.core.errors import BadInput
 
 TABLE = "patients"
 

@@ -19,19 +19,20 @@ import numpy as np
 import pandas as pd
 import polars as pl
 
-from research_kit.errors import BadInput
+from research_kit.core.errors import BadInput
+from research_kit.model.facts import YEAR_DAYS
+from research_kit.model.tables import CHILD_TABLES, EXTRACT_KEY, TABLE_NAMES
 
-TABLES = ("patients", "diagnoses", "phenotypes", "encounters")
-CHILDREN = ("diagnoses", "phenotypes", "encounters")
-KEY = "pseudonym"
+TABLES = TABLE_NAMES
+CHILDREN = CHILD_TABLES
+KEY = EXTRACT_KEY
 DATE_COLUMNS = {
     "patients": ("death_date", "first_contact_date"),
     "diagnoses": ("onset_date", "diagnosis_date"),
     "phenotypes": ("observed_date",),
     "encounters": ("encounter_date",),
 }
-YEAR = 365.25
-PSEUDONYM_HEX = 32  # as the extract's (pseudonymise.pseudonyms.PSEUDONYM_HEX)
+YEAR = YEAR_DAYS
 
 
 @dataclass(frozen=True)

@@ -2,7 +2,7 @@
 
 The cells are the file's own text (read with :mod:`csv`, never re-formatted,
 so the reviewer sees exactly what would leave). Flags come from the stored
-checks (:mod:`research_kit.outputs.checks`): a flag with a row and a column
+checks (:mod:`research_kit.disclosure.checks`): a flag with a row and a column
 marks that cell, one with a row only marks the row, one with neither the
 whole output. Escaping is the template's job (autoescape), not this module's.
 """

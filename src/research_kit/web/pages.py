@@ -7,7 +7,7 @@ Who sees what:
   did not exist);
 - committee members vote and release; the author submits; both comment;
 - committee-private comments reach committee members and stewards only
-  (:func:`research_kit.outputs.review.get` filters them for the viewer);
+  (:func:`research_kit.review.requests.get` filters them for the viewer);
 - an output's file is found by its number in the request, never by a path
   from the address, and must lie inside the workspace.
 """
@@ -23,19 +23,19 @@ from starlette.requests import Request
 from starlette.responses import FileResponse, RedirectResponse, Response
 from starlette.routing import Route
 
-from research_kit.dp import ledger
+from research_kit.actions import budget as budgets
+from research_kit.actions import review as reviewing
+from research_kit.core.errors import BadInput, MissingData, UserError
+from research_kit.core.users import ROLES
+from research_kit.core.workspace import Workspace
 from research_kit.dp.accounting import epsilon_of, from_picorho
-from research_kit.errors import BadInput, MissingData, PolicyRefusal
-from research_kit.outputs import review
 from research_kit.outputs import sidecar as sc
-from research_kit.outputs.release import release, releases_dir
+from research_kit.review import requests as review
+from research_kit.review.release import releases_dir
 from research_kit.web import grid
-from research_kit.web.app import act, form, need, render, text_field, workspace
+from research_kit.web.http import call, form, need, render, status_of, text_field, workspace
 from research_kit.web.sessions import Session
-from research_kit.workspace import Workspace
 
-EVERYONE = ("researcher", "committee", "steward")
-READ_ALL = ("committee", "steward")  # roles that read every request
 TEXT_SUFFIXES = {".txt", ".json", ".html", ".md"}
 MAX_TEXT = 200_000  # characters of a text output shown on the page
 DONE = {  # the message after a successful form, by key (no text from the address is ever shown)
@@ -68,19 +68,12 @@ class OutputView:
         return f"output-{self.output.id}"
 
 
-def _readable(session: Session, request: review.Request) -> bool:
-    return session.user.role in READ_ALL or request.author == session.user.name
-
-
-def _load_request(ws: Workspace, session: Session, request_id: int) -> review.Request:
-    """The request as ``session``'s user may read it; a 404 when they may not (as if it did not exist)."""
+def _load_request(ws: Workspace, session: Session, request_id: int) -> tuple[review.Request, dict[str, Any]]:
+    """The request as ``session``'s user may read it, with provenance; a 404 when they may not."""
     try:
-        request = review.get(ws, request_id, viewer=session.user.name)
+        return reviewing.show(ws, actor=session.user.name, request=request_id)
     except MissingData:
         raise HTTPException(404, f"There is no review request {request_id}.") from None
-    if not _readable(session, request):
-        raise HTTPException(404, f"There is no review request {request_id}.")
-    return request
 
 
 def _inside(path: Path, folder: Path) -> bool:
@@ -94,11 +87,10 @@ def _inside(path: Path, folder: Path) -> bool:
 
 
 async def queue(request: Request) -> Response:
-    session = await need(request, *EVERYONE)
+    session = await need(request, *ROLES)
     show = request.query_params.get("show", "open")
     states = review.OPEN if show == "open" else ()
-    everything = await act(session, review.all_requests, workspace(request), states=states)
-    visible = [r for r in everything if _readable(session, r)]
+    visible = await call(reviewing.list_requests, workspace(request), actor=session.user.name, states=states)
     visible.sort(key=lambda r: (r.state != "submitted", r.state != "approved", -r.id))
     return render(request, "queue.html", {"requests": visible, "show": "open" if show == "open" else "all"})
 
@@ -106,7 +98,7 @@ async def queue(request: Request) -> Response:
 # -- one request ----------------------------------------------------------------------------------------------------
 
 
-def _views(ws: Workspace, request: review.Request, only_flagged: bool) -> list[OutputView]:
+def _views(ws: Workspace, request: review.Request, provenance: dict[str, Any], only_flagged: bool) -> list[OutputView]:
     views = []
     for output in request.outputs:
         car = sc.read(output.path) if output.path.is_file() else None
@@ -120,12 +112,12 @@ def _views(ws: Workspace, request: review.Request, only_flagged: bool) -> list[O
         elif output.path.is_file() and output.path.suffix.lower() in TEXT_SUFFIXES:
             text = output.path.read_text(encoding="utf-8", errors="replace")[:MAX_TEXT]
         is_figure = output.path.suffix.lower() in (".png", ".svg")
-        views.append(OutputView(output, car, table, text, is_figure, review.provenance(ws, output), flags))
+        views.append(OutputView(output, car, table, text, is_figure, provenance.get(output.key, {}), flags))
     return views
 
 
 def _budget(ws: Workspace, study: str) -> dict[str, Any]:
-    balance = ledger.balance(ws, study, "real")
+    balance = budgets.balances(ws, study=study)[0]
     delta = ws.policy().dp.delta
     granted, spent = from_picorho(balance.granted), from_picorho(balance.spent)
     return {
@@ -139,7 +131,7 @@ def _budget(ws: Workspace, study: str) -> dict[str, Any]:
 
 
 async def request_page(request: Request) -> Response:
-    session = await need(request, *EVERYONE)
+    session = await need(request, *ROLES)
     return await _request_page(request, session)
 
 
@@ -151,10 +143,10 @@ async def _request_page(
     only_flagged = request.query_params.get("flagged") == "1"
 
     def gather() -> tuple[review.Request, list[OutputView], dict[str, Any]]:
-        req = _load_request(ws, session, request_id)
-        return req, _views(ws, req, only_flagged), _budget(ws, req.study)
+        req, provenance = _load_request(ws, session, request_id)
+        return req, _views(ws, req, provenance, only_flagged), _budget(ws, req.study)
 
-    req, views, budget = await act(session, gather)
+    req, views, budget = await call(gather)
     user = session.user
     context = {
         "req": req,
@@ -174,35 +166,34 @@ async def _request_page(
 
 
 async def _perform(request: Request, roles: tuple[str, ...], kind: str, work: Any) -> Response:
-    """Check the role and the form, run ``work(ws, request_id, form)`` as the user, then go back to the request.
+    """Check the role and the form, run ``work(ws, actor, request_id, form)`` (one action), then go back.
 
-    A refusal from the library (not the committee, the author, a missing comment) re-shows the page with
-    its one-line reason and status 400/403; nothing was changed.
+    A refusal from the action (not the committee, the author, a missing comment) re-shows the page with
+    its one-line reason and its status (:func:`~research_kit.web.http.status_of`); nothing was changed.
     """
     session = await need(request, *roles)
     data = await form(request, session)
     ws = workspace(request)
     request_id = int(request.path_params["request_id"])
-    await act(session, _load_request, ws, session, request_id)  # a 404 for a request they may not read
+    await call(_load_request, ws, session, request_id)  # a 404 for a request they may not read
     try:
-        await act(session, work, ws, request_id, data)
-    except PolicyRefusal as exc:
-        return await _request_page(request, session, error=str(exc), status_code=403)
-    except (BadInput, MissingData) as exc:
-        return await _request_page(request, session, error=str(exc), status_code=400)
+        await call(work, ws, session.user.name, request_id, data)
+    except UserError as exc:
+        status = status_of(exc)
+        return await _request_page(request, session, error=str(exc), status_code=400 if status == 404 else status)
     return RedirectResponse(f"/requests/{request_id}?done={kind}", status_code=303)
 
 
 async def vote(request: Request) -> Response:
-    def work(ws: Workspace, request_id: int, form_data: Any) -> None:
+    def work(ws: Workspace, actor: str, request_id: int, form_data: Any) -> None:
         decision = text_field(form_data, "decision")
-        if decision not in ("approve", "reject", "return"):
+        if decision not in review.DECISIONS:
             raise BadInput("choose approve, return or reject")
         chosen = tuple(v for v in form_data.getlist("output") if isinstance(v, str))
         if decision == "approve" and not chosen:
             raise BadInput("tick at least one output to approve")
-        review.vote(
-            ws, request_id, decision, outputs=chosen if decision == "approve" else (),
+        reviewing.vote(
+            ws, actor=actor, request=request_id, decision=decision, outputs=chosen if decision == "approve" else (),
             comment=text_field(form_data, "comment"), private=text_field(form_data, "private") == "on",
         )  # fmt: skip
 
@@ -210,22 +201,25 @@ async def vote(request: Request) -> Response:
 
 
 async def comment(request: Request) -> Response:
-    def work(ws: Workspace, request_id: int, data: Any) -> None:
-        review.comment(ws, request_id, text_field(data, "comment"), private=text_field(data, "private") == "on")
+    def work(ws: Workspace, actor: str, request_id: int, data: Any) -> None:
+        reviewing.comment(
+            ws, actor=actor, request=request_id, text=text_field(data, "comment"),
+            private=text_field(data, "private") == "on",
+        )  # fmt: skip
 
-    return await _perform(request, EVERYONE, "comment", work)
+    return await _perform(request, ROLES, "comment", work)
 
 
 async def submit(request: Request) -> Response:
-    def work(ws: Workspace, request_id: int, data: Any) -> None:
-        review.submit(ws, request_id)
+    def work(ws: Workspace, actor: str, request_id: int, data: Any) -> None:
+        reviewing.submit(ws, actor=actor, request=request_id)
 
-    return await _perform(request, EVERYONE, "submit", work)
+    return await _perform(request, ROLES, "submit", work)
 
 
 async def release_request(request: Request) -> Response:
-    def work(ws: Workspace, request_id: int, data: Any) -> None:
-        release(ws, request_id)
+    def work(ws: Workspace, actor: str, request_id: int, data: Any) -> None:
+        reviewing.release(ws, actor=actor, request=request_id)
 
     return await _perform(request, ("committee",), "release", work)
 
@@ -235,9 +229,9 @@ async def release_request(request: Request) -> Response:
 
 async def output_file(request: Request) -> Response:
     """One output's file, by its number in the request: figures inline, everything else as a download."""
-    session = await need(request, *EVERYONE)
+    session = await need(request, *ROLES)
     ws = workspace(request)
-    req = await act(session, _load_request, ws, session, int(request.path_params["request_id"]))
+    req, _ = await call(_load_request, ws, session, int(request.path_params["request_id"]))
     wanted = int(request.path_params["output_id"])
     found = [o for o in req.outputs if o.id == wanted]
     if not found or not _inside(found[0].path, ws.root):
@@ -256,9 +250,9 @@ async def output_file(request: Request) -> Response:
 
 async def bundle(request: Request) -> Response:
     """A released request's zip (its author and the committee)."""
-    session = await need(request, *EVERYONE)
+    session = await need(request, *ROLES)
     ws = workspace(request)
-    req = await act(session, _load_request, ws, session, int(request.path_params["request_id"]))
+    req, _ = await call(_load_request, ws, session, int(request.path_params["request_id"]))
     if req.state != "released" or not req.bundle:
         raise HTTPException(404, f"Request {req.id} is {req.state}: there is no bundle to download yet.")
     path = Path(req.bundle)

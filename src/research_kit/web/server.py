@@ -13,9 +13,9 @@ import ipaddress
 from rich.console import Console
 from rich.markup import escape
 
-from research_kit.errors import BadInput
-from research_kit.outputs import users
-from research_kit.workspace import Workspace
+from research_kit.core import users
+from research_kit.core.errors import BadInput
+from research_kit.core.workspace import Workspace
 
 
 def is_loopback(host: str) -> bool:

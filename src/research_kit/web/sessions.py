@@ -19,11 +19,10 @@ import secrets
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
-from research_kit import audit
-from research_kit.catalog import transaction
-from research_kit.errors import PolicyRefusal
-from research_kit.outputs import users
-from research_kit.workspace import Workspace
+from research_kit.core import audit, users
+from research_kit.core.catalog import transaction
+from research_kit.core.errors import PolicyRefusal
+from research_kit.core.workspace import Workspace
 
 SEEN_EVERY = timedelta(seconds=30)  # a page view refreshes seen_at at most this often (fewer catalog writes)
 

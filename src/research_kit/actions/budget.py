@@ -1,0 +1,75 @@
+"""Privacy budgets: the committee grants, everyone reads what they may."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from research_kit.actions.acting import as_user
+from research_kit.core import users
+from research_kit.core.errors import BadInput
+from research_kit.core.workspace import Workspace
+from research_kit.dp import ledger
+from research_kit.dp.accounting import rho_from
+from research_kit.review.requests import studies_authored_by
+from research_kit.studies.records import studies_registered_by
+from research_kit.tiers import Tier
+
+
+@dataclass(frozen=True)
+class StudyBudget:
+    """A study's real budget with its grants and spends."""
+
+    study: str
+    balance: ledger.Balance
+    grants: list[ledger.Grant]
+    spends: list[ledger.Spend]
+
+
+def grant(
+    ws: Workspace,
+    *,
+    actor: str,
+    study: str,
+    rho: float | None = None,
+    epsilon: float | None = None,
+    delta: float | None = None,
+    note: str = "",
+) -> ledger.Balance:
+    """Add to a study's real budget, given in rho or in epsilon at ``delta`` (default: the policy's)."""
+    if rho is None and epsilon is None:
+        raise BadInput("give the grant as --rho R or as --epsilon E [--delta D]")
+    if delta is not None and epsilon is None:
+        raise BadInput("--delta goes with --epsilon")
+    amount = rho_from(rho, epsilon, ws.policy().dp.delta if delta is None else delta)
+    assert amount is not None
+    return as_user(actor, ledger.grant, ws, study, amount, note=note)
+
+
+def balances(ws: Workspace, *, study: str | None = None, tier: Tier = "real") -> list[ledger.Balance]:
+    """One study's balance, or every study's."""
+    names = [study] if study else ledger.studies(ws)
+    return [ledger.balance(ws, s, tier) for s in names]
+
+
+def history(ws: Workspace, *, study: str, tier: Tier = "real") -> list[ledger.Spend]:
+    return ledger.history(ws, study, tier)
+
+
+def reset_sandbox(ws: Workspace, *, actor: str, study: str) -> int:
+    """Forget a study's spends on the twin (the real ledger is never reset); how many."""
+    return as_user(actor, ledger.reset_sandbox, ws, study)
+
+
+def visible_budgets(ws: Workspace, *, actor: str) -> list[StudyBudget]:
+    """The real budgets ``actor`` may read: every study's for the committee and stewards, a researcher's own."""
+    names = ledger.studies(ws)
+    with ws.catalog() as conn:
+        user = users.get(conn, actor)
+        mine = studies_registered_by(conn, actor)
+    if user is None or user.role == "researcher":
+        mine |= studies_authored_by(ws, actor)
+        names = [n for n in names if n in mine]
+    return [
+        StudyBudget(n, ledger.balance(ws, n, "real"), ledger.grants(ws, n), ledger.history(ws, n, "real"))
+        for n in names
+    ]

@@ -1,0 +1,33 @@
+"""The sandbox researcher code runs in: how it confines here, its waiver; the researchers' lab."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from rich.console import Console
+
+from research_kit.actions.acting import as_user
+from research_kit.core.workspace import Workspace
+from research_kit.lab import run_lab
+from research_kit.sandbox import modes
+from research_kit.sandbox.limits import Limits
+
+
+def check(ws: Workspace) -> tuple[modes.Confinement, Limits]:
+    """How researcher code would be confined here, with which limits (a refusal when it cannot be)."""
+    return modes.confinement(ws), Limits.from_policy(ws.policy().runner)
+
+
+def waive(ws: Workspace, *, actor: str, reason: str) -> None:
+    as_user(actor, modes.waive, ws, reason=reason)
+
+
+def unwaive(ws: Workspace, *, actor: str) -> int:
+    return as_user(actor, modes.unwaive, ws)
+
+
+def lab(
+    ws: Workspace, *, actor: str, home: Path, port: int, notebooks: Path, console: Console, open_browser: bool = False
+) -> None:
+    """JupyterLab on the synthetic twin, in its sandbox, until Ctrl-C."""
+    as_user(actor, run_lab, ws, home=home, port=port, notebooks=notebooks, console=console, open_browser=open_browser)

@@ -1,0 +1,65 @@
+"""Study pipelines: run one on a real extract, rerun every study on a new extract.
+
+A run's new moderately_sensitive outputs are queued by the runner; this layer
+hands them to review (the study's open request, checked at once), so the
+runner knows nothing of review.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable
+from typing import Any
+
+from research_kit.actions.acting import as_user
+from research_kit.core.workspace import Workspace
+from research_kit.review.intake import collect
+from research_kit.studies.rerun import RerunReport, rerun_all
+from research_kit.studies.runner import Listener, RunReport, run_pipeline
+from research_kit.studies.spec import Pipeline
+
+
+def _run_and_collect(ws: Workspace, pipeline: Pipeline, **options: Any) -> RunReport:
+    report = run_pipeline(ws, pipeline, **options)
+    if not report.queued:
+        return report
+    with ws.catalog() as conn:
+        request = collect(conn, ws, report.study, report.run_id)
+    return dataclasses.replace(report, request=request)
+
+
+def run(
+    ws: Workspace,
+    *,
+    actor: str,
+    pipeline: Pipeline,
+    extract: str | None = None,
+    action: str | None = None,
+    executor: str = "local",
+    workers: int | None = None,
+    scheduler: str | None = None,
+    force: bool = False,
+    listener: Listener | None = None,
+) -> RunReport:
+    """Run ``pipeline`` (or one ``action`` and what it needs) on ``extract``; its new outputs enter review."""
+    return as_user(
+        actor, _run_and_collect, ws, pipeline, extract=extract, action=action, executor=executor, workers=workers,
+        scheduler=scheduler, force=force, listener=listener,
+    )  # fmt: skip
+
+
+def rerun(
+    ws: Workspace,
+    *,
+    actor: str,
+    extract: str,
+    executor: str = "local",
+    workers: int | None = None,
+    scheduler: str | None = None,
+    on_study: Callable[[str, str, str], None] | None = None,
+) -> RerunReport:
+    """Rerun every registered study on ``extract`` (one at a time, idempotent, resumable)."""
+    return as_user(
+        actor, rerun_all, ws, extract, executor=executor, workers=workers, scheduler=scheduler, on_study=on_study,
+        run=_run_and_collect,
+    )  # fmt: skip

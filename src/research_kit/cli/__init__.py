@@ -1,0 +1,122 @@
+"""The ``research-kit`` command: parses arguments, calls one action, prints its result.
+
+No rule lives here: each command group (one module per group) calls
+:mod:`research_kit.actions` and shows the result with :mod:`research_kit.console`.
+A :class:`~research_kit.core.errors.UserError` becomes one line on stderr and
+its exit code; anything else keeps its traceback (without local variables,
+which could hold registry rows).
+
+A group's module is imported only when one of its commands runs (``--help``
+imports them all), so a command loads only the libraries it needs.
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+import sys
+from typing import Annotated, Any
+
+import typer
+from typer.core import TyperCommand, TyperGroup
+
+from research_kit import __version__
+from research_kit.core.audit import ACTOR_ENV
+from research_kit.core.errors import UserError
+
+# Each command (top-level name) and the module of research_kit.cli that holds it, in the order of the flow.
+COMMANDS: dict[str, str] = {
+    "init": "setup",
+    "key": "setup",
+    "simulate": "simulate",
+    "ingest": "extracts",
+    "extracts": "extracts",
+    "risk": "extracts",
+    "synth": "twin",
+    "budget": "budget",
+    "query": "query",
+    "pipeline": "pipeline",
+    "run": "runs",
+    "rerun": "runs",
+    "lab": "lab",
+    "outputs": "review",
+    "review": "review",
+    "release": "review",
+    "serve": "web",
+    "users": "people",
+    "audit": "records",
+    "sandbox": "confinement",
+    "demo": "demo",
+}
+
+
+class _Commands(TyperGroup):
+    """The root group: finds a command in its module on first use."""
+
+    def list_commands(self, ctx: typer.Context) -> list[str]:  # type: ignore[override]
+        return list(COMMANDS)
+
+    def get_command(self, ctx: typer.Context, cmd_name: str) -> TyperCommand | TyperGroup | None:  # type: ignore[override]
+        module = COMMANDS.get(cmd_name)
+        if module is None:
+            return None
+        group = typer.main.get_command(importlib.import_module(f"research_kit.cli.{module}").app)
+        if isinstance(group, TyperGroup):
+            return group.get_command(ctx, cmd_name)  # type: ignore[return-value]
+        return group if group.name == cmd_name else None  # type: ignore[return-value]
+
+
+app = typer.Typer(
+    name="research-kit",
+    cls=_Commands,
+    help="A research workspace for a national rare-disease registry.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+
+
+def _version(value: bool) -> None:
+    if value:
+        print(f"research-kit {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: Annotated[
+        bool, typer.Option("--version", callback=_version, is_eager=True, help="Show the version and exit.")
+    ] = False,
+    acting_as: Annotated[
+        str | None, typer.Option("--as", help="Act as this workspace user [default: $RESEARCH_KIT_USER or login]")
+    ] = None,
+) -> None:
+    """A research workspace for a national rare-disease registry.
+
+    The workspace is ./.workspace unless RESEARCH_KIT_HOME names another folder.
+    """
+    if acting_as is not None:
+        os.environ[ACTOR_ENV] = acting_as
+
+
+def command(name: str) -> TyperCommand | TyperGroup:
+    """The command ``name`` (a group for ``budget``, ``review``, ...): for the reference and tests."""
+    root = typer.main.get_command(app)
+    assert isinstance(root, _Commands)
+    found = root.get_command(typer.Context(root), name)
+    if found is None:
+        raise KeyError(name)
+    return found
+
+
+def main(argv: list[str] | None = None) -> Any:
+    """Entry point: run the app; a user's mistake exits with one line, never a traceback."""
+    try:
+        app(args=argv, prog_name="research-kit")
+    except UserError as exc:
+        print(f"research-kit: {exc.label}: {exc}", file=sys.stderr)
+        sys.exit(exc.exit_code)
+    except KeyboardInterrupt:  # Ctrl-C: what was under way has recorded itself as interrupted
+        print("research-kit: interrupted", file=sys.stderr)
+        sys.exit(130)

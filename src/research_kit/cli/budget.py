@@ -1,0 +1,51 @@
+"""``budget grant|show|reset-sandbox``: privacy budgets."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+from research_kit.actions import budget
+from research_kit.cli.common import actor, console, workspace
+from research_kit.console import budget as show
+from research_kit.tiers import Tier
+
+app = typer.Typer()
+budget_app = typer.Typer(help="Privacy budgets: the committee grants, anyone reads.", no_args_is_help=True)
+app.add_typer(budget_app, name="budget")
+
+
+@budget_app.command("grant")
+def grant(
+    study: Annotated[str, typer.Argument(help="The study (its pipeline's id).")],
+    rho: Annotated[float | None, typer.Option("--rho", help="Budget to add, in rho (zCDP).")] = None,
+    epsilon: Annotated[float | None, typer.Option("--epsilon", help="... or in epsilon, at --delta.")] = None,
+    delta: Annotated[float | None, typer.Option("--delta", help="Delta for --epsilon [default: [dp].delta].")] = None,
+    note: Annotated[str, typer.Option(help="The committee's reference for the decision.")] = "",
+) -> None:
+    """Grant a study privacy budget (added to what it has); recorded in the audit log."""
+    ws = workspace()
+    balance = budget.grant(ws, actor=actor(), study=study, rho=rho, epsilon=epsilon, delta=delta, note=note)
+    show.print_balances(console, [balance], ws.policy().dp.delta)
+
+
+@budget_app.command("show")
+def show_budget(
+    study: Annotated[str | None, typer.Argument(help="One study, with its spend history [default: all].")] = None,
+    sandbox: Annotated[bool, typer.Option("--sandbox", help="The synthetic twin's sandbox ledger.")] = False,
+) -> None:
+    """Granted, spent, reserved and remaining budget; with a study, its spend history."""
+    ws = workspace()
+    delta = ws.policy().dp.delta
+    tier: Tier = "sandbox" if sandbox else "real"
+    show.print_balances(console, budget.balances(ws, study=study, tier=tier), delta)
+    if study:
+        show.print_history(console, budget.history(ws, study=study, tier=tier), delta)
+
+
+@budget_app.command("reset-sandbox")
+def reset_sandbox(study: Annotated[str, typer.Argument(help="The study.")]) -> None:
+    """Forget a study's sandbox spends (the twin's ledger only; the real ledger is never reset)."""
+    n = budget.reset_sandbox(workspace(), actor=actor(), study=study)
+    console.print(f"sandbox ledger of {study}: {n} spends forgotten")

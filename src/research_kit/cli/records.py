@@ -1,0 +1,28 @@
+"""``audit verify|show``: the tamper-evident audit log."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+from research_kit.actions import records
+from research_kit.cli.common import console, workspace
+from research_kit.console.records import print_audit
+
+app = typer.Typer()
+audit_app = typer.Typer(help="The tamper-evident audit log.", no_args_is_help=True)
+app.add_typer(audit_app, name="audit")
+
+
+@audit_app.command("verify")
+def verify() -> None:
+    """Check every entry of the audit log; exit 0 only when the chain is intact."""
+    verdict = records.verify(workspace())
+    console.print(f"audit log intact: {verdict.entries} entries, chain and anchor verified")
+
+
+@audit_app.command("show")
+def show(last: Annotated[int, typer.Option(help="How many of the latest entries.")] = 20) -> None:
+    """List the latest audit entries (who did what, when)."""
+    print_audit(console, records.entries(workspace(), last=last))

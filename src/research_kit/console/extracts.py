@@ -1,0 +1,148 @@
+"""A workspace, a simulated export, an ingest, the extracts and their risk, on the terminal.
+
+Only aggregates and paths are shown, never a registry row or an identifier.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from rich.console import Console
+from rich.table import Table
+
+from research_kit.core import catalog
+from research_kit.core.workspace import Workspace
+
+if TYPE_CHECKING:
+    from research_kit.core.extracts import Extract
+    from research_kit.ingest.pipeline import IngestResult
+    from research_kit.pseudonymise.assessment import Assessment
+    from research_kit.pseudonymise.risk import RiskReport
+    from research_kit.simulator.export import SimulationResult
+
+
+def print_init(console: Console, ws: Workspace, created: bool) -> None:
+    with ws.catalog() as conn:
+        version = catalog.schema_version(conn)
+    verb = "created" if created else "already initialised; brought up to date"
+    console.print(f"workspace {verb}: {ws.root}")
+    console.print(f"  policy   {ws.policy_path}  (every threshold the platform applies)")
+    console.print(f"  catalog  {ws.catalog_path}  (schema version {version})")
+    console.print(f"  audit    {ws.audit_path}  (hash-chained; check with 'research-kit audit verify')")
+
+
+def print_simulation(console: Console, export_id: str, result: SimulationResult) -> None:
+    table = Table(title=f"raw export {export_id} (identifiable: stays in the workspace)")
+    table.add_column("table")
+    table.add_column("rows", justify="right")
+    table.add_column("file")
+    for name, rows in result.rows.items():
+        table.add_row(name, f"{rows:,}", str(result.path / result.files[name]))
+    console.print(table)
+    print_shape(console, result.shape)
+    if result.spec.faults:
+        console.print(f"faults injected: {result.faults:,}, listed in {result.path / 'faults.json'}")
+
+
+def print_shape(console: Console, shape: dict[str, Any]) -> None:
+    delay = shape["diagnostic_delay_years"]
+    console.print(
+        f"{shape['patients']:,} patients with {shape['distinct_diseases']:,} distinct diagnosed diseases: "
+        f"{shape['diseases_with_100_or_more']} held by 100 or more patients, "
+        f"{shape['diseases_with_1_or_2_patients']:,} by only one or two."
+    )
+    console.print(
+        f"diagnostic delay: mean {delay['mean']} years, median {delay['median']}, 90th percentile {delay['p90']}; "
+        f"onset in childhood: {shape['childhood_onset_share']:.0%}; "
+        f"cross-border insured: {shape['cross_border_share']:.0%}"
+    )
+    top = Table(title="most frequent diseases")
+    top.add_column("ORPHA")
+    top.add_column("disease")
+    top.add_column("patients", justify="right")
+    for row in shape["top_diseases"]:
+        top.add_row(row["orpha"], row["name"], f"{row['patients']:,}")
+    console.print(top)
+
+
+def print_ingest(console: Console, result: IngestResult) -> None:
+    table = Table(title=f"reconciliation of extract {result.extract_id}: rows in = accepted + quarantined + withheld")
+    for col in ("table", "rows in", "accepted", "quarantined", "withheld (no consent)", "balanced"):
+        table.add_column(col, justify="left" if col == "table" else "right")
+    for name, c in result.counts.items():
+        table.add_row(
+            name, f"{c.rows_in:,}", f"{c.accepted:,}", f"{c.quarantined:,}", f"{c.withheld:,}",
+            "yes" if c.balanced else "[red]NO[/red]",
+        )  # fmt: skip
+    console.print(table)
+    reasons = Table(title="quarantine reasons (a row may have several)")
+    for col in ("table", "field: reason", "rows"):
+        reasons.add_column(col, justify="right" if col == "rows" else "left")
+    for name, c in result.counts.items():
+        for reason, n in sorted(c.reasons.items(), key=lambda kv: -kv[1]):
+            reasons.add_row(name, reason.replace(":", ": "), f"{n:,}")
+    if reasons.row_count:
+        console.print(reasons)
+    normalised = [f"{name}.{field} ({n:,})" for name, c in result.counts.items() for field, n in c.normalised.items()]
+    if normalised:
+        console.print("whitespace or case normalised (not quarantined): " + ", ".join(normalised))
+    console.print(f"extract {result.extract_id}: {result.path}  (content hash {result.content_hash[:16]})")
+    console.print(f"quarantine (steward only, holds raw values): {result.quarantine}")
+
+
+def print_extracts(console: Console, extracts: list[Extract]) -> None:
+    table = Table(title="extracts")
+    for col in ("id", "created (UTC)", "patients", "content hash", "key fingerprint"):
+        table.add_column(col)
+    for e in extracts:
+        table.add_row(e.id, e.created_at, f"{e.patients:,}", e.content_hash[:16], e.key_fingerprint)
+    console.print(table)
+
+
+def _risk_rows(r: RiskReport) -> list[tuple[str, str]]:
+    def share(x: float | None) -> str:
+        return "n/a" if x is None else f"{x:.1%}"
+
+    return [
+        ("records (patients)", f"{r.records:,}"),
+        ("equivalence classes", f"{r.classes:,}"),
+        (f"k-anonymity (policy k = {r.k_target})", f"{r.k:,}"),
+        (
+            f"records in classes smaller than {r.k_target}",
+            f"{r.records_below_k:,} ({r.records_below_k / r.records:.1%})",
+        ),
+        ("distinct l-diversity of the diagnosis", f"{r.l_diversity:,}"),
+        ("prosecutor risk: highest", share(r.prosecutor_highest)),
+        ("prosecutor risk: average", share(r.prosecutor_average)),
+        (f"prosecutor risk: records above {r.risk_threshold:.0%}", share(r.prosecutor_at_risk)),
+        ("marketer risk", share(r.marketer)),
+        ("journalist risk: highest", share(r.journalist_highest)),
+        ("journalist risk: average", share(r.journalist_average)),
+        (f"journalist risk: records above {r.risk_threshold:.0%}", share(r.journalist_at_risk)),
+        ("records outside the population table", f"{r.outside_population:,}"),
+    ]
+
+
+def print_risk(console: Console, assessment: Assessment) -> None:
+    r = assessment.report
+    enforced = assessment.enforcement
+    table = Table(
+        title=f"re-identification risk of extract {assessment.extract_id} on {', '.join(r.quasi_identifiers)}"
+    )
+    table.add_column("measure")
+    table.add_column("as extracted", justify="right")
+    if enforced is not None:
+        table.add_column(f"after enforcing k = {enforced.report.k_target}", justify="right")
+        for (name, before), (_, after) in zip(_risk_rows(r), _risk_rows(enforced.report), strict=True):
+            table.add_row(name, before, after)
+    else:
+        for name, value in _risk_rows(r):
+            table.add_row(name, value)
+    console.print(table)
+    if enforced is not None:
+        levels = ", ".join(f"{qi} level {level}" for qi, level in enforced.levels.items())
+        console.print(
+            f"cost of k = {enforced.report.k_target}: {enforced.rows_suppressed:,} records suppressed "
+            f"({enforced.rows_suppressed / r.records:.1%}), precision lost {enforced.precision_lost:.0%} ({levels})"
+        )
+    console.print(f"report: {assessment.json_path}  plot: {assessment.plot_path}")

@@ -1,0 +1,378 @@
+"""The workspace catalog: one SQLite file in WAL mode, its schema migrated forward.
+
+The schema version is SQLite's ``user_version``. Migrations are numbered,
+applied in order, each in its own transaction, and never edited once shipped:
+a change to the schema is a new migration appended to :data:`MIGRATIONS`.
+A catalog newer than this code is refused rather than guessed at.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+from research_kit.core.errors import BadInput
+
+
+@dataclass(frozen=True)
+class Migration:
+    version: int
+    summary: str
+    statements: tuple[str, ...]
+
+
+MIGRATIONS: tuple[Migration, ...] = (
+    Migration(
+        1,
+        "audit head anchor and raw export register",
+        (
+            # The last audit entry's number and hash: a log cut short is detected by it.
+            """CREATE TABLE audit_head (
+                   id INTEGER PRIMARY KEY CHECK (id = 1),
+                   seq INTEGER NOT NULL,
+                   hash TEXT NOT NULL
+               )""",
+            # Raw (identifiable) exports the steward has placed in the workspace.
+            """CREATE TABLE raw_exports (
+                   id TEXT PRIMARY KEY,
+                   path TEXT NOT NULL,
+                   source TEXT NOT NULL,
+                   format TEXT NOT NULL,
+                   patients INTEGER NOT NULL,
+                   seed INTEGER,
+                   faults INTEGER NOT NULL DEFAULT 0,
+                   created_at TEXT NOT NULL
+               )""",
+        ),
+    ),
+    Migration(
+        2,
+        "pseudonymised extracts",
+        (
+            """CREATE TABLE extracts (
+                   id TEXT PRIMARY KEY,
+                   created_at TEXT NOT NULL,
+                   content_hash TEXT NOT NULL,
+                   key_fingerprint TEXT NOT NULL,
+                   patients INTEGER NOT NULL,
+                   manifest TEXT NOT NULL
+               )""",
+        ),
+    ),
+    Migration(
+        3,
+        "privacy budget ledger and noise-scale calibrations",
+        (
+            # Budgets are integers of 1e-12 rho ("picorho"): sums and comparisons are exact.
+            # tier: 'real' (the extract; granted by the committee) or 'sandbox' (the synthetic twin).
+            """CREATE TABLE dp_grants (
+                   id INTEGER PRIMARY KEY,
+                   study TEXT NOT NULL,
+                   tier TEXT NOT NULL CHECK (tier IN ('real', 'sandbox')),
+                   picorho INTEGER NOT NULL CHECK (picorho > 0),
+                   granted_by TEXT NOT NULL,
+                   granted_at TEXT NOT NULL,
+                   note TEXT NOT NULL DEFAULT ''
+               )""",
+            "CREATE INDEX dp_grants_study ON dp_grants (study, tier)",
+            # One row per query: 'reserved' before release, then 'spent' (with its answer)
+            # or deleted when the release failed. A reservation left by a crashed
+            # process stays counted: nobody can tell whether its answer was seen.
+            """CREATE TABLE dp_spends (
+                   id INTEGER PRIMARY KEY,
+                   study TEXT NOT NULL,
+                   tier TEXT NOT NULL CHECK (tier IN ('real', 'sandbox')),
+                   state TEXT NOT NULL CHECK (state IN ('reserved', 'spent')),
+                   picorho INTEGER NOT NULL CHECK (picorho >= 0),
+                   query_key TEXT NOT NULL,
+                   source TEXT NOT NULL,
+                   source_hash TEXT NOT NULL,
+                   query TEXT NOT NULL,
+                   mechanism TEXT NOT NULL,
+                   scale REAL NOT NULL,
+                   who TEXT NOT NULL,
+                   pid INTEGER NOT NULL,
+                   reserved_at TEXT NOT NULL,
+                   spent_at TEXT,
+                   answer TEXT
+               )""",
+            "CREATE INDEX dp_spends_study ON dp_spends (study, tier, state)",
+            "CREATE INDEX dp_spends_replay ON dp_spends (study, tier, query_key, source_hash)",
+            # The noise scale found once per query shape (OpenDP's binary search).
+            """CREATE TABLE dp_calibrations (
+                   shape TEXT PRIMARY KEY,
+                   scale REAL NOT NULL,
+                   opendp TEXT NOT NULL,
+                   created_at TEXT NOT NULL
+               )""",
+        ),
+    ),
+    Migration(
+        4,
+        "study pipelines: registrations, runs, cached action results, outputs, reruns",
+        (
+            # A pipeline is registered by its first run; 'rerun' reruns every registered one.
+            """CREATE TABLE pipelines (
+                   study TEXT PRIMARY KEY,
+                   path TEXT NOT NULL,
+                   title TEXT NOT NULL,
+                   registered_at TEXT NOT NULL,
+                   registered_by TEXT NOT NULL
+               )""",
+            # The environment an action ran in: package versions (name -> version) and Python.
+            """CREATE TABLE environments (
+                   hash TEXT PRIMARY KEY,
+                   packages TEXT NOT NULL
+               )""",
+            # One successful execution of an action, found again by its content key.
+            """CREATE TABLE action_results (
+                   cache_key TEXT PRIMARY KEY,
+                   study TEXT NOT NULL,
+                   action TEXT NOT NULL,
+                   notebook TEXT NOT NULL,
+                   notebook_hash TEXT NOT NULL,
+                   parameters TEXT NOT NULL,
+                   extract TEXT NOT NULL,
+                   extract_hash TEXT NOT NULL,
+                   upstream TEXT NOT NULL,
+                   environment TEXT NOT NULL REFERENCES environments (hash),
+                   git_commit TEXT NOT NULL,
+                   folder TEXT NOT NULL,
+                   started_at TEXT NOT NULL,
+                   finished_at TEXT NOT NULL,
+                   seconds REAL NOT NULL
+               )""",
+            """CREATE TABLE action_outputs (
+                   cache_key TEXT NOT NULL REFERENCES action_results (cache_key),
+                   name TEXT NOT NULL,
+                   path TEXT NOT NULL,
+                   sensitivity TEXT NOT NULL CHECK (sensitivity IN ('highly_sensitive', 'moderately_sensitive')),
+                   sha256 TEXT NOT NULL,
+                   bytes INTEGER NOT NULL,
+                   PRIMARY KEY (cache_key, name)
+               )""",
+            """CREATE TABLE runs (
+                   id INTEGER PRIMARY KEY,
+                   study TEXT NOT NULL,
+                   pipeline TEXT NOT NULL,
+                   pipeline_hash TEXT NOT NULL,
+                   extract TEXT NOT NULL,
+                   extract_hash TEXT NOT NULL,
+                   git_commit TEXT NOT NULL,
+                   executor TEXT NOT NULL,
+                   trigger TEXT NOT NULL,
+                   actor TEXT NOT NULL,
+                   started_at TEXT NOT NULL,
+                   finished_at TEXT,
+                   outcome TEXT NOT NULL CHECK (outcome IN ('running', 'succeeded', 'failed', 'interrupted'))
+               )""",
+            "CREATE INDEX runs_study ON runs (study, id)",
+            # What happened to each action in a run: ran, cached (reused), failed or skipped (a need failed).
+            """CREATE TABLE run_actions (
+                   run_id INTEGER NOT NULL REFERENCES runs (id),
+                   action TEXT NOT NULL,
+                   outcome TEXT NOT NULL CHECK (outcome IN ('ran', 'cached', 'failed', 'skipped')),
+                   cache_key TEXT,
+                   seconds REAL NOT NULL,
+                   error TEXT NOT NULL DEFAULT '',
+                   notebook TEXT NOT NULL DEFAULT '',
+                   PRIMARY KEY (run_id, action)
+               )""",
+            # A moderately_sensitive output of a run, waiting for output checking and review,
+            # with its diff against the last released (or, until then, last reviewed) version.
+            """CREATE TABLE review_queue (
+                   id INTEGER PRIMARY KEY,
+                   study TEXT NOT NULL,
+                   action TEXT NOT NULL,
+                   name TEXT NOT NULL,
+                   cache_key TEXT NOT NULL,
+                   sha256 TEXT NOT NULL,
+                   run_id INTEGER NOT NULL REFERENCES runs (id),
+                   extract TEXT NOT NULL,
+                   state TEXT NOT NULL DEFAULT 'pending',
+                   diff TEXT,
+                   queued_at TEXT NOT NULL,
+                   UNIQUE (study, action, name, sha256)
+               )""",
+            # 'research-kit rerun --extract ID': one row per extract; a killed rerun is resumed.
+            """CREATE TABLE reruns (
+                   extract TEXT PRIMARY KEY,
+                   started_at TEXT NOT NULL,
+                   finished_at TEXT,
+                   state TEXT NOT NULL CHECK (state IN ('running', 'done')),
+                   summary TEXT NOT NULL DEFAULT ''
+               )""",
+        ),
+    ),
+    Migration(
+        5,
+        "users and roles; output review requests, their outputs, checks, votes, comments and releases",
+        (
+            # The workspace's users: the CLI's --as and the web app's sign-in (password set there).
+            """CREATE TABLE users (
+                   name TEXT PRIMARY KEY,
+                   role TEXT NOT NULL CHECK (role IN ('researcher', 'committee', 'steward')),
+                   active INTEGER NOT NULL DEFAULT 1,
+                   password_hash TEXT,
+                   added_at TEXT NOT NULL,
+                   added_by TEXT NOT NULL
+               )""",
+            # A study's outputs on their way out: pending -> submitted -> approved | rejected | returned -> released.
+            """CREATE TABLE requests (
+                   id INTEGER PRIMARY KEY,
+                   study TEXT NOT NULL,
+                   author TEXT NOT NULL,
+                   state TEXT NOT NULL CHECK (state IN
+                       ('pending', 'submitted', 'approved', 'rejected', 'returned', 'released')),
+                   created_at TEXT NOT NULL,
+                   updated_at TEXT NOT NULL,
+                   submitted_at TEXT,
+                   released_at TEXT,
+                   bundle TEXT,
+                   bundle_sha256 TEXT
+               )""",
+            # One row per output version in a request; a changed output is a new row, the old one inactive.
+            """CREATE TABLE request_outputs (
+                   id INTEGER PRIMARY KEY,
+                   request INTEGER NOT NULL REFERENCES requests (id),
+                   queue INTEGER REFERENCES review_queue (id),
+                   action TEXT NOT NULL,
+                   name TEXT NOT NULL,
+                   path TEXT NOT NULL,
+                   sha256 TEXT NOT NULL,
+                   sensitivity TEXT NOT NULL,
+                   author TEXT NOT NULL,
+                   extract TEXT NOT NULL,
+                   status TEXT NOT NULL CHECK (status IN ('gated', 'fail', 'review', 'pass')),
+                   checks TEXT NOT NULL,
+                   active INTEGER NOT NULL DEFAULT 1,
+                   added_at TEXT NOT NULL
+               )""",
+            "CREATE INDEX request_outputs_by_request ON request_outputs (request, active)",
+            """CREATE TABLE votes (
+                   id INTEGER PRIMARY KEY,
+                   request INTEGER NOT NULL REFERENCES requests (id),
+                   output INTEGER NOT NULL REFERENCES request_outputs (id),
+                   member TEXT NOT NULL,
+                   vote TEXT NOT NULL CHECK (vote IN ('approve', 'reject', 'return')),
+                   at TEXT NOT NULL,
+                   UNIQUE (output, member)
+               )""",
+            """CREATE TABLE comments (
+                   id INTEGER PRIMARY KEY,
+                   request INTEGER NOT NULL REFERENCES requests (id),
+                   output INTEGER REFERENCES request_outputs (id),
+                   author TEXT NOT NULL,
+                   visibility TEXT NOT NULL CHECK (visibility IN ('committee', 'researcher')),
+                   body TEXT NOT NULL,
+                   at TEXT NOT NULL
+               )""",
+        ),
+    ),
+    Migration(
+        6,
+        "web app sessions and failed sign-ins",
+        (
+            # Only the SHA-256 of a session's token is stored: a copy of the catalog signs nobody in.
+            """CREATE TABLE sessions (
+                   token_sha256 TEXT PRIMARY KEY,
+                   user TEXT NOT NULL REFERENCES users (name),
+                   csrf TEXT NOT NULL,
+                   created_at TEXT NOT NULL,
+                   seen_at TEXT NOT NULL
+               )""",
+            "CREATE INDEX sessions_by_user ON sessions (user)",
+            """CREATE TABLE signin_failures (
+                   id INTEGER PRIMARY KEY,
+                   user TEXT NOT NULL,
+                   at TEXT NOT NULL
+               )""",
+            "CREATE INDEX signin_failures_by_user ON signin_failures (user, at)",
+        ),
+    ),
+    Migration(
+        7,
+        "a steward's waiver of the sandbox for a workspace's real data",
+        (
+            """CREATE TABLE sandbox_waivers (
+                   id INTEGER PRIMARY KEY,
+                   granted_by TEXT NOT NULL,
+                   granted_at TEXT NOT NULL,
+                   reason TEXT NOT NULL,
+                   revoked_at TEXT
+               )""",
+        ),
+    ),
+)
+
+
+def latest_version(migrations: Sequence[Migration] = MIGRATIONS) -> int:
+    return migrations[-1].version if migrations else 0
+
+
+def connect(path: Path, *, migrations: Sequence[Migration] = MIGRATIONS) -> sqlite3.Connection:
+    """Open the catalog (creating it if absent) and bring its schema up to date."""
+    conn = sqlite3.connect(path, timeout=30.0, isolation_level=None)
+    conn.row_factory = sqlite3.Row
+    conn.execute("PRAGMA journal_mode=WAL")
+    conn.execute("PRAGMA foreign_keys=ON")
+    conn.execute("PRAGMA busy_timeout=30000")
+    try:
+        migrate(conn, migrations=migrations, path=path)
+    except BaseException:
+        conn.close()
+        raise
+    return conn
+
+
+def schema_version(conn: sqlite3.Connection) -> int:
+    return int(conn.execute("PRAGMA user_version").fetchone()[0])
+
+
+def migrate(
+    conn: sqlite3.Connection, *, migrations: Sequence[Migration] = MIGRATIONS, path: Path | None = None
+) -> list[int]:
+    """Apply every migration newer than the catalog; return the versions applied."""
+    _check_sequence(migrations)
+    current = schema_version(conn)
+    latest = latest_version(migrations)
+    if current > latest:
+        where = f"{path}: " if path else ""
+        raise BadInput(
+            f"{where}catalog schema is version {current}, newer than this research-kit knows "
+            f"({latest}); upgrade research-kit"
+        )
+    applied = []
+    for migration in migrations:
+        if migration.version <= current:
+            continue
+        with transaction(conn):
+            # Re-read inside the write lock: another process may have migrated meanwhile.
+            if schema_version(conn) >= migration.version:
+                continue
+            for statement in migration.statements:
+                conn.execute(statement)
+            conn.execute(f"PRAGMA user_version = {int(migration.version)}")
+        applied.append(migration.version)
+    return applied
+
+
+def _check_sequence(migrations: Sequence[Migration]) -> None:
+    versions = [m.version for m in migrations]
+    if versions != list(range(1, len(versions) + 1)):
+        raise ValueError(f"migrations must be numbered 1, 2, 3, ... without gaps: {versions}")
+
+
+@contextmanager
+def transaction(conn: sqlite3.Connection) -> Iterator[sqlite3.Connection]:
+    """A write transaction taken at once (BEGIN IMMEDIATE): one writer at a time."""
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        yield conn
+    except BaseException:
+        conn.execute("ROLLBACK")
+        raise
+    conn.execute("COMMIT")

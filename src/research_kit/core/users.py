@@ -1,0 +1,137 @@
+"""The workspace's users and their roles: who may submit, review, release, and manage users.
+
+Roles: ``researcher`` (runs studies, submits their outputs), ``committee``
+(reviews and releases), ``steward`` (manages users; ingests and publishes
+twins). The acting user is ``--as NAME`` on the command line, or
+``RESEARCH_KIT_USER``: the shell trusts whoever can write the workspace's
+files. The review web app checks who people are: it signs in with a
+password, stored only as its argon2id hash (argon2-cffi's defaults, RFC 9106).
+
+The first steward may be added by anyone (the workspace's bootstrap, audited);
+after that only an active steward adds or disables users and sets passwords.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from argon2 import PasswordHasher
+from argon2.exceptions import InvalidHashError, VerificationError
+
+from research_kit.core import audit
+from research_kit.core.catalog import transaction
+from research_kit.core.errors import BadInput, MissingData, PolicyRefusal
+from research_kit.core.workspace import Workspace, check_name
+
+ROLES = ("researcher", "committee", "steward")
+_HASHER = PasswordHasher()
+# Verified when the user is unknown or has no password, so that a wrong name costs as long as a wrong password.
+_DUMMY_HASH = _HASHER.hash("research-kit: no such user")
+
+
+@dataclass(frozen=True)
+class User:
+    name: str
+    role: str
+    active: bool
+    added_at: str
+    added_by: str
+    has_password: bool = False  # may sign in to the web app
+
+
+def _row(row: sqlite3.Row) -> User:
+    return User(
+        row["name"], row["role"], bool(row["active"]), row["added_at"], row["added_by"], bool(row["password_hash"])
+    )
+
+
+def get(conn: sqlite3.Connection, name: str) -> User | None:
+    row = conn.execute("SELECT * FROM users WHERE name = ?", (name,)).fetchone()
+    return None if row is None else _row(row)
+
+
+def require(conn: sqlite3.Connection, name: str, *roles: str, doing: str) -> User:
+    """The acting user, who must be active and hold one of ``roles``; otherwise a one-line refusal."""
+    user = get(conn, name)
+    if user is None:
+        raise PolicyRefusal(
+            f"{name!r} is not a user of this workspace; {doing} needs the {' or '.join(roles)} role "
+            "(act as another user with --as NAME, or ask a steward: research-kit users add)"
+        )
+    if not user.active:
+        raise PolicyRefusal(f"user {name!r} is disabled")
+    if user.role not in roles:
+        raise PolicyRefusal(f"{name!r} is a {user.role}; {doing} needs the {' or '.join(roles)} role")
+    return user
+
+
+def add(ws: Workspace, name: str, role: str) -> User:
+    check_name(name, "user name")
+    if role not in ROLES:
+        raise BadInput(f"--role {role!r}: use one of {', '.join(ROLES)}")
+    actor = audit.current_actor()
+    with ws.catalog() as conn, transaction(conn):
+        stewards = conn.execute("SELECT COUNT(*) FROM users WHERE role = 'steward' AND active = 1").fetchone()[0]
+        if stewards:
+            require(conn, actor, "steward", doing="adding a user")
+        elif role != "steward":
+            raise PolicyRefusal("add a steward first: research-kit users add NAME --role steward")
+        if get(conn, name) is not None:
+            raise PolicyRefusal(f"user {name!r} exists already")
+        at = datetime.now(UTC).isoformat(timespec="seconds")
+        conn.execute("INSERT INTO users (name, role, added_at, added_by) VALUES (?, ?, ?, ?)", (name, role, at, actor))
+        audit.append(conn, ws.audit_path, "user.add", {"user": name, "role": role})
+    return User(name, role, True, at, actor)
+
+
+def disable(ws: Workspace, name: str) -> None:
+    actor = audit.current_actor()
+    with ws.catalog() as conn, transaction(conn):
+        require(conn, actor, "steward", doing="disabling a user")
+        user = get(conn, name)
+        if user is None:
+            raise MissingData(f"no user {name!r}")
+        if name == actor:
+            raise PolicyRefusal("a steward cannot disable themselves")
+        conn.execute("UPDATE users SET active = 0 WHERE name = ?", (name,))
+        conn.execute("DELETE FROM sessions WHERE user = ?", (name,))  # signed out of the web app at once
+        audit.append(conn, ws.audit_path, "user.disable", {"user": name})
+
+
+def all_users(ws: Workspace) -> list[User]:
+    with ws.catalog() as conn:
+        return [_row(r) for r in conn.execute("SELECT * FROM users ORDER BY role, name")]
+
+
+def set_password(ws: Workspace, name: str, password: str) -> None:
+    """Set ``name``'s web password (a steward does); every open session of theirs ends."""
+    minimum = ws.policy().web.min_password_length
+    if len(password) < minimum:
+        raise BadInput(f"the password is {len(password)} characters long; it needs at least {minimum}")
+    if password.strip() != password or not password.isprintable():
+        raise BadInput("the password starts or ends with a space, or holds a control character")
+    actor = audit.current_actor()
+    with ws.catalog() as conn, transaction(conn):
+        require(conn, actor, "steward", doing="setting a password")
+        if get(conn, name) is None:
+            raise MissingData(f"no user {name!r}")
+        conn.execute("UPDATE users SET password_hash = ? WHERE name = ?", (_HASHER.hash(password), name))
+        conn.execute("DELETE FROM sessions WHERE user = ?", (name,))
+        audit.append(conn, ws.audit_path, "user.password", {"user": name})
+
+
+def check_password(conn: sqlite3.Connection, name: str, password: str) -> User | None:
+    """The active user ``name`` if ``password`` is theirs, else None (taking as long either way)."""
+    row = conn.execute("SELECT * FROM users WHERE name = ?", (name,)).fetchone()
+    stored = row["password_hash"] if row is not None and row["password_hash"] else None
+    try:
+        _HASHER.verify(stored or _DUMMY_HASH, password)
+    except (VerificationError, InvalidHashError):
+        return None
+    if row is None or stored is None or not row["active"]:
+        return None
+    if _HASHER.check_needs_rehash(stored):  # the library's parameters grew stronger since it was set
+        conn.execute("UPDATE users SET password_hash = ? WHERE name = ?", (_HASHER.hash(password), name))
+    return _row(row)

@@ -1,0 +1,170 @@
+"""What every page of the web app shares: who is signed in, what they may open, forms, templates, headers.
+
+- **who**: a signed-in session (:mod:`research_kit.web.sessions`), looked up by
+  :func:`need`, which also names the roles a route serves (403 otherwise);
+- **forms**: every POST carries the session's CSRF token (:func:`form`); the
+  sign-in form a token of its own (a double-submit cookie);
+- **headers**: a strict Content-Security-Policy (no script at all, images and
+  styles from the app only), no framing, no caching of pages, no referrer;
+- **errors**: :func:`status_of` is the one map from a library refusal to an HTTP status.
+
+Templates autoescape everything: a cell holding ``<script>`` shows as text.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, TypeVar
+
+import jinja2
+from starlette.concurrency import run_in_threadpool
+from starlette.datastructures import FormData
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.templating import Jinja2Templates
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from research_kit import __version__
+from research_kit.core.errors import BadInput, MissingData, PolicyRefusal, UserError
+from research_kit.core.workspace import Workspace
+from research_kit.web import sessions
+
+HERE = Path(__file__).parent
+SESSION_COOKIE = "rk_session"
+SIGNIN_COOKIE = "rk_signin"  # the sign-in form's own CSRF token (there is no session yet)
+T = TypeVar("T")
+
+PAGE_HEADERS = {
+    "content-security-policy": (
+        "default-src 'none'; img-src 'self'; style-src 'self'; form-action 'self'; base-uri 'none'; "
+        "frame-ancestors 'none'"
+    ),
+    "x-content-type-options": "nosniff",
+    "x-frame-options": "DENY",
+    "referrer-policy": "no-referrer",
+    "cache-control": "no-store",
+    "cross-origin-opener-policy": "same-origin",
+}
+
+
+class SignInNeeded(Exception):
+    """No live session: the browser goes to the sign-in page, then back."""
+
+    def __init__(self, next_path: str) -> None:
+        super().__init__(next_path)
+        self.next_path = next_path
+
+
+class SecurityHeaders:
+    """Adds :data:`PAGE_HEADERS` to every response that does not set its own."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+
+        async def with_headers(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                present = {k.decode("latin-1").lower() for k, _ in message.get("headers", [])}
+                extra = [(k.encode(), v.encode()) for k, v in PAGE_HEADERS.items() if k not in present]
+                message["headers"] = [*message.get("headers", []), *extra]
+            await send(message)
+
+        await self.app(scope, receive, with_headers)
+
+
+def _templates() -> Jinja2Templates:
+    env = jinja2.Environment(
+        loader=jinja2.FileSystemLoader(HERE / "templates"),
+        autoescape=True,
+        undefined=jinja2.StrictUndefined,
+        trim_blocks=True,
+        lstrip_blocks=True,
+    )
+    env.globals["version"] = __version__
+    env.filters["when"] = lambda text: str(text or "").replace("T", " ")[:19]  # UTC, to the second
+    return Jinja2Templates(env=env)
+
+
+TEMPLATES = _templates()
+
+
+def workspace(request: Request) -> Workspace:
+    ws: Workspace = request.app.state.ws
+    return ws
+
+
+def session_of(request: Request) -> sessions.Session:
+    """The signed-in session, looked up once per request (by the route's :func:`need`)."""
+    session: sessions.Session | None = request.scope.get("rk_session")
+    if session is None:
+        raise SignInNeeded(request.url.path + (f"?{request.url.query}" if request.url.query else ""))
+    return session
+
+
+async def need(request: Request, *roles: str) -> sessions.Session:
+    """The signed-in session, whose user must hold one of ``roles`` (403 otherwise)."""
+    token = request.cookies.get(SESSION_COOKIE)
+    session = await run_in_threadpool(sessions.lookup, workspace(request), token)
+    if session is None:
+        raise SignInNeeded(request.url.path + (f"?{request.url.query}" if request.url.query else ""))
+    request.scope["rk_session"] = session
+    if session.user.role not in roles:
+        raise HTTPException(403, f"this page is for the {' or '.join(roles)} role; you are signed in as a "
+                                 f"{session.user.role}")  # fmt: skip
+    return session
+
+
+async def form(request: Request, session: sessions.Session) -> FormData:
+    """The POSTed form, once its CSRF token matches the session's (403 otherwise)."""
+    data = await request.form()
+    token = data.get("csrf")
+    if not sessions.same_token(session.csrf, token if isinstance(token, str) else None):
+        raise HTTPException(403, "this form has expired or did not come from this app: reload the page and try again")
+    return data
+
+
+def text_field(data: FormData, name: str) -> str:
+    value = data.get(name)
+    return value if isinstance(value, str) else ""
+
+
+async def call(fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+    """Run an action (or a read) in a worker thread: the event loop never waits on SQLite or a file."""
+    return await run_in_threadpool(fn, *args, **kwargs)
+
+
+def render(request: Request, template: str, context: dict[str, Any], status_code: int = 200) -> Response:
+    session: sessions.Session | None = request.scope.get("rk_session")
+    user, csrf = (session.user, session.csrf) if session else (None, "")
+    base = {"user": user, "csrf": csrf, "path": request.url.path}
+    return TEMPLATES.TemplateResponse(request, template, {**base, **context}, status_code=status_code)
+
+
+def safe_next(path: str | None) -> str:
+    """Only a path of this app (never another site's address) is a place to go back to."""
+    if not path or not path.startswith("/") or path.startswith("//") or "\\" in path:
+        return "/requests"
+    return path
+
+
+def set_cookie(request: Request, response: Response, name: str, value: str) -> None:
+    response.set_cookie(
+        name, value, httponly=True, samesite="strict", secure=request.app.state.secure_cookies, path="/"
+    )
+
+
+def status_of(exc: UserError) -> int:
+    """The HTTP status of a refusal: 404 for what is not there (or not theirs), 403 for a rule, 400 for bad input."""
+    if isinstance(exc, MissingData):
+        return 404
+    if isinstance(exc, PolicyRefusal):
+        return 403
+    if isinstance(exc, BadInput):
+        return 400
+    return 409

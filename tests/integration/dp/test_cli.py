@@ -1,0 +1,56 @@
+"""`research-kit budget` and `research-kit query` from the shell."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+from tests.integration.dp.conftest import Registry
+
+
+def _run(registry: Registry, *args: str) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "RESEARCH_KIT_HOME": str(registry.ws.root), "COLUMNS": "200"}
+    return subprocess.run(
+        [sys.executable, "-m", "research_kit", *args], env=env, capture_output=True, text=True, timeout=300
+    )
+
+
+def test_grant_query_and_show_from_the_shell(registry: Registry) -> None:
+    granted = _run(registry, "budget", "grant", "shell", "--epsilon", "1", "--note", "DAC #1")
+    assert granted.returncode == 0, granted.stderr
+    assert "shell" in granted.stdout
+    dry = _run(registry, "query", "count", "diagnoses", "--study", "shell", "--by", "status", "--dry-run")
+    assert dry.returncode == 0, dry.stderr
+    assert "nothing spent" in dry.stdout
+    asked = _run(
+        registry, "query", "median", "diagnoses", "--study", "shell", "--column", "onset_age_years",
+        "--bounds", "0,90", "--where", "sex = female", "--rho", "0.005", "--json",
+    )  # fmt: skip
+    assert asked.returncode == 0, asked.stderr
+    answer = json.loads(asked.stdout)
+    assert answer["rank_error"] > 0
+    assert answer["rho"] <= 0.005
+    assert 0 <= answer["table"][0]["value"] <= 90
+    shown = _run(registry, "budget", "show", "shell")
+    assert shown.returncode == 0
+    assert "quantile(onset_age_years, 0.5)" in shown.stdout
+    assert "spent" in shown.stdout
+
+
+def test_shell_mistakes_are_one_line_with_their_exit_code(registry: Registry) -> None:
+    cases = [
+        (("budget", "grant", "x"), 3, "give the grant as --rho"),
+        (("budget", "grant", "x", "--rho", "2000000"), 5, "max_study_rho"),
+        (("query", "count", "patients", "--study", "nobody"), 5, "has no privacy budget"),
+        (("query", "count", "patients", "--study", "shell", "--by", "eye_colour"), 3, "no column 'eye_colour'"),
+        (("query", "mean", "patients", "--study", "shell"), 3, "needs --column"),
+        (("query", "count", "patients", "--study", "shell", "--extract", "nope"), 4, "no extract 'nope'"),
+        (("query", "count", "patients", "--study", "../etc"), 3, "study '../etc'"),
+    ]
+    for args, code, message in cases:
+        result = _run(registry, *args)
+        assert result.returncode == code, (args, result.stderr)
+        assert message in result.stderr
+        assert len(result.stderr.strip().splitlines()) == 1
