@@ -12,13 +12,15 @@ STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | sha256sum | cut -c1-16)
 PIP_QUIET := 2>&1 | { grep -v "is ignored: it is neither a file nor a directory" || true; }
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
-.PHONY: help setup demo test lint bench clean
+.PHONY: help setup demo test lint bench docs coverage clean
 
 help:
 	@echo "make demo   set up, then run the whole flow on a simulated registry"
 	@echo "make test   set up, then run the test suite"
 	@echo "make lint   ruff and mypy"
 	@echo "make bench  benchmarks, each against its baseline (writes benchmarks/results.json)"
+	@echo "make coverage  the suite with line coverage (coverage.json)"
+	@echo "make docs   write docs/reference.md from the code (commands, options, policy keys)"
 
 setup: $(STAMP)
 
@@ -38,6 +40,8 @@ test: $(STAMP)
 	$(BIN)/ruff check src tests benchmarks
 	$(BIN)/ruff format --check src tests benchmarks
 	$(BIN)/mypy
+	@# The layer rule of docs/architecture.md: an import against the flow fails here.
+	$(BIN)/lint-imports --no-cache
 	@# The suite, then apart the tests marked slow (the whole demo, every example study, each sandbox limit).
 	$(BIN)/python -m pytest -m "not slow"
 	$(BIN)/python -m pytest -m slow
@@ -46,9 +50,17 @@ lint: $(STAMP)
 	$(BIN)/ruff check src tests benchmarks
 	$(BIN)/ruff format --check src tests benchmarks
 	$(BIN)/mypy
+	$(BIN)/lint-imports --no-cache
+
+coverage: $(STAMP)
+	@# Line coverage of the whole suite (slow tests included), as a table and coverage.json.
+	$(BIN)/python -m pytest -q --cov=research_kit --cov-report=term:skip-covered --cov-report=json:coverage.json
 
 bench: $(STAMP)
 	$(BIN)/python -m benchmarks.run $(BENCH_ARGS)
+
+docs: $(STAMP)
+	$(BIN)/python docs/gen_reference.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

@@ -11,7 +11,7 @@ from research_kit.cli.common import actor, console, workspace
 from research_kit.console import budget as show
 from research_kit.tiers import Tier
 
-app = typer.Typer()
+app = typer.Typer(add_completion=False)
 budget_app = typer.Typer(help="Privacy budgets: the committee grants, anyone reads.", no_args_is_help=True)
 app.add_typer(budget_app, name="budget")
 

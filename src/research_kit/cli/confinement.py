@@ -10,7 +10,7 @@ from rich.markup import escape
 from research_kit.actions import confinement
 from research_kit.cli.common import actor, console, workspace
 
-app = typer.Typer()
+app = typer.Typer(add_completion=False)
 sandbox_app = typer.Typer(help="The sandbox researcher code runs in (docs/security.md).", no_args_is_help=True)
 app.add_typer(sandbox_app, name="sandbox")
 

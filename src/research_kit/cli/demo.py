@@ -9,7 +9,7 @@ import typer
 from research_kit.cli.common import console
 from research_kit.demo import run_demo
 
-app = typer.Typer()
+app = typer.Typer(add_completion=False)
 
 
 @app.command()

@@ -12,7 +12,7 @@ from research_kit.cli.common import actor, console, workspace
 from research_kit.console import extracts as show
 from research_kit.console.progress import steps
 
-app = typer.Typer()
+app = typer.Typer(add_completion=False)
 
 
 @app.command()

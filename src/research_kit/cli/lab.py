@@ -10,7 +10,7 @@ import typer
 from research_kit.actions import confinement
 from research_kit.cli.common import actor, console, workspace
 
-app = typer.Typer()
+app = typer.Typer(add_completion=False)
 
 
 @app.command()

@@ -14,7 +14,7 @@ from research_kit.console.people import print_users
 from research_kit.core.errors import BadInput
 from research_kit.core.users import ROLES
 
-app = typer.Typer()
+app = typer.Typer(add_completion=False)
 users_app = typer.Typer(help="The workspace's users and their roles.", no_args_is_help=True)
 app.add_typer(users_app, name="users")
 

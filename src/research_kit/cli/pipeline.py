@@ -11,7 +11,7 @@ from research_kit.actions import pipelines
 from research_kit.cli.common import console, workspace
 from research_kit.console.runs import print_pipeline
 
-app = typer.Typer()
+app = typer.Typer(add_completion=False)
 pipeline_app = typer.Typer(help="Study pipelines (pipelines/*.yaml).", no_args_is_help=True)
 app.add_typer(pipeline_app, name="pipeline")
 

@@ -11,7 +11,7 @@ from research_kit.actions.query import query as ask
 from research_kit.cli.common import actor, console, numbers, workspace
 from research_kit.console import budget as show
 
-app = typer.Typer()
+app = typer.Typer(add_completion=False)
 
 
 @app.command()

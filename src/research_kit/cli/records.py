@@ -10,7 +10,7 @@ from research_kit.actions import records
 from research_kit.cli.common import console, workspace
 from research_kit.console.records import print_audit
 
-app = typer.Typer()
+app = typer.Typer(add_completion=False)
 audit_app = typer.Typer(help="The tamper-evident audit log.", no_args_is_help=True)
 app.add_typer(audit_app, name="audit")
 

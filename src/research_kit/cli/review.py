@@ -10,7 +10,7 @@ from research_kit.actions import review
 from research_kit.cli.common import actor, console, workspace
 from research_kit.console.review import print_request, print_requests
 
-app = typer.Typer()
+app = typer.Typer(add_completion=False)
 outputs_app = typer.Typer(help="A study's outputs: checks, submission, mitigations.", no_args_is_help=True)
 app.add_typer(outputs_app, name="outputs")
 review_app = typer.Typer(help="The committee's review of submitted outputs.", no_args_is_help=True)

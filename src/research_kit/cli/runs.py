@@ -15,7 +15,7 @@ from research_kit.console.runs import print_run
 from research_kit.core.locks import Busy
 from research_kit.studies.runner import selected_actions
 
-app = typer.Typer()
+app = typer.Typer(add_completion=False)
 
 
 @app.command()

@@ -11,7 +11,7 @@ from research_kit.actions import setup
 from research_kit.cli.common import console
 from research_kit.console import extracts as show
 
-app = typer.Typer()
+app = typer.Typer(add_completion=False)
 key_app = typer.Typer(help="The pseudonymisation key (kept outside the workspace).", no_args_is_help=True)
 app.add_typer(key_app, name="key")
 KeyOption = Annotated[

@@ -13,7 +13,7 @@ from research_kit.console import extracts as show
 from research_kit.console.progress import patient_progress
 from research_kit.simulator.export import SimulationSpec
 
-app = typer.Typer()
+app = typer.Typer(add_completion=False)
 
 
 @app.command()

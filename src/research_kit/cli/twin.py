@@ -11,7 +11,7 @@ from research_kit.cli.common import actor, console, workspace
 from research_kit.console.progress import steps
 from research_kit.console.twin import print_twin
 
-app = typer.Typer()
+app = typer.Typer(add_completion=False)
 
 
 @app.command()

@@ -9,7 +9,7 @@ import typer
 from research_kit.cli.common import console, workspace
 from research_kit.web.server import serve as run_server
 
-app = typer.Typer()
+app = typer.Typer(add_completion=False)
 
 
 @app.command()
