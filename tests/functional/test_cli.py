@@ -248,3 +248,28 @@ def test_sandbox_check_says_how_code_is_confined_and_a_waiver_needs_a_steward(cl
     policy = home / "research-kit.toml"
     policy.write_text(policy.read_text().replace('sandbox = "bwrap"', 'sandbox = "container"'))
     assert "the operator states that the platform's container confines" in cli("sandbox", "check").stdout
+
+
+@pytest.mark.parametrize(
+    ("argv", "heavy"),
+    [
+        (["users", "list"], ("opendp", "pandas", "sdv", "papermill")),
+        (["audit", "show"], ("opendp", "pandas", "sdv", "papermill")),
+        (["pipeline", "check", "--help"], ("opendp", "sdv")),
+        (["extracts"], ("opendp", "sdv", "papermill")),
+    ],
+)
+def test_a_command_loads_only_the_libraries_it_needs(argv: list[str], heavy: tuple[str, ...], tmp_path: Path) -> None:
+    """The CLI finds a command's module on first use: listing users never waits for OpenDP, SDV or pandas."""
+    import subprocess
+    import sys
+
+    script = (
+        "import sys\nfrom research_kit.cli import app\n"
+        f"try:\n    app(args={argv!r}, prog_name='research-kit')\nexcept SystemExit:\n    pass\n"
+        f"print(sorted(m for m in {list(heavy)!r} if m in sys.modules))"
+    )
+    env = {"RESEARCH_KIT_HOME": str(tmp_path / "ws"), "PATH": "/usr/bin:/bin", "HOME": str(tmp_path)}
+    subprocess.run([sys.executable, "-m", "research_kit", "init"], env=env, capture_output=True, check=True)
+    out = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, check=True)
+    assert out.stdout.strip().splitlines()[-1] == "[]", out.stdout

@@ -10,15 +10,13 @@ from __future__ import annotations
 
 import concurrent.futures as cf
 import os
-from collections.abc import Collection
+from collections.abc import Callable, Collection
 from typing import Any, Protocol
 
 from research_kit.core.config import Policy
 from research_kit.core.errors import BadInput
 from research_kit.studies.execute import execute_action
 from research_kit.studies.tasks import ActionResult, ActionTask
-
-EXECUTORS = ("local", "dask", "slurm")
 
 
 class Executor(Protocol):
@@ -140,11 +138,20 @@ def slurm_cluster(policy: Policy, *, jobs: int = 0, scheduler_host: str | None =
     )
 
 
+Factory = Callable[[Policy, int | None, str | None], Executor]  # (policy, workers, scheduler) -> executor
+
+EXECUTORS: dict[str, Factory] = {
+    "local": lambda policy, workers, scheduler: LocalExecutor(workers),
+    "dask": lambda policy, workers, scheduler: DaskExecutor(workers, scheduler),
+    "slurm": lambda policy, workers, scheduler: DaskExecutor(
+        cluster=slurm_cluster(policy, jobs=workers or policy.runner.slurm_jobs)
+    ),
+}
+
+
 def make_executor(name: str, policy: Policy, *, workers: int | None = None, scheduler: str | None = None) -> Executor:
-    if name == "local":
-        return LocalExecutor(workers)
-    if name == "dask":
-        return DaskExecutor(workers, scheduler)
-    if name == "slurm":
-        return DaskExecutor(cluster=slurm_cluster(policy, jobs=workers or policy.runner.slurm_jobs))
-    raise BadInput(f"--executor {name!r}: use {', '.join(EXECUTORS)}")
+    """The executor registered as ``name`` (:data:`EXECUTORS`), started."""
+    factory = EXECUTORS.get(name)
+    if factory is None:
+        raise BadInput(f"--executor {name!r}: use {', '.join(EXECUTORS)}")
+    return factory(policy, workers, scheduler)
