@@ -32,6 +32,7 @@ import pandas as pd
 
 from research_kit.core.errors import BadInput
 from research_kit.outputs import sidecar as sc
+from research_kit.outputs.models import SUMMARIES, km_table
 from research_kit.tiers import STUDY_ENV, current_tier
 
 TABLE_SUFFIXES = (".csv",)
@@ -131,7 +132,7 @@ def model(result: Any, name: str, *, n: int | None = None, population: str = "")
     path = _path(name, TABLE_SUFFIXES, ".csv")
     module = type(result).__module__.split(".")[0]
     if module == "lifelines" and type(result).__name__ == "KaplanMeierFitter":
-        frame = _km_table(result)
+        frame = km_table(result)
         roles = {
             "time": "survival_time",
             "at_risk": "survival_at_risk",
@@ -140,17 +141,13 @@ def model(result: Any, name: str, *, n: int | None = None, population: str = "")
             "survival": "survival_estimate",
         }
         return table(frame, str(path), roles=roles, kind="survival", population=population)
-    if module == "statsmodels":
-        frame, facts = _statsmodels(result)
-    elif module == "lifelines":
-        frame, facts = _lifelines(result, name)
-    elif module == "sklearn":
-        frame, facts = _sklearn(result, name, n)
-    else:
+    summary = SUMMARIES.get(module)
+    if summary is None:
         raise BadInput(
             f"rk.outputs.model({name!r}): {type(result).__name__} is not a statsmodels, lifelines or "
             "scikit-learn result"
         )
+    frame, facts = summary(result, name, n)
     roles = {c: ("label" if c == "term" else "coefficient" if c == "estimate" else "std_error" if c == "std_error"
                  else "statistic") for c in frame.columns}  # fmt: skip
     return _save(frame, path, type="model", kind="model", roles=roles, model=facts, population=population)
@@ -276,111 +273,6 @@ def _dp_facts(answers: list[Any]) -> sc.DpFacts | None:
         delta=float(max(a.delta for a in answers)),
         scale=float(max(a.scale for a in answers)),
         queries=tuple(a.description for a in answers),
-    )
-
-
-# -- models -------------------------------------------------------------------------------------------------------
-
-
-def _statsmodels(result: Any) -> tuple[pd.DataFrame, sc.ModelFacts]:
-    params = pd.Series(result.params)
-    interval = pd.DataFrame(result.conf_int())
-    frame = pd.DataFrame(
-        {
-            "term": [str(t) for t in params.index],
-            "estimate": params.to_numpy(dtype=float),
-            "std_error": pd.Series(result.bse).to_numpy(dtype=float),
-            "statistic": pd.Series(result.tvalues).to_numpy(dtype=float),
-            "p_value": pd.Series(result.pvalues).to_numpy(dtype=float),
-            "ci_lower": interval.iloc[:, 0].to_numpy(dtype=float),
-            "ci_upper": interval.iloc[:, 1].to_numpy(dtype=float),
-        }
-    )
-    facts = sc.ModelFacts(
-        library="statsmodels",
-        estimator=type(getattr(result, "model", result)).__name__,
-        n_obs=int(result.nobs),
-        df_model=float(result.df_model),
-        df_resid=float(result.df_resid),
-        terms=tuple(frame["term"]),
-    )
-    return frame, facts
-
-
-def _lifelines(result: Any, name: str) -> tuple[pd.DataFrame, sc.ModelFacts]:
-    if not hasattr(result, "summary") or not hasattr(result, "params_"):
-        raise BadInput(f"rk.outputs.model({name!r}): a lifelines regression model (e.g. CoxPHFitter) is needed")
-    summary = result.summary
-    frame = pd.DataFrame(
-        {
-            "term": [str(t) for t in summary.index],
-            "estimate": summary["coef"].to_numpy(dtype=float),
-            "std_error": summary["se(coef)"].to_numpy(dtype=float),
-            "statistic": summary["z"].to_numpy(dtype=float),
-            "p_value": summary["p"].to_numpy(dtype=float),
-            "ci_lower": summary["coef lower 95%"].to_numpy(dtype=float),
-            "ci_upper": summary["coef upper 95%"].to_numpy(dtype=float),
-        }
-    )
-    events = int(np.asarray(result.event_observed).sum())
-    # A survival model's information is in its events: residual df = events - parameters.
-    facts = sc.ModelFacts(
-        library="lifelines",
-        estimator=type(result).__name__,
-        n_obs=int(result._n_examples),
-        df_model=float(len(frame)),
-        df_resid=float(events - len(frame)),
-        n_events=events,
-        terms=tuple(frame["term"]),
-    )
-    return frame, facts
-
-
-def _sklearn(result: Any, name: str, n: int | None) -> tuple[pd.DataFrame, sc.ModelFacts]:
-    if n is None:
-        raise BadInput(f"rk.outputs.model({name!r}): give n= (the number of training rows) for a scikit-learn model")
-    features = [str(f) for f in getattr(result, "feature_names_in_", [])]
-    if hasattr(result, "coef_"):
-        coef = np.atleast_2d(np.asarray(result.coef_, dtype=float))
-        classes = [str(c) for c in getattr(result, "classes_", [])]
-        names = features or [f"x{i}" for i in range(coef.shape[1])]
-        rows = []
-        for i, line in enumerate(coef):
-            prefix = f"{classes[i]}:" if coef.shape[0] > 1 and i < len(classes) else ""
-            rows += [(f"{prefix}{f}", v) for f, v in zip(names, line, strict=True)]
-        frame = pd.DataFrame(rows, columns=["term", "estimate"])
-        parameters = coef.size + np.atleast_1d(getattr(result, "intercept_", [])).size
-    elif hasattr(result, "feature_importances_"):
-        importances = np.asarray(result.feature_importances_, dtype=float)
-        names = features or [f"x{i}" for i in range(importances.size)]
-        frame = pd.DataFrame({"term": names, "importance": importances})
-        parameters = importances.size
-    else:
-        raise BadInput(
-            f"rk.outputs.model({name!r}): {type(result).__name__} has neither coef_ nor feature_importances_"
-        )
-    facts = sc.ModelFacts(
-        library="scikit-learn",
-        estimator=type(result).__name__,
-        n_obs=int(n),
-        df_model=float(parameters),
-        df_resid=float(n - parameters),
-        terms=tuple(frame["term"]),
-    )
-    return frame, facts
-
-
-def _km_table(km: Any) -> pd.DataFrame:
-    events = km.event_table
-    survival = km.survival_function_.iloc[:, 0].reindex(events.index)
-    return pd.DataFrame(
-        {
-            "time": events.index.to_numpy(dtype=float),
-            "at_risk": events["at_risk"].to_numpy(dtype=int),
-            "events": events["observed"].to_numpy(dtype=int),
-            "censored": events["censored"].to_numpy(dtype=int),
-            "survival": survival.to_numpy(dtype=float),
-        }
     )
 
 
