@@ -27,6 +27,18 @@ def cases(quick: bool) -> list[Case]:
     label = f"{patients // 1000:,}k" if patients < 1_000_000 else f"{patients // 1_000_000}M"
     return [
         Case(
+            name="CLI start-up, 5 everyday commands",
+            description=(
+                "users list, audit show, extracts, budget show and pipeline check --help, each a fresh process: "
+                "research-kit loads only the module of the command's group, against the same CLI made to load "
+                "every command group first (as a CLI with all its imports at the top would)."
+            ),
+            ours=Side("command groups on first use", "benchmarks.cases_cli:lazy"),
+            baseline=Side("every command group loaded", "benchmarks.cases_cli:eager"),
+            throughput_unit="commands/s",
+            goal="at least 2x faster",
+        ),
+        Case(
             name=f"simulate {label} patients",
             description=(
                 "research-kit simulate: chunks of 50,000 patients written as they are made (Parquet), against "
