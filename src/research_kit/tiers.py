@@ -23,7 +23,7 @@ import os
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 from research_kit.core.config import Policy, load_policy
 from research_kit.core.errors import BadInput, MissingData
@@ -32,7 +32,7 @@ from research_kit.core.workspace import Workspace, open_workspace
 from research_kit.model.tables import TABLE_NAMES
 
 Tier = Literal["real", "sandbox"]
-TIERS: tuple[Tier, ...] = ("real", "sandbox")
+TIERS: tuple[Tier, ...] = get_args(Tier)
 TIER_ENV = "RESEARCH_KIT_TIER"
 EXTRACT_ENV = "RESEARCH_KIT_EXTRACT"
 STUDY_ENV = "RESEARCH_KIT_STUDY"

@@ -9,6 +9,7 @@ import typer
 from research_kit.actions import review
 from research_kit.cli.common import actor, console, workspace
 from research_kit.console.review import print_request, print_requests
+from research_kit.disclosure.mitigate import method_names
 
 app = typer.Typer(add_completion=False)
 outputs_app = typer.Typer(help="A study's outputs: checks, submission, mitigations.", no_args_is_help=True)
@@ -49,7 +50,7 @@ def submit(request: RequestArg) -> None:
 def mitigate(
     request: RequestArg,
     output: Annotated[str, typer.Argument(help="The output: ACTION/NAME, or NAME when unique.")],
-    method: Annotated[str, typer.Option(help="suppress, round, midpoint6 or roll-up.")],
+    method: Annotated[str, typer.Option(help=f"{method_names()}.")],
     column: Annotated[str | None, typer.Option(help="With roll-up: the ICD-10 column.")] = None,
 ) -> None:
     """Apply a disclosure-control mitigation to a table: a new version (its votes start again), recorded."""

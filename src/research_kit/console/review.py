@@ -71,22 +71,22 @@ def _print_output(console: Console, request: Request, output: Output, prov: dict
         + (f" ({', '.join(sorted(set(output.approvals)))})" if output.approvals else "")
     )
     checks = output.checks
-    for reason in checks.get("gate", {}).get("reasons", []):
+    for reason in checks.gate.reasons:
         console.print(f"  [red]gate[/red]: {escape(reason)}")
-    result = checks.get("sdc") or {}
-    for note in result.get("notes", []):
+    notes = checks.sdc.notes if checks.sdc is not None else ()
+    for note in notes:
         console.print(f"  note: {escape(note)}")
-    flags = result.get("flags", [])
-    if output.path.suffix.lower() in (".png", ".svg") and flags and all("in its table" in f["reason"] for f in flags):
+    flags = list(checks.sdc.flags) if checks.sdc is not None else []
+    if output.path.suffix.lower() in (".png", ".svg") and flags and all("in its table" in f.reason for f in flags):
+        console.print(f"  {len(flags)} flags in its table (listed with it)")
         flags = []  # the same cells as its table's, listed there
-        console.print(f"  {len(result['flags'])} flags in its table (listed with it)")
     for flag in flags[:MAX_FLAGS]:
-        where = f"row {flag['row']}, {flag['column']}: " if flag.get("row") is not None else ""
-        console.print(f"  {flag['severity']} ({flag['rule']}): {escape(where + flag['reason'])}")
+        where = f"row {flag.row}, {flag.column}: " if flag.row is not None else ""
+        console.print(f"  {flag.severity} ({flag.rule}): {escape(where + flag.reason)}")
     if len(flags) > MAX_FLAGS:
         console.print(f"  ... and {len(flags) - MAX_FLAGS} more flagged cells (all of them in the web app)")
-    for pair in checks.get("differencing", []):
-        console.print(f"  fail (differencing): {escape(pair['reason'])}")
+    for pair in checks.differencing:
+        console.print(f"  fail (differencing): {escape(pair.reason)}")
     if prov:
         console.print(
             f"  from {prov.get('notebook')} (run {prov.get('run')}, extract {output.extract}, commit "

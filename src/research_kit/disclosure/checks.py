@@ -1,7 +1,26 @@
-"""Every automatic check of a request's outputs, in one place: gates, SDC rules, differencing.
+"""Every automatic check of a request's outputs, in one place: gates, SDC rules, figures, differencing.
 
-The result per output is a JSON-able dict kept in the catalog beside the
-output version, and a status:
+The checks are registered by name in :data:`CHECKS` and run in that order,
+each on the whole request (a later check reads what the earlier ones found):
+
+``gate``
+    the automatic gates (:mod:`research_kit.disclosure.gates`);
+``sdc``
+    the SDC rules (:mod:`research_kit.disclosure.sdc`) on every output the
+    gates let through;
+``figure``
+    a figure is checked as the table it draws (``source=``), when that table
+    is in the request; it fails when the table's current version carries
+    mitigations the figure does not: the image was drawn from the figures as
+    they were before;
+``differencing``
+    the request's tables against each other and against released ones
+    (:mod:`research_kit.disclosure.differencing`).
+
+A new check is one function taking the :class:`Run`, registered in
+:data:`CHECKS`. The result per output is an
+:class:`~research_kit.disclosure.results.OutputChecks`, kept in the catalog
+beside the output version, with a status:
 
 - ``gated``: an automatic gate stopped it; it never enters review;
 - ``fail``: an SDC rule or a differencing pair flags a disclosive cell (a
@@ -14,143 +33,212 @@ output version, and a status:
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+import json
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
 
 import pandas as pd
 
 from research_kit.core.config import Policy
 from research_kit.disclosure import differencing, gates, sdc
+from research_kit.disclosure.results import (
+    FAIL,
+    REVIEW,
+    STATUSES,
+    CheckResult,
+    DifferencingPair,
+    Flag,
+    GateResult,
+    OutputChecks,
+    result,
+)
 from research_kit.outputs import sidecar as sc
 
-STATUSES = ("gated", "fail", "review", "pass")
+__all__ = ["CHECKS", "DP_DIFFERENCING_NOTE", "STATUSES", "Check", "Draft", "Item", "Run", "check_items"]
+
 DP_DIFFERENCING_NOTE = (
     "differencing: not compared with other tables (a DP answer's figures carry noise; its guarantee holds "
     "whatever else is published)"
 )
 
 
-@dataclass
+@dataclass(frozen=True)
 class Item:
     """One output version under check: where it is and what it was declared as."""
 
     key: str  # how the request names it: ACTION/NAME
     path: Path
     sensitivity: str
-    released: bool = False
-    checks: dict[str, Any] = field(default_factory=dict)
-
-    @property
-    def status(self) -> str:
-        return str(self.checks.get("status", "review"))
 
 
-def check_items(items: list[Item], released: list[Item], policy: Policy) -> None:
-    """Check every item (gates and SDC), then differencing across them and against released ones."""
-    by_name = {_stem(i.path): i for i in items}
-    for item in items:
-        car = sc.read(item.path)
-        source = by_name.get(car.source) if car is not None and car.source else None
-        result = gates.gate(
-            item.path,
-            item.sensitivity,
-            car,
-            policy.outputs,
-            source_sensitivity=source.sensitivity if source is not None else None,
+@dataclass
+class Draft:
+    """One output's findings while the checks run: each check fills in its part."""
+
+    item: Item
+    sidecar: sc.Sidecar | None
+    gate: GateResult = field(default_factory=lambda: GateResult(()))  # until check_gates runs
+    sdc: CheckResult | None = None
+    differencing: list[DifferencingPair] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class Run:
+    """What every check sees: the request's outputs (in request order), those already released, the policy."""
+
+    drafts: list[Draft]
+    released: list[Item]
+    policy: Policy
+
+    def by_stem(self) -> dict[str, Draft]:
+        """The request's outputs by file name without its suffix, as ``source=`` names a figure's table."""
+        return {_stem(d.item.path): d for d in self.drafts}
+
+
+Check = Callable[[Run], None]
+
+
+def check_items(items: list[Item], released: list[Item], policy: Policy) -> list[OutputChecks]:
+    """Every registered check on ``items``, differencing against ``released`` too; one result per item, in order."""
+    run = Run([Draft(item, sc.read(item.path)) for item in items], released, policy)
+    for check in CHECKS.values():
+        check(run)
+    checked_at = datetime.now(UTC).isoformat(timespec="seconds")
+    # Stored as JSON: kept as JSON reads it back, so a result equals what the catalog returns.
+    snapshot = json.loads(json.dumps({"sdc": asdict(policy.sdc), "outputs": asdict(policy.outputs)}))
+    return [
+        OutputChecks(
+            status=_status(d),
+            gate=d.gate,
+            sdc=None if d.sdc is None else replace(d.sdc, rules=()),  # the rules applied are not stored
+            differencing=tuple(d.differencing),
+            policy=snapshot,
+            checked_at=checked_at,
         )
-        item.checks = {
-            "gate": {"passed": result.passed, "reasons": list(result.reasons)},
-            "sdc": None if not result.passed else _sdc(item, car, policy),
-            "differencing": [],
-            "policy": {"sdc": asdict(policy.sdc), "outputs": asdict(policy.outputs)},
-            "checked_at": datetime.now(UTC).isoformat(timespec="seconds"),
-        }
-    for item in items:  # a figure is checked as the table it draws
-        car = sc.read(item.path)
-        if car is not None and car.type == "figure" and item.checks["sdc"] is not None:
-            source = by_name.get(car.source or "")
-            item.checks["sdc"] = _figure(car, source)
-    _differencing(items, released, policy)
-    for item in items:
-        item.checks["status"] = _status(item.checks)
+        for d in run.drafts
+    ]
 
 
-def _sdc(item: Item, car: sc.Sidecar | None, policy: Policy) -> dict[str, Any]:
-    if car is None:
-        return _plain("declared without rk.outputs: the checks do not know what its numbers are; check it by eye")
-    if car.type == "figure":
-        return {"status": "pass", "flags": [], "notes": []}  # replaced by its table's result below
-    frame = pd.read_csv(item.path) if item.path.suffix.lower() == ".csv" else None
-    result = sdc.check(frame, car, policy.sdc)
-    return {
-        "status": result.status,
-        "flags": [asdict(f) for f in result.flags],
-        "notes": list(result.notes),
-    }
-
-
-def _plain(note: str) -> dict[str, Any]:
-    flag = {"rule": "unchecked", "row": None, "column": None, "reason": note, "severity": "review"}
-    return {"status": "review", "flags": [flag], "notes": [note]}
-
-
-def _figure(car: sc.Sidecar, source: Item | None) -> dict[str, Any]:
-    if car.source is None:
-        return _plain("a figure declared without its table (source=): check it by eye")
-    if source is None or source.checks.get("sdc") is None:
-        return _plain(f"its table {car.source!r} is not in this request (or was gated): check it by eye")
-    table = source.checks["sdc"]
-    return {
-        "status": table["status"],
-        "flags": [{**f, "reason": f"in its table {car.source!r}: {f['reason']}"} for f in table["flags"]],
-        "notes": [f"checked as its table {car.source!r}", *table["notes"]],
-    }
-
-
-def _differencing(items: list[Item], released: list[Item], policy: Policy) -> None:
-    def refs(group: list[Item], was_released: bool) -> list[differencing.TableRef]:
-        out = []
-        for item in group:
-            car = sc.read(item.path)
-            if car is None or car.type != "table" or item.path.suffix.lower() != ".csv":
-                continue
-            if not was_released and not item.checks.get("gate", {}).get("passed", False):
-                continue
-            if car.dp is not None:
-                # A DP answer's figures carry noise: what a difference with them reveals is noise, and its
-                # guarantee holds whatever else is published. It is left out of every comparison.
-                if not was_released and item.checks.get("sdc") is not None:
-                    item.checks["sdc"]["notes"].append(DP_DIFFERENCING_NOTE)
-                continue
-            out.append(differencing.TableRef(item.key, pd.read_csv(item.path), car, released=was_released))
-        return out
-
-    flags = differencing.find_differencing(refs(items, False), refs(released, True), policy.sdc.differencing_threshold)
-    by_key = {i.key: i for i in items}
-    for flag in flags:
-        for mine, other in ((flag.first, flag.second), (flag.second, flag.first)):
-            if mine in by_key:
-                by_key[mine].checks["differencing"].append(
-                    {
-                        "other": other,
-                        "group": flag.group,
-                        "column": flag.column,
-                        "difference": flag.difference,
-                        "reason": flag.reason,
-                    }
-                )
-
-
-def _status(checks: dict[str, Any]) -> str:
-    if not checks["gate"]["passed"]:
+def _status(draft: Draft) -> str:
+    if not draft.gate.passed:
         return "gated"
-    result = checks["sdc"] or {"status": "pass"}
-    if result["status"] == "fail" or checks["differencing"]:
+    found = draft.sdc.status if draft.sdc is not None else "pass"
+    if found == FAIL or draft.differencing:
         return "fail"
-    return "review" if result["status"] == "review" else "pass"
+    return "review" if found == REVIEW else "pass"
 
 
 def _stem(path: Path) -> str:
     return path.name[: -len(path.suffix)] if path.suffix else path.name
+
+
+# --- the checks, in the order they run -------------------------------------------------------------------------
+
+
+def check_gates(run: Run) -> None:
+    by_stem = run.by_stem()
+    for draft in run.drafts:
+        car = draft.sidecar
+        source = by_stem.get(car.source) if car is not None and car.source else None
+        draft.gate = gates.gate(
+            draft.item.path,
+            draft.item.sensitivity,
+            car,
+            run.policy.outputs,
+            source_sensitivity=source.item.sensitivity if source is not None else None,
+        )
+
+
+def check_sdc(run: Run) -> None:
+    for draft in run.drafts:
+        if draft.gate.passed:
+            draft.sdc = _sdc(draft, run.policy)
+
+
+def _sdc(draft: Draft, policy: Policy) -> CheckResult:
+    car, path = draft.sidecar, draft.item.path
+    if car is None:
+        return _plain("declared without rk.outputs: the checks do not know what its numbers are; check it by eye")
+    if car.type == "figure":
+        return result([], [], [])  # replaced by its table's result (check_figures)
+    frame = pd.read_csv(path) if path.suffix.lower() == ".csv" else None
+    return sdc.check(frame, car, policy.sdc)
+
+
+def _plain(note: str) -> CheckResult:
+    return CheckResult(REVIEW, (Flag("unchecked", None, None, note, REVIEW),), (note,))
+
+
+def check_figures(run: Run) -> None:
+    by_stem = run.by_stem()
+    for draft in run.drafts:  # in order: a figure drawing another figure sees it as checked so far
+        car = draft.sidecar
+        if car is not None and car.type == "figure" and draft.sdc is not None:
+            draft.sdc = _figure(car, by_stem.get(car.source or ""))
+
+
+def _figure(car: sc.Sidecar, table: Draft | None) -> CheckResult:
+    if car.source is None:
+        return _plain("a figure declared without its table (source=): check it by eye")
+    drawn = _drawn_before_mitigation(car, table)
+    if table is None or table.sdc is None:
+        found = _plain(f"its table {car.source!r} is not in this request (or was gated): check it by eye")
+    else:
+        flags = [replace(f, reason=f"in its table {car.source!r}: {f.reason}") for f in table.sdc.flags]
+        found = CheckResult(table.sdc.status, tuple(flags), (f"checked as its table {car.source!r}", *table.sdc.notes))
+    if drawn is None:
+        return found
+    return result([drawn, *found.flags], found.notes, ["mitigated_source", *found.rules])
+
+
+def _drawn_before_mitigation(car: sc.Sidecar, table: Draft | None) -> Flag | None:
+    """A fail flag when the table's current version carries mitigations the figure was not drawn with."""
+    if table is None or table.sidecar is None:
+        return None
+    if all(record in car.mitigations for record in table.sidecar.mitigations):
+        return None
+    reason = (
+        f"its table {car.source!r} was mitigated after the figure was drawn: redraw the figure from the "
+        "mitigated table or leave it out"
+    )
+    return Flag("mitigated_source", None, None, reason, FAIL)
+
+
+def check_differencing(run: Run) -> None:
+    def refs(group: list[tuple[Item, Draft | None]]) -> list[differencing.TableRef]:
+        out = []
+        for item, draft in group:
+            car = draft.sidecar if draft is not None else sc.read(item.path)
+            if car is None or car.type != "table" or item.path.suffix.lower() != ".csv":
+                continue
+            if draft is not None and not draft.gate.passed:
+                continue
+            if car.dp is not None:
+                # A DP answer's figures carry noise: what a difference with them reveals is noise, and its
+                # guarantee holds whatever else is published. It is left out of every comparison.
+                if draft is not None and draft.sdc is not None:
+                    draft.sdc = replace(draft.sdc, notes=(*draft.sdc.notes, DP_DIFFERENCING_NOTE))
+                continue
+            out.append(differencing.TableRef(item.key, pd.read_csv(item.path), car, released=draft is None))
+        return out
+
+    candidates = refs([(d.item, d) for d in run.drafts])
+    released = refs([(item, None) for item in run.released])
+    flags = differencing.find_differencing(candidates, released, run.policy.sdc.differencing_threshold)
+    by_key = {d.item.key: d for d in run.drafts}
+    for flag in flags:
+        for mine, other in ((flag.first, flag.second), (flag.second, flag.first)):
+            if mine in by_key:
+                pair = DifferencingPair(other, flag.group, flag.column, flag.difference, flag.reason)
+                by_key[mine].differencing.append(pair)
+
+
+# The checks by name, in the order they run.
+CHECKS: dict[str, Check] = {
+    "gate": check_gates,
+    "sdc": check_sdc,
+    "figure": check_figures,
+    "differencing": check_differencing,
+}

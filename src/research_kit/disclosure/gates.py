@@ -20,12 +20,12 @@ instead, and the SDC checks flag a figure declared without one.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
 from pathlib import Path
 
 import pandas as pd
 
 from research_kit.core.config import OutputsPolicy
+from research_kit.disclosure.results import GateResult
 from research_kit.model import national_id
 from research_kit.outputs.sidecar import Sidecar
 from research_kit.pseudonymise.pseudonyms import PSEUDONYM_HEX
@@ -38,15 +38,6 @@ IDENTIFIER_NAMES = re.compile(
 )
 PSEUDONYM = re.compile(rf"(?<![0-9A-Fa-f])[0-9a-f]{{{PSEUDONYM_HEX}}}(?![0-9A-Fa-f])")
 THIRTEEN_DIGITS = re.compile(r"(?<!\d)\d{13}(?!\d)")
-
-
-@dataclass(frozen=True)
-class GateResult:
-    reasons: tuple[str, ...]
-
-    @property
-    def passed(self) -> bool:
-        return not self.reasons
 
 
 def gate(

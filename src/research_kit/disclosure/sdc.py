@@ -53,6 +53,11 @@ residual_df
     (``n_obs - df_model - 1`` when the library gave none; ``n_obs - df_model``
     for lifelines, which fits no intercept); a lifelines model must also rest on
     at least ``survival_min_events`` events.
+mitigated_source
+    Not a rule of this module: the output checks
+    (:mod:`research_kit.disclosure.checks`) fail a figure whose table was
+    mitigated after the figure was drawn (the image shows the table's figures
+    as they were before).
 
 Missing values (cells already suppressed, NaN) are never flagged. An output
 built from DP answers (``sidecar.dp``) has its threshold, zero, dominance, p%
@@ -64,7 +69,7 @@ dominance flag states the share held by the largest contributors, a p% flag
 how close the estimate of the largest would come, in percent.
 
 Deliberate differences from ACRO 1.0.2 (each tested in
-``tests/outputs/test_acro_crosscheck.py``):
+``tests/integration/disclosure/test_acro_crosscheck.py``):
 
 1. Zeros. ACRO's MinimumThresholdCheck counts a 0 cell as below the threshold
    (``count < threshold``) and its PresenceOfZeroCheck fails it; here a zero is
@@ -85,23 +90,54 @@ Deliberate differences from ACRO 1.0.2 (each tested in
 Like ACRO, dominance and p% apply to sums and means only (linear
 aggregations): medians, quantiles and standard deviations get the threshold
 rule on their n.
+
+The rules are registered by name in the order they run, one entry per kind
+of figure (:data:`TABLE_RULES`: ``min_max``, ``counts``, ``proportions``,
+``magnitudes``, ``survival``; :data:`MODEL_RULES`: ``residual_df``,
+``survival_events``); an entry raises the flags of every rule above that
+applies to its figures (``counts``: threshold, zero and negative). A new rule
+is one function, registered there. The count-like rules are in
+:mod:`~research_kit.disclosure.sdc_counts`, the magnitude rules in
+:mod:`~research_kit.disclosure.sdc_magnitudes`.
 """
 
 from __future__ import annotations
 
-import math
-from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable
 
-import numpy as np
 import pandas as pd
 
 from research_kit.core.config import SdcPolicy
 from research_kit.core.errors import BadInput
-from research_kit.outputs.sidecar import MAGNITUDE_ROLES, ROLES, Contribution, DpFacts, Sidecar
+from research_kit.disclosure import sdc_counts, sdc_magnitudes
+from research_kit.disclosure.results import FAIL, REVIEW, CheckResult, Flag, result
+from research_kit.disclosure.sdc_counts import count_columns, number_text
+from research_kit.disclosure.sdc_magnitudes import DOMINANCE_ROLES, contribution_flags
+from research_kit.outputs.sidecar import MAGNITUDE_ROLES, ROLES, DpFacts, ModelFacts, Sidecar
 
-FAIL = "fail"
-REVIEW = "review"
+__all__ = [
+    "DOMINANCE_ROLES",
+    "DP_WAIVED",
+    "FAIL",
+    "KEPT_UNDER_DP",
+    "MODEL_RULES",
+    "NUMERIC_ROLES",
+    "REVIEW",
+    "RULES",
+    "TABLE_RULES",
+    "CheckResult",
+    "Flag",
+    "ModelRule",
+    "TableRule",
+    "check",
+    "check_model",
+    "check_table",
+    "contribution_flags",
+    "count_columns",
+    "result",
+    "validate_table",
+]
+
 RULES = (
     "threshold",
     "zero",
@@ -112,49 +148,15 @@ RULES = (
     "survival_events",
     "residual_df",
     "unchecked",
+    "mitigated_source",
 )
-DOMINANCE_ROLES = frozenset({"sum", "mean"})  # linear aggregations, as in ACRO's ontology
 NUMERIC_ROLES = frozenset(
     {"count", "proportion", "survival_at_risk", "survival_events", "survival_censored"} | MAGNITUDE_ROLES
 )
 DP_WAIVED = ("threshold", "zero", "dominance", "p_percent", "survival_events")
-_TOLERANCE = 1e-9
 
-
-@dataclass(frozen=True)
-class Flag:
-    rule: str  # one of RULES
-    row: int | None  # row index in the table file (0-based), None for whole-output flags
-    column: str | None
-    reason: str  # one human line naming the figure and the limit
-    severity: str  # FAIL | REVIEW
-
-
-@dataclass(frozen=True)
-class CheckResult:
-    status: str  # "fail" if any fail flag, else "review" if any review flag, else "pass"
-    flags: tuple[Flag, ...]
-    notes: tuple[str, ...]  # output-level lines: what was checked, DP guarantee taken into account
-    rules: tuple[str, ...] = ()  # the rules applied to this output, flagged or not
-
-    def cells(self) -> dict[tuple[int, str], list[Flag]]:
-        """Flagged cells, each with all its reasons."""
-        out: dict[tuple[int, str], list[Flag]] = {}
-        for flag in self.flags:
-            if flag.row is not None and flag.column is not None:
-                out.setdefault((flag.row, flag.column), []).append(flag)
-        return out
-
-    def failed_cells(self) -> set[tuple[int, str]]:
-        return {key for key, flags in self.cells().items() if any(f.severity == FAIL for f in flags)}
-
-
-def result(flags: Iterable[Flag], notes: Iterable[str], rules: Iterable[str]) -> CheckResult:
-    """A check's result: its status from the most severe flag, its rules listed once each."""
-    flags = tuple(flags)
-    severities = {f.severity for f in flags}
-    status = FAIL if FAIL in severities else REVIEW if REVIEW in severities else "pass"
-    return CheckResult(status, flags, tuple(notes), tuple(dict.fromkeys(rules)))
+TableRule = Callable[[pd.DataFrame, Sidecar, SdcPolicy], CheckResult]
+ModelRule = Callable[[ModelFacts, SdcPolicy], CheckResult]
 
 
 # --- dispatch ----------------------------------------------------------------------------------------------
@@ -178,27 +180,31 @@ def check(frame: pd.DataFrame | None, sidecar: Sidecar, policy: SdcPolicy) -> Ch
     return result([Flag("unchecked", None, None, reason, REVIEW)], [], ["unchecked"])
 
 
+def _together(found: list[CheckResult], notes: tuple[str, ...] = ()) -> CheckResult:
+    """Several rules' results as one: their flags, notes and rules in the order the rules ran."""
+    flags = [f for r in found for f in r.flags]
+    return result(flags, [*(n for r in found for n in r.notes), *notes], [x for r in found for x in r.rules])
+
+
 # --- tables ------------------------------------------------------------------------------------------------
+
+# The table rules by name, in the order they run; each takes a validated table.
+TABLE_RULES: dict[str, TableRule] = {
+    "min_max": sdc_counts.min_max,
+    "counts": sdc_counts.counts,
+    "proportions": sdc_counts.proportions,
+    "magnitudes": sdc_magnitudes.magnitudes,
+    "survival": sdc_counts.survival,
+}
+KEPT_UNDER_DP = frozenset({"min_max"})  # a DP answer's guarantee stands for every other table rule (DP_WAIVED)
 
 
 def check_table(frame: pd.DataFrame, sidecar: Sidecar, policy: SdcPolicy) -> CheckResult:
     """Apply every table rule to ``frame`` as its sidecar describes it."""
     validate_table(frame, sidecar)
-    values = {col: _numbers(frame[col]) for col in frame.columns if sidecar.roles.get(col) in NUMERIC_ROLES}
-    if sidecar.n_column is not None:
-        values[sidecar.n_column] = _numbers(frame[sidecar.n_column])
-    flags: list[Flag] = list(_min_max(frame, sidecar))
-    rules = ["min_max"] if sidecar.columns("min", "max") else []
-    notes: list[str] = []
-    if sidecar.dp is not None:
-        notes.append(_dp_note(sidecar.dp))
-        return result(flags, notes, rules)
-    for check_rule in (_counts, _proportions, _magnitudes, _survival):
-        new_flags, new_notes, new_rules = check_rule(values, sidecar, policy)
-        flags += new_flags
-        notes += new_notes
-        rules += new_rules
-    return result(flags, notes, rules)
+    dp = sidecar.dp
+    found = [rule(frame, sidecar, policy) for name, rule in TABLE_RULES.items() if dp is None or name in KEPT_UNDER_DP]
+    return _together(found, () if dp is None else (_dp_note(dp),))
 
 
 def validate_table(frame: pd.DataFrame, sidecar: Sidecar) -> None:
@@ -225,14 +231,6 @@ def validate_table(frame: pd.DataFrame, sidecar: Sidecar) -> None:
             raise BadInput(f"{where}: column {col!r} has {len(cells)} contributions for {len(frame)} rows")
 
 
-def _numbers(series: pd.Series) -> np.ndarray:
-    return series.astype("float64").to_numpy(na_value=np.nan)
-
-
-def _num(value: float) -> str:
-    return str(int(value)) if float(value).is_integer() else f"{value:g}"
-
-
 def _dp_note(dp: DpFacts) -> str:
     return (
         f"DP answers ({dp.mechanism}, rho={dp.rho:g}, epsilon={dp.epsilon:g} at delta={dp.delta:g}): the "
@@ -241,232 +239,12 @@ def _dp_note(dp: DpFacts) -> str:
     )
 
 
-def _min_max(frame: pd.DataFrame, sidecar: Sidecar) -> Iterable[Flag]:
-    for col in sidecar.columns("min", "max"):
-        role = "minimum" if sidecar.roles[col] == "min" else "maximum"
-        for row, missing in enumerate(frame[col].isna()):
-            if not missing:
-                yield Flag("min_max", row, col, f"a {role} is an individual's value", FAIL)
-
-
-_Rule = tuple[list[Flag], list[str], list[str]]
-
-
-def count_columns(sidecar: Sidecar) -> list[str]:
-    """The columns held to the count rules: every ``count`` column and the ``n_column``."""
-    return list(dict.fromkeys(sidecar.columns("count") + ([sidecar.n_column] if sidecar.n_column else [])))
-
-
-def _counts(values: dict[str, np.ndarray], sidecar: Sidecar, policy: SdcPolicy) -> _Rule:
-    columns = count_columns(sidecar)
-    if not columns:
-        return [], [], []
-    flags: list[Flag] = []
-    unit, minimum = sidecar.unit, policy.min_cell_count
-    for col in columns:
-        for row, v in enumerate(values[col]):
-            if math.isnan(v):
-                continue
-            if v < 0:
-                reason = f"{_num(v)} {unit}: a count cannot be negative, check the table"
-                flags.append(Flag("negative", row, col, reason, REVIEW))
-            elif v == 0 and policy.flag_zeros:
-                reason = f"0 {unit}: a zero can disclose that nobody in the group has the attribute"
-                flags.append(Flag("zero", row, col, reason, REVIEW))
-            elif 0 < v < minimum:
-                flags.append(Flag("threshold", row, col, f"{_num(v)} {unit}, fewer than the minimum {minimum}", FAIL))
-    note = f"threshold: counts of at least {minimum} {unit} in {', '.join(columns)}"
-    return flags, [note], ["threshold", "zero"] if policy.flag_zeros else ["threshold"]
-
-
-def _proportions(values: dict[str, np.ndarray], sidecar: Sidecar, policy: SdcPolicy) -> _Rule:
-    columns = sidecar.columns("proportion")
-    flags: list[Flag] = []
-    for col in columns:
-        if sidecar.n_column is None:
-            reason = f"threshold not checked for {col}: its n is unknown (declare n_column)"
-            flags.append(Flag("unchecked", None, col, reason, REVIEW))
-            continue
-        shares, ns = values[col], values[sidecar.n_column]
-        scale = 100.0 if np.nanmax(np.abs(shares), initial=0.0) > 1 else 1.0
-        for row, (share, n) in enumerate(zip(shares, ns, strict=True)):
-            if not (math.isnan(share) or math.isnan(n)):
-                flags += _proportion_cell(row, col, share / scale, n, sidecar.unit, policy)
-    return flags, [], ["threshold", "unchecked"] if columns else []
-
-
-def _proportion_cell(row: int, col: str, share: float, n: float, unit: str, policy: SdcPolicy) -> list[Flag]:
-    minimum = policy.min_cell_count
-    if 0 < n < minimum:
-        return [Flag("threshold", row, col, f"a share of {_num(n)} {unit}, fewer than the minimum {minimum}", FAIL)]
-    count = round(share * n)
-    if 0 < count < minimum:
-        reason = f"a share of {_num(n)} {unit} standing for {count} {unit}, fewer than the minimum {minimum}"
-        return [Flag("threshold", row, col, reason, FAIL)]
-    if count == 0 and n > 0 and share == 0 and policy.flag_zeros:
-        reason = f"0% of {_num(n)} {unit}: a zero can disclose that nobody in the group has the attribute"
-        return [Flag("zero", row, col, reason, REVIEW)]
-    return []
-
-
-def _magnitudes(values: dict[str, np.ndarray], sidecar: Sidecar, policy: SdcPolicy) -> _Rule:
-    columns = sidecar.columns(*MAGNITUDE_ROLES)
-    flags: list[Flag] = []
-    dominance = [c for c in columns if sidecar.roles[c] in DOMINANCE_ROLES]
-    for col in columns:
-        flags += _magnitude_column(col, values, sidecar, policy)
-    notes = []
-    if dominance:
-        notes.append(
-            f"dominance (n={policy.dominance_n}, k={policy.dominance_k:g}%) and p% (p={policy.p_percent:g}%) "
-            f"in {', '.join(dominance)}"
-        )
-    rules = ["threshold", "unchecked"] if columns else []
-    if dominance:
-        rules += ["dominance", "p_percent", "negative"]
-    return flags, notes, rules
-
-
-def _magnitude_column(col: str, values: dict[str, np.ndarray], sidecar: Sidecar, policy: SdcPolicy) -> list[Flag]:
-    cells: Sequence[Contribution | None] = sidecar.contributions.get(col) or [None] * len(values[col])
-    published = [row for row, v in enumerate(values[col]) if not math.isnan(v)]
-    flags = _magnitude_threshold(col, published, cells, values, sidecar, policy)
-    if sidecar.roles[col] in DOMINANCE_ROLES:
-        flags += _magnitude_dominance(col, published, cells, policy)
-    return flags
-
-
-def _magnitude_threshold(
-    col: str,
-    published: list[int],
-    cells: Sequence[Contribution | None],
-    values: dict[str, np.ndarray],
-    sidecar: Sidecar,
-    policy: SdcPolicy,
-) -> list[Flag]:
-    role, minimum, unit = sidecar.roles[col], policy.min_cell_count, sidecar.unit
-    ns = values.get(sidecar.n_column or "")
-    flags: list[Flag] = []
-    unknown = 0
-    for row in published:
-        n: float | None = ns[row] if ns is not None and not math.isnan(ns[row]) else None
-        contribution = cells[row]
-        if n is None and contribution is not None:
-            n = contribution.n
-        if n is None:
-            unknown += 1
-        elif 0 < n < minimum:
-            reason = f"{role} of {_num(n)} {unit}, fewer than the minimum {minimum}"
-            flags.append(Flag("threshold", row, col, reason, FAIL))
-    if unknown:
-        reason = f"threshold not checked for {unknown} of {len(published)} cells of {col}: their n is unknown"
-        flags.append(Flag("unchecked", None, col, reason + " (declare n_column)", REVIEW))
-    return flags
-
-
-def _magnitude_dominance(
-    col: str, published: list[int], cells: Sequence[Contribution | None], policy: SdcPolicy
-) -> list[Flag]:
-    flags: list[Flag] = []
-    missing = 0
-    for row in published:
-        contribution = cells[row]
-        if contribution is None:
-            missing += 1
-            continue
-        flags += [Flag(rule, row, col, why, sev) for rule, why, sev in contribution_flags(contribution, policy)]
-    if missing:
-        reason = (
-            f"dominance and p% not checked for {missing} of {len(published)} cells of {col}: no contributions "
-            "(declare the output with source= to enable them)"
-        )
-        flags.append(Flag("unchecked", None, col, reason, REVIEW))
-    return flags
-
-
-def contribution_flags(cell: Contribution, policy: SdcPolicy) -> list[tuple[str, str, str]]:
-    """The dominance and p% findings for one magnitude cell: (rule, reason, severity) triples."""
-    top = sorted(cell.top, key=abs, reverse=True)
-    if cell.n <= 0:
-        return []
-    if _has_negative(cell, top):
-        return [("negative", "negative values among the contributors: dominance and p% are not defined", REVIEW)]
-    if cell.total <= 0:
-        if not policy.flag_zeros:
-            return []
-        return [("zero", "every contributor's value is 0: the figure discloses each of them", REVIEW)]
-    return [*_dominance(cell, top, policy), *_p_percent(cell, top, policy)]
-
-
-def _has_negative(cell: Contribution, top: list[float]) -> bool:
-    if any(v < 0 for v in top):
-        return True
-    rest = cell.total - sum(top)  # the contributions not kept; below 0 only if some are negative
-    return len(top) < cell.n and rest < -_TOLERANCE * max(1.0, abs(cell.total))
-
-
-def _dominance(cell: Contribution, top: list[float], policy: SdcPolicy) -> list[tuple[str, str, str]]:
-    n = min(policy.dominance_n, cell.n)
-    if len(top) < n:
-        return [("unchecked", f"dominance not checked: only {len(top)} largest contributions were kept", REVIEW)]
-    share = sum(top[:n]) / cell.total
-    if share <= policy.dominance_k / 100:
-        return []
-    who = "the largest contributor holds" if n == 1 else f"the {n} largest contributors hold"
-    return [("dominance", f"{who} {share * 100:.1f}% of the total, more than {policy.dominance_k:g}%", FAIL)]
-
-
-def _p_percent(cell: Contribution, top: list[float], policy: SdcPolicy) -> list[tuple[str, str, str]]:
-    if cell.n == 1:
-        return [("p_percent", "a single contributor: the figure is that contributor's own value", FAIL)]
-    if len(top) < 2:
-        return [("unchecked", "p% not checked: the second largest contribution was not kept", REVIEW)]
-    largest, second = top[0], top[1]
-    closeness = (cell.total - (largest + second)) / largest
-    if closeness >= policy.p_percent / 100:
-        return []
-    reason = (
-        f"the second largest contributor could estimate the largest to within {closeness * 100:.1f}%, "
-        f"closer than {policy.p_percent:g}%"
-    )
-    return [("p_percent", reason, FAIL)]
-
-
-def _survival(values: dict[str, np.ndarray], sidecar: Sidecar, policy: SdcPolicy) -> _Rule:
-    unit = sidecar.unit
-    specs: list[tuple[str, str, int, Callable[[str], str]]] = [
-        ("survival_events", "survival_events", policy.survival_min_events, lambda v: f"{v} events at this step"),
-        ("survival_at_risk", "threshold", policy.min_cell_count, lambda v: f"{v} {unit} at risk"),
-        ("survival_censored", "threshold", policy.min_cell_count, lambda v: f"{v} {unit} censored at this step"),
-    ]
-    flags: list[Flag] = []
-    rules: list[str] = []
-    for role, rule, minimum, says in specs:
-        for col in sidecar.columns(role):
-            rules.append(rule)
-            for row, v in enumerate(values[col]):
-                if not math.isnan(v) and 0 < v < minimum:
-                    flags.append(Flag(rule, row, col, f"{says(_num(v))}, fewer than the minimum {minimum}", FAIL))
-    notes = []
-    if "survival_events" in rules:
-        notes.append(
-            f"survival: at least {policy.survival_min_events} events per step (steps with 0 events are "
-            "censoring-only and not held to it)"
-        )
-    return flags, notes, rules
-
-
 # --- models ------------------------------------------------------------------------------------------------
 
 
-def check_model(sidecar: Sidecar, policy: SdcPolicy) -> CheckResult:
-    """Residual degrees of freedom of a fitted model; for lifelines models, their number of events too."""
-    model = sidecar.model
-    if model is None:
-        raise BadInput(f"{sidecar.file}: a model output without its model facts in the sidecar")
+def _residual_df(model: ModelFacts, policy: SdcPolicy) -> CheckResult:
     flags: list[Flag] = []
     notes: list[str] = []
-    rules = ["residual_df"]
     df_resid = model.df_resid
     if df_resid is None and model.df_model is not None:
         intercept = 0 if model.library == "lifelines" else 1
@@ -477,18 +255,35 @@ def check_model(sidecar: Sidecar, policy: SdcPolicy) -> CheckResult:
         reason = "residual degrees of freedom unknown: a reviewer must check the model's size"
         flags.append(Flag("unchecked", None, None, reason, REVIEW))
     elif df_resid < minimum:
-        reason = f"{_num(df_resid)} residual degrees of freedom, fewer than the minimum {minimum}"
+        reason = f"{number_text(df_resid)} residual degrees of freedom, fewer than the minimum {minimum}"
         flags.append(Flag("residual_df", None, None, reason, FAIL))
-    if model.library == "lifelines":
-        rules.append("survival_events")
-        flags += _model_events(model.n_events, policy)
-    return result(flags, notes, rules)
+    return result(flags, notes, ["residual_df"])
 
 
-def _model_events(events: int | None, policy: SdcPolicy) -> list[Flag]:
+def _survival_events(model: ModelFacts, policy: SdcPolicy) -> CheckResult:
+    if model.library != "lifelines":
+        return result([], [], [])
+    events = model.n_events
     if events is None:
-        return [Flag("unchecked", None, None, "number of events unknown: a reviewer must check it", REVIEW)]
-    if events < policy.survival_min_events:
+        flags = [Flag("unchecked", None, None, "number of events unknown: a reviewer must check it", REVIEW)]
+    elif events < policy.survival_min_events:
         reason = f"{events} events, fewer than the minimum {policy.survival_min_events}"
-        return [Flag("survival_events", None, None, reason, FAIL)]
-    return []
+        flags = [Flag("survival_events", None, None, reason, FAIL)]
+    else:
+        flags = []
+    return result(flags, [], ["survival_events"])
+
+
+# The model rules by name, in the order they run.
+MODEL_RULES: dict[str, ModelRule] = {
+    "residual_df": _residual_df,
+    "survival_events": _survival_events,  # lifelines models only
+}
+
+
+def check_model(sidecar: Sidecar, policy: SdcPolicy) -> CheckResult:
+    """Residual degrees of freedom of a fitted model; for lifelines models, their number of events too."""
+    model = sidecar.model
+    if model is None:
+        raise BadInput(f"{sidecar.file}: a model output without its model facts in the sidecar")
+    return _together([rule(model, policy) for rule in MODEL_RULES.values()])

@@ -29,6 +29,7 @@ min_max            IndividualValueCheck
 survival_events    SurvivalEventsCheck
 unchecked          ManualCheck
 differencing       PresenceOfLinkedTableCheck
+mitigated_source   MitigatedSourceCheck
 =================  ======================
 
 A flag on a whole column or output has no cell (nor has one naming a cell
@@ -47,7 +48,7 @@ import pandas as pd
 
 import research_kit
 from research_kit.core.errors import BadInput
-from research_kit.disclosure.sdc import CheckResult, Flag
+from research_kit.disclosure.results import CheckResult, Flag
 from research_kit.outputs.sidecar import Sidecar
 
 ACRO_VERSION = "1.0.2"
@@ -63,6 +64,7 @@ ACRO_CHECKS = {
     "survival_events": "SurvivalEventsCheck",
     "unchecked": "ManualCheck",
     "differencing": "PresenceOfLinkedTableCheck",  # ACRO's check for differencing against other outputs
+    "mitigated_source": "MitigatedSourceCheck",  # a figure drawn from its table before the table was mitigated
 }
 MITIGATIONS = {"suppression": "suppress", "rounding": "round"}  # our record's method -> ACRO's property
 

@@ -20,7 +20,6 @@ from research_kit.core.checksums import file_sha256
 from research_kit.core.errors import BadInput, PolicyRefusal
 from research_kit.core.workspace import Workspace
 from research_kit.disclosure import mitigate as mitigate_mod
-from research_kit.disclosure import sdc
 from research_kit.outputs import sidecar as sc
 from research_kit.review.intake import add_version, check_request
 from research_kit.review.requests import DECISIONS, Output, Request, active_role, now, output, read_request
@@ -51,7 +50,7 @@ def submit(ws: Workspace, request_id: int) -> Request:
 
 def _gated(request: Request) -> str:
     first = request.outputs[0]
-    return f"{first.key}: {first.checks['gate']['reasons'][0]}" if request.outputs else "no outputs"
+    return f"{first.key}: {first.checks.gate.reasons[0]}" if request.outputs else "no outputs"
 
 
 def mitigate(ws: Workspace, request_id: int, name: str, method: str, *, column: str | None = None) -> Output:
@@ -67,29 +66,13 @@ def mitigate(ws: Workspace, request_id: int, name: str, method: str, *, column: 
         car = sc.read(target.path)
         if car is None or car.type != "table":
             raise BadInput(f"{target.key}: only tables declared with rk.outputs.table can be mitigated")
+        mitigation = mitigate_mod.get_mitigation(method)
         frame = pd.read_csv(target.path)
-        policy = ws.policy().sdc
-        if method == "suppress":
-            done = mitigate_mod.suppress(frame, car, sdc.check(frame, car, policy))
-            if done.record.get("unprotected"):
-                raise PolicyRefusal(
-                    f"{target.key}: suppression cannot protect {len(done.record['unprotected'])} cell(s) of this "
-                    "table (its zeros and margins pin them down): round it or roll it up instead"
-                )
-        elif method in ("round", "midpoint6"):
-            done = mitigate_mod.round_counts(
-                frame, car, method="base" if method == "round" else "midpoint6", base=policy.rounding_base
-            )
-        elif method == "roll-up":
-            if not column:
-                raise BadInput("--roll-up needs the ICD-10 column to roll up")
-            done = mitigate_mod.roll_up(frame, car, column, policy)
-        else:
-            raise BadInput(f"mitigation {method!r}: use suppress, round, midpoint6 or roll-up")
+        done = mitigation(frame, car, ws.policy().sdc, column=column)
         path = _mitigated_dir(ws, request, target) / target.path.name
         record = {**done.record, "by": actor, "at": now(), "from_sha256": target.sha256}
         new_car = sc.Sidecar(**{**car.__dict__, "rows": len(done.frame), "mitigations": [*car.mitigations, record]})
-        if method == "roll-up" or len(done.frame) != len(frame):
+        if not done.rows_kept or len(done.frame) != len(frame):
             new_car = sc.Sidecar(**{**new_car.__dict__, "contributions": {}})  # cells merged: rows behind unknown
         tmp = path.with_name(f".{path.name}.tmp")
         done.frame.to_csv(tmp, index=False, lineterminator="\n")
@@ -141,9 +124,7 @@ def vote(
             if target.author == actor:
                 raise PolicyRefusal(f"{actor} is the author of {target.key}: an author never reviews their own outputs")
             if target.status == "gated":
-                raise PolicyRefusal(
-                    f"{target.key} is gated ({target.checks['gate']['reasons'][0]}): it cannot be reviewed"
-                )
+                raise PolicyRefusal(f"{target.key} is gated ({target.checks.gate.reasons[0]}): it cannot be reviewed")
         if decision in ("reject", "return") and comment is None:
             raise BadInput(f"--comment: say why you {decision} the request (the researcher reads it)")
         if decision == "approve":

@@ -99,7 +99,7 @@ def check_request(conn: sqlite3.Connection, ws: Workspace, request_id: int) -> d
     ).fetchall()
     items = [checks_mod.Item(f"{r['action']}/{r['name']}", Path(r["path"]), r["sensitivity"]) for r in rows]
     released = [
-        checks_mod.Item(f"request {r['request']}: {r['action']}/{r['name']}", Path(r["path"]), r["sensitivity"], True)
+        checks_mod.Item(f"request {r['request']}: {r['action']}/{r['name']}", Path(r["path"]), r["sensitivity"])
         for r in conn.execute(
             "SELECT o.* FROM request_outputs o JOIN requests q ON q.id = o.request"
             " WHERE q.state = 'released' AND o.active = 1 AND o.status != 'gated' AND o.request != ?",
@@ -107,14 +107,14 @@ def check_request(conn: sqlite3.Connection, ws: Workspace, request_id: int) -> d
         )
         if Path(r["path"]).is_file()
     ]
-    checks_mod.check_items(items, released, ws.policy())
+    results = checks_mod.check_items(items, released, ws.policy())
     summary: dict[str, int] = dict.fromkeys(checks_mod.STATUSES, 0)
-    for row, item in zip(rows, items, strict=True):
+    for row, checked in zip(rows, results, strict=True):
         conn.execute(
             "UPDATE request_outputs SET status = ?, checks = ? WHERE id = ?",
-            (item.status, json.dumps(item.checks, sort_keys=True), row["id"]),
+            (checked.status, json.dumps(checked.to_json(), sort_keys=True), row["id"]),
         )
-        summary[item.status] += 1
+        summary[checked.status] += 1
     audit.append(conn, ws.audit_path, "request.check", {"request": request_id, **summary})
     return summary
 

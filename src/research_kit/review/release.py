@@ -32,7 +32,7 @@ from research_kit.core.catalog import transaction
 from research_kit.core.checksums import file_sha256
 from research_kit.core.errors import IntegrityError, PolicyRefusal
 from research_kit.core.workspace import Workspace
-from research_kit.disclosure import sdc
+from research_kit.disclosure.results import FAIL, CheckResult, Flag, OutputChecks, result
 from research_kit.outputs import sidecar as sc
 from research_kit.review import acro_format
 from research_kit.review import requests as review
@@ -105,7 +105,6 @@ def _summary(ws: Workspace, request: review.Request, actor: str, at: str) -> str
     ]
     for output in request.reviewable:
         checks = output.checks
-        result = checks.get("sdc") or {}
         prov = review.provenance(ws, output)
         lines += [
             f"## {output.key} (`outputs/{output.action}/{output.path.name}`)",
@@ -130,13 +129,14 @@ def _summary(ws: Workspace, request: review.Request, actor: str, at: str) -> str
         if car is not None:
             for record in car.mitigations:
                 lines.append(f"- mitigation: {record.get('method')} ({record.get('cells_changed', '?')} cells changed)")
-        for note in result.get("notes", []):
+        found = checks.sdc or CheckResult("pass", (), ())
+        for note in found.notes:
             lines.append(f"- note: {note}")
-        for flag in result.get("flags", []):
-            where = f"row {flag['row']}, {flag['column']}: " if flag.get("row") is not None else ""
-            lines.append(f"- flag ({flag['rule']}, {flag['severity']}): {where}{flag['reason']}")
-        for pair in checks.get("differencing", []):
-            lines.append(f"- differencing: {pair['reason']}")
+        for flag in found.flags:
+            where = f"row {flag.row}, {flag.column}: " if flag.row is not None else ""
+            lines.append(f"- flag ({flag.rule}, {flag.severity}): {where}{flag.reason}")
+        for pair in checks.differencing:
+            lines.append(f"- differencing: {pair.reason}")
         lines.append("")
     public = [c for c in request.comments if c.visibility == "researcher"]
     if public:
@@ -171,11 +171,11 @@ def _acro(ws: Workspace, request: review.Request, at: str) -> dict[str, Any]:
     return acro_format.acro_results(records, version=acro_format.ACRO_VERSION)
 
 
-def _stored(checks: dict[str, Any]) -> sdc.CheckResult:
-    result = checks.get("sdc") or {"status": "pass", "flags": [], "notes": []}
-    flags = [sdc.Flag(**f) for f in result["flags"]]
-    flags += [sdc.Flag("differencing", None, None, d["reason"], sdc.FAIL) for d in checks.get("differencing", [])]
-    return sdc.result(flags, result["notes"], [f.rule for f in flags])
+def _stored(checks: OutputChecks) -> CheckResult:
+    """The checks as ACRO's record holds them: the SDC flags, and each differencing pair as a fail flag."""
+    found = checks.sdc or CheckResult("pass", (), ())
+    flags = [*found.flags, *(Flag("differencing", None, None, d.reason, FAIL) for d in checks.differencing)]
+    return result(flags, found.notes, [f.rule for f in flags])
 
 
 def _acro_status(status: str) -> str:

@@ -31,15 +31,16 @@ import sqlite3
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 from research_kit.core import users
 from research_kit.core.errors import MissingData
 from research_kit.core.workspace import Workspace
 from research_kit.disclosure.checks import STATUSES
+from research_kit.disclosure.results import OutputChecks
 
 State = Literal["pending", "submitted", "returned", "approved", "rejected", "released"]
-STATES: tuple[State, ...] = ("pending", "submitted", "returned", "approved", "rejected", "released")
+STATES: tuple[State, ...] = get_args(State)
 OPEN: tuple[State, ...] = ("pending", "submitted", "returned", "approved")  # a run's new outputs join these
 VISIBILITIES = ("committee", "researcher")
 DECISIONS = ("approve", "reject", "return")
@@ -60,7 +61,7 @@ class Output:
     author: str
     extract: str
     status: str
-    checks: dict[str, Any]
+    checks: OutputChecks
     queue: int | None
     approvals: list[str] = field(default_factory=list)
     rejections: list[str] = field(default_factory=list)
@@ -121,7 +122,7 @@ def read_request(conn: sqlite3.Connection, ws: Workspace, request_id: int, viewe
     ):
         output = Output(
             o["id"], o["action"], o["name"], Path(o["path"]), o["sha256"], o["sensitivity"], o["author"],
-            o["extract"], o["status"], json.loads(o["checks"]), o["queue"],
+            o["extract"], o["status"], OutputChecks.from_json(json.loads(o["checks"])), o["queue"],
         )  # fmt: skip
         for v in conn.execute("SELECT member, vote FROM votes WHERE output = ? ORDER BY at, id", (o["id"],)):
             (output.approvals if v["vote"] == "approve" else output.rejections).append(v["member"])

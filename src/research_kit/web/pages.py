@@ -102,7 +102,8 @@ def _views(ws: Workspace, request: review.Request, provenance: dict[str, Any], o
     views = []
     for output in request.outputs:
         car = sc.read(output.path) if output.path.is_file() else None
-        flags = list((output.checks.get("sdc") or {}).get("flags", []))
+        found = output.checks.sdc
+        flags = [f.to_json() for f in found.flags] if found is not None else []  # the grid reads flags as dicts
         table = text = None
         if output.path.is_file() and grid.is_table(output.path):
             table = grid.table_grid(

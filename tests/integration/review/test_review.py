@@ -83,11 +83,14 @@ def test_a_run_opens_a_checked_request(project: Project, people: None, monkeypat
     status = {o.name: o.status for o in request.outputs}
     assert status == {"big": "pass", "small": "fail", "figure": "fail", "ids": "gated"}
     small = review.output(request, "small")
-    flagged = [f for f in small.checks["sdc"]["flags"] if f["severity"] == "fail"]
-    assert [(f["row"], f["column"], f["rule"]) for f in flagged] == [(1, "n", "threshold")]
-    assert "10" in flagged[0]["reason"]  # names the limit
-    assert "in its table 'small'" in review.output(request, "figure").checks["sdc"]["flags"][0]["reason"]
-    assert any("identifier" in r for r in review.output(request, "ids").checks["gate"]["reasons"])
+    assert small.checks.sdc is not None
+    flagged = [f for f in small.checks.sdc.flags if f.severity == "fail"]
+    assert [(f.row, f.column, f.rule) for f in flagged] == [(1, "n", "threshold")]
+    assert "10" in flagged[0].reason  # names the limit
+    figure = review.output(request, "figure").checks.sdc
+    assert figure is not None
+    assert "in its table 'small'" in figure.flags[0].reason
+    assert any("identifier" in r for r in review.output(request, "ids").checks.gate.reasons)
     assert "rows" not in status  # highly sensitive: never queued
 
 
@@ -201,6 +204,43 @@ def test_mitigation_makes_a_new_checked_version(
     assert json.loads(done.path.with_name(done.path.name + ".rk.json").read_text())["mitigations"][0]["method"]
 
 
+def test_a_figure_fails_once_its_table_is_mitigated(
+    project: Project, people: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The PNG was drawn from the table's counts before the mitigation, and would leave as it is."""
+    rid = run_study(project, monkeypatch)
+    ws = project.ws
+    as_user(monkeypatch, "rita")
+    assert decisions.mitigate(ws, rid, "small", "suppress").status != "fail"
+    figure = review.output(review.get(ws, rid), "figure")
+    assert figure.status == "fail"
+    assert figure.checks.sdc is not None
+    drawn = [f for f in figure.checks.sdc.flags if f.rule == "mitigated_source"]
+    assert [(f.severity, f.reason) for f in drawn] == [
+        (
+            "fail",
+            "its table 'small' was mitigated after the figure was drawn: redraw the figure from the mitigated table "
+            "or leave it out",
+        )
+    ]
+    decisions.submit(ws, rid)
+    as_user(monkeypatch, "carla")
+    with pytest.raises(BadInput, match="make/figure fails the SDC checks: approving it needs a --comment"):
+        decisions.vote(ws, rid, "approve")
+    assert decisions.vote(ws, rid, "approve", comment="the figure shows no counts").state == "submitted"
+
+
+def test_an_unknown_mitigation_names_those_registered(
+    project: Project, people: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    rid = run_study(project, monkeypatch)
+    as_user(monkeypatch, "rita")
+    with pytest.raises(BadInput, match=r"^mitigation 'shuffle': use suppress, round, midpoint6 or roll-up$"):
+        decisions.mitigate(project.ws, rid, "small", "shuffle")
+    with pytest.raises(BadInput, match=r"^make/figure: only tables declared with rk.outputs.table can be mitigated$"):
+        decisions.mitigate(project.ws, rid, "figure", "suppress")
+
+
 def test_return_and_reject_need_a_reason(project: Project, people: None, monkeypatch: pytest.MonkeyPatch) -> None:
     rid = run_study(project, monkeypatch)
     ws = project.ws
@@ -254,7 +294,7 @@ def test_a_new_version_close_to_a_released_one_is_flagged(
     assert later != rid
     big = review.output(review.get(ws, later), "big")
     assert big.status == "fail"
-    [pair] = big.checks["differencing"]
-    assert pair["difference"] == 4
-    assert pair["group"] == {"group": "a"}
-    assert pair["other"] == f"request {rid}: make/big"
+    [pair] = big.checks.differencing
+    assert pair.difference == 4
+    assert pair.group == {"group": "a"}
+    assert pair.other == f"request {rid}: make/big"
