@@ -232,8 +232,25 @@ def exit_codes() -> list[str]:
     return lines
 
 
+# ---------------------------------------------------------------- permissions
+
+
+def request_permissions() -> list[str]:
+    from research_kit.core import permissions
+
+    return [
+        "## Who may do what to a review request",
+        "",
+        "From `research_kit/core/permissions.py`, the one table the CLI, the web app and the demo check. A state",
+        "not listed for an action is refused in one line; so is anyone not named.",
+        "",
+        permissions.markdown().rstrip("\n"),
+        "",
+    ]
+
+
 def render() -> str:
-    lines = [HEADER, *commands(), *policy(), *exit_codes()]
+    lines = [HEADER, *commands(), *policy(), *exit_codes(), *request_permissions()]
     return "\n".join(lines).rstrip("\n") + "\n"
 
 

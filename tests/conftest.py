@@ -9,11 +9,41 @@ from typing import Any
 import pytest
 import yaml
 
+from research_kit.core import audit, users
 from research_kit.core.workspace import Workspace, init_workspace
+from research_kit.dp import ledger
 from research_kit.ingest.pipeline import ingest
 from research_kit.model.codes import CodeSystems, load_code_systems
 from research_kit.pseudonymise.keys import load_key, new_key
 from research_kit.simulator.export import SimulationSpec, simulate_export
+
+STEWARD, MEMBER = "stew", "dac"  # the steward and the committee member tests' grants come from
+
+
+def people(ws: Workspace, **roles: str) -> None:
+    """Make sure these users exist (name=role), as a steward adds them; a steward and a committee member too."""
+    known = {u.name: u.role for u in users.all_users(ws)}
+    steward = next((n for n, r in known.items() if r == "steward"), None)
+    if steward is None:
+        steward = STEWARD
+        with audit.acting(steward):
+            users.add(ws, steward, "steward")
+        known[steward] = "steward"
+    if "committee" not in known.values():
+        roles = {MEMBER: "committee", **roles}
+    for name, role in roles.items():
+        if name not in known:
+            with audit.acting(steward):
+                users.add(ws, name, role)
+
+
+def grant(ws: Workspace, study: str, rho: float, *, owner: str | None = None, note: str = "") -> ledger.Balance:
+    """A committee member grants ``study`` a budget, naming ``owner`` (default: the acting user) its owner."""
+    owner = owner or audit.current_actor()
+    people(ws, **{owner: "researcher"})
+    member = next(u.name for u in users.all_users(ws) if u.role == "committee" and u.active)
+    with audit.acting(member):
+        return ledger.grant(ws, study, rho, note=note, owners=[owner])
 
 
 @pytest.fixture(scope="session")

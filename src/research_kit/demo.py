@@ -104,10 +104,10 @@ def run_demo(console: Console, *, patients: int, seed: int) -> None:
     _twin(console, ws, operator, extract.extract_id)
 
     console.print(Rule("8. differential privacy: the committee grants a budget, a study asks"))
-    _dp_queries(console, ws, operator, extract.extract_id)
+    _demo_users(console, ws)
+    _dp_queries(console, ws, extract.extract_id)
 
     console.print(Rule("9. study pipelines: the example study's notebooks run on the extract"))
-    _demo_users(console, ws)
     request = _pipelines(console, ws, extract.extract_id)
 
     console.print(Rule("10. output checking: gates and SDC checks, then the committee's review"))
@@ -158,11 +158,13 @@ def _twin(console: Console, ws: Workspace, operator: str, extract_id: str) -> No
     print_twin(console, result)
 
 
-def _dp_queries(console: Console, ws: Workspace, operator: str, extract_id: str) -> None:
+def _dp_queries(console: Console, ws: Workspace, extract_id: str) -> None:
+    """A committee member grants a study (owned by the researcher) a budget; the researcher asks."""
     study = f"demo-overview-{extract_id}"
     policy = ws.policy().dp
-    budget.grant(ws, actor=operator, study=study, rho=policy.default_study_rho, note="demo")
-    common = {"actor": operator, "study": study, "extract": extract_id, "rho": 0.05}
+    budget.grant(ws, actor=COMMITTEE[0], study=study, rho=policy.default_study_rho, note="demo", owners=[RESEARCHER])
+    console.print(f"{COMMITTEE[0]} (committee) granted {study} rho {policy.default_study_rho:g}, owned by {RESEARCHER}")
+    common = {"actor": RESEARCHER, "study": study, "extract": extract_id, "rho": 0.05}
     asked = [
         {"kind": "count", "table": "diagnoses", "by": ["disease_group"]},
         {"kind": "count", "table": "patients", "by": ["sex", "age_band"], "where": ["canton != abroad"]},
@@ -200,7 +202,7 @@ def _studies(console: Console, ws: Workspace, extract_id: str) -> None:
         granted = budget.balances(ws, study=pipeline.study)[0].granted
         if asked and granted < to_picorho(asked, round_up=False):
             budget.grant(ws, actor=COMMITTEE[0], study=pipeline.study, rho=asked,
-                         note=f"requested in {pipeline.path.name}")  # fmt: skip
+                         note=f"requested in {pipeline.path.name}", owners=[RESEARCHER])  # fmt: skip
             console.print(f"{COMMITTEE[0]} (committee) granted {pipeline.study} the rho {asked:g} it asks for")
         with steps(console, "pipeline") as step:
             step(f"{pipeline.study}: {len(pipeline.actions)} action(s) on {extract_id}")

@@ -21,7 +21,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-from tests.conftest import Project
+from tests.conftest import Project, grant
 from tests.functional.webapp import free_port
 
 from research_kit.core.extracts import get_extract
@@ -52,12 +52,10 @@ def publish_twin(project: Project) -> int:
 
 
 def test_the_lab_home_holds_twins_and_grants_only(project: Project, tmp_path: Path) -> None:
-    from research_kit.core import audit
     from research_kit.dp import ledger
 
     publish_twin(project)
-    with audit.acting("carla"):
-        ledger.grant(project.ws, "delay", 0.3)
+    grant(project.ws, "delay", 0.3, owner="test-runner")
     lab = prepare_lab_home(project.ws, tmp_path / "lab")
     assert sorted(p.name for p in lab.root.iterdir() if p.suffix not in (".sqlite-wal", ".sqlite-shm")) == [
         "audit.jsonl",

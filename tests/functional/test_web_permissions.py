@@ -51,8 +51,8 @@ def _ids(case: tuple[str, str, dict[str, object], dict[str | None, int]]) -> str
 
 
 def _path(ws: Workspace, template: str) -> str:
-    first = review.get(ws, S1).outputs[0].id
-    return template.format(s1=S1, s2=S2, o1=first)
+    figure = review.output(review.get(ws, S1), "figure").id
+    return template.format(s1=S1, s2=S2, o1=figure)
 
 
 @pytest.mark.parametrize("case", CASES, ids=_ids)
@@ -100,7 +100,7 @@ def test_an_author_cannot_vote_by_a_crafted_post(review_ws: Workspace) -> None:
     assert "an author never votes on their own outputs" in page.text
     got = cora.post("/requests/3/vote", {"decision": "approve", "output": ["make/other"], "comment": "mine"})
     assert got.status_code == 403
-    assert "cora is the author of make/other: an author never reviews their own outputs" in got.text
+    assert "cora is the author of request 3: an author never reviews their own outputs" in got.text
     with review_ws.catalog() as conn:
         assert conn.execute("SELECT COUNT(*) FROM votes").fetchone()[0] == 0
 
@@ -125,8 +125,8 @@ def test_no_file_outside_the_request_is_served(review_ws: Workspace) -> None:
         assert rita.get(f"/requests/{S1}/outputs/{crafted}/file").status_code == 404
     assert rita.get(f"/requests/{S1}/../../catalog.sqlite").status_code == 404
     # An output whose catalog row points outside the workspace is refused too.
-    mine = review.get(review_ws, S1).outputs[0].id
-    outside = Path(review_ws.root).parent / "outside.csv"
+    mine = review.output(review.get(review_ws, S1), "figure").id
+    outside = Path(review_ws.root).parent / "outside.png"
     outside.write_text("secret\n")
     with review_ws.catalog() as conn:
         conn.execute("UPDATE request_outputs SET path = ? WHERE id = ?", (str(outside), mine))

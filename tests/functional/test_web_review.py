@@ -23,8 +23,10 @@ from tests.functional.webapp import (
     running_server,
 )
 
+from research_kit.core import audit
 from research_kit.core.workspace import Workspace
 from research_kit.review import requests as review
+from research_kit.web import sessions
 
 
 def test_a_flagged_cell_is_marked_with_its_reason(review_ws: Workspace) -> None:
@@ -49,10 +51,30 @@ def test_output_text_is_shown_as_text_never_as_markup(review_ws: Workspace) -> N
     assert SCRIPT not in page
     assert "<script" not in page.lower()
     labels = review.output(review.get(review_ws, S1), "labels")
-    download = browser(review_ws, "carla").get(f"/requests/{S1}/outputs/{labels.id}/file")
-    assert download.headers["content-type"].startswith("text/csv")  # never text/html
-    assert download.headers["content-disposition"].startswith("attachment")
-    assert "sandbox" in download.headers["content-security-policy"]
+    carla = browser(review_ws, "carla")
+    assert carla.get(f"/requests/{S1}/outputs/{labels.id}/file").status_code == 404  # shown on the page, never a file
+
+
+def test_unreleased_outputs_are_viewed_in_the_page_never_downloaded(review_ws: Workspace) -> None:
+    request = review.get(review_ws, S1)
+    carla, rita = browser(review_ws, "carla"), browser(review_ws, "rita")
+    for output in request.outputs:
+        for who in (carla, rita):
+            got = who.get(f"/requests/{S1}/outputs/{output.id}/file")
+            if output.name == "figure":  # the page's <img>: inline, under a sandboxing CSP
+                assert got.status_code == 200
+                assert got.headers["content-disposition"].startswith("inline")
+                assert "sandbox" in got.headers["content-security-policy"]
+            else:
+                assert got.status_code == 404, output.key
+    page = carla.get(f"/requests/{S1}").text
+    ids = review.output(request, "ids")  # gated: its reasons show, never its content
+    assert ids.status == "gated"
+    assert "Gated: " in page
+    assert "/file" not in page.replace(f"/requests/{S1}/outputs/{review.output(request, 'figure').id}/file", "")
+    entries = [e for e in audit.read_entries(review_ws.audit_path) if e.get("action") == "request.view"]
+    assert {e["actor"] for e in entries} >= {"carla", "rita"}
+    assert any(e["details"].get("output") == "make/figure" for e in entries)
 
 
 def test_every_page_forbids_scripts_and_framing(review_ws: Workspace) -> None:
@@ -164,24 +186,32 @@ def test_an_idle_or_old_session_expires(review_ws: Workspace) -> None:
     assert chen.get("/requests").status_code == 303
 
 
-def test_failed_sign_ins_lock_the_name_out(review_ws: Workspace) -> None:
+def test_failed_sign_ins_are_slowed_never_locked_out_and_audited_per_burst(review_ws: Workspace) -> None:
+    text = review_ws.policy_path.read_text()
+    review_ws.policy_path.write_text(text.replace("max_signin_delay_seconds = 10.0", "max_signin_delay_seconds = 0.05"))
     b = Browser(review_ws)
 
-    def attempt(password: str) -> str:
+    def attempt(name: str, password: str) -> tuple[int, str]:
         token = field(b.client.get("/signin").text, "signin_token")
-        got = b.client.post("/signin", data={"name": "carla", "password": password, "signin_token": token})
-        return got.text if got.status_code != 303 else "signed in"
+        got = b.client.post("/signin", data={"name": name, "password": password, "signin_token": token})
+        return got.status_code, got.text
 
-    for _ in range(5):
-        assert "Wrong user name or password." in attempt("not the password")
-    assert "Too many failed sign-ins" in attempt(PASSWORD)
-    unknown = Browser(review_ws)
-    token = field(unknown.client.get("/signin").text, "signin_token")
-    page = unknown.client.post("/signin", data={"name": "nobody", "password": "x" * 12, "signin_token": token})
-    assert page.status_code == 401
-    assert "Wrong user name or password." in page.text  # the same words: names are not confirmed
-    failures = [json.loads(line) for line in review_ws.audit_path.read_text().splitlines()]
-    assert {"user": None} in [e["details"] for e in failures if e["action"] == "web.signin_failed"]
+    assert sessions.signin_delay(review_ws, "carla", "testclient") == 0.0
+    for _ in range(11):
+        status, page = attempt("carla", "not the password")
+        assert status == 401
+        assert "Wrong user name or password." in page
+    assert sessions.signin_delay(review_ws, "carla", "testclient") == 0.05  # slowed, up to the cap
+    status, _ = attempt("nobody", "x" * 12)  # a name that is no user: the same answer
+    assert status == 401
+    assert sessions.signin_delay(review_ws, "anyone", "testclient") == 0.05  # the address is slowed for every name
+    assert sessions.signin_delay(review_ws, "anyone", "10.0.0.9") == 0.0  # ... and only that address
+    assert attempt("carla", PASSWORD)[0] == 303  # slowed, never locked out
+    entries = [json.loads(line) for line in review_ws.audit_path.read_text().splitlines()]
+    failed = [e["details"] for e in entries if e["action"] == "web.signin_failed"]
+    assert [d["failures"] for d in failed if d["user"] == "carla"] == [1, 10]  # one line per burst, with the count
+    assert all(d["user"] != "nobody" for d in failed)  # a name that is no user is never written down
+    assert not any("lock" in e["action"] for e in entries)
 
 
 def test_a_disabled_user_is_signed_out_at_once(review_ws: Workspace, cli: Run) -> None:
@@ -231,7 +261,7 @@ def test_a_researcher_sees_only_their_studies_budgets(review_ws: Workspace) -> N
     from research_kit.dp import ledger
 
     with audit.acting("chen"):
-        ledger.grant(review_ws, "s2", 0.2, note="rob's study")
+        ledger.grant(review_ws, "s2", 0.2, note="rob's study", owners=["rob"])
     rita = browser(review_ws, "rita").get("/budget").text
     assert "granted at the March meeting" in rita
     assert "rob&#39;s study" not in rita

@@ -105,7 +105,7 @@ def build_review_workspace(registry: Path, base: Path) -> Path:
                 users.add(ws, name, role)
                 users.set_password(ws, name, PASSWORD)
         with audit.acting("carla"):
-            ledger.grant(ws, "s1", 0.5, note="granted at the March meeting")
+            ledger.grant(ws, "s1", 0.5, note="granted at the March meeting", owners=["rita"])
         s1 = project.notebook("s1", "shift = 0", S1_NOTEBOOK)
         other = project.notebook("other", "shift = 0", OTHER_NOTEBOOK)
         s1_outputs = {

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from research_kit.actions.acting import as_user
-from research_kit.core import users
+from research_kit.core import owners, users
 from research_kit.core.errors import BadInput
 from research_kit.core.workspace import Workspace
 from research_kit.dp import ledger
@@ -34,15 +35,17 @@ def grant(
     epsilon: float | None = None,
     delta: float | None = None,
     note: str = "",
+    owners: Sequence[str] = (),
 ) -> ledger.Balance:
-    """Add to a study's real budget, given in rho or in epsilon at ``delta`` (default: the policy's)."""
+    """A committee member adds to a study's real budget, in rho or in epsilon at ``delta`` (default: the
+    policy's), naming its owners at its first grant."""
     if rho is None and epsilon is None:
         raise BadInput("give the grant as --rho R or as --epsilon E [--delta D]")
     if delta is not None and epsilon is None:
         raise BadInput("--delta goes with --epsilon")
     amount = rho_from(rho, epsilon, ws.policy().dp.delta if delta is None else delta)
     assert amount is not None
-    return as_user(actor, ledger.grant, ws, study, amount, note=note)
+    return as_user(actor, ledger.grant, ws, study, amount, note=note, owners=owners)
 
 
 def balances(ws: Workspace, *, study: str | None = None, tier: Tier = "real") -> list[ledger.Balance]:
@@ -65,8 +68,8 @@ def visible_budgets(ws: Workspace, *, actor: str) -> list[StudyBudget]:
     names = ledger.studies(ws)
     with ws.catalog() as conn:
         user = users.get(conn, actor)
-        mine = studies_registered_by(conn, actor)
-    if user is None or user.role == "researcher":
+        mine = studies_registered_by(conn, actor) | owners.owned_by(conn, actor)
+    if user is None or not user.active or user.researcher_only or not user.roles:
         mine |= studies_authored_by(ws, actor)
         names = [n for n in names if n in mine]
     return [

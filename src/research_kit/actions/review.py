@@ -2,24 +2,18 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from research_kit.actions.acting import as_user
+from research_kit.core import audit, permissions
+from research_kit.core.catalog import transaction
 from research_kit.core.errors import BadInput, MissingData
+from research_kit.core.permissions import Act, State
 from research_kit.core.workspace import Workspace
 from research_kit.review import decisions, intake, requests
 from research_kit.review import release as releasing
 from research_kit.review.requests import STATES, Output, Request
-
-READ_ALL = ("committee", "steward")  # the roles that read every request; others read the ones they wrote
-
-
-def _readable(ws: Workspace, actor: str) -> Callable[[Request], bool]:
-    with ws.catalog() as conn:
-        role = requests.active_role(conn, actor)
-    return lambda request: role in READ_ALL or request.author == actor
 
 
 def list_requests(
@@ -29,16 +23,34 @@ def list_requests(
     unknown = [s for s in states if s not in STATES]
     if unknown:
         raise BadInput(f"no request state {unknown[0]!r}: use {', '.join(STATES)}")
-    readable = _readable(ws, actor)
-    return [r for r in requests.all_requests(ws, states=states, study=study) if readable(r)]
+    found = requests.all_requests(ws, states=states, study=study)
+    with ws.catalog() as conn:
+        return [r for r in found if permissions.allowed(Act.READ, State(r.state), requests.person(conn, actor, r))]
 
 
 def read(ws: Workspace, *, actor: str, request: int) -> Request:
     """Request ``request`` as ``actor`` may read it; one they may not read is missing, as if it did not exist."""
     found = requests.get(ws, request, viewer=actor)
-    if not _readable(ws, actor)(found):
-        raise MissingData(f"no review request {request}")
+    with ws.catalog() as conn:
+        if not permissions.allowed(Act.READ, State(found.state), requests.person(conn, actor, found)):
+            raise MissingData(f"no review request {request}")
     return found
+
+
+def may(ws: Workspace, *, actor: str, request: Request) -> dict[Act, bool]:
+    """What ``actor`` may do to ``request`` now, action by action (the web app shows those forms)."""
+    with ws.catalog() as conn:
+        who = requests.person(conn, actor, request)
+    return {act: permissions.allowed(act, State(request.state), who) for act in Act}
+
+
+def viewed(ws: Workspace, *, actor: str, request: Request, output: str | None = None) -> None:
+    """Record that ``actor`` looked at ``request``'s outputs (one ``output`` by its key, or the whole page)."""
+    with ws.catalog() as conn, transaction(conn):
+        details: dict[str, Any] = {"request": request.id, "state": request.state}
+        if output is not None:
+            details["output"] = output
+        audit.append(conn, ws.audit_path, "request.view", details, actor=actor)
 
 
 def show(ws: Workspace, *, actor: str, request: int) -> tuple[Request, dict[str, dict[str, Any]]]:
@@ -49,7 +61,9 @@ def show(ws: Workspace, *, actor: str, request: int) -> tuple[Request, dict[str,
 
 def check(ws: Workspace, *, actor: str, request: int) -> Request:
     """Every automatic check again on the request's outputs; the request as ``actor`` reads it."""
-    read(ws, actor=actor, request=request)
+    found = read(ws, actor=actor, request=request)
+    with ws.catalog() as conn:
+        permissions.check(Act.RECHECK, State(found.state), requests.person(conn, actor, found), request=request)
     as_user(actor, intake.recheck, ws, request)
     return read(ws, actor=actor, request=request)
 

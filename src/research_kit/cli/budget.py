@@ -23,10 +23,16 @@ def grant(
     epsilon: Annotated[float | None, typer.Option("--epsilon", help="... or in epsilon, at --delta.")] = None,
     delta: Annotated[float | None, typer.Option("--delta", help="Delta for --epsilon [default: [dp].delta].")] = None,
     note: Annotated[str, typer.Option(help="The committee's reference for the decision.")] = "",
+    owner: Annotated[
+        list[str] | None,
+        typer.Option("--owner", help="A researcher who owns the study (repeat; needed at the first grant)."),
+    ] = None,
 ) -> None:
-    """Grant a study privacy budget (added to what it has); recorded in the audit log."""
+    """Grant a study privacy budget (a committee member; added to what it has), naming its owners; audited."""
     ws = workspace()
-    balance = budget.grant(ws, actor=actor(), study=study, rho=rho, epsilon=epsilon, delta=delta, note=note)
+    balance = budget.grant(
+        ws, actor=actor(), study=study, rho=rho, epsilon=epsilon, delta=delta, note=note, owners=owner or ()
+    )
     show.print_balances(console, [balance], ws.policy().dp.delta)
 
 

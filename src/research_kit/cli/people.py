@@ -26,7 +26,7 @@ def add(
 ) -> None:
     """Add a user (a steward does; the first steward may be added by anyone)."""
     user = people.add(workspace(), actor=actor(), name=name, role=role)
-    console.print(f"user {escape(user.name)} added as {user.role}")
+    console.print(f"user {escape(user.name)}: {user.role}")
 
 
 @users_app.command("list")

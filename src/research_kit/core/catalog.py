@@ -306,6 +306,32 @@ MIGRATIONS: tuple[Migration, ...] = (
                )""",
         ),
     ),
+    Migration(
+        8,
+        "study owners named by the committee; a registered pipeline's content hash; sign-in failures by address; "
+        "several roles per user",
+        (
+            """CREATE TABLE study_owners (
+                   study TEXT NOT NULL,
+                   owner TEXT NOT NULL REFERENCES users (name),
+                   added_by TEXT NOT NULL,
+                   added_at TEXT NOT NULL,
+                   PRIMARY KEY (study, owner)
+               )""",
+            "ALTER TABLE pipelines ADD COLUMN sha256 TEXT",
+            "ALTER TABLE signin_failures ADD COLUMN address TEXT NOT NULL DEFAULT ''",
+            "CREATE INDEX signin_failures_by_address ON signin_failures (address, at)",
+            # A user may hold several roles (a small registry's steward who sits on the committee).
+            """CREATE TABLE user_roles (
+                   user TEXT NOT NULL REFERENCES users (name),
+                   role TEXT NOT NULL CHECK (role IN ('researcher', 'committee', 'steward')),
+                   added_by TEXT NOT NULL,
+                   added_at TEXT NOT NULL,
+                   PRIMARY KEY (user, role)
+               )""",
+            "INSERT INTO user_roles (user, role, added_by, added_at) SELECT name, role, added_by, added_at FROM users",
+        ),
+    ),
 )
 
 

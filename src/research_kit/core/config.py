@@ -205,6 +205,7 @@ class ReviewPolicy(_Section):
     name: ClassVar[str] = "review"
     title: ClassVar[str] = "Committee review"
     approvals_required: int = _opt(2, "Approvals, by committee members other than the author, per output.", min=1)
+    max_comment_chars: int = _opt(10_000, "Longest comment on a request, in characters.", min=100)
 
 
 @dataclass(frozen=True)
@@ -240,8 +241,15 @@ class WebPolicy(_Section):
     session_idle_minutes: int = _opt(30, "A session unused for this long signs its user out.", min=1)
     session_max_hours: int = _opt(8, "A session ends this long after sign-in, however busy.", min=1)
     min_password_length: int = _opt(12, "Shortest password accepted by 'research-kit users password'.", min=8)
-    max_failed_signins: int = _opt(5, "Failed sign-ins in a row that lock a user out for a while ...", min=1)
-    lockout_minutes: int = _opt(15, "... this long.", min=1)
+    max_failed_signins: int = _opt(
+        5, "Failed sign-ins (for one user name, or from one address) before every further attempt is slowed ...", min=1
+    )
+    lockout_minutes: int = _opt(
+        15, "... within this many minutes; the slowing ends this long after the last failure.", min=1
+    )
+    max_signin_delay_seconds: float = _opt(
+        10.0, "The longest an attempt is slowed (it doubles with each failure): slowed, never locked out.", min=0.0
+    )
 
 
 SECTIONS: tuple[type[_Section], ...] = (

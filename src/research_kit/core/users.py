@@ -2,7 +2,9 @@
 
 Roles: ``researcher`` (runs studies, submits their outputs), ``committee``
 (reviews and releases), ``steward`` (manages users; ingests and publishes
-twins). The acting user is ``--as NAME`` on the command line, or
+twins). A user may hold several (a small registry's steward may sit on the
+committee): what each role allows is :mod:`research_kit.core.permissions`,
+and nobody reviews a request they wrote or a study they own. The acting user is ``--as NAME`` on the command line, or
 ``RESEARCH_KIT_USER``: the shell trusts whoever can write the workspace's
 files. The review web app checks who people are: it signs in with a
 password, stored only as its argon2id hash (argon2-cffi's defaults, RFC 9106).
@@ -34,22 +36,37 @@ _DUMMY_HASH = _HASHER.hash("research-kit: no such user")
 @dataclass(frozen=True)
 class User:
     name: str
-    role: str
+    roles: frozenset[str]
     active: bool
     added_at: str
     added_by: str
     has_password: bool = False  # may sign in to the web app
 
+    @property
+    def researcher_only(self) -> bool:
+        """Holds no role but researcher: reads only their own requests and studies."""
+        return self.roles == {"researcher"}
 
-def _row(row: sqlite3.Row) -> User:
+    @property
+    def role(self) -> str:
+        """The user's roles as one word or a list: "committee", "committee, steward"."""
+        return ", ".join(r for r in ROLES if r in self.roles)
+
+
+def _roles(conn: sqlite3.Connection, name: str) -> frozenset[str]:
+    return frozenset(r[0] for r in conn.execute("SELECT role FROM user_roles WHERE user = ?", (name,)))
+
+
+def _row(conn: sqlite3.Connection, row: sqlite3.Row) -> User:
     return User(
-        row["name"], row["role"], bool(row["active"]), row["added_at"], row["added_by"], bool(row["password_hash"])
-    )
+        row["name"], _roles(conn, row["name"]), bool(row["active"]), row["added_at"], row["added_by"],
+        bool(row["password_hash"]),
+    )  # fmt: skip
 
 
 def get(conn: sqlite3.Connection, name: str) -> User | None:
     row = conn.execute("SELECT * FROM users WHERE name = ?", (name,)).fetchone()
-    return None if row is None else _row(row)
+    return None if row is None else _row(conn, row)
 
 
 def require(conn: sqlite3.Connection, name: str, *roles: str, doing: str) -> User:
@@ -62,28 +79,39 @@ def require(conn: sqlite3.Connection, name: str, *roles: str, doing: str) -> Use
         )
     if not user.active:
         raise PolicyRefusal(f"user {name!r} is disabled")
-    if user.role not in roles:
+    if not user.roles & set(roles):
         raise PolicyRefusal(f"{name!r} is a {user.role}; {doing} needs the {' or '.join(roles)} role")
     return user
 
 
 def add(ws: Workspace, name: str, role: str) -> User:
+    """Add a user with ``role``, or give an existing user one more role (a steward does; audited)."""
     check_name(name, "user name")
     if role not in ROLES:
         raise BadInput(f"--role {role!r}: use one of {', '.join(ROLES)}")
     actor = audit.current_actor()
     with ws.catalog() as conn, transaction(conn):
-        stewards = conn.execute("SELECT COUNT(*) FROM users WHERE role = 'steward' AND active = 1").fetchone()[0]
+        stewards = conn.execute(
+            "SELECT COUNT(*) FROM user_roles r JOIN users u ON u.name = r.user WHERE r.role = 'steward' AND u.active"
+        ).fetchone()[0]
         if stewards:
             require(conn, actor, "steward", doing="adding a user")
         elif role != "steward":
             raise PolicyRefusal("add a steward first: research-kit users add NAME --role steward")
-        if get(conn, name) is not None:
-            raise PolicyRefusal(f"user {name!r} exists already")
         at = datetime.now(UTC).isoformat(timespec="seconds")
-        conn.execute("INSERT INTO users (name, role, added_at, added_by) VALUES (?, ?, ?, ?)", (name, role, at, actor))
-        audit.append(conn, ws.audit_path, "user.add", {"user": name, "role": role})
-    return User(name, role, True, at, actor)
+        existing = get(conn, name)
+        if existing is not None and role in existing.roles:
+            raise PolicyRefusal(f"user {name!r} is a {role} already")
+        if existing is None:
+            conn.execute(
+                "INSERT INTO users (name, role, added_at, added_by) VALUES (?, ?, ?, ?)", (name, role, at, actor)
+            )
+        conn.execute("INSERT INTO user_roles (user, role, added_by, added_at) VALUES (?, ?, ?, ?)",
+                     (name, role, actor, at))  # fmt: skip
+        audit.append(conn, ws.audit_path, "user.add" if existing is None else "user.role", {"user": name, "role": role})
+        added = get(conn, name)
+    assert added is not None
+    return added
 
 
 def disable(ws: Workspace, name: str) -> None:
@@ -102,7 +130,7 @@ def disable(ws: Workspace, name: str) -> None:
 
 def all_users(ws: Workspace) -> list[User]:
     with ws.catalog() as conn:
-        return [_row(r) for r in conn.execute("SELECT * FROM users ORDER BY role, name")]
+        return [_row(conn, r) for r in conn.execute("SELECT * FROM users ORDER BY role, name")]
 
 
 def set_password(ws: Workspace, name: str, password: str) -> None:
@@ -134,4 +162,4 @@ def check_password(conn: sqlite3.Connection, name: str, password: str) -> User |
         return None
     if _HASHER.check_needs_rehash(stored):  # the library's parameters grew stronger since it was set
         conn.execute("UPDATE users SET password_hash = ? WHERE name = ?", (_HASHER.hash(password), name))
-    return _row(row)
+    return _row(conn, row)

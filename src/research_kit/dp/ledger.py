@@ -24,11 +24,13 @@ from __future__ import annotations
 import json
 import os
 import sqlite3
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from research_kit.core import audit
+from research_kit.core import audit, users
+from research_kit.core import owners as study_owners
 from research_kit.core.catalog import transaction
 from research_kit.core.errors import BadInput, MissingData, PolicyRefusal
 from research_kit.core.workspace import Workspace, check_name
@@ -102,8 +104,9 @@ def balance(ws: Workspace, study: str, tier: Tier = "real") -> Balance:
         return _balance(conn, ws, study, _check_tier(tier))
 
 
-def grant(ws: Workspace, study: str, rho: float, *, note: str = "") -> Balance:
-    """Add ``rho`` to a study's real budget (a committee decision); audited."""
+def grant(ws: Workspace, study: str, rho: float, *, note: str = "", owners: Sequence[str] = ()) -> Balance:
+    """Add ``rho`` to a study's real budget (a committee member's decision), naming its ``owners`` at the first
+    grant (more may be named later); audited in the same transaction."""
     check_name(study, "study")
     policy = ws.policy().dp
     if not rho > 0:
@@ -111,6 +114,10 @@ def grant(ws: Workspace, study: str, rho: float, *, note: str = "") -> Balance:
     amount = to_picorho(rho, round_up=False)
     who = audit.current_actor()
     with ws.catalog() as conn, transaction(conn):
+        users.require(conn, who, "committee", doing="granting a study budget")
+        if not study_owners.owners(conn, study) and not owners:
+            raise BadInput(f"study {study} has no owner yet: name its researcher(s) with --owner NAME")
+        study_owners.add(conn, ws.audit_path, study, owners, by=who)
         total = _real_granted(conn, study) + amount
         ceiling = to_picorho(policy.max_study_rho, round_up=False)
         if total > ceiling:

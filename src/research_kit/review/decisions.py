@@ -14,25 +14,23 @@ from pathlib import Path
 
 import pandas as pd
 
-from research_kit.core import audit, users
+from research_kit.core import audit, permissions
 from research_kit.core.catalog import transaction
 from research_kit.core.checksums import file_sha256
 from research_kit.core.errors import BadInput, PolicyRefusal
+from research_kit.core.permissions import Act, State
 from research_kit.core.workspace import Workspace
 from research_kit.disclosure import mitigate as mitigate_mod
 from research_kit.outputs import sidecar as sc
 from research_kit.review.intake import add_version, check_request
-from research_kit.review.requests import DECISIONS, Output, Request, active_role, now, output, read_request
+from research_kit.review.requests import DECISIONS, Output, Request, now, output, person, read_request
 
 
 def submit(ws: Workspace, request_id: int) -> Request:
     actor = audit.current_actor()
     with ws.catalog() as conn:
         request = read_request(conn, ws, request_id, actor)
-        if actor != request.author:
-            raise PolicyRefusal(f"only the request's author ({request.author}) submits it")
-        if request.state not in ("pending", "returned"):
-            raise PolicyRefusal(f"request {request_id} is {request.state}: only a pending or returned one is submitted")
+        _check(conn, Act.SUBMIT, request, actor)
         with transaction(conn):
             check_request(conn, ws, request_id)
             request = read_request(conn, ws, request_id, actor)
@@ -41,11 +39,17 @@ def submit(ws: Workspace, request_id: int) -> Request:
                     f"request {request_id}: every output is gated; nothing to review ({_gated(request)})"
                 )
             conn.execute(
-                "UPDATE requests SET state = 'submitted', submitted_at = ?, updated_at = ? WHERE id = ?",
-                (now(), now(), request_id),
+                "UPDATE requests SET state = ?, submitted_at = ?, updated_at = ? WHERE id = ?",
+                (permissions.next_state(Act.SUBMIT, State(request.state)), now(), now(), request_id),
             )
             audit.append(conn, ws.audit_path, "request.submit", {"request": request_id, **request.counts()})
         return read_request(conn, ws, request_id, actor)
+
+
+def _check(conn: sqlite3.Connection, act: Act, request: Request, actor: str) -> None:
+    """The one permissions table (:mod:`research_kit.core.permissions`) says whether ``actor`` may."""
+    permissions.check(act, State(request.state), person(conn, actor, request), request=request.id,
+                      author=request.author)  # fmt: skip
 
 
 def _gated(request: Request) -> str:
@@ -58,10 +62,7 @@ def mitigate(ws: Workspace, request_id: int, name: str, method: str, *, column: 
     actor = audit.current_actor()
     with ws.catalog() as conn:
         request = read_request(conn, ws, request_id, actor)
-        if actor != request.author:
-            raise PolicyRefusal(f"only the request's author ({request.author}) changes its outputs")
-        if request.state in ("released", "rejected"):
-            raise PolicyRefusal(f"request {request_id} is {request.state}")
+        _check(conn, Act.MITIGATE, request, actor)
         target = output(request, name)
         car = sc.read(target.path)
         if car is None or car.type != "table":
@@ -113,12 +114,10 @@ def vote(
     if decision not in DECISIONS:
         raise BadInput(f"vote {decision!r}: use approve, reject or return")
     actor = audit.current_actor()
-    comment = (comment or "").strip() or None
+    comment = _text(ws, comment or "") or None
     with ws.catalog() as conn:
-        users.require(conn, actor, "committee", doing="reviewing outputs")
         request = read_request(conn, ws, request_id, actor)
-        if request.state != "submitted":
-            raise PolicyRefusal(f"request {request_id} is {request.state}: only a submitted request is reviewed")
+        _check(conn, Act(decision), request, actor)
         chosen = [output(request, n) for n in outputs] if outputs else request.reviewable
         for target in chosen:
             if target.author == actor:
@@ -142,21 +141,22 @@ def vote(
                              {"request": request_id, "output": target.key, "sha256": target.sha256})  # fmt: skip
             if comment is not None:
                 _comment(conn, ws, request_id, actor, comment, "committee" if private else "researcher", None)
-            state = _state_after(conn, ws, request_id, decision)
+            state = permissions.next_state(
+                Act(decision), State(request.state), _state_after(conn, ws, request_id, decision)
+            )
             conn.execute("UPDATE requests SET state = ?, updated_at = ? WHERE id = ?", (state, now(), request_id))
             if state != "submitted":
                 audit.append(conn, ws.audit_path, "request.state", {"request": request_id, "state": state})
         return read_request(conn, ws, request_id, actor)
 
 
-def _state_after(conn: sqlite3.Connection, ws: Workspace, request_id: int, decision: str) -> str:
-    if decision == "reject":
-        return "rejected"
-    if decision == "return":
-        return "returned"
+def _state_after(conn: sqlite3.Connection, ws: Workspace, request_id: int, decision: str) -> State | None:
+    """Which of an approval's possible states it leads to: approved once every output has its approvals."""
+    if decision != "approve":
+        return None
     request = read_request(conn, ws, request_id, None)
     needed = request.approvals_required
-    return "approved" if all(len(set(o.approvals)) >= needed for o in request.reviewable) else "submitted"
+    return State.APPROVED if all(len(set(o.approvals)) >= needed for o in request.reviewable) else State.SUBMITTED
 
 
 def comment(
@@ -164,16 +164,12 @@ def comment(
 ) -> None:
     """A comment on a request (or one of its outputs): committee-private, or visible to the researcher."""
     actor = audit.current_actor()
-    body = body.strip()
+    body = _text(ws, body)
     if not body:
         raise BadInput("an empty comment")
     with ws.catalog() as conn:
         request = read_request(conn, ws, request_id, actor)
-        role = active_role(conn, actor)
-        if role != "committee" and actor != request.author:
-            raise PolicyRefusal(f"{actor} may not comment on request {request_id}")
-        if private and role != "committee":
-            raise PolicyRefusal("only committee members write private comments")
+        _check(conn, Act.COMMENT_PRIVATELY if private else Act.COMMENT, request, actor)
         target = output(request, output_name).id if output_name else None
         with transaction(conn):
             _comment(conn, ws, request_id, actor, body, "committee" if private else "researcher", target)
@@ -189,6 +185,15 @@ def _comment(
     # The comment's text stays in the catalog; the audit log records that it was made, and its hash.
     audit.append(conn, ws.audit_path, "review.comment",
                  {"request": request_id, "visibility": visibility, "sha256": _text_hash(body)})  # fmt: skip
+
+
+def _text(ws: Workspace, text: str) -> str:
+    """A comment as kept: stripped, and no longer than ``[review].max_comment_chars``."""
+    text = text.strip()
+    limit = ws.policy().review.max_comment_chars
+    if len(text) > limit:
+        raise BadInput(f"the comment is {len(text):,} characters long; at most {limit:,} are kept ([review])")
+    return text
 
 
 def _text_hash(text: str) -> str:

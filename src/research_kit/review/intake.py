@@ -11,8 +11,9 @@ import json
 import sqlite3
 from pathlib import Path
 
-from research_kit.core import audit
+from research_kit.core import audit, permissions
 from research_kit.core.catalog import transaction
+from research_kit.core.permissions import Act, State
 from research_kit.core.workspace import Workspace
 from research_kit.disclosure import checks as checks_mod
 from research_kit.review.requests import OPEN, Request, now, read_request
@@ -85,9 +86,11 @@ def add_version(
         " status, checks, added_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, 'review', '{}', ?)",
         (request_id, queue, action, name, str(path), sha256, sensitivity, author, extract, now()),
     )
-    state = conn.execute("SELECT state FROM requests WHERE id = ?", (request_id,)).fetchone()["state"]
-    if state == "approved":  # a changed output needs its votes again
-        conn.execute("UPDATE requests SET state = 'submitted' WHERE id = ?", (request_id,))
+    state = State(conn.execute("SELECT state FROM requests WHERE id = ?", (request_id,)).fetchone()["state"])
+    # A changed output (a new run's version, or a mitigation) needs its votes again: approved goes back to submitted.
+    after = permissions.next_state(Act.MITIGATE, state)
+    if after is not state:
+        conn.execute("UPDATE requests SET state = ? WHERE id = ?", (after, request_id))
     conn.execute("UPDATE requests SET updated_at = ? WHERE id = ?", (now(), request_id))
     return int(cursor.lastrowid or 0)
 

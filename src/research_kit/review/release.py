@@ -27,10 +27,11 @@ from typing import Any
 import pandas as pd
 
 from research_kit import __version__
-from research_kit.core import audit, users
+from research_kit.core import audit, permissions
 from research_kit.core.catalog import transaction
 from research_kit.core.checksums import file_sha256
 from research_kit.core.errors import IntegrityError, PolicyRefusal
+from research_kit.core.permissions import Act, State
 from research_kit.core.workspace import Workspace
 from research_kit.disclosure.results import FAIL, CheckResult, Flag, OutputChecks, result
 from research_kit.outputs import sidecar as sc
@@ -46,11 +47,9 @@ def releases_dir(ws: Workspace) -> Path:
 
 def release(ws: Workspace, request_id: int) -> Path:
     actor = audit.current_actor()
-    with ws.catalog() as conn:
-        users.require(conn, actor, "committee", doing="releasing outputs")
     request = review.get(ws, request_id, viewer=actor)
-    if request.state != "approved":
-        raise PolicyRefusal(f"request {request_id} is {request.state}: only an approved request is released")
+    with ws.catalog() as conn:
+        permissions.check(Act.RELEASE, State(request.state), review.person(conn, actor, request), request=request_id)
     chosen = request.reviewable
     for output in chosen:
         if not output.path.is_file() or file_sha256(output.path) != output.sha256:
@@ -79,9 +78,16 @@ def release(ws: Workspace, request_id: int) -> Path:
             raise PolicyRefusal(f"request {request_id} is {state}: only an approved request is released")
         os.replace(tmp, path)
         conn.execute(
-            "UPDATE requests SET state = 'released', released_at = ?, updated_at = ?, bundle = ?, bundle_sha256 = ?"
+            "UPDATE requests SET state = ?, released_at = ?, updated_at = ?, bundle = ?, bundle_sha256 = ?"
             " WHERE id = ?",
-            (released_at, released_at, str(path), digest, request_id),
+            (
+                permissions.next_state(Act.RELEASE, State(state)),
+                released_at,
+                released_at,
+                str(path),
+                digest,
+                request_id,
+            ),
         )
         for output in chosen:
             if output.queue is not None:

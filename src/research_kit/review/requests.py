@@ -33,8 +33,9 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Literal, get_args
 
-from research_kit.core import users
+from research_kit.core import owners, users
 from research_kit.core.errors import MissingData
+from research_kit.core.permissions import Person, Role
 from research_kit.core.workspace import Workspace
 from research_kit.disclosure.checks import STATUSES
 from research_kit.disclosure.results import OutputChecks
@@ -128,7 +129,7 @@ def read_request(conn: sqlite3.Connection, ws: Workspace, request_id: int, viewe
             (output.approvals if v["vote"] == "approve" else output.rejections).append(v["member"])
         outputs.append(output)
     by_id = {o.id: o.key for o in outputs}
-    sees_private = viewer is None or active_role(conn, viewer) in ("committee", "steward")
+    sees_private = viewer is None or bool(active_roles(conn, viewer) & {"committee", "steward"})
     comments = [
         Comment(c["author"], c["visibility"], c["body"], c["at"], by_id.get(c["output"]) if c["output"] else None)
         for c in conn.execute("SELECT * FROM comments WHERE request = ? ORDER BY id", (request_id,))
@@ -141,9 +142,19 @@ def read_request(conn: sqlite3.Connection, ws: Workspace, request_id: int, viewe
     )  # fmt: skip
 
 
-def active_role(conn: sqlite3.Connection, name: str) -> str | None:
+def person(conn: sqlite3.Connection, name: str, request: Request) -> Person:
+    """``name`` as :mod:`research_kit.core.permissions` sees them for ``request``: roles, author, owner."""
     user = users.get(conn, name)
-    return user.role if user is not None and user.active else None
+    active = user is not None and user.active
+    standing = "" if active else "disabled" if user is not None else "not a user of this workspace"
+    roles = frozenset(Role(r) for r in user.roles) if user is not None and active else frozenset()
+    owner = name in owners.owners(conn, request.study)
+    return Person(name, roles, author=request.author == name, owner=owner, standing=standing)
+
+
+def active_roles(conn: sqlite3.Connection, name: str) -> frozenset[str]:
+    user = users.get(conn, name)
+    return user.roles if user is not None and user.active else frozenset()
 
 
 def all_requests(ws: Workspace, *, states: tuple[str, ...] = (), study: str | None = None) -> list[Request]:

@@ -13,8 +13,9 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from research_kit.core import audit
+from research_kit.core import audit, owners
 from research_kit.core.catalog import transaction
+from research_kit.core.errors import PolicyRefusal
 from research_kit.core.workspace import Workspace
 from research_kit.studies.cache import Environment, canonical
 from research_kit.studies.tasks import ActionResult, OutputFile
@@ -40,18 +41,40 @@ def ensure_environment(conn: sqlite3.Connection, env: Environment) -> None:
     )
 
 
-def register_pipeline(conn: sqlite3.Connection, ws: Workspace, study: str, path: Path, title: str) -> bool:
-    """Register (or move) a study's pipeline file; True when this changed the register."""
-    row = conn.execute("SELECT path FROM pipelines WHERE study = ?", (study,)).fetchone()
-    if row is not None and row["path"] == str(path):
+def register_pipeline(
+    conn: sqlite3.Connection, ws: Workspace, study: str, path: Path, title: str, sha256: str, *, rerun: bool = False
+) -> bool:
+    """Register (or move, or update) a study's pipeline file as the acting user; True when the register changed.
+
+    Only the study's owners register it, or, while the committee has named none, whoever registered it first.
+    A ``rerun`` runs the registered file at its registered content only, as nobody in particular.
+    """
+    actor = audit.current_actor()
+    row = conn.execute("SELECT path, registered_by, sha256 FROM pipelines WHERE study = ?", (study,)).fetchone()
+    if rerun:
+        if row is None or row["path"] != str(path) or (row["sha256"] and row["sha256"] != sha256):
+            raise PolicyRefusal(
+                f"study {study}: {path} is not the pipeline its owners registered, or it changed since they last ran "
+                "it (an owner runs it once to register it again)"
+            )
+        return False
+    owners.require(conn, study, actor, doing="running its pipeline")
+    if not owners.owners(conn, study) and row is not None and row["registered_by"] != actor:
+        raise PolicyRefusal(
+            f"study {study} is registered to {row['registered_by']}'s pipeline: only they, or the owners the committee "
+            "names when it grants the study a budget, run or register it"
+        )
+    if row is not None and row["path"] == str(path) and row["sha256"] == sha256:
         return False
     with transaction(conn):
         conn.execute(
-            "INSERT INTO pipelines (study, path, title, registered_at, registered_by) VALUES (?, ?, ?, ?, ?) "
-            "ON CONFLICT(study) DO UPDATE SET path = excluded.path, title = excluded.title",
-            (study, str(path), title, now(), audit.current_actor()),
+            "INSERT INTO pipelines (study, path, title, registered_at, registered_by, sha256) VALUES (?, ?, ?, ?, ?, ?)"
+            " ON CONFLICT(study) DO UPDATE SET path = excluded.path, title = excluded.title, sha256 = excluded.sha256",
+            (study, str(path), title, now(), actor, sha256),
         )
-        audit.append(conn, ws.audit_path, "pipeline.register", {"study": study, "pipeline": str(path)})
+        audit.append(
+            conn, ws.audit_path, "pipeline.register", {"study": study, "pipeline": str(path), "sha256": sha256}
+        )
     return True
 
 

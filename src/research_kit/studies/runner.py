@@ -231,12 +231,15 @@ def run_pipeline(
             shutil.rmtree(stale, ignore_errors=True)
         with ws.catalog() as conn:
             records.ensure_environment(conn, run.env)
-            records.register_pipeline(conn, ws, study, pipeline.path.resolve(), pipeline.title)
+            pipeline_hash = hashlib.sha256(pipeline.path.read_bytes()).hexdigest()
+            records.register_pipeline(
+                conn, ws, study, pipeline.path.resolve(), pipeline.title, pipeline_hash, rerun=trigger == "rerun"
+            )
             run.run_id = records.start_run(
                 conn,
                 study=study,
                 pipeline=str(pipeline.path.resolve()),
-                pipeline_hash=hashlib.sha256(pipeline.path.read_bytes()).hexdigest(),
+                pipeline_hash=pipeline_hash,
                 extract=source.name,
                 extract_hash=source.content_hash,
                 git_commit=run.commit,

@@ -114,7 +114,7 @@ async def need(request: Request, *roles: str) -> sessions.Session:
     if session is None:
         raise SignInNeeded(request.url.path + (f"?{request.url.query}" if request.url.query else ""))
     request.scope["rk_session"] = session
-    if session.user.role not in roles:
+    if not session.user.roles & set(roles):
         raise HTTPException(403, f"this page is for the {' or '.join(roles)} role; you are signed in as a "
                                  f"{session.user.role}")  # fmt: skip
     return session

@@ -26,6 +26,7 @@ from starlette.routing import Route
 from research_kit.actions import budget as budgets
 from research_kit.actions import review as reviewing
 from research_kit.core.errors import BadInput, MissingData, UserError
+from research_kit.core.permissions import Act
 from research_kit.core.users import ROLES
 from research_kit.core.workspace import Workspace
 from research_kit.dp.accounting import epsilon_of, from_picorho
@@ -44,12 +45,8 @@ DONE = {  # the message after a successful form, by key (no text from the addres
     "submit": "The request is submitted to the committee.",
     "release": "Released: the bundle is ready to download.",
 }
-MEDIA = {
-    ".png": "image/png",
-    ".svg": "image/svg+xml",
-    ".csv": "text/csv; charset=utf-8",
-    ".json": "application/json",
-}
+FIGURES = (".png", ".svg")
+MEDIA = {".png": "image/png", ".svg": "image/svg+xml"}
 FILE_HEADERS = {"content-security-policy": "default-src 'none'; sandbox", "x-content-type-options": "nosniff"}
 
 
@@ -105,14 +102,15 @@ def _views(ws: Workspace, request: review.Request, provenance: dict[str, Any], o
         found = output.checks.sdc
         flags = [f.to_json() for f in found.flags] if found is not None else []  # the grid reads flags as dicts
         table = text = None
-        if output.path.is_file() and grid.is_table(output.path):
+        shown = output.path.is_file() and output.status != "gated"  # a gated output shows its reasons, never itself
+        if shown and grid.is_table(output.path):
             table = grid.table_grid(
                 output.path, flags, prefix=f"o{output.id}", roles=car.roles if car else None,
                 only_flagged=only_flagged, max_rows=ws.policy().outputs.max_table_rows,
             )  # fmt: skip
-        elif output.path.is_file() and output.path.suffix.lower() in TEXT_SUFFIXES:
+        elif shown and output.path.suffix.lower() in TEXT_SUFFIXES:
             text = output.path.read_text(encoding="utf-8", errors="replace")[:MAX_TEXT]
-        is_figure = output.path.suffix.lower() in (".png", ".svg")
+        is_figure = shown and output.path.suffix.lower() in FIGURES
         views.append(OutputView(output, car, table, text, is_figure, provenance.get(output.key, {}), flags))
     return views
 
@@ -143,12 +141,14 @@ async def _request_page(
     request_id = int(request.path_params["request_id"])
     only_flagged = request.query_params.get("flagged") == "1"
 
-    def gather() -> tuple[review.Request, list[OutputView], dict[str, Any]]:
+    def gather() -> tuple[review.Request, list[OutputView], dict[str, Any], dict[Act, bool]]:
         req, provenance = _load_request(ws, session, request_id)
-        return req, _views(ws, req, provenance, only_flagged), _budget(ws, req.study)
+        may = reviewing.may(ws, actor=session.user.name, request=req)
+        views = _views(ws, req, provenance, only_flagged)
+        reviewing.viewed(ws, actor=session.user.name, request=req)  # every look at unreleased outputs is audited
+        return req, views, _budget(ws, req.study), may
 
-    req, views, budget = await call(gather)
-    user = session.user
+    req, views, budget, may = await call(gather)
     context = {
         "req": req,
         "views": views,
@@ -156,12 +156,13 @@ async def _request_page(
         "only_flagged": only_flagged,
         "error": error,
         "done": DONE.get(request.query_params.get("done", "")),
-        "can_vote": user.role == "committee" and req.state == "submitted" and user.name != req.author,
-        "is_author": user.name == req.author,
-        "can_submit": user.name == req.author and req.state in ("pending", "returned"),
-        "can_release": user.role == "committee" and req.state == "approved",
+        "can_vote": may[Act.APPROVE],
+        "is_author": session.user.name == req.author,
+        "can_submit": may[Act.SUBMIT],
+        "can_release": may[Act.RELEASE],
         "can_download": req.state == "released" and req.bundle is not None,
-        "can_comment": user.role == "committee" or user.name == req.author,
+        "can_comment": may[Act.COMMENT],
+        "can_comment_privately": may[Act.COMMENT_PRIVATELY],
     }
     return render(request, "request.html", context, status_code)
 
@@ -229,7 +230,12 @@ async def release_request(request: Request) -> Response:
 
 
 async def output_file(request: Request) -> Response:
-    """One output's file, by its number in the request: figures inline, everything else as a download."""
+    """A figure of the request, by its number, for the page's ``<img>``: shown inline, never a download.
+
+    Tables and text are rendered on the request's page; a gated output is never shown; only a released
+    request's bundle is downloaded. A reader can still save what the browser shows: this deters, it does not
+    prevent (docs/security.md).
+    """
     session = await need(request, *ROLES)
     ws = workspace(request)
     req, _ = await call(_load_request, ws, session, int(request.path_params["request_id"]))
@@ -237,16 +243,15 @@ async def output_file(request: Request) -> Response:
     found = [o for o in req.outputs if o.id == wanted]
     if not found or not _inside(found[0].path, ws.root):
         raise HTTPException(404, "This request has no such output.")
-    path = found[0].path
-    suffix = path.suffix.lower()
-    inline = suffix in (".png", ".svg")
+    output = found[0]
+    suffix = output.path.suffix.lower()
+    if suffix not in FIGURES or output.status == "gated":
+        raise HTTPException(404, "This output is shown on its request's page; only a released bundle downloads.")
+    await call(reviewing.viewed, ws, actor=session.user.name, request=req, output=output.key)
     return FileResponse(
-        path,
-        media_type=MEDIA.get(suffix, "text/plain; charset=utf-8"),  # never text/html: an output never renders
-        filename=path.name,
-        content_disposition_type="inline" if inline else "attachment",
+        output.path, media_type=MEDIA[suffix], filename=output.path.name, content_disposition_type="inline",
         headers=FILE_HEADERS,
-    )
+    )  # fmt: skip
 
 
 async def bundle(request: Request) -> Response:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import secrets
 
 from starlette.concurrency import run_in_threadpool
@@ -42,7 +43,9 @@ async def signin(request: Request) -> Response:
         error, status = "The sign-in form expired: please try again.", 403
     else:
         try:
-            token, _ = await run_in_threadpool(sessions.sign_in, workspace(request), name, password)
+            address = request.client.host if request.client else ""
+            await asyncio.sleep(await run_in_threadpool(sessions.signin_delay, workspace(request), name, address))
+            token, _ = await run_in_threadpool(sessions.sign_in, workspace(request), name, password, address=address)
         except sessions.SignInRefused as exc:
             error, status = f"{str(exc)[:1].upper()}{str(exc)[1:]}.", 401
         else:

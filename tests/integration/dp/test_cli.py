@@ -7,6 +7,7 @@ import os
 import subprocess
 import sys
 
+from tests.conftest import MEMBER, people
 from tests.integration.dp.conftest import Registry
 
 
@@ -18,14 +19,24 @@ def _run(registry: Registry, *args: str) -> subprocess.CompletedProcess[str]:
 
 
 def test_grant_query_and_show_from_the_shell(registry: Registry) -> None:
-    granted = _run(registry, "budget", "grant", "shell", "--epsilon", "1", "--note", "DAC #1")
+    people(registry.ws, ana="researcher")
+    refused = _run(registry, "--as", "ana", "budget", "grant", "shell", "--epsilon", "1", "--owner", "ana")
+    assert refused.returncode == 5
+    assert "'ana' is a researcher; granting a study budget needs the committee role" in refused.stderr
+    unowned = _run(registry, "--as", MEMBER, "budget", "grant", "shell", "--epsilon", "1")
+    assert unowned.returncode == 3
+    assert "study shell has no owner yet: name its researcher(s) with --owner NAME" in unowned.stderr
+    granted = _run(registry, "--as", MEMBER, "budget", "grant", "shell", "--epsilon", "1", "--note", "DAC #1",
+                   "--owner", "ana")  # fmt: skip
     assert granted.returncode == 0, granted.stderr
     assert "shell" in granted.stdout
-    dry = _run(registry, "query", "count", "diagnoses", "--study", "shell", "--by", "status", "--dry-run")
+    dry = _run(
+        registry, "--as", "ana", "query", "count", "diagnoses", "--study", "shell", "--by", "status", "--dry-run"
+    )
     assert dry.returncode == 0, dry.stderr
     assert "nothing spent" in dry.stdout
     asked = _run(
-        registry, "query", "median", "diagnoses", "--study", "shell", "--column", "onset_age_years",
+        registry, "--as", "ana", "query", "median", "diagnoses", "--study", "shell", "--column", "onset_age_years",
         "--bounds", "0,90", "--where", "sex = female", "--rho", "0.005", "--json",
     )  # fmt: skip
     assert asked.returncode == 0, asked.stderr
@@ -40,14 +51,28 @@ def test_grant_query_and_show_from_the_shell(registry: Registry) -> None:
 
 
 def test_shell_mistakes_are_one_line_with_their_exit_code(registry: Registry) -> None:
+    people(registry.ws, ana="researcher")
     cases = [
-        (("budget", "grant", "x"), 3, "give the grant as --rho"),
-        (("budget", "grant", "x", "--rho", "2000000"), 5, "max_study_rho"),
+        (("--as", MEMBER, "budget", "grant", "x"), 3, "give the grant as --rho"),
+        (("--as", MEMBER, "budget", "grant", "x", "--rho", "2000000", "--owner", "ana"), 5, "max_study_rho"),
         (("query", "count", "patients", "--study", "nobody"), 5, "has no privacy budget"),
-        (("query", "count", "patients", "--study", "shell", "--by", "eye_colour"), 3, "no column 'eye_colour'"),
-        (("query", "mean", "patients", "--study", "shell"), 3, "needs --column"),
-        (("query", "count", "patients", "--study", "shell", "--extract", "nope"), 4, "no extract 'nope'"),
+        (
+            ("--as", "ana", "query", "count", "patients", "--study", "shell", "--by", "eye_colour"),
+            3,
+            "no column 'eye_colour'",
+        ),
+        (("--as", "ana", "query", "mean", "patients", "--study", "shell"), 3, "needs --column"),
+        (
+            ("--as", "ana", "query", "count", "patients", "--study", "shell", "--extract", "nope"),
+            4,
+            "no extract 'nope'",
+        ),
         (("query", "count", "patients", "--study", "../etc"), 3, "study '../etc'"),
+        (
+            ("--as", "rob", "query", "count", "patients", "--study", "shell"),
+            5,
+            "study shell belongs to ana: asking the real extract on its budget is for its owners only",
+        ),
     ]
     for args, code, message in cases:
         result = _run(registry, *args)

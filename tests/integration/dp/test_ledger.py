@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from tests.conftest import grant
 from tests.integration.dp.conftest import Registry
 
 from research_kit.core import audit
@@ -28,7 +29,7 @@ def test_epsilon_and_rho_convert_both_ways() -> None:
 
 def test_spends_compose_by_adding_rho_not_epsilon(registry: Registry) -> None:
     ws, study = registry.ws, "compose"
-    ledger.grant(ws, study, 1.0)
+    grant(ws, study, 1.0)
     costs = [0.01, 0.02, 0.03]
     for i, rho in enumerate(costs):
         query = make_query("count", "patients", rho=rho, where=f"birth_year >= {1900 + i}")
@@ -48,9 +49,9 @@ def test_spends_compose_by_adding_rho_not_epsilon(registry: Registry) -> None:
 
 def test_grants_are_capped_by_policy_and_audited(tmp_path: Path) -> None:
     ws, _ = init_workspace(tmp_path / "ws")
-    ledger.grant(ws, "capped", 4.0, note="DAC 2026-11")
+    grant(ws, "capped", 4.0, note="DAC 2026-11")
     with pytest.raises(PolicyRefusal, match=r"max_study_rho"):
-        ledger.grant(ws, "capped", 1.5)
+        grant(ws, "capped", 1.5)
     assert ledger.balance(ws, "capped").granted == 4 * PICO
     grants = [e for e in audit.read_entries(ws.audit_path) if e["action"] == "dp.grant"]
     assert [g["details"]["rho"] for g in grants] == [4.0]
@@ -65,7 +66,7 @@ def test_a_query_without_budget_is_refused_and_spends_nothing(registry: Registry
 
 def test_a_failed_release_gives_its_reservation_back(registry: Registry, monkeypatch: pytest.MonkeyPatch) -> None:
     ws, study = registry.ws, "failing"
-    ledger.grant(ws, study, 0.5)
+    grant(ws, study, 0.5)
 
     def broken(*args: object, **kwargs: object) -> object:
         raise RuntimeError("disk gone")
@@ -80,7 +81,7 @@ def test_a_failed_release_gives_its_reservation_back(registry: Registry, monkeyp
 
 def test_eight_processes_racing_for_the_last_of_a_budget(registry: Registry) -> None:
     ws, study = registry.ws, "race"
-    ledger.grant(ws, study, 0.035)  # room for exactly three queries of rho 0.01
+    grant(ws, study, 0.035, owner="racer")  # room for exactly three queries of rho 0.01
     # Calibrate first, so that every process reaches the ledger at about the same time.
     engine.run(ws, make_query("count", "patients", rho=0.01), study=study, source=registry.source, preview=True)
     env = {**os.environ, "RESEARCH_KIT_HOME": str(ws.root), "RESEARCH_KIT_USER": "racer"}

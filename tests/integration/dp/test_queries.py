@@ -8,6 +8,7 @@ from pathlib import Path
 import opendp.prelude as dp
 import polars as pl
 import pytest
+from tests.conftest import grant
 from tests.integration.dp.conftest import Registry, copy_extract
 
 import research_kit as rk
@@ -19,7 +20,7 @@ from research_kit.tiers import TWIN_MANIFEST
 
 def test_95_percent_intervals_cover_the_truth_95_percent_of_the_time(registry: Registry) -> None:
     ws, source, study = registry.ws, registry.source, "coverage"
-    ledger.grant(ws, study, 2.0)
+    grant(ws, study, 2.0)
     frame = columns.build_view(source.folder, "patients", source.reference_year)
     truth = dict(frame.group_by("birth_year").len().iter_rows())
     truth_sum = dict(frame.group_by("birth_year").agg(pl.col("diagnoses").clip(0, 5).sum()).iter_rows())
@@ -46,7 +47,7 @@ def test_95_percent_intervals_cover_the_truth_95_percent_of_the_time(registry: R
 
 def test_quantile_rank_error_holds(registry: Registry) -> None:
     ws, source, study = registry.ws, registry.source, "quantiles"
-    ledger.grant(ws, study, 2.0)
+    grant(ws, study, 2.0)
     frame = columns.build_view(source.folder, "patients", source.reference_year)
     ages = frame["age"].sort()
     within = 0
@@ -77,7 +78,7 @@ def _heavy_patient(registry: Registry, folder: Path) -> tuple[engine.Source, str
 
 def test_a_patient_with_50_rows_moves_a_count_by_at_most_the_bound(registry: Registry, tmp_path: Path) -> None:
     ws, study = registry.ws, "bounding"
-    ledger.grant(ws, study, 900_000.0)
+    grant(ws, study, 900_000.0)
     heavy, _ = _heavy_patient(registry, tmp_path / "heavy")
     # rho so large that the noise rounds to nothing: the released counts are the bounded truth.
     for per_group, max_groups in ((1, 1), (2, 3)):
@@ -98,7 +99,7 @@ def test_a_patient_with_50_rows_moves_a_count_by_at_most_the_bound(registry: Reg
 
 def test_groups_are_exactly_the_public_key_set(registry: Registry, tmp_path: Path) -> None:
     ws, study = registry.ws, "keys"
-    ledger.grant(ws, study, 1.0)
+    grant(ws, study, 1.0)
     odd = copy_extract(registry, tmp_path / "odd", "odd", "odd-hash")
     patients = pl.read_parquet(tmp_path / "odd" / "patients.parquet")
     patients.with_columns(pl.lit("Atlantis").alias("canton")).write_parquet(tmp_path / "odd" / "patients.parquet")
@@ -115,7 +116,7 @@ def test_groups_are_exactly_the_public_key_set(registry: Registry, tmp_path: Pat
 
 def test_preview_spends_nothing_and_replays_are_free(registry: Registry, tmp_path: Path) -> None:
     ws, source, study = registry.ws, registry.source, "replays"
-    ledger.grant(ws, study, 1.0)
+    grant(ws, study, 1.0)
     query = make_query("mean", "diagnoses", rho=0.05, column_name="onset_age_years", by="sex")
     preview = engine.run(ws, query, study=study, source=source, preview=True)
     assert preview.table is None
@@ -141,7 +142,7 @@ def test_preview_spends_nothing_and_replays_are_free(registry: Registry, tmp_pat
 
 def test_the_noise_scale_is_searched_once_per_shape(registry: Registry, monkeypatch: pytest.MonkeyPatch) -> None:
     ws, source, study = registry.ws, registry.source, "calibration"
-    ledger.grant(ws, study, 1.0)
+    grant(ws, study, 1.0)
     searches = []
     real_search = dp.binary_search_param
 
@@ -177,12 +178,12 @@ def test_a_notebook_reads_the_twin_and_charges_the_sandbox(registry: Registry, m
     assert ledger.balance(ws, "sandboxed", "sandbox").spent > 0
     assert ledger.balance(ws, "sandboxed", "real").spent == 0
     monkeypatch.setenv("RESEARCH_KIT_TIER", "real")
-    ledger.grant(ws, "sandboxed", 0.5)
+    grant(ws, "sandboxed", 0.5)
     real = rk.dp.count("patients", by="sex")
     assert real.tier == "real"
     assert real.source == "e1"
     # Under the runner a notebook spends its own pipeline's budget, never another study's.
-    ledger.grant(ws, "other-study", 0.5)
+    grant(ws, "other-study", 0.5)
     with pytest.raises(PolicyRefusal, match="this pipeline's queries are charged to its study 'sandboxed'"):
         rk.dp.count("patients", by="sex", study="other-study")
     assert ledger.balance(ws, "other-study").spent == 0

@@ -165,7 +165,7 @@ def test_an_author_never_votes_on_their_own_outputs(
     rid = run_study(project, monkeypatch, actor="cora")  # a committee member who also runs a study
     as_user(monkeypatch, "cora")
     decisions.submit(project.ws, rid)
-    with pytest.raises(PolicyRefusal, match="cora is the author of make/big"):
+    with pytest.raises(PolicyRefusal, match=r"cora is the author of request \d+: an author never reviews"):
         decisions.vote(project.ws, rid, "approve", outputs=("big",))
 
 
@@ -273,10 +273,33 @@ def test_users_only_a_steward_manages_them(workspace: object, monkeypatch: pytes
     users.add(workspace, "rita", "researcher")
     with pytest.raises(BadInput, match="--role 'boss'"):
         users.add(workspace, "bob", "boss")
-    with pytest.raises(PolicyRefusal, match="exists already"):
-        users.add(workspace, "rita", "committee")
+    with pytest.raises(PolicyRefusal, match="'rita' is a researcher already"):
+        users.add(workspace, "rita", "researcher")
     users.disable(workspace, "rita")
     assert [(u.name, u.active) for u in users.all_users(workspace)] == [("rita", False), ("sam", True)]
+
+
+def test_one_person_may_hold_several_roles_but_never_reviews_their_own_request(
+    project: Project, people: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A small registry's steward sits on the committee: one account, both roles, still two-person review."""
+    ws = project.ws
+    as_user(monkeypatch, "sam")
+    both = users.add(ws, "sam", "committee")
+    assert both.roles == {"steward", "committee"}
+    assert both.role == "committee, steward"
+    rid = run_study(project, monkeypatch, actor="sam")  # sam ran the study: the request is his
+    as_user(monkeypatch, "sam")
+    decisions.submit(ws, rid)
+    with pytest.raises(PolicyRefusal, match=r"sam is the author of request \d+: an author never reviews"):
+        decisions.vote(ws, rid, "approve", comment="mine, and fine")
+    as_user(monkeypatch, "carla")
+    decisions.vote(ws, rid, "approve", comment="checked")
+    as_user(monkeypatch, "chen")
+    assert decisions.vote(ws, rid, "approve", comment="checked").state == "approved"
+    with ws.catalog() as conn:  # two approvals from two people; none from the author
+        voters = {r[0] for r in conn.execute("SELECT member FROM votes WHERE request = ?", (rid,))}
+    assert voters == {"carla", "chen"}
 
 
 def test_a_new_version_close_to_a_released_one_is_flagged(
@@ -298,3 +321,13 @@ def test_a_new_version_close_to_a_released_one_is_flagged(
     assert pair.difference == 4
     assert pair.group == {"group": "a"}
     assert pair.other == f"request {rid}: make/big"
+
+
+def test_a_comment_longer_than_the_policy_allows_is_refused(project: Project, monkeypatch: pytest.MonkeyPatch) -> None:
+    rid = run_study(project, monkeypatch)
+    as_user(monkeypatch, "rita")
+    limit = project.ws.policy().review.max_comment_chars
+    with pytest.raises(BadInput, match=f"the comment is 1,000,000 characters long; at most {limit:,} are kept"):
+        decisions.comment(project.ws, rid, "x" * 1_000_000)
+    decisions.comment(project.ws, rid, "y" * limit)  # exactly the limit is kept
+    assert review.get(project.ws, rid).comments[-1].body == "y" * limit

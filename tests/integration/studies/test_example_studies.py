@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+from tests.conftest import grant
 from tests.integration.synth.conftest import LENIENT, fast, set_policy
 
 from research_kit.actions import runs
@@ -62,8 +63,7 @@ def test_an_example_study_runs_on_the_extract_and_its_outputs_pass_the_checks(
     name: str, studies_ws: Workspace, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     pipeline = load_pipeline(PROJECT / "pipelines" / f"{name}.yaml")
-    with audit.acting("carla"):
-        ledger.grant(studies_ws, pipeline.study, pipeline.budget["rho"], note="requested in the pipeline")
+    grant(studies_ws, pipeline.study, pipeline.budget["rho"], owner="rita", note="requested in the pipeline")
     monkeypatch.setenv(audit.ACTOR_ENV, "rita")
     report = runs.run(studies_ws, actor="rita", pipeline=pipeline, extract="e1")
     assert report.outcome == "succeeded", report.actions

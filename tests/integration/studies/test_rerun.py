@@ -77,7 +77,11 @@ def test_a_rerun_killed_midway_resumes_where_it_stopped(project: Project) -> Non
         },
     )
     with project.ws.catalog() as conn:  # registered, as a first 'run' would
-        conn.execute("INSERT INTO pipelines VALUES ('k1', ?, 'k', '2026-01-01', 'test')", (str(path),))
+        conn.execute(
+            "INSERT INTO pipelines (study, path, title, registered_at, registered_by)"
+            " VALUES ('k1', ?, 'k', '2026-01-01', 'test')",
+            (str(path),),
+        )
     process = subprocess.Popen(
         [sys.executable, "-m", "research_kit", "rerun", "--extract", "e2"],
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,

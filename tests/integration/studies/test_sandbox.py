@@ -17,7 +17,7 @@ from typing import Any
 
 import pandas as pd
 import pytest
-from tests.conftest import Project
+from tests.conftest import Project, grant
 
 from research_kit.core.extracts import get_extract
 from research_kit.core.workspace import Workspace
@@ -133,8 +133,8 @@ def attack(tmp_path_factory: pytest.TempPathFactory, registry_template: Path, li
     mp.setenv("RK_TEST_PARENT_SECRET", "parent-secret-value")
     project = Project(base / "project", Workspace(root))
     twin_rows = publish_twin(project)
-    ledger.grant(project.ws, "attack", 0.5)
-    ledger.grant(project.ws, "other", 0.5)
+    grant(project.ws, "attack", 0.5)
+    grant(project.ws, "other", 0.5)
     project.notebook("attack", PARAMETERS, ATTACK)
     path = project.pipeline(
         "attack",
@@ -259,7 +259,7 @@ def test_with_the_sandbox_off_the_same_escapes_succeed_on_simulated_data(
                        "project_dir": str(tmp_path), "port": listener},
         "outputs": {"highly_sensitive": {"facts": "facts.json"}},
     }})  # fmt: skip
-    ledger.grant(project.ws, "s1", 0.5)
+    grant(project.ws, "s1", 0.5)
     (project.ws.root / "raw").mkdir(exist_ok=True)
     report = run_pipeline(project.ws, load_pipeline(path), extract="e1")
     tried = json.loads(_output(report, "escape", "facts").read_text())["tried"]

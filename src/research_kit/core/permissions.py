@@ -1,0 +1,192 @@
+"""Who may do what to a review request, in one table: every action on a request is checked here.
+
+A request moves ``pending -> submitted -> (approved | rejected | returned) -> released``.
+:data:`RULES` lists, for each action, the states it may start from, who may
+take it and the state it leads to. Who is a relation as much as a role: the
+request's *author* submits, mitigates and comments; a *reviewer* is a
+committee member who is neither the author of the request nor an owner of its
+study; the *committee* releases. The actions (:mod:`research_kit.actions`)
+and through them the CLI, the web app and the demo ask :func:`check` before
+they change anything; the web app asks :func:`allowed` to decide which forms
+to show. ``docs/permissions.md`` is generated from this table
+(``make docs``), and a test walks every state x action x relation.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+from enum import StrEnum
+
+from research_kit.core.errors import PolicyRefusal
+
+
+class Role(StrEnum):
+    RESEARCHER = "researcher"
+    COMMITTEE = "committee"
+    STEWARD = "steward"
+
+
+class State(StrEnum):
+    PENDING = "pending"
+    SUBMITTED = "submitted"
+    RETURNED = "returned"
+    APPROVED = "approved"
+    REJECTED = "rejected"
+    RELEASED = "released"
+
+
+class Act(StrEnum):
+    READ = "read"
+    RECHECK = "recheck"
+    SUBMIT = "submit"
+    MITIGATE = "mitigate"
+    COMMENT = "comment"
+    COMMENT_PRIVATELY = "comment privately"
+    APPROVE = "approve"
+    REJECT = "reject"
+    RETURN = "return"
+    RELEASE = "release"
+
+
+class Who(StrEnum):
+    """A person's relation to a request, from their roles and whether they wrote it or own its study."""
+
+    AUTHOR = "its author"
+    REVIEWER = "a committee member who is not its author nor an owner of its study"
+    COMMITTEE = "a committee member"
+    READER = "its author, a committee member or a steward"
+    AUTHOR_OR_COMMITTEE = "its author or a committee member"
+
+
+OPEN = frozenset({State.PENDING, State.SUBMITTED, State.RETURNED, State.APPROVED})
+ANY = frozenset(State)
+
+
+@dataclass(frozen=True)
+class Rule:
+    act: Act
+    states: frozenset[State]
+    who: Who
+    to: tuple[State, ...] = ()  # the states it may lead to; () leaves the state as it is
+    why: str = ""  # why a state is refused, said after "request N is STATE: "
+    refusal: str = "{name} may not {act} request {request}: only {who} may"  # why a person is refused
+    reopens: bool = False  # an approved request goes back to submitted (its changed outputs need votes again)
+
+    def leads_to(self, state: State) -> tuple[State, ...]:
+        """The states this action may lead to from ``state``."""
+        if self.reopens:
+            return (State.SUBMITTED,) if state is State.APPROVED else (state,)
+        return self.to or (state,)
+
+
+REVIEWING = "{name!r} is {role}; reviewing outputs needs the committee role"
+SUBMITTED = frozenset({State.SUBMITTED})
+
+RULES: tuple[Rule, ...] = (
+    Rule(Act.READ, ANY, Who.READER, refusal="there is no review request {request}"),
+    Rule(Act.RECHECK, OPEN, Who.READER, why="its checks are final"),
+    Rule(Act.SUBMIT, frozenset({State.PENDING, State.RETURNED}), Who.AUTHOR, (State.SUBMITTED,),
+         why="only a pending or returned one is submitted", refusal="only the request's author ({author}) submits it"),
+    Rule(Act.MITIGATE, OPEN, Who.AUTHOR, why="its outputs no longer change",
+         refusal="only the request's author ({author}) changes its outputs", reopens=True),
+    Rule(Act.COMMENT, ANY, Who.AUTHOR_OR_COMMITTEE, refusal="{name} may not comment on request {request}"),
+    Rule(Act.COMMENT_PRIVATELY, ANY, Who.COMMITTEE, refusal="only committee members write private comments"),
+    Rule(Act.APPROVE, SUBMITTED, Who.REVIEWER, (State.SUBMITTED, State.APPROVED),
+         why="only a submitted request is reviewed", refusal=REVIEWING),
+    Rule(Act.REJECT, SUBMITTED, Who.REVIEWER, (State.REJECTED,), why="only a submitted request is reviewed",
+         refusal=REVIEWING),
+    Rule(Act.RETURN, SUBMITTED, Who.REVIEWER, (State.RETURNED,), why="only a submitted request is reviewed",
+         refusal=REVIEWING),
+    Rule(Act.RELEASE, frozenset({State.APPROVED}), Who.COMMITTEE, (State.RELEASED,),
+         why="only an approved request is released",
+         refusal="{name!r} is {role}; releasing outputs needs the committee role"),
+)  # fmt: skip
+_BY_ACT = {r.act: r for r in RULES}
+
+
+@dataclass(frozen=True)
+class Person:
+    """Who is acting, as far as a request is concerned (an unknown or disabled user holds no role)."""
+
+    name: str
+    roles: frozenset[Role]
+    author: bool = False  # wrote the request
+    owner: bool = False  # owns the request's study
+    standing: str = ""  # how to name them when they hold no role: "not a user of this workspace", "disabled"
+
+    def described(self) -> str:
+        if not self.roles:
+            return self.standing or "without a role"
+        return " and ".join(f"a {r}" for r in sorted(self.roles))
+
+
+def relations(person: Person) -> frozenset[Who]:
+    """Every :class:`Who` that ``person`` is."""
+    committee = Role.COMMITTEE in person.roles
+    out = set()
+    if person.author:
+        out |= {Who.AUTHOR, Who.READER, Who.AUTHOR_OR_COMMITTEE}
+    if committee:
+        out |= {Who.COMMITTEE, Who.READER, Who.AUTHOR_OR_COMMITTEE}
+        if not person.author and not person.owner:
+            out.add(Who.REVIEWER)
+    if Role.STEWARD in person.roles:
+        out.add(Who.READER)
+    return frozenset(out)
+
+
+def rule(act: Act) -> Rule:
+    return _BY_ACT[act]
+
+
+def allowed(act: Act, state: State, person: Person) -> bool:
+    """Whether ``person`` may take ``act`` on a request in ``state``."""
+    found = _BY_ACT[act]
+    return state in found.states and found.who in relations(person)
+
+
+def check(act: Act, state: State, person: Person, *, request: int, author: str = "") -> Rule:
+    """:func:`allowed`, or a one-line :class:`PolicyRefusal` saying who may, or from which state."""
+    found = _BY_ACT[act]
+    if found.who not in relations(person):
+        if found.who is Who.REVIEWER and Role.COMMITTEE in person.roles:
+            if person.author:
+                raise PolicyRefusal(f"{person.name} is the author of request {request}: an author never reviews "
+                                    "their own outputs")  # fmt: skip
+            raise PolicyRefusal(f"{person.name} owns the study of request {request}: an owner never reviews its "
+                                "outputs")  # fmt: skip
+        raise PolicyRefusal(
+            found.refusal.format(name=person.name, act=act, request=request, who=found.who, author=author,
+                                 role=person.described())
+        )  # fmt: skip
+    if state not in found.states:
+        raise PolicyRefusal(f"request {request} is {state}: {found.why or 'nothing more is done to it'}")
+    return found
+
+
+def next_state(act: Act, state: State, proposed: State | None = None) -> State:
+    """The state ``act`` leads to from ``state`` (``proposed`` where the table allows several); the code's
+    changes of state all pass here, so none can differ from the table."""
+    found = _BY_ACT[act]
+    options = found.leads_to(state)
+    chosen = proposed if proposed is not None else options[0]
+    if state not in found.states or chosen not in options or (proposed is None and len(options) > 1):
+        raise ValueError(f"the permissions table has no {act} from {state} to {chosen}")
+    return chosen
+
+
+def table() -> list[tuple[Act, State, Who, tuple[State, ...]]]:
+    """Every allowed (action, from state, who, to states), in the order of :data:`RULES` and :class:`State`."""
+    return [(r.act, s, r.who, r.leads_to(s)) for r in RULES for s in State if s in r.states]
+
+
+def markdown(rows: Iterable[tuple[Act, State, Who, tuple[State, ...]]] | None = None) -> str:
+    """The permissions table as Markdown (``docs/permissions.md``)."""
+    lines = [
+        "| action | from state | who | to state |",
+        "| --- | --- | --- | --- |",
+    ]
+    for act, state, who, to in rows if rows is not None else table():
+        lines.append(f"| {act} | {state} | {who} | {' or '.join(to)} |")
+    return "\n".join(lines) + "\n"
