@@ -16,22 +16,27 @@ PEOPLE = {
     "committee owner": Person("col", frozenset({C}), owner=True),
     "steward": Person("sam", frozenset({S})),
     "stranger": Person("eve", frozenset(), standing="not a user of this workspace"),
+    "owner": Person("oli", frozenset({R}), owner=True),  # a co-owner of the study who did not run it
+    "disabled author": Person("dan", frozenset(), author=True, standing="disabled", active=False),
+    "steward on the committee": Person("sue", frozenset({S, C})),
 }
 OPEN = {"pending", "submitted", "returned", "approved"}
 ALL = {s.value for s in State}
-COMMITTEE = {"reviewer", "committee author", "committee owner"}
+REVIEWERS = {"reviewer", "steward on the committee"}  # committee members who neither wrote it nor own its study
+COMMITTEE = {*REVIEWERS, "committee author", "committee owner"}
+MINE = {"author", "owner", "committee author", "committee owner"}  # wrote the request, or own its study
 # The rules as docs/reference.md states them, written out by hand: action -> (states, who).
 DOCUMENTED: dict[str, tuple[set[str], set[str]]] = {
-    "read": (ALL, {"author", "committee author", "steward", *COMMITTEE}),
-    "recheck": (OPEN, {"author", "steward", *COMMITTEE}),
-    "submit": ({"pending", "returned"}, {"author", "committee author"}),
-    "mitigate": (OPEN, {"author", "committee author"}),
-    "comment": (ALL, {"author", *COMMITTEE}),
-    "comment privately": (ALL, COMMITTEE),
-    "approve": ({"submitted"}, {"reviewer"}),
-    "reject": ({"submitted"}, {"reviewer"}),
-    "return": ({"submitted"}, {"reviewer"}),
-    "release": ({"approved"}, COMMITTEE),
+    "read": (ALL, {*MINE, *COMMITTEE, "steward"}),
+    "recheck": (OPEN, {*MINE, *COMMITTEE, "steward"}),
+    "submit": ({"pending", "returned"}, MINE),
+    "mitigate": (OPEN, MINE),
+    "comment": (ALL, {*MINE, *COMMITTEE}),
+    "comment privately": (ALL, REVIEWERS),
+    "approve": ({"submitted"}, REVIEWERS),
+    "reject": ({"submitted"}, REVIEWERS),
+    "return": ({"submitted"}, REVIEWERS),
+    "release": ({"approved"}, REVIEWERS),
 }
 
 
@@ -51,7 +56,7 @@ def test_every_state_action_and_person_is_allowed_exactly_as_documented() -> Non
 
 
 def test_a_refusal_says_in_one_line_who_may_or_from_which_state() -> None:
-    with pytest.raises(PolicyRefusal, match="only the request's author \\(ana\\) submits it"):
+    with pytest.raises(PolicyRefusal, match="only the request's author \\(ana\\) or its study's owners submit it"):
         check(Act.SUBMIT, State.PENDING, PEOPLE["reviewer"], request=3, author="ana")
     with pytest.raises(PolicyRefusal, match="request 3 is approved: only a pending or returned one is submitted"):
         check(Act.SUBMIT, State.APPROVED, PEOPLE["author"], request=3)

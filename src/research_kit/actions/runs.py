@@ -12,6 +12,7 @@ from collections.abc import Callable
 from typing import Any
 
 from research_kit.actions.acting import as_user
+from research_kit.core import users
 from research_kit.core.workspace import Workspace
 from research_kit.review.intake import collect
 from research_kit.studies.rerun import RerunReport, rerun_all
@@ -58,7 +59,10 @@ def rerun(
     scheduler: str | None = None,
     on_study: Callable[[str, str, str], None] | None = None,
 ) -> RerunReport:
-    """Rerun every registered study on ``extract`` (one at a time, idempotent, resumable)."""
+    """A steward reruns every registered study on ``extract`` (one at a time, idempotent, resumable); each runs
+    its owner's registered pipeline, unchanged, on their behalf."""
+    with ws.catalog() as conn:
+        users.require(conn, actor, "steward", doing="rerunning every study")
     return as_user(
         actor, rerun_all, ws, extract, executor=executor, workers=workers, scheduler=scheduler, on_study=on_study,
         run=_run_and_collect,

@@ -24,7 +24,7 @@ def add(
     name: Annotated[str, typer.Argument(help="The user's name (letters, digits, '.', '_', '-').")],
     role: Annotated[str, typer.Option(help=f"{', '.join(ROLES[:-1])} or {ROLES[-1]}.")],
 ) -> None:
-    """Add a user (a steward does; the first steward may be added by anyone)."""
+    """Add a user, or give an existing user one more role (a steward does; the first steward by anyone)."""
     user = people.add(workspace(), actor=actor(), name=name, role=role)
     console.print(f"user {escape(user.name)}: {user.role}")
 

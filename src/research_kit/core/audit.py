@@ -30,6 +30,7 @@ from research_kit.core.catalog import transaction
 
 GENESIS = "0" * 64
 ACTOR_ENV = "RESEARCH_KIT_USER"
+RUNNER = "runner:"  # what a study action's broker acts as: "runner:" and the name of whoever ran it
 # The web app serves many users from one process: each request acts as its signed-in user through this
 # context variable, which (unlike the environment) is private to the request's thread or task.
 _ACTOR: ContextVar[str | None] = ContextVar("research_kit_actor", default=None)

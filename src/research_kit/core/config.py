@@ -248,7 +248,9 @@ class WebPolicy(_Section):
         15, "... within this many minutes; the slowing ends this long after the last failure.", min=1
     )
     max_signin_delay_seconds: float = _opt(
-        10.0, "The longest an attempt is slowed (it doubles with each failure): slowed, never locked out.", min=0.0
+        60.0,
+        "The longest an attempt must wait after the last failure (the wait doubles with each): never a lock-out.",
+        min=0.0,
     )
 
 

@@ -51,7 +51,18 @@ def add(conn: sqlite3.Connection, audit_path: Path, study: str, names: Iterable[
 
 
 def require(conn: sqlite3.Connection, study: str, name: str, *, doing: str) -> None:
-    """Refuse ``name`` unless they own ``study`` (a study without owners refuses nobody here)."""
+    """Refuse ``name`` unless they own ``study`` and are active (a study without owners refuses only the disabled)."""
+    user = users.get(conn, name)
+    if user is not None and not user.active:
+        raise PolicyRefusal(f"user {name!r} is disabled")
     found = owners(conn, study)
     if found and name not in found:
         raise PolicyRefusal(f"study {study} belongs to {', '.join(found)}: {doing} is for its owners only")
+
+
+def evict(conn: sqlite3.Connection, audit_path: Path, study: str) -> None:
+    """Forget a pipeline registered to someone who is not (or no longer) an owner: an owner registers it again."""
+    row = conn.execute("SELECT registered_by FROM pipelines WHERE study = ?", (study,)).fetchone()
+    if row is not None and row["registered_by"] not in owners(conn, study):
+        conn.execute("DELETE FROM pipelines WHERE study = ?", (study,))
+        audit.append(conn, audit_path, "pipeline.unregister", {"study": study, "registered_by": row["registered_by"]})

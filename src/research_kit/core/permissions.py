@@ -5,10 +5,10 @@ A request moves ``pending -> submitted -> (approved | rejected | returned) -> re
 take it and the state it leads to. Who is a relation as much as a role: the
 request's *author* submits, mitigates and comments; a *reviewer* is a
 committee member who is neither the author of the request nor an owner of its
-study; the *committee* releases. The actions (:mod:`research_kit.actions`)
+study; only a reviewer writes private comments and releases. The actions (:mod:`research_kit.actions`)
 and through them the CLI, the web app and the demo ask :func:`check` before
 they change anything; the web app asks :func:`allowed` to decide which forms
-to show. ``docs/permissions.md`` is generated from this table
+to show. ``docs/reference.md`` shows this table, generated from it
 (``make docs``), and a test walks every state x action x relation.
 """
 
@@ -52,11 +52,11 @@ class Act(StrEnum):
 class Who(StrEnum):
     """A person's relation to a request, from their roles and whether they wrote it or own its study."""
 
-    AUTHOR = "its author"
+    AUTHOR = "its author or an owner of its study"
     REVIEWER = "a committee member who is not its author nor an owner of its study"
     COMMITTEE = "a committee member"
-    READER = "its author, a committee member or a steward"
-    AUTHOR_OR_COMMITTEE = "its author or a committee member"
+    READER = "its author, an owner of its study, a committee member or a steward"
+    AUTHOR_OR_COMMITTEE = "its author, an owner of its study or a committee member"
 
 
 OPEN = frozenset({State.PENDING, State.SUBMITTED, State.RETURNED, State.APPROVED})
@@ -82,23 +82,26 @@ class Rule:
 
 REVIEWING = "{name!r} is {role}; reviewing outputs needs the committee role"
 SUBMITTED = frozenset({State.SUBMITTED})
+SUBMITTING = "only the request's author ({author}) or its study's owners submit it"
+CHANGING = "only the request's author ({author}) or its study's owners change its outputs"
 
 RULES: tuple[Rule, ...] = (
     Rule(Act.READ, ANY, Who.READER, refusal="there is no review request {request}"),
     Rule(Act.RECHECK, OPEN, Who.READER, why="its checks are final"),
     Rule(Act.SUBMIT, frozenset({State.PENDING, State.RETURNED}), Who.AUTHOR, (State.SUBMITTED,),
-         why="only a pending or returned one is submitted", refusal="only the request's author ({author}) submits it"),
+         why="only a pending or returned one is submitted", refusal=SUBMITTING),
     Rule(Act.MITIGATE, OPEN, Who.AUTHOR, why="its outputs no longer change",
-         refusal="only the request's author ({author}) changes its outputs", reopens=True),
+         refusal=CHANGING, reopens=True),
     Rule(Act.COMMENT, ANY, Who.AUTHOR_OR_COMMITTEE, refusal="{name} may not comment on request {request}"),
-    Rule(Act.COMMENT_PRIVATELY, ANY, Who.COMMITTEE, refusal="only committee members write private comments"),
+    Rule(Act.COMMENT_PRIVATELY, ANY, Who.REVIEWER,
+         refusal="only committee members who do not review their own work write private comments"),
     Rule(Act.APPROVE, SUBMITTED, Who.REVIEWER, (State.SUBMITTED, State.APPROVED),
          why="only a submitted request is reviewed", refusal=REVIEWING),
     Rule(Act.REJECT, SUBMITTED, Who.REVIEWER, (State.REJECTED,), why="only a submitted request is reviewed",
          refusal=REVIEWING),
     Rule(Act.RETURN, SUBMITTED, Who.REVIEWER, (State.RETURNED,), why="only a submitted request is reviewed",
          refusal=REVIEWING),
-    Rule(Act.RELEASE, frozenset({State.APPROVED}), Who.COMMITTEE, (State.RELEASED,),
+    Rule(Act.RELEASE, frozenset({State.APPROVED}), Who.REVIEWER, (State.RELEASED,),
          why="only an approved request is released",
          refusal="{name!r} is {role}; releasing outputs needs the committee role"),
 )  # fmt: skip
@@ -114,6 +117,7 @@ class Person:
     author: bool = False  # wrote the request
     owner: bool = False  # owns the request's study
     standing: str = ""  # how to name them when they hold no role: "not a user of this workspace", "disabled"
+    active: bool = True  # a disabled user may do nothing, not even to their own requests
 
     def described(self) -> str:
         if not self.roles:
@@ -122,10 +126,12 @@ class Person:
 
 
 def relations(person: Person) -> frozenset[Who]:
-    """Every :class:`Who` that ``person`` is."""
+    """Every :class:`Who` that ``person`` is (none for a disabled user)."""
+    if not person.active:
+        return frozenset()
     committee = Role.COMMITTEE in person.roles
     out = set()
-    if person.author:
+    if person.author or person.owner:
         out |= {Who.AUTHOR, Who.READER, Who.AUTHOR_OR_COMMITTEE}
     if committee:
         out |= {Who.COMMITTEE, Who.READER, Who.AUTHOR_OR_COMMITTEE}

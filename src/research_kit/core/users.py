@@ -80,7 +80,8 @@ def require(conn: sqlite3.Connection, name: str, *roles: str, doing: str) -> Use
     if not user.active:
         raise PolicyRefusal(f"user {name!r} is disabled")
     if not user.roles & set(roles):
-        raise PolicyRefusal(f"{name!r} is a {user.role}; {doing} needs the {' or '.join(roles)} role")
+        held = " and a ".join(r for r in ROLES if r in user.roles)
+        raise PolicyRefusal(f"{name!r} is a {held}; {doing} needs the {' or '.join(roles)} role")
     return user
 
 

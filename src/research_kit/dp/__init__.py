@@ -33,6 +33,8 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from research_kit.core import owners
+from research_kit.core.audit import RUNNER, current_actor
 from research_kit.core.errors import BadInput, PolicyRefusal
 from research_kit.core.workspace import Workspace, check_name, open_workspace
 from research_kit.dp import engine
@@ -112,6 +114,13 @@ def answer_query(
     if not study:
         raise BadInput(f"name the study whose budget pays: study='...' (or set {STUDY_ENV})")
     check_name(study, "study")
+    if source.tier == "real":
+        # Only the study's owners spend its budget; under the runner (its broker acts as "runner:NAME") the
+        # run's owner was checked when the run registered the study's pipeline, and is checked again here.
+        with ws.catalog() as conn:
+            owners.require(
+                conn, study, current_actor().removeprefix(RUNNER), doing="asking the real extract on its budget"
+            )
     if source.tier == "real" and pipeline_study and study != pipeline_study:
         # Under the runner a notebook spends its own pipeline's budget, never another study's.
         raise PolicyRefusal(

@@ -117,7 +117,10 @@ def grant(ws: Workspace, study: str, rho: float, *, note: str = "", owners: Sequ
         users.require(conn, who, "committee", doing="granting a study budget")
         if not study_owners.owners(conn, study) and not owners:
             raise BadInput(f"study {study} has no owner yet: name its researcher(s) with --owner NAME")
+        if who in {*study_owners.owners(conn, study), *owners}:
+            raise PolicyRefusal(f"{who} owns study {study}: an owner never grants their own study a budget")
         study_owners.add(conn, ws.audit_path, study, owners, by=who)
+        study_owners.evict(conn, ws.audit_path, study)
         total = _real_granted(conn, study) + amount
         ceiling = to_picorho(policy.max_study_rho, round_up=False)
         if total > ceiling:

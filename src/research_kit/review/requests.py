@@ -129,7 +129,13 @@ def read_request(conn: sqlite3.Connection, ws: Workspace, request_id: int, viewe
             (output.approvals if v["vote"] == "approve" else output.rejections).append(v["member"])
         outputs.append(output)
     by_id = {o.id: o.key for o in outputs}
-    sees_private = viewer is None or bool(active_roles(conn, viewer) & {"committee", "steward"})
+    # Committee-private comments: for the committee and stewards, never for the request's author or the study's
+    # owners, whatever other roles they hold.
+    sees_private = viewer is None or (
+        bool(active_roles(conn, viewer) & {"committee", "steward"})
+        and viewer != row["author"]
+        and viewer not in owners.owners(conn, row["study"])
+    )
     comments = [
         Comment(c["author"], c["visibility"], c["body"], c["at"], by_id.get(c["output"]) if c["output"] else None)
         for c in conn.execute("SELECT * FROM comments WHERE request = ? ORDER BY id", (request_id,))
@@ -145,11 +151,11 @@ def read_request(conn: sqlite3.Connection, ws: Workspace, request_id: int, viewe
 def person(conn: sqlite3.Connection, name: str, request: Request) -> Person:
     """``name`` as :mod:`research_kit.core.permissions` sees them for ``request``: roles, author, owner."""
     user = users.get(conn, name)
-    active = user is not None and user.active
-    standing = "" if active else "disabled" if user is not None else "not a user of this workspace"
+    active = user is None or user.active  # a disabled user may do nothing; a name that is no user holds no role
+    standing = "" if user is not None and active else "disabled" if user is not None else "not a user of this workspace"
     roles = frozenset(Role(r) for r in user.roles) if user is not None and active else frozenset()
     owner = name in owners.owners(conn, request.study)
-    return Person(name, roles, author=request.author == name, owner=owner, standing=standing)
+    return Person(name, roles, author=request.author == name, owner=owner, standing=standing, active=active)
 
 
 def active_roles(conn: sqlite3.Connection, name: str) -> frozenset[str]:

@@ -52,10 +52,10 @@ def register_pipeline(
     actor = audit.current_actor()
     row = conn.execute("SELECT path, registered_by, sha256 FROM pipelines WHERE study = ?", (study,)).fetchone()
     if rerun:
-        if row is None or row["path"] != str(path) or (row["sha256"] and row["sha256"] != sha256):
+        if row is None or row["path"] != str(path) or row["sha256"] != sha256:
             raise PolicyRefusal(
-                f"study {study}: {path} is not the pipeline its owners registered, or it changed since they last ran "
-                "it (an owner runs it once to register it again)"
+                f"study {study}: {path} or one of its notebooks is not what its owner last ran, or was registered "
+                "before pipelines were fingerprinted (an owner runs it once to register it again)"
             )
         return False
     owners.require(conn, study, actor, doing="running its pipeline")
@@ -69,13 +69,19 @@ def register_pipeline(
     with transaction(conn):
         conn.execute(
             "INSERT INTO pipelines (study, path, title, registered_at, registered_by, sha256) VALUES (?, ?, ?, ?, ?, ?)"
-            " ON CONFLICT(study) DO UPDATE SET path = excluded.path, title = excluded.title, sha256 = excluded.sha256",
+            " ON CONFLICT(study) DO UPDATE SET path = excluded.path, title = excluded.title, sha256 = excluded.sha256,"
+            " registered_at = excluded.registered_at, registered_by = excluded.registered_by",
             (study, str(path), title, now(), actor, sha256),
         )
         audit.append(
             conn, ws.audit_path, "pipeline.register", {"study": study, "pipeline": str(path), "sha256": sha256}
         )
     return True
+
+
+def registered_by(conn: sqlite3.Connection, study: str) -> str | None:
+    row = conn.execute("SELECT registered_by FROM pipelines WHERE study = ?", (study,)).fetchone()
+    return None if row is None else str(row["registered_by"])
 
 
 def registered_pipelines(conn: sqlite3.Connection) -> list[tuple[str, Path]]:

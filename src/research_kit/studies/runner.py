@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from research_kit.core.audit import current_actor
+from research_kit.core.audit import RUNNER, current_actor
 from research_kit.core.checksums import file_sha256
 from research_kit.core.errors import BadInput
 from research_kit.core.locks import hold
@@ -36,7 +36,7 @@ from research_kit.sandbox.modes import Confinement, confinement
 from research_kit.studies import cache, records
 from research_kit.studies.diff import diff_outputs
 from research_kit.studies.executors import EXECUTORS, Executor, make_executor
-from research_kit.studies.spec import Action, Pipeline
+from research_kit.studies.spec import Action, Pipeline, content_hash
 from research_kit.studies.tasks import ActionResult, ActionTask, OutputFile
 from research_kit.tiers import EXTRACT_ENV, STUDY_ENV, TIER_ENV, Source, real_source
 
@@ -131,6 +131,7 @@ class _Run:
         self.notebook_hashes: dict[Path, str] = {}
         self.outcomes: dict[str, ActionOutcome] = {}
         self.run_id = 0
+        self.on_behalf_of = current_actor()  # whose study budget the action's queries spend (a rerun: the owner's)
 
     def notebook_hash(self, path: Path) -> str:
         if path not in self.notebook_hashes:
@@ -194,7 +195,7 @@ class _Run:
             failed_notebook=str(study_dir / "failed" / f"run-{self.run_id}" / f"{action.name}.ipynb"),
             workspace=str(self.ws.root),
             extract=self.source.name,
-            actor=f"runner:{current_actor()}",
+            actor=f"{RUNNER}{self.on_behalf_of}",
             sandbox=self.confined.mode,
             env={TIER_ENV: "real", EXTRACT_ENV: self.source.name, STUDY_ENV: self.pipeline.study},
             provenance=provenance,
@@ -233,8 +234,11 @@ def run_pipeline(
             records.ensure_environment(conn, run.env)
             pipeline_hash = hashlib.sha256(pipeline.path.read_bytes()).hexdigest()
             records.register_pipeline(
-                conn, ws, study, pipeline.path.resolve(), pipeline.title, pipeline_hash, rerun=trigger == "rerun"
-            )
+                conn, ws, study, pipeline.path.resolve(), pipeline.title, content_hash(pipeline),
+                rerun=trigger == "rerun",
+            )  # fmt: skip
+            if trigger == "rerun":  # the registered pipeline, unchanged: it runs for whoever registered it
+                run.on_behalf_of = records.registered_by(conn, study) or run.on_behalf_of
             run.run_id = records.start_run(
                 conn,
                 study=study,

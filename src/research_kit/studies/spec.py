@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import ast
 import graphlib
+import hashlib
 import json
 import math
 from dataclasses import dataclass, field
@@ -81,6 +82,14 @@ class Pipeline:
             levels.append(ready)
             sorter.done(*ready)
         return levels
+
+
+def content_hash(pipeline: Pipeline) -> str:
+    """SHA-256 over the pipeline file and every notebook it names: what an owner ran, byte for byte."""
+    digest = hashlib.sha256(pipeline.path.read_bytes())
+    for notebook in sorted({a.notebook for a in pipeline.actions.values()}):
+        digest.update(b"\0" + str(notebook).encode() + b"\0" + notebook.read_bytes())
+    return digest.hexdigest()
 
 
 class _Problems:

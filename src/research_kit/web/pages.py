@@ -255,7 +255,7 @@ async def output_file(request: Request) -> Response:
 
 
 async def bundle(request: Request) -> Response:
-    """A released request's zip (its author and the committee)."""
+    """A released request's zip, for whoever may read the request (its author, its owners, the committee, stewards)."""
     session = await need(request, *ROLES)
     ws = workspace(request)
     req, _ = await call(_load_request, ws, session, int(request.path_params["request_id"]))

@@ -56,45 +56,73 @@ def _digest(token: str) -> str:
 REFUSED = "wrong user name or password"  # every failed sign-in, whatever the cause, gets this and no other answer
 
 
-def _failures(conn: sqlite3.Connection, name: str, address: str, since: str) -> int:
-    """Failed sign-ins since ``since`` for this user name or from this address, whichever has more."""
-    by_name = conn.execute("SELECT COUNT(*) FROM signin_failures WHERE user = ? AND at > ?", (name, since))
-    by_address = conn.execute("SELECT COUNT(*) FROM signin_failures WHERE address = ? AND at > ?", (address, since))
-    return max(by_name.fetchone()[0], by_address.fetchone()[0] if address else 0)
+MAX_NAME = 64  # characters of a sign-in name looked at; a longer one is no user's
 
 
-def signin_delay(ws: Workspace, name: str, address: str = "") -> float:
-    """How long to wait before answering a sign-in as ``name`` from ``address``, in seconds.
+def _key(name: str, known: bool) -> str:
+    """How a failure is filed: a user's name, or the hash of what was typed (people type passwords there)."""
+    return name if known else "unknown:" + hashlib.sha256(name[:MAX_NAME].encode("utf-8")).hexdigest()[:16]
 
-    Repeated failures for one name or from one address slow every further attempt, doubling up to
-    ``[web].max_signin_delay_seconds``: a guesser is slowed, and nobody can lock a committee member out.
+
+def _failures(conn: sqlite3.Connection, key: str, address: str, since: str) -> tuple[int, str | None]:
+    """Failed sign-ins since ``since`` for this name or from this address (whichever has more), and the last one."""
+    rows = [
+        conn.execute(
+            "SELECT COUNT(*), MAX(at) FROM signin_failures WHERE user = ? AND at > ?", (key, since)
+        ).fetchone(),
+        conn.execute(
+            "SELECT COUNT(*), MAX(at) FROM signin_failures WHERE address = ? AND address != '' AND at > ?",
+            (address, since),
+        ).fetchone(),
+    ]
+    count, last = max((r[0], r[1]) for r in rows)
+    return int(count), last
+
+
+def signin_wait(ws: Workspace, name: str, address: str = "") -> float:
+    """Seconds before a sign-in as ``name`` from ``address`` is looked at; 0 when it may be tried now.
+
+    After ``[web].max_failed_signins`` failures for one name or from one address within
+    ``[web].lockout_minutes``, each further attempt must wait after the last failure, doubling up to
+    ``[web].max_signin_delay_seconds``. An attempt that comes too soon is refused unread, with the same
+    words: a guesser, even in parallel, is slowed, and nobody can lock a committee member out.
     """
     policy = ws.policy().web
-    since = (_now() - timedelta(minutes=policy.lockout_minutes)).isoformat()
+    now = _now()
+    since = (now - timedelta(minutes=policy.lockout_minutes)).isoformat()
     with ws.catalog() as conn:
-        over = _failures(conn, name, address, since) - policy.max_failed_signins
-    return 0.0 if over < 0 else min(policy.max_signin_delay_seconds, 0.25 * 2.0**over)
+        known = users.get(conn, name[:MAX_NAME]) is not None
+        count, last = _failures(conn, _key(name, known), address, since)
+    over = count - policy.max_failed_signins
+    if over < 0 or last is None:
+        return 0.0
+    delay = min(policy.max_signin_delay_seconds, 0.25 * 2.0**over)
+    return max(0.0, delay - (now - datetime.fromisoformat(last)).total_seconds())
 
 
 def sign_in(ws: Workspace, name: str, password: str, *, address: str = "") -> tuple[str, Session]:
     """A new session for ``name``: its cookie token and the session; :class:`SignInRefused` otherwise.
 
     The password is always checked against a hash (a dummy one for an unknown name), so every refusal costs
-    the same time and says the same thing. Failures are counted per name and per address; the audit log gets
-    one line per burst (the first failure, then the 10th, the 100th, ...), each with the count so far.
+    the same time and says the same thing. Failures are counted per name and per address (an unknown name
+    only as a hash); the audit log gets one line per burst (the first failure, then the 10th, the 100th ...),
+    each with the count so far. Failures older than ``[web].lockout_minutes`` are forgotten.
     """
     policy = ws.policy().web
     now = _now()
     since = (now - timedelta(minutes=policy.lockout_minutes)).isoformat()
+    name = name[:MAX_NAME]
     user = None
     with ws.catalog() as conn, transaction(conn):
         known = users.get(conn, name) is not None
         user = users.check_password(conn, name, password)
         if user is None:
+            conn.execute("DELETE FROM signin_failures WHERE at <= ?", (since,))
+            key = _key(name, known)
             conn.execute(
-                "INSERT INTO signin_failures (user, address, at) VALUES (?, ?, ?)", (name, address, now.isoformat())
+                "INSERT INTO signin_failures (user, address, at) VALUES (?, ?, ?)", (key, address, now.isoformat())
             )
-            count = _failures(conn, name, address, since)
+            count, _ = _failures(conn, key, address, since)
             if count == 1 or math.log10(count).is_integer():
                 details = {"user": name if known else None, "failures": count}
                 audit.append(conn, ws.audit_path, "web.signin_failed", details, actor=name if known else ANONYMOUS)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import secrets
 
 from starlette.concurrency import run_in_threadpool
@@ -44,7 +43,8 @@ async def signin(request: Request) -> Response:
     else:
         try:
             address = request.client.host if request.client else ""
-            await asyncio.sleep(await run_in_threadpool(sessions.signin_delay, workspace(request), name, address))
+            if await run_in_threadpool(sessions.signin_wait, workspace(request), name, address) > 0:
+                raise sessions.SignInRefused(sessions.REFUSED)  # too soon after the last failure: refused unread
             token, _ = await run_in_threadpool(sessions.sign_in, workspace(request), name, password, address=address)
         except sessions.SignInRefused as exc:
             error, status = f"{str(exc)[:1].upper()}{str(exc)[1:]}.", 401

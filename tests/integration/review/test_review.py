@@ -293,10 +293,18 @@ def test_one_person_may_hold_several_roles_but_never_reviews_their_own_request(
     decisions.submit(ws, rid)
     with pytest.raises(PolicyRefusal, match=r"sam is the author of request \d+: an author never reviews"):
         decisions.vote(ws, rid, "approve", comment="mine, and fine")
+    with pytest.raises(PolicyRefusal, match=r"sam is the author of request \d+: an author never reviews"):
+        decisions.comment(ws, rid, "a private note on my own request", private=True)
     as_user(monkeypatch, "carla")
     decisions.vote(ws, rid, "approve", comment="checked")
+    decisions.comment(ws, rid, "between us: the author is also a steward", private=True)
+    assert [c.body for c in review.get(ws, rid, viewer="sam").comments] == ["checked"]  # his roles don't unhide it
+    assert "between us: the author is also a steward" in [c.body for c in review.get(ws, rid, viewer="chen").comments]
     as_user(monkeypatch, "chen")
     assert decisions.vote(ws, rid, "approve", comment="checked").state == "approved"
+    as_user(monkeypatch, "sam")
+    with pytest.raises(PolicyRefusal, match=r"sam is the author of request \d+"):
+        release(ws, rid)
     with ws.catalog() as conn:  # two approvals from two people; none from the author
         voters = {r[0] for r in conn.execute("SELECT member FROM votes WHERE request = ?", (rid,))}
     assert voters == {"carla", "chen"}

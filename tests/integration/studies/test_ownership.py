@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import pytest
-from tests.conftest import Project, grant, people
+from tests.conftest import STEWARD, Project, grant, people
 
 from research_kit.actions import query, runs
+from research_kit.core import audit, users
 from research_kit.core.errors import PolicyRefusal
+from research_kit.dp import ledger
 from research_kit.studies.spec import Pipeline, load_pipeline
 
 NOTEBOOK = "open('n.txt', 'w').write('1')"
@@ -41,12 +43,52 @@ def test_a_study_nobody_owns_yet_is_registered_to_its_first_researcher(project: 
         runs.run(project.ws, actor="rob", pipeline=_pipeline(project, "free", "b1"), extract="e1")
 
 
-def test_a_rerun_runs_only_the_registered_pipeline_unchanged(project: Project) -> None:
+def test_a_rerun_runs_only_the_registered_pipeline_and_notebooks_unchanged(project: Project) -> None:
     grant(project.ws, "kept", 0.5, owner="ana")
+    people(project.ws, rob="researcher")
     pipeline = _pipeline(project, "kept", "kept")
     assert runs.run(project.ws, actor="ana", pipeline=pipeline, extract="e1").outcome == "succeeded"
-    path = pipeline.path
-    path.write_text(path.read_text() + "\n# changed by someone after the owner's run\n")
-    report = runs.rerun(project.ws, actor="cron", extract="e2")
+    with pytest.raises(PolicyRefusal, match="rerunning every study needs the steward role"):
+        runs.rerun(project.ws, actor="rob", extract="e2")
+    notebook = project.root / "notebooks" / "n.ipynb"
+    notebook.write_text(notebook.read_text().replace("write('1')", "write('changed by someone else')"))
+    report = runs.rerun(project.ws, actor=STEWARD, extract="e2")
     assert not report.runs
-    assert "it changed since they last ran it" in report.problems["kept"]
+    assert "or one of its notebooks is not what its owner last ran" in report.problems["kept"]
+
+
+def test_a_grant_evicts_a_pipeline_registered_by_someone_else_first(project: Project) -> None:
+    people(project.ws, mal="researcher", ana="researcher")
+    squat = _pipeline(project, "sq", "squat")
+    assert runs.run(project.ws, actor="mal", pipeline=squat, extract="e1").outcome == "succeeded"
+    grant(project.ws, "sq", 0.5, owner="ana")  # the committee gives the study to ana: mal's registration goes
+    report = runs.rerun(project.ws, actor=STEWARD, extract="e2")
+    assert "sq" not in {r.study for r in report.runs}
+    with project.ws.catalog() as conn:
+        assert conn.execute("SELECT COUNT(*) FROM pipelines WHERE study = 'sq'").fetchone()[0] == 0
+    mine = _pipeline(project, "sq", "ana-sq")
+    assert runs.run(project.ws, actor="ana", pipeline=mine, extract="e1").outcome == "succeeded"
+
+
+def test_nobody_grants_a_study_they_own_and_a_disabled_owner_does_nothing(project: Project) -> None:
+    people(project.ws, ana="researcher", rob="researcher")
+    with audit.acting(STEWARD):
+        users.add(project.ws, "ana", "committee")  # ana also sits on the committee
+    with audit.acting("ana"), pytest.raises(PolicyRefusal, match="ana owns study mine: an owner never grants"):
+        ledger.grant(project.ws, "mine", 0.5, owners=["ana"])
+    grant(project.ws, "robs", 0.5, owner="rob")
+    with audit.acting(STEWARD):
+        users.disable(project.ws, "rob")
+    with pytest.raises(PolicyRefusal, match="user 'rob' is disabled"):
+        runs.run(project.ws, actor="rob", pipeline=_pipeline(project, "robs", "robs"), extract="e1")
+
+
+def test_the_python_api_refuses_a_non_owner_on_the_real_extract(project: Project) -> None:
+    import research_kit as rk
+
+    grant(project.ws, "guarded", 0.5, owner="ana")
+    people(project.ws, bob="researcher")
+    with audit.acting("bob"), pytest.raises(PolicyRefusal, match="study guarded belongs to ana"):
+        rk.dp.count("patients", study="guarded", tier="real", rho=0.01, workspace=project.ws.root)
+    with audit.acting("ana"):
+        assert rk.dp.count("patients", study="guarded", tier="real", rho=0.01, workspace=project.ws.root).rho > 0

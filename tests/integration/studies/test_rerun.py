@@ -10,12 +10,12 @@ import sys
 import time
 
 import pytest
-from tests.conftest import Project
+from tests.conftest import STEWARD, Project, people
 
 from research_kit.core.locks import Busy, hold
 from research_kit.studies.rerun import rerun_all
 from research_kit.studies.runner import run_pipeline, studies_dir
-from research_kit.studies.spec import load_pipeline
+from research_kit.studies.spec import content_hash, load_pipeline
 
 TABLE = """\
 import research_kit as rk
@@ -78,12 +78,13 @@ def test_a_rerun_killed_midway_resumes_where_it_stopped(project: Project) -> Non
     )
     with project.ws.catalog() as conn:  # registered, as a first 'run' would
         conn.execute(
-            "INSERT INTO pipelines (study, path, title, registered_at, registered_by)"
-            " VALUES ('k1', ?, 'k', '2026-01-01', 'test')",
-            (str(path),),
+            "INSERT INTO pipelines (study, path, title, registered_at, registered_by, sha256)"
+            " VALUES ('k1', ?, 'k', '2026-01-01', 'test', ?)",
+            (str(path.resolve()), content_hash(load_pipeline(path))),
         )
+    people(project.ws)  # a steward starts the rerun
     process = subprocess.Popen(
-        [sys.executable, "-m", "research_kit", "rerun", "--extract", "e2"],
+        [sys.executable, "-m", "research_kit", "--as", STEWARD, "rerun", "--extract", "e2"],
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
     )  # fmt: skip
     deadline = time.monotonic() + 60
@@ -112,7 +113,8 @@ def test_a_rerun_killed_midway_resumes_where_it_stopped(project: Project) -> Non
 
 
 def test_the_cli_says_what_a_rerun_did(project: Project) -> None:
-    env = os.environ | {"COLUMNS": "200"}
+    people(project.ws)
+    env = os.environ | {"COLUMNS": "200", "RESEARCH_KIT_USER": STEWARD}
     done = subprocess.run([sys.executable, "-m", "research_kit", "rerun", "--extract", "e9"],
                           capture_output=True, text=True, check=False, env=env)  # fmt: skip
     assert done.returncode == 4
