@@ -34,8 +34,8 @@ from research_kit.core.locks import hold
 from research_kit.core.workspace import Workspace
 from research_kit.sandbox.modes import Confinement, confinement
 from research_kit.studies import cache, records
-from research_kit.studies.diff import diff_outputs
 from research_kit.studies.executors import EXECUTORS, Executor, make_executor
+from research_kit.studies.queueing import queue_new_outputs
 from research_kit.studies.spec import Action, Pipeline, content_hash
 from research_kit.studies.tasks import ActionResult, ActionTask, OutputFile
 from research_kit.tiers import EXTRACT_ENV, STUDY_ENV, TIER_ENV, Source, real_source
@@ -265,7 +265,12 @@ def run_pipeline(
             except BaseException:
                 records.finish_run(conn, ws, run.run_id, "interrupted", _summary(run, executor))
                 raise
-            queued = _queue_outputs(run, conn)
+            finished = [
+                (name, o.cache_key, o.folder, o.outputs)
+                for name, o in run.outcomes.items()
+                if o.outcome in ("ran", "cached") and o.folder is not None and o.cache_key is not None
+            ]
+            queued = queue_new_outputs(conn, ws, study=study, extract=source.name, run_id=run.run_id, finished=finished)
             failed = any(o.outcome in ("failed", "skipped") for o in run.outcomes.values())
             outcome = "failed" if failed else "succeeded"
             records.finish_run(conn, ws, run.run_id, outcome, _summary(run, executor) | {"queued": queued})
@@ -389,35 +394,3 @@ def _record(
         result=result if result.ok else None, provenance=provenance, error=outcome.error, notebook=result.notebook,
     )  # fmt: skip
     run.listener(name, outcome.outcome, detail)
-
-
-def _queue_outputs(run: _Run, conn: Any) -> int:
-    queued = 0
-    for name, outcome in run.outcomes.items():
-        if outcome.outcome not in ("ran", "cached") or outcome.folder is None or outcome.cache_key is None:
-            continue
-        for output in outcome.outputs:
-            if output.sensitivity != "moderately_sensitive":
-                continue
-            known = conn.execute(
-                "SELECT 1 FROM review_queue WHERE study = ? AND action = ? AND name = ? AND sha256 = ?",
-                (run.pipeline.study, name, output.name, output.sha256),
-            ).fetchone()
-            if known:
-                continue
-            diff = None
-            previous = records.previous_version(conn, run.pipeline.study, name, output.name, output.sha256)
-            if previous is not None and previous[0].is_file():
-                diff = diff_outputs(previous[0], outcome.folder / "outputs" / output.path, previous[1])
-            queued += records.queue_for_review(
-                conn,
-                run.ws,
-                study=run.pipeline.study,
-                action=name,
-                output=output,
-                cache_key=outcome.cache_key,
-                run_id=run.run_id,
-                extract=run.source.name,
-                diff=diff,
-            )
-    return queued
