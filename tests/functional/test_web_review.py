@@ -186,6 +186,24 @@ def test_an_idle_or_old_session_expires(review_ws: Workspace) -> None:
     assert chen.get("/requests").status_code == 303
 
 
+def test_a_look_at_unreleased_outputs_is_audited_once_not_per_reload(review_ws: Workspace) -> None:
+    def views() -> list[dict[str, object]]:
+        entries = audit.read_entries(review_ws.audit_path)
+        return [e for e in entries if e.get("action") == "request.view" and e.get("actor") == "chen"]
+
+    chen = browser(review_ws, "chen")
+    for _ in range(5):
+        assert chen.get(f"/requests/{S1}").status_code == 200
+    assert len(views()) == 1  # five reloads, one look
+    with review_ws.catalog() as conn:  # an hour later
+        conn.execute(
+            "UPDATE request_views SET at = ? WHERE user = 'chen'",
+            ((datetime.now(UTC) - timedelta(hours=2)).isoformat(),),
+        )
+    chen.get(f"/requests/{S1}")
+    assert len(views()) == 2
+
+
 def test_failed_sign_ins_are_slowed_never_locked_out_and_audited_per_burst(review_ws: Workspace) -> None:
     b = Browser(review_ws)
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -44,9 +45,27 @@ def may(ws: Workspace, *, actor: str, request: Request) -> dict[Act, bool]:
     return {act: permissions.allowed(act, State(request.state), who) for act in Act}
 
 
+VIEW_EVERY = timedelta(hours=1)  # a look at the same outputs within this long of the last one is not audited again
+
+
 def viewed(ws: Workspace, *, actor: str, request: Request, output: str | None = None) -> None:
-    """Record that ``actor`` looked at ``request``'s outputs (one ``output`` by its key, or the whole page)."""
+    """Record that ``actor`` looked at ``request``'s outputs (one ``output`` by its key, or the whole page).
+
+    One audit line per look: reloading the page within :data:`VIEW_EVERY` of the last line writes none.
+    """
+    now = datetime.now(UTC)
     with ws.catalog() as conn, transaction(conn):
+        last = conn.execute(
+            "SELECT at FROM request_views WHERE user = ? AND request = ? AND output = ?",
+            (actor, request.id, output or ""),
+        ).fetchone()
+        if last is not None and now - datetime.fromisoformat(last["at"]) < VIEW_EVERY:
+            return
+        conn.execute(
+            "INSERT INTO request_views (user, request, output, at) VALUES (?, ?, ?, ?)"
+            " ON CONFLICT (user, request, output) DO UPDATE SET at = excluded.at",
+            (actor, request.id, output or "", now.isoformat()),
+        )
         details: dict[str, Any] = {"request": request.id, "state": request.state}
         if output is not None:
             details["output"] = output

@@ -332,6 +332,19 @@ MIGRATIONS: tuple[Migration, ...] = (
             "INSERT INTO user_roles (user, role, added_by, added_at) SELECT name, role, added_by, added_at FROM users",
         ),
     ),
+    Migration(
+        9,
+        "when each user last looked at each request's unreleased outputs (one audit line per look, not per reload)",
+        (
+            """CREATE TABLE request_views (
+                   user TEXT NOT NULL,
+                   request INTEGER NOT NULL REFERENCES requests (id),
+                   output TEXT NOT NULL,
+                   at TEXT NOT NULL,
+                   PRIMARY KEY (user, request, output)
+               )""",
+        ),
+    ),
 )
 
 
