@@ -246,6 +246,13 @@ def request_permissions() -> list[str]:
         "",
         permissions.markdown().rstrip("\n"),
         "",
+        "## Who may do what in the workspace",
+        "",
+        "From `DUTIES` in the same module. Every command but `--help`, `simulate`, `audit verify`, `pipeline check`,",
+        "`serve`, `login` and `logout` acts as the caller's signed-in user (`research-kit login NAME`).",
+        "",
+        permissions.duties_markdown().rstrip("\n"),
+        "",
     ]
 
 

@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 import yaml
 
-from research_kit.core import audit, users
+from research_kit.core import audit, identity, users
 from research_kit.core.workspace import Workspace, init_workspace
 from research_kit.dp import ledger
 from research_kit.ingest.pipeline import ingest
@@ -18,6 +18,20 @@ from research_kit.pseudonymise.keys import load_key, new_key
 from research_kit.simulator.export import SimulationSpec, simulate_export
 
 STEWARD, MEMBER = "stew", "dac"  # the steward and the committee member tests' grants come from
+PASSWORD = "a long test password"  # every signed-in test user's
+
+
+def sign_in(ws: Workspace, **roles: str) -> None:
+    """These users (name=role) exist, with a password, and are signed in on the test's command line, each as
+    they would with ``research-kit login NAME`` (none named: the steward); several are picked with ``--as``."""
+    people(ws, **roles)
+    steward = next(u.name for u in users.all_users(ws) if "steward" in u.roles and u.active)
+    for name in list(roles) or [steward]:
+        user = next(u for u in users.all_users(ws) if u.name == name)
+        if not user.has_password:
+            with audit.acting(steward):
+                users.set_password(ws, name, PASSWORD)
+        identity.login(ws, name, PASSWORD)
 
 
 def people(ws: Workspace, **roles: str) -> None:
@@ -56,7 +70,8 @@ def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     """A fresh workspace root for this test, as RESEARCH_KIT_HOME."""
     root = tmp_path / "ws"
     monkeypatch.setenv("RESEARCH_KIT_HOME", str(root))
-    monkeypatch.setenv("RESEARCH_KIT_USER", "test-steward")
+    monkeypatch.setenv("RESEARCH_KIT_USER", "test-steward")  # the library's actor; the CLI signs in
+    monkeypatch.setenv("XDG_RUNTIME_DIR", str(tmp_path / "run"))  # this test's command-line sessions
     return root
 
 
@@ -134,7 +149,8 @@ def project(tmp_path: Path, registry_template: Path, monkeypatch: pytest.MonkeyP
     root = tmp_path / "ws"
     shutil.copytree(registry_template, root)
     monkeypatch.setenv("RESEARCH_KIT_HOME", str(root))
-    monkeypatch.setenv("RESEARCH_KIT_USER", "test-runner")
+    monkeypatch.setenv("RESEARCH_KIT_USER", "test-runner")  # the library's actor; the CLI signs in
+    monkeypatch.setenv("XDG_RUNTIME_DIR", str(tmp_path / "run"))  # this test's command-line sessions
     monkeypatch.delenv("RESEARCH_KIT_TIER", raising=False)
     monkeypatch.delenv("RESEARCH_KIT_EXTRACT", raising=False)
     monkeypatch.delenv("RESEARCH_KIT_STUDY", raising=False)

@@ -41,7 +41,7 @@ from research_kit.console.progress import patient_progress, steps
 from research_kit.console.review import print_request, print_request_summary
 from research_kit.console.runs import print_run
 from research_kit.console.twin import print_twin
-from research_kit.core.audit import current_actor
+from research_kit.core import identity
 from research_kit.core.errors import MissingData, PolicyRefusal
 from research_kit.core.workspace import Workspace
 from research_kit.dp.accounting import to_picorho
@@ -56,10 +56,17 @@ FAULTY_MIN = 1_000  # ... but large enough that its fault rates are those of a r
 
 
 def run_demo(console: Console, *, patients: int, seed: int) -> None:
-    operator = current_actor()  # the person running the demo does the registry staff's steps
-    console.print(Rule("1. workspace"))
-    ws, created = setup.init()
+    console.print(Rule("1. workspace (demo mode: identities not verified) and its people"))
+    ws, created = setup.init(demo=True)
     show.print_init(console, ws, created)
+    if not identity.demo_mode(ws):
+        raise PolicyRefusal(
+            f"{ws.root}: this workspace checks who is acting ([auth].mode = '{ws.policy().auth.mode}'), and the "
+            "demo acts as its demo users without signing in: run it in a new workspace (RESEARCH_KIT_HOME=...)"
+        )
+    console.print(f"[yellow]{identity.DEMO_WARNING}[/yellow]")
+    _demo_users(console, ws)
+    operator = STEWARD  # the steward does the registry staff's steps
 
     console.print(Rule("2. a simulated raw export (identifiable, as clinical systems deliver it)"))
     spec = SimulationSpec(patients=patients, seed=seed, format="parquet")
@@ -104,7 +111,6 @@ def run_demo(console: Console, *, patients: int, seed: int) -> None:
     _twin(console, ws, operator, extract.extract_id)
 
     console.print(Rule("8. differential privacy: the committee grants a budget, a study asks"))
-    _demo_users(console, ws)
     _dp_queries(console, ws, extract.extract_id)
 
     console.print(Rule("9. study pipelines: the example study's notebooks run on the extract"))
@@ -144,6 +150,11 @@ def run_demo(console: Console, *, patients: int, seed: int) -> None:
         console.print(f"  {name:<6} {role:<11} {password}")
     console.print(
         f"two committee members ({' and '.join(COMMITTEE)}) approve, one releases; {RESEARCHER} sees her own requests"
+    )
+    console.print(
+        f"on the command line, demo mode believes --as NAME (research-kit --as {COMMITTEE[0]} review list); "
+        "a workspace for real data sets [auth].mode = 'embedded' or 'service', and people sign in "
+        "(research-kit login NAME)"
     )
 
 

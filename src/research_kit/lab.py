@@ -46,6 +46,7 @@ from pathlib import Path
 from rich.console import Console
 from rich.markup import escape
 
+from research_kit.core.audit import ACTOR_ENV
 from research_kit.core.catalog import transaction
 from research_kit.core.errors import BadInput, MissingData, PolicyRefusal
 from research_kit.core.workspace import HOME_ENV, Workspace, init_workspace
@@ -57,8 +58,9 @@ from research_kit.tiers import TIER_ENV, published_twins
 DEFAULT_LAB_HOME = ".lab"
 
 
-def prepare_lab_home(ws: Workspace, home: Path) -> Workspace:
-    """Make (or refresh) the lab home from ``ws``: its twins, its policy, its grants; nothing else of it."""
+def prepare_lab_home(ws: Workspace, home: Path, owner: str) -> Workspace:
+    """Make (or refresh) ``owner``'s lab home from ``ws``: its twins, its policy, the grants of the studies
+    ``owner`` owns; nothing else of it."""
     home = home.resolve()
     real = ws.root.resolve()
     if home == real or home.is_relative_to(real) or real.is_relative_to(home):
@@ -79,7 +81,7 @@ def prepare_lab_home(ws: Workspace, home: Path) -> Workspace:
             shutil.rmtree(stale)
     for twin_id in published:
         _copy_twin(ws.synthetic_dir / twin_id, lab.synthetic_dir / twin_id)
-    _mirror_grants(ws, lab)
+    _mirror_grants(ws, lab, owner)
     for folder in (lab.raw_dir, lab.extracts_dir, lab.quarantine_dir):  # created empty by init: not used here
         if folder.is_dir() and not any(folder.iterdir()):
             folder.rmdir()
@@ -110,10 +112,13 @@ def _copy_twin(source: Path, target: Path) -> None:
     os.replace(tmp, target)
 
 
-def _mirror_grants(ws: Workspace, lab: Workspace) -> None:
+def _mirror_grants(ws: Workspace, lab: Workspace, owner: str) -> None:
+    """The sandbox ledger charges the owner's studies as the real one would; other people's studies are absent."""
     with ws.catalog() as conn:
         grants = conn.execute(
-            "SELECT study, picorho, granted_by, granted_at, note FROM dp_grants WHERE tier = 'real' ORDER BY id"
+            "SELECT g.study, g.picorho, g.granted_by, g.granted_at, g.note FROM dp_grants g "
+            "JOIN study_owners o ON o.study = g.study AND o.owner = ? WHERE g.tier = 'real' ORDER BY g.id",
+            (owner,),
         ).fetchall()
     with lab.catalog() as conn, transaction(conn):
         conn.execute("DELETE FROM dp_grants WHERE tier = 'real'")
@@ -171,14 +176,21 @@ def lab_sandbox(ws: Workspace, lab: Workspace, notebooks: Path, run_dir: Path) -
 
 
 def run_lab(
-    ws: Workspace, *, home: Path, port: int, notebooks: Path, console: Console, open_browser: bool = False
+    ws: Workspace,
+    *,
+    owner: str,
+    home: Path,
+    port: int,
+    notebooks: Path,
+    console: Console,
+    open_browser: bool = False,
 ) -> None:
-    """Prepare the lab home and run JupyterLab in its sandbox, reached on loopback, until Ctrl-C."""
+    """Prepare ``owner``'s lab home and run JupyterLab in its sandbox, reached on loopback, until Ctrl-C."""
     from research_kit.sandbox.forward import forward
     from research_kit.sandbox.limits import Watcher, in_tree, kill_tree
 
     folder = check_notebooks_folder(ws, notebooks)
-    lab = prepare_lab_home(ws, home)
+    lab = prepare_lab_home(ws, home, owner)
     run_dir = Path(tempfile.mkdtemp(prefix="rk-lab-"))
     box = lab_sandbox(ws, lab, folder, run_dir)
     token = secrets.token_urlsafe(24)
@@ -187,6 +199,7 @@ def run_lab(
         {
             HOME_ENV: box.path("home"),
             TIER_ENV: "synthetic",
+            ACTOR_ENV: owner,  # the lab's sandbox ledger records its owner's spending
             "RESEARCH_KIT_CACHE": str(Path(box.path("codes")).parent),
         }
     )

@@ -34,5 +34,15 @@ def cli(home: Path, tmp_path: Path) -> Run:
     return run
 
 
+@pytest.fixture
+def signed_in(cli: Run) -> Run:
+    """``cli``, in a workspace made with its first steward (``stew``), signed in as a steward does."""
+    from tests.conftest import PASSWORD, STEWARD
+
+    cli("init", "--steward", STEWARD, "--password-stdin", input_text=f"{PASSWORD}\n")
+    cli("login", STEWARD, "--password-stdin", input_text=f"{PASSWORD}\n")
+    return cli
+
+
 # The review web app's workspace (built once per session) and its per-test copy.
 from tests.functional.webapp import review_template, review_ws  # noqa: E402, F401

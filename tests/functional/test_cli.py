@@ -104,8 +104,8 @@ def test_simulate_writes_registers_and_audits_an_export(cli: Run, home: Path) ->
     cli("simulate", "--patients", "800", "--seed", "3", "--format", "csv", "--replace")
 
 
-def test_nothing_identifying_is_printed_or_audited(cli: Run, home: Path) -> None:
-    cli("init")
+def test_nothing_identifying_is_printed_or_audited(signed_in: Run, home: Path) -> None:
+    cli = signed_in
     out = cli("simulate", "--patients", "500", "--seed", "8", "--faults", "--format", "csv")
     patients = pd.read_csv(home / "raw" / "sim-n500-s8-faults" / "patients.csv", dtype=str, encoding="latin-1")
     printed = out.stdout + out.stderr + cli("audit", "show", "--last", "50").stdout
@@ -129,11 +129,14 @@ def test_audit_verify_passes_then_names_the_tampered_entry(cli: Run, home: Path)
     assert_one_line_error(cli("audit", "verify", check=False), 6, "entry 2", "edited")
 
 
-def test_audit_show_lists_who_did_what(cli: Run) -> None:
-    cli("init", env={"RESEARCH_KIT_USER": "alice"})
-    out = cli("audit", "show").stdout
+def test_audit_show_lists_who_did_what(signed_in: Run) -> None:
+    signed_in("simulate", "--patients", "20")
+    out = signed_in("audit", "show").stdout
     assert "workspace.init" in out
-    assert "alice" in out
+    assert "stew" in out
+    assert "user.add" in out
+    assert "cli.signin" in out
+    assert "raw.simulate" in out
 
 
 @pytest.mark.slow
@@ -196,10 +199,10 @@ def test_demo_runs_the_flow_and_says_where_to_look(cli: Run, home: Path, tmp_pat
     assert "audit log intact: 130 entries" in rerun  # ... and the new overview study's owner
 
 
-def test_key_ingest_and_risk_from_the_shell(cli: Run, home: Path, tmp_path: Path) -> None:
+def test_key_ingest_and_risk_from_the_shell(signed_in: Run, home: Path, tmp_path: Path) -> None:
+    cli = signed_in
     key = tmp_path / "keys" / "registry.key"
     env = {"RESEARCH_KIT_KEY_FILE": str(key)}
-    cli("init")
     assert "fingerprint" in cli("key", "new", env=env).stdout
     assert_one_line_error(cli("key", "new", env=env, check=False), 5, "never overwritten")
     cli("simulate", "--patients", "1200", "--seed", "6", "--faults", "--format", "csv")
@@ -219,10 +222,10 @@ def test_key_ingest_and_risk_from_the_shell(cli: Run, home: Path, tmp_path: Path
     assert_one_line_error(cli("risk", "nope", check=False), 4, "no extract 'nope'")
 
 
-def test_ingest_errors_are_one_line(cli: Run, home: Path, tmp_path: Path) -> None:
+def test_ingest_errors_are_one_line(signed_in: Run, home: Path, tmp_path: Path) -> None:
+    cli = signed_in
     key = tmp_path / "k.key"
     env = {"RESEARCH_KIT_KEY_FILE": str(key)}
-    cli("init")
     assert_one_line_error(cli("ingest", str(tmp_path), "--extract", "x", env=env, check=False), 4, "key new")
     cli("key", "new", env=env)
     key.chmod(0o644)
@@ -238,16 +241,22 @@ def test_ingest_errors_are_one_line(cli: Run, home: Path, tmp_path: Path) -> Non
     assert_one_line_error(cli("ingest", str(bad), "--extract", "../x", env=env, check=False), 3, "extract id")
 
 
-def test_sandbox_check_says_how_code_is_confined_and_a_waiver_needs_a_steward(cli: Run, home: Path) -> None:
-    cli("init")
+def test_sandbox_check_says_how_code_is_confined_and_a_waiver_needs_a_steward(signed_in: Run, home: Path) -> None:
+    cli = signed_in
     out = cli("sandbox", "check").stdout
     assert "sandbox: bwrap" in out
     assert "works here" in out
     assert "limits per action: memory 4096 MiB" in out
-    assert_one_line_error(cli("sandbox", "waive", "--reason", "dev", check=False), 5, "needs the steward role")
+    cli("--as", "stew", "users", "add", "rita", "--role", "researcher", "--password-stdin",
+        input_text="a long test password\n")  # fmt: skip
+    cli("login", "rita", "--password-stdin", input_text="a long test password\n")
+    waive = cli("--as", "rita", "sandbox", "waive", "--reason", "dev", check=False)
+    assert_one_line_error(waive, 5, "needs the steward role")
     policy = home / "research-kit.toml"
     policy.write_text(policy.read_text().replace('sandbox = "bwrap"', 'sandbox = "container"'))
-    assert "the operator states that the platform's container confines" in cli("sandbox", "check").stdout
+    assert (
+        "the operator states that the platform's container confines" in cli("--as", "stew", "sandbox", "check").stdout
+    )
 
 
 @pytest.mark.parametrize(
@@ -270,6 +279,10 @@ def test_a_command_loads_only_the_libraries_it_needs(argv: list[str], heavy: tup
         f"print(sorted(m for m in {list(heavy)!r} if m in sys.modules))"
     )
     env = {"RESEARCH_KIT_HOME": str(tmp_path / "ws"), "PATH": "/usr/bin:/bin", "HOME": str(tmp_path)}
-    subprocess.run([sys.executable, "-m", "research_kit", "init"], env=env, capture_output=True, check=True)
+    for args in (["init", "--steward", "stew"], ["login", "stew"]):
+        subprocess.run(
+            [sys.executable, "-m", "research_kit", *args, "--password-stdin"], env=env, input="a long password\n",
+            capture_output=True, check=True, text=True,
+        )  # fmt: skip
     out = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, check=True)
     assert out.stdout.strip().splitlines()[-1] == "[]", out.stdout

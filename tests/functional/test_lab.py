@@ -21,7 +21,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-from tests.conftest import Project, grant
+from tests.conftest import Project, grant, sign_in
 from tests.functional.webapp import free_port
 
 from research_kit.core.extracts import get_extract
@@ -56,7 +56,8 @@ def test_the_lab_home_holds_twins_and_grants_only(project: Project, tmp_path: Pa
 
     publish_twin(project)
     grant(project.ws, "delay", 0.3, owner="test-runner")
-    lab = prepare_lab_home(project.ws, tmp_path / "lab")
+    grant(project.ws, "robs", 0.2, owner="rob")
+    lab = prepare_lab_home(project.ws, tmp_path / "lab", "test-runner")
     assert sorted(p.name for p in lab.root.iterdir() if p.suffix not in (".sqlite-wal", ".sqlite-shm")) == [
         "audit.jsonl",
         "catalog.sqlite",
@@ -66,14 +67,31 @@ def test_the_lab_home_holds_twins_and_grants_only(project: Project, tmp_path: Pa
     ]
     assert (lab.synthetic_dir / "e2" / "patients.parquet").is_file()
     assert ledger.balance(lab, "delay", "sandbox").granted == ledger.balance(project.ws, "delay").granted
+    with lab.catalog() as conn:  # the lab is test-runner's: another researcher's study is not in it
+        assert [r[0] for r in conn.execute("SELECT DISTINCT study FROM dp_grants")] == ["delay"]
     with pytest.raises(Exception, match="must lie outside the workspace"):
-        prepare_lab_home(project.ws, project.ws.root / "lab")
+        prepare_lab_home(project.ws, project.ws.root / "lab", "rita")
     # A notebooks folder the lab may write must not hold what the host runs or guards.
     with pytest.raises(Exception, match="it holds the workspace"):
         check_notebooks_folder(project.ws, project.ws.root.parent)
     (tmp_path / "repo" / ".git").mkdir(parents=True)
     with pytest.raises(Exception, match="a git repository's top folder"):
         check_notebooks_folder(project.ws, tmp_path / "repo")
+
+
+def test_a_lab_is_started_by_a_researcher_only(project: Project, tmp_path: Path) -> None:
+    from rich.console import Console
+    from tests.conftest import MEMBER, people
+
+    from research_kit.actions import confinement
+    from research_kit.core.errors import PolicyRefusal
+
+    people(project.ws)
+    with pytest.raises(PolicyRefusal, match="starting a lab needs the researcher role"):
+        confinement.lab(
+            project.ws, actor=MEMBER, home=tmp_path / "lab", port=1, notebooks=tmp_path, console=Console()
+        )  # fmt: skip
+    assert not (tmp_path / "lab").exists()
 
 
 ESCAPES = """
@@ -99,6 +117,7 @@ def test_lab_server_and_kernels_run_sandboxed_on_the_twin(project: Project, tmp_
     patients = publish_twin(project)
     notebooks = tmp_path / "notebooks"
     notebooks.mkdir()
+    sign_in(project.ws, **{"test-runner": "researcher"})  # a lab is a signed-in researcher's
     port = free_port()
     env = {**os.environ, "RESEARCH_KIT_HOME": str(project.ws.root), "RESEARCH_KIT_EXTRACT": "e1",
            "RESEARCH_KIT_TIER": "real"}  # fmt: skip
@@ -118,6 +137,8 @@ def test_lab_server_and_kernels_run_sandboxed_on_the_twin(project: Project, tmp_
         found = re.search(r"token=([\w-]+)", address)
         assert found, f"no address printed: {address!r} {lab.stderr.read() if lab.stderr else ''}"
         token = found.group(1)
+        started = [json.loads(line) for line in project.ws.audit_path.read_text().splitlines()]
+        assert any(e["action"] == "lab.start" and e["actor"] == "test-runner" for e in started)
         base = f"http://127.0.0.1:{port}"
         kernel = _post(f"{base}/api/kernels?token={token}", deadline=time.monotonic() + 60)
         probe = run_in_kernel(port, token, kernel["id"], PROBE)
@@ -233,11 +254,11 @@ def test_links_planted_in_the_lab_home_are_not_followed_when_it_is_prepared_agai
     project: Project, tmp_path: Path
 ) -> None:
     publish_twin(project)
-    lab = prepare_lab_home(project.ws, tmp_path / "lab")
+    lab = prepare_lab_home(project.ws, tmp_path / "lab", "rita")
     target = tmp_path / "host-file"
     target.write_text("the host's own")
     lab.policy_path.unlink()
     lab.policy_path.symlink_to(target)  # as code in the lab could do
-    prepare_lab_home(project.ws, tmp_path / "lab")
+    prepare_lab_home(project.ws, tmp_path / "lab", "rita")
     assert target.read_text() == "the host's own"
     assert not lab.policy_path.is_symlink()

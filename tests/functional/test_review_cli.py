@@ -1,4 +1,5 @@
-"""The review flow from the shell, each user acting with --as; mistakes are one line and a non-zero exit."""
+"""The review flow from the shell, each user signed in and picked with --as; mistakes are one line and a non-zero
+exit."""
 
 from __future__ import annotations
 
@@ -9,18 +10,19 @@ import zipfile
 from pathlib import Path
 
 import pytest
-from tests.conftest import Project
+from tests.conftest import PASSWORD, Project
 from tests.integration.review.test_review import as_user, run_study
 
 from research_kit.core import users
 
 
-def cli(home: Path, *args: str) -> subprocess.CompletedProcess[str]:
+def cli(home: Path, *args: str, input_text: str | None = None) -> subprocess.CompletedProcess[str]:
     env = {**os.environ, "RESEARCH_KIT_HOME": str(home), "COLUMNS": "200"}
     env.pop("RESEARCH_KIT_USER", None)
     return subprocess.run(
-        [sys.executable, "-m", "research_kit", *args], env=env, capture_output=True, text=True, timeout=300, check=False
-    )
+        [sys.executable, "-m", "research_kit", *args], env=env, capture_output=True, text=True, timeout=300,
+        check=False, input=input_text,
+    )  # fmt: skip
 
 
 def ok(home: Path, *args: str) -> str:
@@ -39,11 +41,15 @@ def refused(home: Path, code: int, text: str, *args: str) -> None:
 
 def test_review_and_release_from_the_shell(project: Project, monkeypatch: pytest.MonkeyPatch) -> None:
     home = project.ws.root
-    ok(home, "--as", "sam", "users", "add", "sam", "--role", "steward")
-    refused(home, 5, "'rita' is not a user", "--as", "rita", "users", "add", "eve", "--role", "steward")
+    line = f"{PASSWORD}\n"
+    assert cli(home, "users", "add", "sam", "--role", "steward", "--password-stdin", input_text=line).returncode == 0
+    assert cli(home, "login", "sam", "--password-stdin", input_text=line).returncode == 0
+    refused(home, 5, "not signed in as 'rita'", "--as", "rita", "users", "add", "eve", "--role", "steward")
     for name, role in (("rita", "researcher"), ("carla", "committee"), ("chen", "committee")):
-        ok(home, "--as", "sam", "users", "add", name, "--role", role)
-    assert "committee" in ok(home, "users", "list")
+        done = cli(home, "--as", "sam", "users", "add", name, "--role", role, "--password-stdin", input_text=line)
+        assert done.returncode == 0, done.stderr
+        assert cli(home, "login", name, "--password-stdin", input_text=line).returncode == 0
+    assert "committee" in ok(home, "--as", "sam", "users", "list")
     rid = str(run_study(project, monkeypatch))
     listed = ok(home, "--as", "rita", "outputs", "list")
     assert "pending" in listed
@@ -65,6 +71,6 @@ def test_review_and_release_from_the_shell(project: Project, monkeypatch: pytest
     bundle = Path(out.split("released: ")[1].strip().replace("\n", ""))
     assert "results.json" in zipfile.ZipFile(bundle).namelist()
     assert "released" in ok(home, "--as", "carla", "review", "list", "--all")
-    assert "released" not in ok(home, "--as", "eve", "review", "list", "--all")  # not a user: reads nothing
+    refused(home, 5, "not signed in as 'eve'", "--as", "eve", "review", "list", "--all")  # not a user: reads nothing
     as_user(monkeypatch, "sam")
     assert [u.name for u in users.all_users(project.ws) if u.role == "committee"] == ["carla", "chen"]

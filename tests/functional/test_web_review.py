@@ -19,14 +19,14 @@ from tests.functional.webapp import (
     SCRIPT,
     Browser,
     browser,
+    cli_sign_in,
     field,
     running_server,
 )
 
-from research_kit.core import audit
+from research_kit.core import audit, sessions
 from research_kit.core.workspace import Workspace
 from research_kit.review import requests as review
-from research_kit.web import sessions
 
 
 def test_a_flagged_cell_is_marked_with_its_reason(review_ws: Workspace) -> None:
@@ -222,14 +222,14 @@ def test_failed_sign_ins_are_slowed_never_locked_out_and_audited_per_burst(revie
     for _ in range(11):
         status, page = attempt("carla", "not the password")
         assert status == 401
-        assert "Wrong user name or password." in page
+        assert "Wrong user name, password or code." in page
         forget_the_wait()
     attempt("carla", "not the password either")  # the 12th: now every attempt must wait a while
     assert sessions.signin_wait(review_ws, "carla", "testclient") > 0
     assert sessions.signin_wait(review_ws, "anyone", "testclient") > 0  # the address waits for every name
     assert sessions.signin_wait(review_ws, "anyone", "10.0.0.9") == 0.0  # ... and only that address
     status, page = attempt("carla", PASSWORD)  # too soon: refused unread, in the same words
-    assert (status, "Wrong user name or password." in page) == (401, True)
+    assert (status, "Wrong user name, password or code." in page) == (401, True)
     forget_the_wait()
     assert attempt("carla", PASSWORD)[0] == 303  # slowed, never locked out
     status, _ = attempt("nobody" + "x" * 500, "a password typed into the name field")
@@ -247,6 +247,7 @@ def test_failed_sign_ins_are_slowed_never_locked_out_and_audited_per_burst(revie
 def test_a_disabled_user_is_signed_out_at_once(review_ws: Workspace, cli: Run) -> None:
     chen = browser(review_ws, "chen")
     assert chen.get("/requests").status_code == 200
+    cli_sign_in(review_ws, "sam")
     cli("--as", "sam", "users", "disable", "chen")
     assert chen.get("/requests").status_code == 303
     token = field(Browser(review_ws).client.get("/signin").text, "signin_token")
@@ -301,22 +302,30 @@ def test_a_researcher_sees_only_their_studies_budgets(review_ws: Workspace) -> N
 
 
 def test_passwords_are_set_by_a_steward_and_stored_hashed(review_ws: Workspace, cli: Run) -> None:
-    done = cli("--as", "sam", "users", "password", "rita", "--stdin", input_text="a new long password\n")
+    cli_sign_in(review_ws, "sam", "rob")
+    done = cli("--as", "sam", "users", "password", "rita", "--password-stdin", input_text="a new long password\n")
     assert done.returncode == 0, done.stderr
     with review_ws.catalog() as conn:
         stored = conn.execute("SELECT password_hash FROM users WHERE name = 'rita'").fetchone()[0]
     assert stored.startswith("$argon2id$")
     assert "a new long password" not in stored
     Browser(review_ws).sign_in("rita", "a new long password")
-    short = cli("--as", "sam", "users", "password", "rita", "--stdin", check=False, input_text="short\n")
+    short = cli("--as", "sam", "users", "password", "rita", "--password-stdin", check=False, input_text="short\n")
     assert short.returncode != 0
     assert short.stderr.strip() == "research-kit: bad input: the password is 5 characters long; it needs at least 12"
     by_researcher = cli(
-        "--as", "rob", "users", "password", "rita", "--stdin", check=False, input_text="another long password\n"
+        "--as",
+        "rob",
+        "users",
+        "password",
+        "rita",
+        "--password-stdin",
+        check=False,
+        input_text="another long password\n",
     )
     assert by_researcher.returncode != 0
     assert "needs the steward role" in by_researcher.stderr
-    listed = cli("users", "list").stdout
+    listed = cli("--as", "sam", "users", "list").stdout
     assert "set" in listed
 
 

@@ -189,6 +189,14 @@ def review_ws(review_template: Path, tmp_path: Path, monkeypatch: pytest.MonkeyP
     return Workspace(root)
 
 
+def cli_sign_in(ws: Workspace, *names: str) -> None:
+    """Sign these users in on the test's command line, as ``research-kit login NAME`` does."""
+    from research_kit.core import identity
+
+    for name in names:
+        identity.login(ws, name, PASSWORD)
+
+
 def browser(ws: Workspace, name: str | None = None) -> Browser:
     b = Browser(ws)
     return b.sign_in(name) if name else b

@@ -7,6 +7,9 @@ from pathlib import Path
 from rich.console import Console
 
 from research_kit.actions.acting import as_user
+from research_kit.core import audit, users
+from research_kit.core.catalog import transaction
+from research_kit.core.permissions import Duty
 from research_kit.core.workspace import Workspace
 from research_kit.lab import run_lab
 from research_kit.sandbox import modes
@@ -29,5 +32,12 @@ def unwaive(ws: Workspace, *, actor: str) -> int:
 def lab(
     ws: Workspace, *, actor: str, home: Path, port: int, notebooks: Path, console: Console, open_browser: bool = False
 ) -> None:
-    """JupyterLab on the synthetic twin, in its sandbox, until Ctrl-C."""
-    as_user(actor, run_lab, ws, home=home, port=port, notebooks=notebooks, console=console, open_browser=open_browser)
+    """A researcher's JupyterLab on the synthetic twin, in its sandbox, until Ctrl-C; it is theirs (its sandbox
+    ledger holds the studies they own) and its start is audited."""
+    with ws.catalog() as conn, transaction(conn):
+        users.require(conn, actor, Duty.START_LAB)
+        audit.append(conn, ws.audit_path, "lab.start", {"port": port}, actor=actor)
+    as_user(
+        actor, run_lab, ws, owner=actor, home=home, port=port, notebooks=notebooks, console=console,
+        open_browser=open_browser,
+    )  # fmt: skip

@@ -13,6 +13,8 @@ from typing import Any
 
 from research_kit.actions.acting import as_user
 from research_kit.core import users
+from research_kit.core.identity import RERUN_SERVICE
+from research_kit.core.permissions import Duty
 from research_kit.core.workspace import Workspace
 from research_kit.review.intake import collect
 from research_kit.studies.rerun import RerunReport, rerun_all
@@ -59,11 +61,12 @@ def rerun(
     scheduler: str | None = None,
     on_study: Callable[[str, str, str], None] | None = None,
 ) -> RerunReport:
-    """A steward reruns every registered study on ``extract`` (one at a time, idempotent, resumable); each runs
-    its owner's registered pipeline, unchanged, on their behalf."""
+    """A steward starts the rerun of every registered study on ``extract`` (one at a time, idempotent,
+    resumable). The reruns act as the service identity :data:`~research_kit.core.identity.RERUN_SERVICE` (it
+    runs and reruns, nothing else), each running its owner's registered pipeline, unchanged, on their behalf."""
     with ws.catalog() as conn:
-        users.require(conn, actor, "steward", doing="rerunning every study")
+        users.require(conn, actor, Duty.RERUN)
     return as_user(
-        actor, rerun_all, ws, extract, executor=executor, workers=workers, scheduler=scheduler, on_study=on_study,
-        run=_run_and_collect,
+        RERUN_SERVICE, rerun_all, ws, extract, executor=executor, workers=workers, scheduler=scheduler,
+        on_study=on_study, run=_run_and_collect, requested_by=actor,
     )  # fmt: skip

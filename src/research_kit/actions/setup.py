@@ -4,13 +4,42 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from research_kit.core.workspace import Workspace, default_root, init_workspace
+from research_kit.actions.acting import as_user
+from research_kit.core import identity, users
+from research_kit.core.config import POLICY_FILE, AuthPolicy, Policy
+from research_kit.core.errors import PolicyRefusal
+from research_kit.core.permissions import Duty
+from research_kit.core.workspace import Workspace, check_name, default_root, init_workspace
 from research_kit.pseudonymise.keys import key_path, load_key, new_key
 
 
-def init(path: Path | None = None) -> tuple[Workspace, bool]:
-    """Create (or bring up to date) a workspace; it and whether it is new."""
-    return init_workspace(path)
+def init(
+    path: Path | None = None, *, steward: str | None = None, password: str | None = None, demo: bool = False
+) -> tuple[Workspace, bool]:
+    """Create (or bring up to date) a workspace, with its first ``steward``; it and whether it is new.
+
+    ``demo``: a new workspace is made in demo mode (``[auth].mode = "demo"``: identities not verified).
+    """
+    if steward is not None:
+        check_name(steward, "--steward")
+    policy = Policy(auth=AuthPolicy(mode="demo")) if demo else None
+    ws, created = init_workspace(path, policy=policy)
+    if steward is not None:
+        if identity.has_users(ws):
+            raise PolicyRefusal("this workspace has users already: a signed-in steward adds more (users add)")
+        as_user(steward, users.add, ws, steward, "steward", password)
+    return ws, created
+
+
+def existing_workspace() -> Workspace | None:
+    """The workspace the commands act on, if it has been made."""
+    root = default_root()
+    return Workspace(root) if (root / POLICY_FILE).exists() else None
+
+
+def require_steward(ws: Workspace, name: str) -> None:
+    with ws.catalog() as conn:
+        users.require(conn, name, Duty.HANDLE_KEY)
 
 
 def make_key(path: Path | None = None) -> tuple[Path, str]:

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from research_kit.actions.acting import as_user
+from research_kit.actions.acting import on_duty
+from research_kit.core.permissions import Duty
 from research_kit.core.workspace import Workspace
 from research_kit.synth.publish import TwinResult
 from research_kit.synth.publish import build_twin as _build_twin
@@ -21,4 +22,7 @@ def twin(
     progress: Callable[[str], None] | None = None,
 ) -> TwinResult:
     """Build ``extract``'s synthetic twin; published only if every policy figure holds."""
-    return as_user(actor, _build_twin, ws, extract, model=model, seed=seed, progress=progress, replace=replace)
+    return on_duty(
+        ws, actor, Duty.BUILD_TWIN, _build_twin, ws, extract, model=model, seed=seed, progress=progress,
+        replace=replace,
+    )  # fmt: skip

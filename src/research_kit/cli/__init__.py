@@ -28,6 +28,8 @@ from research_kit.core.errors import UserError
 COMMANDS: dict[str, str] = {
     "init": "setup",
     "key": "setup",
+    "login": "signin",
+    "logout": "signin",
     "simulate": "simulate",
     "ingest": "extracts",
     "extracts": "extracts",
@@ -89,15 +91,20 @@ def _root(
         bool, typer.Option("--version", callback=_version, is_eager=True, help="Show the version and exit.")
     ] = False,
     acting_as: Annotated[
-        str | None, typer.Option("--as", help="Act as this workspace user [default: $RESEARCH_KIT_USER or login]")
+        str | None,
+        typer.Option("--as", help="Act as this user, one you are signed in as (research-kit login NAME)."),
     ] = None,
 ) -> None:
     """A research workspace for a national rare-disease registry.
 
-    The workspace is ./.workspace unless RESEARCH_KIT_HOME names another folder.
+    The workspace is ./.workspace unless RESEARCH_KIT_HOME names another folder. Sign in first:
+    research-kit login NAME.
     """
-    if acting_as is not None:
-        os.environ[ACTOR_ENV] = acting_as
+    from research_kit.cli import common
+
+    common.requested["as"] = acting_as
+    # Believed in demo mode only; removed so that nothing this process starts reads it either.
+    common.requested["demo"] = os.environ.pop(ACTOR_ENV, None)
 
 
 def command(name: str) -> TyperCommand | TyperGroup:

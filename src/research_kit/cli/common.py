@@ -1,24 +1,60 @@
-"""What every command group shares: the console, the acting user, the workspace, list options."""
+"""What every command group shares: the console, the signed-in acting user, the workspace, list options."""
 
 from __future__ import annotations
 
+import sys
+
 from rich.console import Console
 
-from research_kit.core.audit import current_actor
+from research_kit.core import audit, identity
 from research_kit.core.errors import BadInput
+from research_kit.core.sessions import ANONYMOUS
 from research_kit.core.workspace import Workspace, open_workspace
 
 console = Console(highlight=False)
 
+# Set by the root command from --as, and from RESEARCH_KIT_USER, which only demo mode believes.
+requested: dict[str, str | None] = {"as": None, "demo": None}
+_acting: dict[str, str] = {}  # workspace root -> who this process acts as there, once resolved
 
-def actor() -> str:
-    """Who is acting: ``--as``, else ``$RESEARCH_KIT_USER``, else the login name."""
-    return current_actor()
+
+def workspace(*, signed_in: bool = True) -> Workspace:
+    """The workspace (``$RESEARCH_KIT_HOME``, else ``./.workspace``), and who acts on it.
+
+    ``signed_in=False`` only for what acts for no one (``audit verify``) or bootstraps a workspace.
+    """
+    ws = open_workspace()
+    if signed_in:
+        actor(ws)
+    return ws
 
 
-def workspace() -> Workspace:
-    """The workspace: ``$RESEARCH_KIT_HOME``, else ``./.workspace``."""
-    return open_workspace()
+def actor(ws: Workspace | None = None) -> str:
+    """Who is acting: the caller's signed-in user (``--as`` picks one of several); in demo mode, whom --as names."""
+    ws = ws or open_workspace()
+    key = str(ws.root)
+    if key not in _acting:
+        name = identity.acting_user(ws, requested["as"], demo_name=requested["demo"])
+        if identity.demo_mode(ws):
+            print(f"research-kit: {identity.DEMO_WARNING}", file=sys.stderr)
+        audit.act_as(name)  # the rest of this process acts as them, down to every audit line
+        _acting[key] = name
+    return _acting[key]
+
+
+def signed_in_or_anonymous(ws: Workspace) -> str:
+    """The acting user when one is signed in (or named in demo mode), else "anonymous": for what acts for no one."""
+    from research_kit.core.errors import PolicyRefusal
+
+    try:
+        return actor(ws)
+    except PolicyRefusal:
+        return ANONYMOUS
+
+
+def bootstrapping(ws: Workspace) -> bool:
+    """Whether ``ws`` has no user yet: its first steward is made without signing in."""
+    return not identity.has_users(ws)
 
 
 def numbers(text: str | None, what: str) -> list[float] | None:

@@ -1,18 +1,18 @@
-"""``users add|list|disable|password``: the workspace's users and their roles."""
+"""``users add|list|disable|password|allow-demo``: the workspace's users and their roles."""
 
 from __future__ import annotations
 
-import sys
 from typing import Annotated
 
 import typer
 from rich.markup import escape
 
 from research_kit.actions import people
-from research_kit.cli.common import actor, console, workspace
+from research_kit.cli.common import actor, bootstrapping, console, workspace
+from research_kit.cli.signin import read_secret
 from research_kit.console.people import print_users
-from research_kit.core.errors import BadInput
-from research_kit.core.users import ROLES
+from research_kit.core.errors import PolicyRefusal
+from research_kit.core.users import FIRST_STEWARD, ROLES
 
 app = typer.Typer(add_completion=False)
 users_app = typer.Typer(help="The workspace's users and their roles.", no_args_is_help=True)
@@ -23,10 +23,26 @@ app.add_typer(users_app, name="users")
 def add(
     name: Annotated[str, typer.Argument(help="The user's name (letters, digits, '.', '_', '-').")],
     role: Annotated[str, typer.Option(help=f"{', '.join(ROLES[:-1])} or {ROLES[-1]}.")],
+    password_stdin: Annotated[
+        bool, typer.Option("--password-stdin", help="Read their password from the first line of stdin.")
+    ] = False,
+    password: Annotated[
+        bool, typer.Option("--password", help="Ask their password on the terminal (the first steward is asked anyway).")
+    ] = False,
 ) -> None:
-    """Add a user, or give an existing user one more role (a steward does; the first steward by anyone)."""
-    user = people.add(workspace(), actor=actor(), name=name, role=role)
+    """Add a user, or give one more role to a user (a signed-in steward does; the first steward, no one)."""
+    ws = workspace(signed_in=False)
+    first = bootstrapping(ws)
+    if first and role != "steward":
+        raise PolicyRefusal(FIRST_STEWARD)  # before asking a password
+    who = name if first else actor(ws)  # the workspace's first steward adds themselves
+    secret = None
+    if first or password or password_stdin:
+        secret = read_secret(f"password for {name}", from_stdin=password_stdin, confirm=True)
+    user = people.add(ws, actor=who, name=name, role=role, password=secret)
     console.print(f"user {escape(user.name)}: {user.role}")
+    if first:
+        console.print(f"sign in: research-kit login {escape(user.name)}")
 
 
 @users_app.command("list")
@@ -44,15 +60,23 @@ def disable(name: Annotated[str, typer.Argument(help="The user to disable.")]) -
 
 @users_app.command("password")
 def password(
-    name: Annotated[str, typer.Argument(help="The user who will sign in to the web app with it.")],
-    stdin: Annotated[bool, typer.Option("--stdin", help="Read the password from the first line of stdin.")] = False,
+    name: Annotated[str, typer.Argument(help="The user who will sign in with it.")],
+    stdin: Annotated[
+        bool, typer.Option("--password-stdin", help="Read the password from the first line of stdin.")
+    ] = False,
 ) -> None:
-    """Set a user's password for the review web app (a steward does); their open sessions end."""
-    if stdin:
-        secret = sys.stdin.readline().rstrip("\r\n")
-    elif sys.stdin.isatty():
-        secret = typer.prompt(f"new password for {name}", hide_input=True, confirmation_prompt=True)
-    else:
-        raise BadInput("no terminal to ask the password on: pipe it in with --stdin")
-    people.set_password(workspace(), actor=actor(), name=name, password=secret)
-    console.print(f"password set for {escape(name)}; they sign in at 'research-kit serve'")
+    """Set a user's password (a steward does); their open sessions end."""
+    ws = workspace()
+    secret = read_secret(f"new password for {name}", from_stdin=stdin, confirm=True)
+    people.set_password(ws, actor=actor(ws), name=name, password=secret)
+    console.print(f"password set for {escape(name)}; they sign in with 'research-kit login {escape(name)}'")
+
+
+@users_app.command("allow-demo")
+def allow_demo(
+    reason: Annotated[str, typer.Option(help="Why identities may go unverified on this workspace's real data.")],
+) -> None:
+    """Let [auth].mode = 'demo' run on a workspace holding real data (a steward does; audited)."""
+    ws = workspace()
+    people.allow_demo(ws, actor=actor(ws), reason=reason)
+    console.print("demo mode allowed on this workspace's real data: identities go unverified while it is on")

@@ -18,7 +18,7 @@ app.add_typer(audit_app, name="audit")
 @audit_app.command("verify")
 def verify() -> None:
     """Check every entry of the audit log; exit 0 only when the chain is intact."""
-    verdict = records.verify(workspace())
+    verdict = records.verify(workspace(signed_in=False))  # anyone may check the chain
     console.print(f"audit log intact: {verdict.entries} entries, chain and anchor verified")
 
 

@@ -6,9 +6,11 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+from rich.markup import escape
 
 from research_kit.actions import setup
-from research_kit.cli.common import console
+from research_kit.cli.common import actor, bootstrapping, console
+from research_kit.cli.signin import read_secret
 from research_kit.console import extracts as show
 
 app = typer.Typer(add_completion=False)
@@ -25,15 +27,27 @@ def init(
     path: Annotated[
         Path | None, typer.Argument(help="Folder of the new workspace [default: $RESEARCH_KIT_HOME or .workspace]")
     ] = None,
+    steward: Annotated[
+        str | None, typer.Option(help="Make this the workspace's first steward (asks a password).")
+    ] = None,
+    password_stdin: Annotated[
+        bool, typer.Option("--password-stdin", help="Read the first steward's password from stdin.")
+    ] = False,
 ) -> None:
     """Create a workspace: policy file, catalog and audit log (an existing one is brought up to date)."""
-    ws, created = setup.init(path)
+    secret = None
+    if steward is not None:
+        secret = read_secret(f"password for {steward}", from_stdin=password_stdin, confirm=True)
+    ws, created = setup.init(path, steward=steward, password=secret)
     show.print_init(console, ws, created)
+    if steward is not None:
+        console.print(f"first steward: {escape(steward)}; sign in with 'research-kit login {escape(steward)}'")
 
 
 @key_app.command("new")
 def key_new(path: KeyOption = None) -> None:
-    """Write a new 256-bit random key (mode 0600). An existing key is never overwritten."""
+    """Write a new 256-bit random key (mode 0600; a steward does, once the workspace has users)."""
+    _steward()
     target, fingerprint = setup.make_key(path)
     console.print(f"new key written: {target} (mode 0600), fingerprint {fingerprint}")
     console.print("Back it up somewhere safe: without it, later extracts will not link to earlier ones.")
@@ -41,6 +55,14 @@ def key_new(path: KeyOption = None) -> None:
 
 @key_app.command("show")
 def key_show(path: KeyOption = None) -> None:
-    """Check the key and show its fingerprint (never the key)."""
+    """Check the key and show its fingerprint (never the key; a steward does, once the workspace has users)."""
+    _steward()
     target, fingerprint = setup.show_key(path)
     console.print(f"{target}: fingerprint {fingerprint}")
+
+
+def _steward() -> None:
+    """The key is the steward's, once the workspace has users; before that (the bootstrap) anyone's."""
+    ws = setup.existing_workspace()
+    if ws is not None and not bootstrapping(ws):
+        setup.require_steward(ws, actor(ws))

@@ -8,7 +8,7 @@ from typing import Annotated
 import typer
 
 from research_kit.actions import simulation
-from research_kit.cli.common import actor, console, workspace
+from research_kit.cli.common import console, signed_in_or_anonymous, workspace
 from research_kit.console import extracts as show
 from research_kit.console.progress import patient_progress
 from research_kit.simulator.export import SimulationSpec
@@ -31,7 +31,8 @@ def simulate(
     """Simulate an identifiable raw export of the registry (patients, diagnoses, phenotypes, encounters)."""
     spec = SimulationSpec(patients=patients, seed=seed, format=fmt, faults=faults)
     with patient_progress(console, patients) as advance:
+        ws = workspace(signed_in=False)  # simulated data belong to no one: no sign-in needed
         export_id, result = simulation.simulate(
-            workspace(), actor=actor(), spec=spec, name=name, out=out, replace=replace, progress=advance
+            ws, actor=signed_in_or_anonymous(ws), spec=spec, name=name, out=out, replace=replace, progress=advance
         )
     show.print_simulation(console, export_id, result)

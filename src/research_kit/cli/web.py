@@ -20,4 +20,4 @@ def serve(
     port: Annotated[int, typer.Option(help="Port to listen on.", min=1, max=65535)] = 8765,
 ) -> None:
     """The committee's review web app: requests, flagged cells, votes, releases, budgets, the audit log."""
-    run_server(workspace(), host=host, port=port, console=console)
+    run_server(workspace(signed_in=False), host=host, port=port, console=console)

@@ -11,7 +11,7 @@ from research_kit.core.users import User
 
 def print_users(console: Console, rows: list[User]) -> None:
     table = Table(title="users")
-    for column in ("name", "role", "active", "web password", "added", "by"):
+    for column in ("name", "role", "active", "password", "added", "by"):
         table.add_column(column)
     for u in rows:
         table.add_row(

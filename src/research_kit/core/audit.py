@@ -60,6 +60,11 @@ def current_actor() -> str:
     return _ACTOR.get() or os.environ.get(ACTOR_ENV) or getpass.getuser()
 
 
+def act_as(name: str) -> None:
+    """Act as ``name`` from now on in this thread (a command, once it knows who signed in)."""
+    _ACTOR.set(name)
+
+
 @contextmanager
 def acting(name: str) -> Iterator[None]:
     """Act as ``name`` inside the block (this thread or task only)."""

@@ -345,6 +345,22 @@ MIGRATIONS: tuple[Migration, ...] = (
                )""",
         ),
     ),
+    Migration(
+        10,
+        "command-line sign-in sessions beside the web app's; a user's second factor (TOTP); a steward's opt-in to "
+        "demo mode on real data",
+        (
+            "ALTER TABLE sessions ADD COLUMN kind TEXT NOT NULL DEFAULT 'web' CHECK (kind IN ('web', 'cli'))",
+            "ALTER TABLE users ADD COLUMN totp_secret TEXT",
+            """CREATE TABLE demo_optins (
+                   id INTEGER PRIMARY KEY,
+                   granted_by TEXT NOT NULL,
+                   granted_at TEXT NOT NULL,
+                   reason TEXT NOT NULL,
+                   revoked_at TEXT
+               )""",
+        ),
+    ),
 )
 
 

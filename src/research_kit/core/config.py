@@ -254,6 +254,32 @@ class WebPolicy(_Section):
     )
 
 
+@dataclass(frozen=True)
+class AuthPolicy(_Section):
+    name: ClassVar[str] = "auth"
+    title: ClassVar[str] = "Who is acting: signing in on the command line and the web app"
+    mode: str = _opt(
+        "embedded",
+        "'embedded': one machine, the workspace's file owner is its administrator, everyone signs in "
+        "('research-kit login'); 'service': people reach the workspace only through 'research-kit serve', "
+        "under a service account; 'demo': identities are NOT verified (--as NAME is believed), for the "
+        "simulator's data only, and every command says so.",
+        choices=["embedded", "service", "demo"],
+    )
+    second_factor: str = _opt(
+        "service",
+        "When committee members and stewards also give a one-time code (TOTP, RFC 6238) to sign in: "
+        "'service' (in the service mode only), 'always' or 'never'.",
+        choices=["service", "always", "never"],
+    )
+    session_hours: int = _opt(
+        12,
+        "A command-line sign-in ('research-kit login') lasts this long, then the user signs in again.",
+        min=1,
+        max=24 * 30,
+    )
+
+
 SECTIONS: tuple[type[_Section], ...] = (
     IngestPolicy,
     PseudonymisePolicy,
@@ -265,6 +291,7 @@ SECTIONS: tuple[type[_Section], ...] = (
     ReviewPolicy,
     RunnerPolicy,
     WebPolicy,
+    AuthPolicy,
 )
 
 
@@ -282,6 +309,7 @@ class Policy:
     review: ReviewPolicy = field(default_factory=ReviewPolicy)
     runner: RunnerPolicy = field(default_factory=RunnerPolicy)
     web: WebPolicy = field(default_factory=WebPolicy)
+    auth: AuthPolicy = field(default_factory=AuthPolicy)
 
     def as_dict(self) -> dict[str, dict[str, Any]]:
         return dataclasses.asdict(self)

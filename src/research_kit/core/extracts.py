@@ -62,3 +62,10 @@ def get_extract(ws: Workspace, extract_id: str) -> Extract:
 def is_registered(ws: Workspace, extract_id: str) -> bool:
     with ws.catalog() as conn:
         return conn.execute("SELECT 1 FROM extracts WHERE id = ?", (extract_id,)).fetchone() is not None
+
+
+def unsimulated_extracts(ws: Workspace) -> list[str]:
+    """Extracts whose manifest does not say that every source file came from the simulator."""
+    with ws.catalog() as conn:
+        rows = conn.execute("SELECT id, manifest FROM extracts ORDER BY id").fetchall()
+    return [row["id"] for row in rows if json.loads(row["manifest"]).get("simulated") is not True]

@@ -196,3 +196,45 @@ def markdown(rows: Iterable[tuple[Act, State, Who, tuple[State, ...]]] | None = 
     for act, state, who, to in rows if rows is not None else table():
         lines.append(f"| {act} | {state} | {who} | {' or '.join(to)} |")
     return "\n".join(lines) + "\n"
+
+
+class Duty(StrEnum):
+    """What a role is for in the workspace (outside a review request): each is checked through :data:`DUTIES`."""
+
+    ADD_USER = "adding a user"
+    DISABLE_USER = "disabling a user"
+    SET_PASSWORD = "setting a password"
+    HANDLE_KEY = "handling the pseudonymisation key"
+    INGEST = "ingesting an export"
+    ASSESS_RISK = "assessing an extract's re-identification risk"
+    BUILD_TWIN = "building a synthetic twin"
+    WAIVE_SANDBOX = "waiving the sandbox"
+    ALLOW_DEMO = "allowing demo mode on real data"
+    RERUN = "rerunning every study"
+    GRANT = "granting a study budget"
+    START_LAB = "starting a lab"
+
+
+# Who may do each duty. A study's own acts (running its pipeline, spending its budget) are its owners'
+# (research_kit.core.owners); reruns act as a service identity (research_kit.core.identity.RERUN_SERVICE).
+DUTIES: dict[Duty, tuple[Role, ...]] = {
+    Duty.ADD_USER: (Role.STEWARD,),
+    Duty.DISABLE_USER: (Role.STEWARD,),
+    Duty.SET_PASSWORD: (Role.STEWARD,),
+    Duty.HANDLE_KEY: (Role.STEWARD,),
+    Duty.INGEST: (Role.STEWARD,),
+    Duty.ASSESS_RISK: (Role.STEWARD,),
+    Duty.BUILD_TWIN: (Role.STEWARD,),
+    Duty.WAIVE_SANDBOX: (Role.STEWARD,),
+    Duty.ALLOW_DEMO: (Role.STEWARD,),
+    Duty.RERUN: (Role.STEWARD,),
+    Duty.GRANT: (Role.COMMITTEE,),
+    Duty.START_LAB: (Role.RESEARCHER,),
+}
+
+
+def duties_markdown() -> str:
+    """Who may do each duty, as Markdown (``docs/reference.md``)."""
+    lines = ["| duty | who |", "| --- | --- |"]
+    lines += [f"| {duty} | {' or '.join(r.value for r in roles)} |" for duty, roles in DUTIES.items()]
+    return "\n".join(lines) + "\n"

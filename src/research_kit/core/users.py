@@ -4,17 +4,18 @@ Roles: ``researcher`` (runs studies, submits their outputs), ``committee``
 (reviews and releases), ``steward`` (manages users; ingests and publishes
 twins). A user may hold several (a small registry's steward may sit on the
 committee): what each role allows is :mod:`research_kit.core.permissions`,
-and nobody reviews a request they wrote or a study they own. The acting user is ``--as NAME`` on the command line, or
-``RESEARCH_KIT_USER``: the shell trusts whoever can write the workspace's
-files. The review web app checks who people are: it signs in with a
-password, stored only as its argon2id hash (argon2-cffi's defaults, RFC 9106).
+and nobody reviews a request they wrote or a study they own. People sign in, on the command line
+(:mod:`research_kit.core.identity`) as on the web app, with a password stored
+only as its argon2id hash (argon2-cffi's defaults, RFC 9106).
 
-The first steward may be added by anyone (the workspace's bootstrap, audited);
-after that only an active steward adds or disables users and sets passwords.
+While a workspace has no user at all, its first steward is added without
+signing in (the bootstrap, audited); after that only a signed-in, active
+steward adds or disables users and sets passwords.
 """
 
 from __future__ import annotations
 
+import functools
 import sqlite3
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -25,12 +26,19 @@ from argon2.exceptions import InvalidHashError, VerificationError
 from research_kit.core import audit
 from research_kit.core.catalog import transaction
 from research_kit.core.errors import BadInput, MissingData, PolicyRefusal
+from research_kit.core.permissions import DUTIES, Duty
 from research_kit.core.workspace import Workspace, check_name
 
 ROLES = ("researcher", "committee", "steward")
+FIRST_STEWARD = "add a steward first: research-kit users add NAME --role steward"
 _HASHER = PasswordHasher()
-# Verified when the user is unknown or has no password, so that a wrong name costs as long as a wrong password.
-_DUMMY_HASH = _HASHER.hash("research-kit: no such user")
+
+
+@functools.cache
+def _dummy_hash() -> str:
+    """Verified when the user is unknown or has no password, so that a wrong name costs as long as a wrong
+    password (made on first use: hashing costs time every command would pay)."""
+    return _HASHER.hash("research-kit: no such user")
 
 
 @dataclass(frozen=True)
@@ -69,8 +77,10 @@ def get(conn: sqlite3.Connection, name: str) -> User | None:
     return None if row is None else _row(conn, row)
 
 
-def require(conn: sqlite3.Connection, name: str, *roles: str, doing: str) -> User:
-    """The acting user, who must be active and hold one of ``roles``; otherwise a one-line refusal."""
+def require(conn: sqlite3.Connection, name: str, duty: Duty) -> User:
+    """The acting user, who must be active and hold a role :data:`~research_kit.core.permissions.DUTIES` gives
+    ``duty``; otherwise a one-line refusal."""
+    roles, doing = tuple(r.value for r in DUTIES[duty]), duty.value
     user = get(conn, name)
     if user is None:
         raise PolicyRefusal(
@@ -85,20 +95,19 @@ def require(conn: sqlite3.Connection, name: str, *roles: str, doing: str) -> Use
     return user
 
 
-def add(ws: Workspace, name: str, role: str) -> User:
-    """Add a user with ``role``, or give an existing user one more role (a steward does; audited)."""
+def add(ws: Workspace, name: str, role: str, password: str | None = None) -> User:
+    """Add a user with ``role`` (and ``password``), or give an existing user one more role (a steward does;
+    audited, in one transaction)."""
     check_name(name, "user name")
     if role not in ROLES:
         raise BadInput(f"--role {role!r}: use one of {', '.join(ROLES)}")
+    hashed = None if password is None else _hashed(ws, password)
     actor = audit.current_actor()
     with ws.catalog() as conn, transaction(conn):
-        stewards = conn.execute(
-            "SELECT COUNT(*) FROM user_roles r JOIN users u ON u.name = r.user WHERE r.role = 'steward' AND u.active"
-        ).fetchone()[0]
-        if stewards:
-            require(conn, actor, "steward", doing="adding a user")
+        if conn.execute("SELECT 1 FROM users LIMIT 1").fetchone() is not None:
+            require(conn, actor, Duty.ADD_USER)
         elif role != "steward":
-            raise PolicyRefusal("add a steward first: research-kit users add NAME --role steward")
+            raise PolicyRefusal(FIRST_STEWARD)
         at = datetime.now(UTC).isoformat(timespec="seconds")
         existing = get(conn, name)
         if existing is not None and role in existing.roles:
@@ -110,6 +119,10 @@ def add(ws: Workspace, name: str, role: str) -> User:
         conn.execute("INSERT INTO user_roles (user, role, added_by, added_at) VALUES (?, ?, ?, ?)",
                      (name, role, actor, at))  # fmt: skip
         audit.append(conn, ws.audit_path, "user.add" if existing is None else "user.role", {"user": name, "role": role})
+        if hashed is not None:
+            conn.execute("UPDATE users SET password_hash = ? WHERE name = ?", (hashed, name))
+            conn.execute("DELETE FROM sessions WHERE user = ?", (name,))
+            audit.append(conn, ws.audit_path, "user.password", {"user": name})
         added = get(conn, name)
     assert added is not None
     return added
@@ -118,7 +131,7 @@ def add(ws: Workspace, name: str, role: str) -> User:
 def disable(ws: Workspace, name: str) -> None:
     actor = audit.current_actor()
     with ws.catalog() as conn, transaction(conn):
-        require(conn, actor, "steward", doing="disabling a user")
+        require(conn, actor, Duty.DISABLE_USER)
         user = get(conn, name)
         if user is None:
             raise MissingData(f"no user {name!r}")
@@ -134,21 +147,33 @@ def all_users(ws: Workspace) -> list[User]:
         return [_row(conn, r) for r in conn.execute("SELECT * FROM users ORDER BY role, name")]
 
 
-def set_password(ws: Workspace, name: str, password: str) -> None:
-    """Set ``name``'s web password (a steward does); every open session of theirs ends."""
+def _hashed(ws: Workspace, password: str) -> str:
+    """``password``'s argon2id hash, once it passes the policy's rules."""
     minimum = ws.policy().web.min_password_length
     if len(password) < minimum:
         raise BadInput(f"the password is {len(password)} characters long; it needs at least {minimum}")
     if password.strip() != password or not password.isprintable():
         raise BadInput("the password starts or ends with a space, or holds a control character")
+    return _HASHER.hash(password)
+
+
+def set_password(ws: Workspace, name: str, password: str) -> None:
+    """Set ``name``'s password (a steward does); every open session of theirs ends."""
+    hashed = _hashed(ws, password)
     actor = audit.current_actor()
     with ws.catalog() as conn, transaction(conn):
-        require(conn, actor, "steward", doing="setting a password")
+        require(conn, actor, Duty.SET_PASSWORD)
         if get(conn, name) is None:
             raise MissingData(f"no user {name!r}")
-        conn.execute("UPDATE users SET password_hash = ? WHERE name = ?", (_HASHER.hash(password), name))
+        conn.execute("UPDATE users SET password_hash = ? WHERE name = ?", (hashed, name))
         conn.execute("DELETE FROM sessions WHERE user = ?", (name,))
         audit.append(conn, ws.audit_path, "user.password", {"user": name})
+
+
+def code_secret(conn: sqlite3.Connection, name: str) -> str | None:
+    """``name``'s one-time-code secret, or None before they set the codes up."""
+    row = conn.execute("SELECT totp_secret FROM users WHERE name = ?", (name,)).fetchone()
+    return None if row is None else row["totp_secret"]
 
 
 def check_password(conn: sqlite3.Connection, name: str, password: str) -> User | None:
@@ -156,7 +181,7 @@ def check_password(conn: sqlite3.Connection, name: str, password: str) -> User |
     row = conn.execute("SELECT * FROM users WHERE name = ?", (name,)).fetchone()
     stored = row["password_hash"] if row is not None and row["password_hash"] else None
     try:
-        _HASHER.verify(stored or _DUMMY_HASH, password)
+        _HASHER.verify(stored or _dummy_hash(), password)
     except (VerificationError, InvalidHashError):
         return None
     if row is None or stored is None or not row["active"]:

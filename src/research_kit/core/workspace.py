@@ -105,10 +105,11 @@ def open_workspace(path: Path | None = None) -> Workspace:
     return Workspace(root)
 
 
-def init_workspace(path: Path | None = None) -> tuple[Workspace, bool]:
+def init_workspace(path: Path | None = None, *, policy: Policy | None = None) -> tuple[Workspace, bool]:
     """Create (or bring up to date) a workspace; return it and whether it is new.
 
-    An existing policy file is never overwritten; the catalog is migrated.
+    A new workspace gets ``policy`` (default: the defaults); an existing policy file is never overwritten;
+    the catalog is migrated.
     """
     root = (path or default_root()).resolve()
     if root.exists() and not root.is_dir():
@@ -122,7 +123,7 @@ def init_workspace(path: Path | None = None) -> tuple[Workspace, bool]:
     ws = Workspace(root)
     if created:
         tmp = ws.policy_path.with_suffix(".toml.tmp")
-        tmp.write_text(render_policy(), encoding="utf-8")
+        tmp.write_text(render_policy(policy), encoding="utf-8")
         os.replace(tmp, ws.policy_path)
     else:
         ws.policy()  # an existing policy must still be valid

@@ -33,6 +33,7 @@ from research_kit.core import audit, users
 from research_kit.core import owners as study_owners
 from research_kit.core.catalog import transaction
 from research_kit.core.errors import BadInput, MissingData, PolicyRefusal
+from research_kit.core.permissions import Duty
 from research_kit.core.workspace import Workspace, check_name
 from research_kit.dp.accounting import describe, from_picorho, to_picorho
 from research_kit.tiers import TIERS, Tier
@@ -114,7 +115,7 @@ def grant(ws: Workspace, study: str, rho: float, *, note: str = "", owners: Sequ
     amount = to_picorho(rho, round_up=False)
     who = audit.current_actor()
     with ws.catalog() as conn, transaction(conn):
-        users.require(conn, who, "committee", doing="granting a study budget")
+        users.require(conn, who, Duty.GRANT)
         if not study_owners.owners(conn, study) and not owners:
             raise BadInput(f"study {study} has no owner yet: name its researcher(s) with --owner NAME")
         if who in {*study_owners.owners(conn, study), *owners}:

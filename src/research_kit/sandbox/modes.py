@@ -18,7 +18,6 @@
 from __future__ import annotations
 
 import functools
-import json
 import shutil
 import subprocess
 import sys
@@ -29,6 +28,8 @@ from pathlib import Path
 
 from research_kit.core.catalog import transaction
 from research_kit.core.errors import BadInput, PolicyRefusal
+from research_kit.core.extracts import unsimulated_extracts
+from research_kit.core.permissions import Duty
 from research_kit.core.workspace import Workspace
 from research_kit.sandbox.confine import Sandbox
 from research_kit.sandbox.limits import Limits, cgroup_v2_parent
@@ -113,13 +114,6 @@ def waiver(ws: Workspace) -> str:
     return f"{row['granted_by']}: {row['reason']}" if row else ""
 
 
-def unsimulated_extracts(ws: Workspace) -> list[str]:
-    """Extracts whose manifest does not say that every source file came from the simulator."""
-    with ws.catalog() as conn:
-        rows = conn.execute("SELECT id, manifest FROM extracts ORDER BY id").fetchall()
-    return [row["id"] for row in rows if json.loads(row["manifest"]).get("simulated") is not True]
-
-
 def confinement(ws: Workspace) -> Confinement:
     """The confinement ``ws``'s policy asks for, or a one-line refusal when it cannot be had."""
     mode = ws.policy().runner.sandbox
@@ -162,7 +156,7 @@ def waive(ws: Workspace, *, reason: str) -> None:
         raise BadInput("--reason: say why researcher code may run unconfined on this workspace's real data")
     by = audit.current_actor()
     with ws.catalog() as conn, transaction(conn):
-        users.require(conn, by, "steward", doing="waiving the sandbox")
+        users.require(conn, by, Duty.WAIVE_SANDBOX)
         conn.execute(
             "INSERT INTO sandbox_waivers (granted_by, granted_at, reason) VALUES (?, ?, ?)", (by, _now(), reason)
         )
@@ -174,7 +168,7 @@ def unwaive(ws: Workspace) -> int:
     from research_kit.core import audit, users
 
     with ws.catalog() as conn, transaction(conn):
-        users.require(conn, audit.current_actor(), "steward", doing="revoking a sandbox waiver")
+        users.require(conn, audit.current_actor(), Duty.WAIVE_SANDBOX)
         revoked = conn.execute("UPDATE sandbox_waivers SET revoked_at = ? WHERE revoked_at IS NULL", (_now(),)).rowcount
         if revoked:
             audit.append(conn, ws.audit_path, "sandbox.waiver_revoked", {"waivers": revoked})

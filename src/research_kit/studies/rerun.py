@@ -50,8 +50,10 @@ def rerun_all(
     listener: Listener | None = None,
     on_study: Listener | None = None,
     run: Callable[..., RunReport] = run_pipeline,
+    requested_by: str | None = None,
 ) -> RerunReport:
-    """Rerun every registered study on ``extract_id``; ``run`` runs one (the run action passes its own)."""
+    """Rerun every registered study on ``extract_id``; ``run`` runs one (the run action passes its own);
+    ``requested_by`` is who started it, recorded beside the identity it acts as."""
     extract = get_extract(ws, extract_id)
     report = RerunReport(extract.id)
     with hold(studies_dir(ws) / ".rerun.lock", "a rerun"):
@@ -67,7 +69,8 @@ def rerun_all(
                         "INSERT INTO reruns (extract, started_at, state) VALUES (?, ?, 'running')",
                         (extract.id, records.now()),
                     )
-                    audit.append(conn, ws.audit_path, "study.rerun.start", {"extract": extract.id})
+                    details = {"extract": extract.id} | ({"requested_by": requested_by} if requested_by else {})
+                    audit.append(conn, ws.audit_path, "study.rerun.start", details)
             pipelines = records.registered_pipelines(conn)
         for study, path in pipelines:
             if on_study is not None:

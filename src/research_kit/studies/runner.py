@@ -150,6 +150,8 @@ class _Run:
             "study": self.pipeline.study,
             "pipeline": str(self.pipeline.path),
             "run": self.run_id,
+            "run_by": current_actor(),  # a researcher, or the service identity reruns act as
+            "on_behalf_of": self.on_behalf_of,  # whose study budget the action's queries spend
             "action": action.name,
             "notebook": notebook,
             "notebook_hash": self.notebook_hash(action.notebook),

@@ -27,9 +27,9 @@ from starlette.templating import Jinja2Templates
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from research_kit import __version__
+from research_kit.core import sessions
 from research_kit.core.errors import BadInput, MissingData, PolicyRefusal, UserError
 from research_kit.core.workspace import Workspace
-from research_kit.web import sessions
 
 HERE = Path(__file__).parent
 SESSION_COOKIE = "rk_session"

@@ -27,6 +27,7 @@ from research_kit.actions import budget as budgets
 from research_kit.actions import review as reviewing
 from research_kit.core.errors import BadInput, MissingData, UserError
 from research_kit.core.permissions import Act
+from research_kit.core.sessions import Session
 from research_kit.core.users import ROLES
 from research_kit.core.workspace import Workspace
 from research_kit.dp.accounting import epsilon_of, from_picorho
@@ -35,7 +36,6 @@ from research_kit.review import requests as review
 from research_kit.review.release import releases_dir
 from research_kit.web import grid
 from research_kit.web.http import call, form, need, render, status_of, text_field, workspace
-from research_kit.web.sessions import Session
 
 TEXT_SUFFIXES = {".txt", ".json", ".html", ".md"}
 MAX_TEXT = 200_000  # characters of a text output shown on the page

@@ -9,8 +9,8 @@ from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 from starlette.routing import Route
 
+from research_kit.core import sessions
 from research_kit.core.users import ROLES
-from research_kit.web import sessions
 from research_kit.web.http import (
     SESSION_COOKIE,
     SIGNIN_COOKIE,
@@ -36,6 +36,7 @@ async def signin_page(request: Request) -> Response:
 async def signin(request: Request) -> Response:
     data = await request.form()
     name, password = text_field(data, "name").strip(), text_field(data, "password")
+    code = text_field(data, "code").strip() or None
     expected = request.cookies.get(SIGNIN_COOKIE)
     next_path = safe_next(text_field(data, "next"))
     if not expected or not sessions.same_token(expected, text_field(data, "signin_token")):
@@ -45,7 +46,11 @@ async def signin(request: Request) -> Response:
             address = request.client.host if request.client else ""
             if await run_in_threadpool(sessions.signin_wait, workspace(request), name, address) > 0:
                 raise sessions.SignInRefused(sessions.REFUSED)  # too soon after the last failure: refused unread
-            token, _ = await run_in_threadpool(sessions.sign_in, workspace(request), name, password, address=address)
+            token, _ = await run_in_threadpool(
+                sessions.sign_in, workspace(request), name, password, address=address, code=code
+            )
+        except sessions.CodeNeeded as exc:  # the password was right: say what is missing
+            error, status = f"{str(exc)[:1].upper()}{str(exc)[1:]}.", 401
         except sessions.SignInRefused as exc:
             error, status = f"{str(exc)[:1].upper()}{str(exc)[1:]}.", 401
         else:

@@ -6,9 +6,18 @@ import json
 import os
 import subprocess
 import sys
+from pathlib import Path
 
-from tests.conftest import MEMBER, people
+import pytest
+from tests.conftest import MEMBER, sign_in
 from tests.integration.dp.conftest import Registry
+
+
+@pytest.fixture(autouse=True)
+def signed_in(registry: Registry, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """ana and rob (researchers) and the committee member sign in on this test's command line."""
+    monkeypatch.setenv("XDG_RUNTIME_DIR", str(tmp_path / "run"))
+    sign_in(registry.ws, ana="researcher", rob="researcher", **{MEMBER: "committee"})
 
 
 def _run(registry: Registry, *args: str) -> subprocess.CompletedProcess[str]:
@@ -19,7 +28,6 @@ def _run(registry: Registry, *args: str) -> subprocess.CompletedProcess[str]:
 
 
 def test_grant_query_and_show_from_the_shell(registry: Registry) -> None:
-    people(registry.ws, ana="researcher")
     refused = _run(registry, "--as", "ana", "budget", "grant", "shell", "--epsilon", "1", "--owner", "ana")
     assert refused.returncode == 5
     assert "'ana' is a researcher; granting a study budget needs the committee role" in refused.stderr
@@ -44,18 +52,17 @@ def test_grant_query_and_show_from_the_shell(registry: Registry) -> None:
     assert answer["rank_error"] > 0
     assert answer["rho"] <= 0.005
     assert 0 <= answer["table"][0]["value"] <= 90
-    shown = _run(registry, "budget", "show", "shell")
+    shown = _run(registry, "--as", "ana", "budget", "show", "shell")
     assert shown.returncode == 0
     assert "quantile(onset_age_years, 0.5)" in shown.stdout
     assert "spent" in shown.stdout
 
 
 def test_shell_mistakes_are_one_line_with_their_exit_code(registry: Registry) -> None:
-    people(registry.ws, ana="researcher")
     cases = [
         (("--as", MEMBER, "budget", "grant", "x"), 3, "give the grant as --rho"),
         (("--as", MEMBER, "budget", "grant", "x", "--rho", "2000000", "--owner", "ana"), 5, "max_study_rho"),
-        (("query", "count", "patients", "--study", "nobody"), 5, "has no privacy budget"),
+        (("--as", "ana", "query", "count", "patients", "--study", "nobody"), 5, "has no privacy budget"),
         (
             ("--as", "ana", "query", "count", "patients", "--study", "shell", "--by", "eye_colour"),
             3,
@@ -67,7 +74,7 @@ def test_shell_mistakes_are_one_line_with_their_exit_code(registry: Registry) ->
             4,
             "no extract 'nope'",
         ),
-        (("query", "count", "patients", "--study", "../etc"), 3, "study '../etc'"),
+        (("--as", "ana", "query", "count", "patients", "--study", "../etc"), 3, "study '../etc'"),
         (
             ("--as", "rob", "query", "count", "patients", "--study", "shell"),
             5,

@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from tests.conftest import grant
+from tests.conftest import grant, sign_in
 from tests.integration.dp.conftest import Registry
 
 from research_kit.core import audit
@@ -79,12 +79,16 @@ def test_a_failed_release_gives_its_reservation_back(registry: Registry, monkeyp
     assert ledger.history(ws, study) == []
 
 
-def test_eight_processes_racing_for_the_last_of_a_budget(registry: Registry) -> None:
+def test_eight_processes_racing_for_the_last_of_a_budget(
+    registry: Registry, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     ws, study = registry.ws, "race"
     grant(ws, study, 0.035, owner="racer")  # room for exactly three queries of rho 0.01
+    monkeypatch.setenv("XDG_RUNTIME_DIR", str(tmp_path / "run"))
+    sign_in(ws, racer="researcher")  # eight shells of racer's, signed in once
     # Calibrate first, so that every process reaches the ledger at about the same time.
     engine.run(ws, make_query("count", "patients", rho=0.01), study=study, source=registry.source, preview=True)
-    env = {**os.environ, "RESEARCH_KIT_HOME": str(ws.root), "RESEARCH_KIT_USER": "racer"}
+    env = {**os.environ, "RESEARCH_KIT_HOME": str(ws.root)}
     procs = [
         subprocess.Popen(
             [

@@ -57,6 +57,32 @@ def test_a_rerun_runs_only_the_registered_pipeline_and_notebooks_unchanged(proje
     assert "or one of its notebooks is not what its owner last ran" in report.problems["kept"]
 
 
+def test_a_rerun_acts_as_the_service_identity_on_the_owners_behalf(project: Project) -> None:
+    import json
+
+    from research_kit.core.identity import RERUN_SERVICE
+
+    grant(project.ws, "svc", 0.5, owner="ana")
+    first = runs.run(project.ws, actor="ana", pipeline=_pipeline(project, "svc", "svc"), extract="e1")
+    assert first.outcome == "succeeded"
+    report = runs.rerun(project.ws, actor=STEWARD, extract="e2")
+    (rerun,) = report.runs
+    assert rerun.outcome == "succeeded"
+    with project.ws.catalog() as conn:
+        run_by = conn.execute("SELECT actor FROM runs WHERE id = ?", (rerun.run_id,)).fetchone()[0]
+    assert run_by == RERUN_SERVICE
+    (outcome,) = rerun.actions.values()
+    assert outcome.folder is not None
+    provenance = json.loads((outcome.folder / "provenance.json").read_text())
+    assert (provenance["run_by"], provenance["on_behalf_of"]) == (RERUN_SERVICE, "ana")
+    entries = [json.loads(line) for line in project.ws.audit_path.read_text().splitlines()]
+    start = next(e for e in entries if e["action"] == "study.rerun.start")
+    assert (start["actor"], start["details"]["requested_by"]) == (RERUN_SERVICE, STEWARD)
+    # The service identity is no user: it signs in nowhere and holds no role for anything else.
+    with audit.acting(RERUN_SERVICE), pytest.raises(PolicyRefusal, match="not a user of this workspace"):
+        ledger.grant(project.ws, "svc", 0.5, owners=["ana"])
+
+
 def test_a_grant_evicts_a_pipeline_registered_by_someone_else_first(project: Project) -> None:
     people(project.ws, mal="researcher", ana="researcher")
     squat = _pipeline(project, "sq", "squat")

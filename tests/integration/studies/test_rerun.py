@@ -10,7 +10,7 @@ import sys
 import time
 
 import pytest
-from tests.conftest import STEWARD, Project, people
+from tests.conftest import STEWARD, Project, sign_in
 
 from research_kit.core.locks import Busy, hold
 from research_kit.studies.rerun import rerun_all
@@ -82,7 +82,7 @@ def test_a_rerun_killed_midway_resumes_where_it_stopped(project: Project) -> Non
             " VALUES ('k1', ?, 'k', '2026-01-01', 'test', ?)",
             (str(path.resolve()), content_hash(load_pipeline(path))),
         )
-    people(project.ws)  # a steward starts the rerun
+    sign_in(project.ws)  # a steward starts the rerun
     process = subprocess.Popen(
         [sys.executable, "-m", "research_kit", "--as", STEWARD, "rerun", "--extract", "e2"],
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
@@ -113,8 +113,8 @@ def test_a_rerun_killed_midway_resumes_where_it_stopped(project: Project) -> Non
 
 
 def test_the_cli_says_what_a_rerun_did(project: Project) -> None:
-    people(project.ws)
-    env = os.environ | {"COLUMNS": "200", "RESEARCH_KIT_USER": STEWARD}
+    sign_in(project.ws)
+    env = os.environ | {"COLUMNS": "200"}
     done = subprocess.run([sys.executable, "-m", "research_kit", "rerun", "--extract", "e9"],
                           capture_output=True, text=True, check=False, env=env)  # fmt: skip
     assert done.returncode == 4

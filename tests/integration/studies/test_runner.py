@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-from tests.conftest import Project
+from tests.conftest import Project, sign_in
 
 from research_kit.core import audit
 from research_kit.core.extracts import get_extract
@@ -212,6 +212,7 @@ def test_a_failed_action_stops_only_its_dependants_and_keeps_its_notebook(projec
             },
         },
     )
+    sign_in(project.ws, **{"test-runner": "researcher"})
     done = subprocess.run(
         [sys.executable, "-m", "research_kit", "run", str(path), "--extract", "e1"],
         capture_output=True, text=True, check=False, env=os.environ | {"COLUMNS": "200"},
@@ -325,6 +326,7 @@ def test_rk_load_reads_the_twin_outside_the_runner(project: Project, monkeypatch
 )
 def test_a_run_refuses_bad_options_before_anything_runs(project: Project, arguments: list[str], message: str) -> None:
     path = three_actions(project)
+    sign_in(project.ws, **{"test-runner": "researcher"})
     done = subprocess.run([sys.executable, "-m", "research_kit", "run", str(path), *arguments],
                           capture_output=True, text=True, check=False)  # fmt: skip
     assert done.returncode in (3, 4)

@@ -9,10 +9,19 @@ import sys
 from pathlib import Path
 
 import pytest
+from tests.conftest import sign_in
 from tests.integration.synth.conftest import Registry
+
+from research_kit.core.workspace import Workspace
+
+
+@pytest.fixture(autouse=True)
+def sessions(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("XDG_RUNTIME_DIR", str(tmp_path / "run"))  # this test's command-line sessions
 
 
 def _synth(home: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    sign_in(Workspace(home))  # the steward builds twins
     return subprocess.run(
         [sys.executable, "-m", "research_kit", "synth", *args],
         env={**os.environ, "RESEARCH_KIT_HOME": str(home), "COLUMNS": "200"},

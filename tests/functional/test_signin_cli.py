@@ -1,0 +1,221 @@
+"""Signing in on the command line, driven as people would drive it: ``research-kit login`` and what it allows."""
+
+from __future__ import annotations
+
+import json
+import os
+import sqlite3
+import stat
+import subprocess
+import sys
+from pathlib import Path
+
+import pyotp
+import pytest
+from tests.conftest import PASSWORD
+from typer.testing import CliRunner
+
+from research_kit.cli import COMMANDS, app, command, common
+from research_kit.core import identity
+from research_kit.core.workspace import Workspace
+
+from .conftest import Run
+from .test_cli import assert_one_line_error
+
+LINE = f"{PASSWORD}\n"
+
+
+def add(cli: Run, name: str, role: str, *acting: str) -> None:
+    cli(*acting, "users", "add", name, "--role", role, "--password-stdin", input_text=LINE)
+
+
+def login(cli: Run, name: str, **kw: object) -> subprocess.CompletedProcess[str]:
+    return cli("login", name, "--password-stdin", input_text=LINE, **kw)  # type: ignore[arg-type]
+
+
+def test_the_first_steward_needs_no_sign_in_then_everyone_signs_in(cli: Run, home: Path, tmp_path: Path) -> None:
+    cli("init")
+    assert_one_line_error(cli("users", "list", check=False), 5, "no user yet", "users add NAME --role steward")
+    assert_one_line_error(cli("users", "add", "rita", "--role", "researcher", check=False), 5, "add a steward first")
+    add(cli, "sam", "steward")  # the bootstrap: no sign-in, a password asked
+    # From now on nobody acts without signing in: not by naming a user, not through the environment.
+    refused = cli("users", "add", "eve", "--role", "steward", "--password-stdin", input_text=LINE, check=False)
+    assert_one_line_error(refused, 5, "sign in first: research-kit login NAME")
+    as_sam = cli("--as", "sam", "users", "add", "eve", "--role", "steward", check=False)
+    assert_one_line_error(as_sam, 5, "you are not signed in as 'sam'")
+    env_sam = cli("users", "add", "eve", "--role", "steward", env={"RESEARCH_KIT_USER": "sam"}, check=False)
+    assert_one_line_error(env_sam, 5, "sign in first")
+    assert_one_line_error(
+        cli("login", "sam", "--password-stdin", input_text="not the password\n", check=False),
+        5,
+        "wrong user name, password or code",
+    )
+    assert "signed in as sam (steward)" in login(cli, "sam").stdout
+    add(cli, "rita", "researcher")
+    assert "rita" in cli("users", "list").stdout
+    # The token file: the caller's alone, holding no password; the catalog holds only the token's hash.
+    folder = tmp_path / "run" / "research-kit"
+    assert stat.S_IMODE(folder.stat().st_mode) == 0o700
+    (token_file,) = folder.glob("sessions-*.json")
+    assert stat.S_IMODE(token_file.stat().st_mode) == 0o600
+    tokens = json.loads(token_file.read_text())
+    assert list(tokens) == ["sam"]
+    assert PASSWORD not in token_file.read_text()
+    with sqlite3.connect(home / "catalog.sqlite") as conn:
+        stored = [r[0] for r in conn.execute("SELECT token_sha256 FROM sessions WHERE kind = 'cli'")]
+    assert tokens["sam"] not in stored
+    assert len(stored) == 1
+    entries = [json.loads(line) for line in (home / "audit.jsonl").read_text().splitlines()]
+    assert [e["actor"] for e in entries if e["action"] == "user.add"] == ["sam", "sam"]
+    assert any(e["action"] == "cli.signin" and e["actor"] == "sam" for e in entries)
+
+
+def test_several_sessions_are_picked_with_as_and_only_among_ones_own(cli: Run, home: Path, tmp_path: Path) -> None:
+    cli("init", "--steward", "sam", "--password-stdin", input_text=LINE)
+    login(cli, "sam")
+    add(cli, "rita", "researcher")
+    add(cli, "carla", "committee")
+    assert "sam" in cli("users", "list").stdout  # one session: no --as needed
+    login(cli, "rita")
+    assert_one_line_error(cli("users", "list", check=False), 5, "signed in as rita, sam: say which with --as NAME")
+    assert "carla" in cli("--as", "rita", "users", "list").stdout
+    assert_one_line_error(cli("--as", "carla", "users", "list", check=False), 5, "not signed in as 'carla'")
+    # Another person at another shell (their own runtime folder) holds none of these sessions.
+    elsewhere = {"XDG_RUNTIME_DIR": str(tmp_path / "other-run")}
+    assert_one_line_error(cli("--as", "sam", "users", "list", env=elsewhere, check=False), 5, "not signed in")
+    # A token file others could read is refused, as ssh refuses a loose key.
+    (token_file,) = (tmp_path / "run" / "research-kit").glob("sessions-*.json")
+    token_file.chmod(0o644)
+    assert_one_line_error(cli("--as", "sam", "users", "list", check=False), 5, "is not yours alone")
+    token_file.chmod(0o600)
+    assert "signed out: rita" in cli("logout", "rita").stdout
+    assert_one_line_error(cli("--as", "rita", "users", "list", check=False), 5, "not signed in as 'rita'")
+    # A session ends when its user is disabled, and when it is older than [auth].session_hours.
+    login(cli, "rita")
+    cli("--as", "sam", "users", "disable", "rita")
+    assert_one_line_error(cli("--as", "rita", "users", "list", check=False), 5, "not signed in as 'rita'")
+    with sqlite3.connect(home / "catalog.sqlite") as conn:
+        conn.execute("UPDATE sessions SET created_at = '2000-01-01T00:00:00+00:00'")
+    assert_one_line_error(cli("users", "list", check=False), 5, "sign in first")
+    assert "not signed in" in cli("logout").stdout
+
+
+def test_committee_members_and_stewards_give_a_one_time_code_when_the_policy_asks(
+    cli: Run, home: Path, tmp_path: Path
+) -> None:
+    cli("init", "--steward", "sam", "--password-stdin", input_text=LINE)
+    policy = home / "research-kit.toml"
+    policy.write_text(policy.read_text().replace('second_factor = "service"', 'second_factor = "always"'))
+    # sam's first sign-in sets the codes up: the address goes to the terminal once, a code from it confirms.
+    env = {**os.environ, "COLUMNS": "200"}
+    first = subprocess.Popen(
+        [sys.executable, "-m", "research_kit", "login", "sam", "--password-stdin"], cwd=tmp_path, env=env,
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    assert first.stdin is not None
+    assert first.stderr is not None
+    first.stdin.write(LINE)
+    first.stdin.flush()
+    uri = next(line.strip() for line in first.stderr if line.strip().startswith("otpauth://"))
+    secret = pyotp.parse_uri(uri).secret
+    out, err = first.communicate(pyotp.TOTP(secret).now() + "\n", timeout=60)
+    assert first.returncode == 0, err
+    assert "signed in as sam" in out
+    cli("logout")
+    without = login(cli, "sam", check=False)
+    assert_one_line_error(without, 3, "no one-time code on standard input")
+    wrong = cli("login", "sam", "--password-stdin", "--code", "000000", input_text=LINE, check=False)
+    if pyotp.TOTP(secret).now() != "000000":
+        assert_one_line_error(wrong, 5, "wrong user name, password or code")
+    code = pyotp.TOTP(secret).now()
+    assert "signed in as sam" in cli("login", "sam", "--password-stdin", "--code", code, input_text=LINE).stdout
+    # A researcher gives no code.
+    add(cli, "rita", "researcher")
+    assert "signed in as rita" in login(cli, "rita").stdout
+    entries = [json.loads(line) for line in (home / "audit.jsonl").read_text().splitlines()]
+    assert any(e["action"] == "user.second_factor" and e["actor"] == "sam" for e in entries)
+    assert secret not in (home / "audit.jsonl").read_text()
+
+
+def test_demo_mode_believes_as_and_says_so_and_refuses_real_data(cli: Run, home: Path, tmp_path: Path) -> None:
+    cli("init", "--steward", "sam", "--password-stdin", input_text=LINE)
+    policy = home / "research-kit.toml"
+    embedded = policy.read_text()
+    policy.write_text(embedded.replace('mode = "embedded"', 'mode = "demo"'))
+    shown = cli("--as", "sam", "users", "list")
+    assert shown.stderr.strip() == f"research-kit: {identity.DEMO_WARNING}"
+    assert_one_line_error(cli("login", "sam", "--password-stdin", input_text=LINE, check=False), 5, "demo mode")
+    # An extract the simulator did not make: demo mode is refused until a signed-in steward opts in.
+    with sqlite3.connect(home / "catalog.sqlite") as conn:
+        conn.execute(
+            "INSERT INTO extracts (id, created_at, content_hash, key_fingerprint, patients, manifest) VALUES "
+            "('real-1', '2026-12-01', 'x', 'y', 10, '{\"simulated\": false}')"
+        )
+    assert_one_line_error(cli("--as", "sam", "users", "list", check=False), 5, "'real-1' was not made by the simulator")
+    policy.write_text(embedded)
+    login(cli, "sam")
+    cli("users", "allow-demo", "--reason", "training day on a copy")
+    policy.write_text(embedded.replace('mode = "embedded"', 'mode = "demo"'))
+    assert "sam" in cli("--as", "anyone", "users", "list").stdout
+    entries = [json.loads(line) for line in (home / "audit.jsonl").read_text().splitlines()]
+    assert any(e["action"] == "auth.demo_allowed" and e["actor"] == "sam" for e in entries)
+
+
+# Commands that act for no one, or bootstrap: they run without a sign-in (serve and lab start servers: not run here).
+NO_SIGN_IN = {"init", "login", "logout", "simulate", "audit verify", "pipeline check", "demo", "serve", "lab"}
+
+
+def _leaves() -> list[tuple[str, ...]]:
+    found = []
+    for name in COMMANDS:
+        cmd = command(name)
+        if hasattr(cmd, "commands"):  # a group: budget, review, users ...
+            found += [(name, sub) for sub in cmd.commands]
+        else:
+            found.append((name,))
+    return found
+
+
+def _placeholder_args(path: tuple[str, ...]) -> list[str]:
+    """Enough arguments for the command to parse: each required argument and option gets a harmless value."""
+    cmd = command(path[0])
+    if len(path) > 1:
+        cmd = cmd.commands[path[1]]  # type: ignore[attr-defined]
+    args: list[str] = []
+    for param in cmd.params:
+        if not param.required:
+            continue
+        value = "1"  # a name, a number and a request id alike
+        if param.param_type_name == "option":
+            args += [param.opts[0], value]
+        else:
+            args.append(value)
+    return args
+
+
+def test_every_command_acts_as_a_signed_in_user(home: Path, workspace: Workspace) -> None:
+    from tests.conftest import people
+
+    people(workspace, rita="researcher")
+    runner = CliRunner()
+    unguarded = []
+    for path in _leaves():
+        if " ".join(path) in NO_SIGN_IN or path[0] in NO_SIGN_IN:
+            continue
+        common._acting.clear()
+        result = runner.invoke(app, [*path, *_placeholder_args(path)])
+        refusal = str(result.exception) if result.exception else ""
+        if "sign in first" not in refusal:
+            unguarded.append((" ".join(path), result.exit_code, refusal or result.output[-200:]))
+    assert unguarded == []
+    assert len(_leaves()) > 30
+
+
+@pytest.mark.parametrize("as_name", ["rita", "nobody"])
+def test_as_never_reaches_a_user_one_has_not_signed_in_as(home: Path, workspace: Workspace, as_name: str) -> None:
+    from tests.conftest import people
+
+    people(workspace, rita="researcher")
+    common._acting.clear()
+    result = CliRunner().invoke(app, ["--as", as_name, "budget", "grant", "s", "--rho", "0.1", "--owner", "rita"])
+    assert f"you are not signed in as {as_name!r}" in str(result.exception)
