@@ -1,5 +1,6 @@
 """The review flow from the shell, each user signed in and picked with --as; mistakes are one line and a non-zero
-exit."""
+exit. The same test runs twice: on the embedded workspace, and as a client of ``research-kit serve`` in the
+service mode (``RESEARCH_KIT_URL`` set, the workspace's folder out of the client's reach)."""
 
 from __future__ import annotations
 
@@ -7,70 +8,118 @@ import os
 import subprocess
 import sys
 import zipfile
+from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
+import pyotp
 import pytest
 from tests.conftest import PASSWORD, Project
+from tests.functional.webapp import running_server
 from tests.integration.review.test_review import as_user, run_study
 
-from research_kit.core import users
+from research_kit.core import audit, users
+
+LINE = f"{PASSWORD}\n"
 
 
-def cli(home: Path, *args: str, input_text: str | None = None) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "RESEARCH_KIT_HOME": str(home), "COLUMNS": "200"}
-    env.pop("RESEARCH_KIT_USER", None)
-    return subprocess.run(
-        [sys.executable, "-m", "research_kit", *args], env=env, capture_output=True, text=True, timeout=300,
-        check=False, input=input_text,
-    )  # fmt: skip
+@dataclass
+class Shell:
+    """A person's shell: the environment its commands see, and how its users sign in."""
+
+    env: dict[str, str]
+    url: str | None = None
+
+    def run(self, *args: str, input_text: str | None = None) -> subprocess.CompletedProcess[str]:
+        env = {**os.environ, "COLUMNS": "200", **self.env}
+        env.pop("RESEARCH_KIT_USER", None)
+        return subprocess.run(
+            [sys.executable, "-m", "research_kit", *args], env=env, capture_output=True, text=True, timeout=300,
+            check=False, input=input_text,
+        )  # fmt: skip
+
+    def login(self, name: str) -> None:
+        """``research-kit login NAME``; in the service mode a committee member or steward sets one-time codes up
+        (the address shown once, a code from it typed back), as the first sign-in there asks."""
+        if self.url is None or not users_needing_codes(name):
+            done = self.run("login", name, "--password-stdin", input_text=LINE)
+            assert done.returncode == 0, done.stderr
+            return
+        env = {**os.environ, **self.env}
+        first = subprocess.Popen(
+            [sys.executable, "-m", "research_kit", "login", name, "--password-stdin"], env=env, text=True,
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        )  # fmt: skip
+        assert first.stdin is not None
+        assert first.stderr is not None
+        first.stdin.write(LINE)
+        first.stdin.flush()
+        uri = next(line.strip() for line in first.stderr if line.strip().startswith("otpauth://"))
+        out, err = first.communicate(pyotp.TOTP(pyotp.parse_uri(uri).secret).now() + "\n", timeout=60)
+        assert first.returncode == 0, err
+        assert f"signed in as {name}" in out
 
 
-def ok(home: Path, *args: str) -> str:
-    done = cli(home, *args)
+def users_needing_codes(name: str) -> bool:
+    return name in ("sam", "carla", "chen")
+
+
+@pytest.fixture(params=["embedded", "service"])
+def shell(request: pytest.FixtureRequest, project: Project, tmp_path: Path) -> Iterator[Shell]:
+    with audit.acting("sam"):  # the workspace's operator makes its first steward on its own machine
+        users.add(project.ws, "sam", "steward", PASSWORD)
+    if request.param == "embedded":
+        yield Shell({"RESEARCH_KIT_HOME": str(project.ws.root)})
+        return
+    policy = project.ws.policy_path
+    policy.write_text(policy.read_text().replace('mode = "embedded"', 'mode = "service"'))
+    with running_server(project.ws) as url:
+        yield Shell({"RESEARCH_KIT_URL": url, "RESEARCH_KIT_HOME": str(tmp_path / "not-the-workspace")}, url)
+
+
+def ok(shell: Shell, *args: str) -> str:
+    done = shell.run(*args)
     assert done.returncode == 0, done.stderr
     return done.stdout
 
 
-def refused(home: Path, code: int, text: str, *args: str) -> None:
-    done = cli(home, *args)
+def refused(shell: Shell, code: int, text: str, *args: str) -> None:
+    done = shell.run(*args)
     assert done.returncode == code, (done.stdout, done.stderr)
     assert done.stderr.count("\n") == 1, done.stderr
     assert text in done.stderr
     assert "Traceback" not in done.stderr
 
 
-def test_review_and_release_from_the_shell(project: Project, monkeypatch: pytest.MonkeyPatch) -> None:
-    home = project.ws.root
-    line = f"{PASSWORD}\n"
-    assert cli(home, "users", "add", "sam", "--role", "steward", "--password-stdin", input_text=line).returncode == 0
-    assert cli(home, "login", "sam", "--password-stdin", input_text=line).returncode == 0
-    refused(home, 5, "not signed in as 'rita'", "--as", "rita", "users", "add", "eve", "--role", "steward")
+def test_review_and_release_from_the_shell(shell: Shell, project: Project, monkeypatch: pytest.MonkeyPatch) -> None:
+    shell.login("sam")
+    refused(shell, 5, "not signed in as 'rita'", "--as", "rita", "users", "add", "eve", "--role", "steward")
     for name, role in (("rita", "researcher"), ("carla", "committee"), ("chen", "committee")):
-        done = cli(home, "--as", "sam", "users", "add", name, "--role", role, "--password-stdin", input_text=line)
+        done = shell.run("--as", "sam", "users", "add", name, "--role", role, "--password-stdin", input_text=LINE)
         assert done.returncode == 0, done.stderr
-        assert cli(home, "login", name, "--password-stdin", input_text=line).returncode == 0
-    assert "committee" in ok(home, "--as", "sam", "users", "list")
+        shell.login(name)
+    assert "committee" in ok(shell, "--as", "sam", "users", "list")
     rid = str(run_study(project, monkeypatch))
-    listed = ok(home, "--as", "rita", "outputs", "list")
+    listed = ok(shell, "--as", "rita", "outputs", "list")
     assert "pending" in listed
     assert "s1" in listed
-    refused(home, 5, "only a submitted request is reviewed", "--as", "carla", "review", "approve", rid)
-    refused(home, 3, "mitigation 'shuffle'", "--as", "rita", "outputs", "mitigate", rid, "big", "--method", "shuffle")
-    assert "midpoint6 applied" in ok(home, "--as", "rita", "outputs", "mitigate", rid, "big", "--method", "midpoint6")
-    assert "submitted" in ok(home, "--as", "rita", "outputs", "submit", rid)
-    refused(home, 5, "needs the committee role", "--as", "rita", "review", "approve", rid)
-    refused(home, 3, "fails the SDC checks", "--as", "carla", "review", "approve", rid)
-    refused(home, 4, "no review request 99", "--as", "carla", "review", "show", "99")
-    shown = ok(home, "--as", "carla", "review", "show", rid)
+    refused(shell, 5, "only a submitted request is reviewed", "--as", "carla", "review", "approve", rid)
+    refused(shell, 3, "mitigation 'shuffle'", "--as", "rita", "outputs", "mitigate", rid, "big", "--method", "shuffle")
+    assert "midpoint6 applied" in ok(shell, "--as", "rita", "outputs", "mitigate", rid, "big", "--method", "midpoint6")
+    assert "submitted" in ok(shell, "--as", "rita", "outputs", "submit", rid)
+    refused(shell, 5, "needs the committee role", "--as", "rita", "review", "approve", rid)
+    refused(shell, 3, "fails the SDC checks", "--as", "carla", "review", "approve", rid)
+    refused(shell, 4, "no review request 99", "--as", "carla", "review", "show", "99")
+    shown = ok(shell, "--as", "carla", "review", "show", rid)
     assert "fail (threshold): row 1, n: 3 patients" in shown
     assert "gate: column 'patient_id' is named like an identifier" in shown
-    assert "still submitted" not in ok(home, "--as", "carla", "review", "approve", rid, "--comment", "published")
-    assert "the request is approved" in ok(home, "--as", "chen", "review", "approve", rid, "--comment", "agreed")
-    refused(home, 5, "needs the committee role", "--as", "rita", "release", rid)
-    out = ok(home, "--as", "chen", "release", rid)
+    assert "still submitted" not in ok(shell, "--as", "carla", "review", "approve", rid, "--comment", "published")
+    assert "the request is approved" in ok(shell, "--as", "chen", "review", "approve", rid, "--comment", "agreed")
+    refused(shell, 5, "needs the committee role", "--as", "rita", "release", rid)
+    out = ok(shell, "--as", "chen", "release", rid)
     bundle = Path(out.split("released: ")[1].strip().replace("\n", ""))
     assert "results.json" in zipfile.ZipFile(bundle).namelist()
-    assert "released" in ok(home, "--as", "carla", "review", "list", "--all")
-    refused(home, 5, "not signed in as 'eve'", "--as", "eve", "review", "list", "--all")  # not a user: reads nothing
+    assert "released" in ok(shell, "--as", "carla", "review", "list", "--all")
+    refused(shell, 5, "not signed in as 'eve'", "--as", "eve", "review", "list", "--all")  # not a user: reads nothing
     as_user(monkeypatch, "sam")
     assert [u.name for u in users.all_users(project.ws) if u.role == "committee"] == ["carla", "chen"]

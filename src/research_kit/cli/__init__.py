@@ -21,6 +21,7 @@ import typer
 from typer.core import TyperCommand, TyperGroup
 
 from research_kit import __version__
+from research_kit.core import service
 from research_kit.core.audit import ACTOR_ENV
 from research_kit.core.errors import UserError
 
@@ -105,6 +106,8 @@ def _root(
     common.requested["as"] = acting_as
     # Believed in demo mode only; removed so that nothing this process starts reads it either.
     common.requested["demo"] = os.environ.pop(ACTOR_ENV, None)
+    # Set only by 'research-kit serve' for a command a client sent: it acts as that token's user.
+    common.requested["token"] = os.environ.pop(service.SESSION_ENV, None)
 
 
 def command(name: str) -> TyperCommand | TyperGroup:
@@ -119,8 +122,15 @@ def command(name: str) -> TyperCommand | TyperGroup:
 
 def main(argv: list[str] | None = None) -> Any:
     """Entry point: run the app; a user's mistake exits with one line, never a traceback."""
+    args = sys.argv[1:] if argv is None else argv
     try:
-        app(args=argv, prog_name="research-kit")
+        url = os.environ.get(service.URL_ENV)
+        if url:
+            from research_kit.cli import client
+
+            if client.sends(args):  # a client of 'research-kit serve': the server runs it
+                sys.exit(client.forward(client.server_url(url), args))
+        app(args=args, prog_name="research-kit")
     except UserError as exc:
         print(f"research-kit: {exc.label}: {exc}", file=sys.stderr)
         sys.exit(exc.exit_code)

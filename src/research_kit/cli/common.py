@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import os
 import sys
 
 from rich.console import Console
 
-from research_kit.core import audit, identity
+from research_kit.core import audit, identity, service
 from research_kit.core.errors import BadInput
 from research_kit.core.sessions import ANONYMOUS
 from research_kit.core.workspace import Workspace, open_workspace
@@ -14,7 +15,7 @@ from research_kit.core.workspace import Workspace, open_workspace
 console = Console(highlight=False)
 
 # Set by the root command from --as, and from RESEARCH_KIT_USER, which only demo mode believes.
-requested: dict[str, str | None] = {"as": None, "demo": None}
+requested: dict[str, str | None] = {"as": None, "demo": None, "token": None}
 _acting: dict[str, str] = {}  # workspace root -> who this process acts as there, once resolved
 
 
@@ -23,6 +24,11 @@ def workspace(*, signed_in: bool = True) -> Workspace:
 
     ``signed_in=False`` only for what acts for no one (``audit verify``) or bootstraps a workspace.
     """
+    if os.environ.get(service.URL_ENV):
+        raise BadInput(
+            f"{service.URL_ENV} is set: this command runs on the server's machine only (a client sends: "
+            f"{', '.join(sorted(service.REMOTE_COMMANDS))}, login and logout)"
+        )
     ws = open_workspace()
     if signed_in:
         actor(ws)
@@ -34,8 +40,8 @@ def actor(ws: Workspace | None = None) -> str:
     ws = ws or open_workspace()
     key = str(ws.root)
     if key not in _acting:
-        name = identity.acting_user(ws, requested["as"], demo_name=requested["demo"])
-        if identity.demo_mode(ws):
+        name = identity.acting_user(ws, requested["as"], demo_name=requested["demo"], token=requested["token"])
+        if requested["token"] is None and identity.demo_mode(ws):
             print(f"research-kit: {identity.DEMO_WARNING}", file=sys.stderr)
         audit.act_as(name)  # the rest of this process acts as them, down to every audit line
         _acting[key] = name

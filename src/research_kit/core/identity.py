@@ -64,14 +64,19 @@ def _check_private(path: Path, what: str) -> None:
         )
 
 
-def _token_file(ws: Workspace) -> Path:
-    digest = hashlib.sha256(str(ws.root.resolve()).encode("utf-8")).hexdigest()[:16]
+def _place(ws: Workspace) -> str:
+    return str(ws.root.resolve())
+
+
+def _token_file(place: str) -> Path:
+    """Where the caller's tokens for ``place`` (a workspace's folder, or a server's address) are kept."""
+    digest = hashlib.sha256(place.encode("utf-8")).hexdigest()[:16]
     return session_folder() / f"sessions-{digest}.json"
 
 
-def _tokens(ws: Workspace) -> dict[str, str]:
-    """The caller's session tokens for ``ws``, by user name."""
-    path = _token_file(ws)
+def stored_tokens(place: str) -> dict[str, str]:
+    """The caller's session tokens for ``place`` (a workspace's folder, or a server's address), by user name."""
+    path = _token_file(place)
     if not path.exists():
         return {}
     _check_private(path, "file")
@@ -84,9 +89,9 @@ def _tokens(ws: Workspace) -> dict[str, str]:
     return dict(data)
 
 
-def _save(ws: Workspace, tokens: dict[str, str]) -> None:
+def store_tokens(place: str, tokens: dict[str, str]) -> None:
     """Write the token file whole (mode 0600 from its creation, then renamed over the old one)."""
-    path = _token_file(ws)
+    path = _token_file(place)
     if not tokens:
         path.unlink(missing_ok=True)
         return
@@ -108,10 +113,10 @@ def login(ws: Workspace, name: str, password: str, *, code: str | None = None, e
     if sessions.signin_wait(ws, name, CLI_ADDRESS) > 0:
         raise sessions.SignInRefused(sessions.REFUSED)
     token, session = sessions.sign_in(ws, name, password, address=CLI_ADDRESS, code=code, enrol=enrol, kind="cli")
-    tokens = _tokens(ws)
+    tokens = stored_tokens(_place(ws))
     old = tokens.get(session.user.name)
     tokens[session.user.name] = token
-    _save(ws, tokens)
+    store_tokens(_place(ws), tokens)
     if old:
         sessions.sign_out(ws, old)
     return session.user
@@ -119,23 +124,23 @@ def login(ws: Workspace, name: str, password: str, *, code: str | None = None, e
 
 def logout(ws: Workspace, name: str | None = None) -> list[str]:
     """End the caller's session as ``name`` (every session of theirs when None); the names signed out."""
-    tokens = _tokens(ws)
+    tokens = stored_tokens(_place(ws))
     if name is not None and name not in tokens:
         raise PolicyRefusal(f"not signed in as {name!r} here")
     ended = []
     for who in [name] if name is not None else sorted(tokens):
         sessions.sign_out(ws, tokens.pop(who))
         ended.append(who)
-    _save(ws, tokens)
+    store_tokens(_place(ws), tokens)
     return ended
 
 
 def signed_in(ws: Workspace) -> list[str]:
     """The users the caller is signed in as on ``ws`` (sessions that ended are forgotten)."""
-    tokens = _tokens(ws)
+    tokens = stored_tokens(_place(ws))
     live = {name: token for name, token in tokens.items() if sessions.lookup(ws, token, kind="cli")}
     if live != tokens:
-        _save(ws, live)
+        store_tokens(_place(ws), live)
     return sorted(live)
 
 
@@ -158,11 +163,20 @@ def demo_mode(ws: Workspace) -> bool:
     return True
 
 
-def acting_user(ws: Workspace, as_name: str | None, *, demo_name: str | None = None) -> str:
+def acting_user(ws: Workspace, as_name: str | None, *, demo_name: str | None = None, token: str | None = None) -> str:
     """Who the command acts as: the caller's signed-in user (``as_name`` picks one of several).
 
-    In demo mode: ``as_name``, else ``demo_name`` (``RESEARCH_KIT_USER``), else the login name, unverified.
+    A command the server runs for a client (service mode) acts as the user of ``token``, the session the
+    client sent. In demo mode: ``as_name``, else ``demo_name`` (``RESEARCH_KIT_USER``), else the login name,
+    unverified.
     """
+    if token is not None:
+        session = sessions.lookup(ws, token, kind="cli")
+        if session is None:
+            raise PolicyRefusal("your sign-in has ended: research-kit login NAME")
+        if as_name is not None and as_name != session.user.name:
+            raise PolicyRefusal("--as: a command sent to the server acts as the user who sent it")
+        return session.user.name
     if demo_mode(ws):
         return as_name or demo_name or getpass.getuser()
     live = signed_in(ws)

@@ -7,7 +7,8 @@ its signed-in user; :mod:`research_kit.web.http` adds what a browser needs.
 
 The routes: :mod:`~research_kit.web.signin` (sign-in and out),
 :mod:`~research_kit.web.pages` (requests, outputs, votes, releases) and
-:mod:`~research_kit.web.records` (budgets and the audit log).
+:mod:`~research_kit.web.records` (budgets and the audit log), and
+:mod:`~research_kit.web.api` (the JSON API a command-line client uses).
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ from starlette.staticfiles import StaticFiles
 
 from research_kit.core.errors import UserError
 from research_kit.core.workspace import Workspace
-from research_kit.web import pages, records, signin
+from research_kit.web import api, pages, records, signin
 from research_kit.web.http import HERE, SecurityHeaders, SignInNeeded, render, safe_next, status_of
 
 
@@ -54,6 +55,7 @@ def create_app(ws: Workspace, *, secure_cookies: bool = False) -> Starlette:
         *signin.ROUTES,
         *pages.ROUTES,
         *records.ROUTES,
+        *api.ROUTES,
         Mount("/static", StaticFiles(directory=HERE / "static"), name="static"),
     ]
     app = Starlette(

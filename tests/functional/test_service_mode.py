@@ -1,0 +1,124 @@
+"""The service mode: the command line as a client of ``research-kit serve`` (RESEARCH_KIT_URL), and its JSON API.
+
+The review flow itself runs in both modes in ``test_review_cli.py``; here, what only the service mode has:
+what a client sends and refuses, the API's credential, and the JSON it answers.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import urllib.error
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+import pytest
+from tests.functional.webapp import PASSWORD, S1, S2, Browser, running_server
+
+from research_kit.core import identity
+from research_kit.core.workspace import Workspace
+
+LINE = f"{PASSWORD}\n"
+NOWHERE = "/nonexistent/research-kit-workspace"  # a client never opens (or makes) a workspace
+
+
+def api(url: str, path: str, body: dict[str, Any] | None = None, token: str | None = None) -> tuple[int, Any]:
+    headers = {"content-type": "application/json", **({"authorization": f"Bearer {token}"} if token else {})}
+    data = None if body is None else json.dumps(body).encode()
+    request = urllib.request.Request(f"{url}/api/v1{path}", data=data, headers=headers)
+    try:
+        with urllib.request.urlopen(request, timeout=60) as response:
+            return response.status, json.loads(response.read())
+    except urllib.error.HTTPError as error:
+        return error.code, json.loads(error.read())
+
+
+@pytest.fixture
+def server(review_ws: Workspace, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Any:
+    monkeypatch.setenv("XDG_RUNTIME_DIR", str(tmp_path / "client-run"))
+    policy = review_ws.policy_path
+    policy.write_text(policy.read_text().replace('mode = "embedded"', 'mode = "service"'))
+    with running_server(review_ws) as url:
+        yield url
+
+
+def client(url: str, *args: str, input_text: str | None = None, **env: str) -> subprocess.CompletedProcess[str]:
+    environment = {**os.environ, "COLUMNS": "200", "RESEARCH_KIT_URL": url, "RESEARCH_KIT_HOME": NOWHERE}
+    return subprocess.run(
+        [sys.executable, "-m", "research_kit", *args], env={**environment, **env}, capture_output=True, text=True,
+        timeout=300, check=False, input=input_text,
+    )  # fmt: skip
+
+
+def one_line(done: subprocess.CompletedProcess[str], code: int, text: str) -> None:
+    assert done.returncode == code, (done.stdout, done.stderr)
+    assert done.stderr.count("\n") == 1, done.stderr
+    assert text in done.stderr
+
+
+def test_a_client_sends_what_people_do_and_runs_nothing_itself(server: str, review_ws: Workspace) -> None:
+    rita = client(server, "login", "rita", "--password-stdin", input_text=LINE)
+    assert "signed in as rita (researcher)" in rita.stdout
+    assert "signed in as rob" in client(server, "login", "rob", "--password-stdin", input_text=LINE).stdout
+    listed = client(server, "--as", "rita", "outputs", "list")
+    assert listed.returncode == 0, listed.stderr
+    assert "s1" in listed.stdout
+    assert "s2" not in listed.stdout  # rob's study: the server acted as rita
+    one_line(client(server, "outputs", "list"), 5, "as rita, rob: say which with --as NAME")
+    one_line(client(server, "--as", "carla", "review", "list"), 5, "not signed in as 'carla' at")
+    # RESEARCH_KIT_USER is nobody's credential: the server acts as the token's user.
+    as_rob = client(server, "--as", "rob", "review", "show", str(S1), RESEARCH_KIT_USER="rita")
+    one_line(as_rob, 4, f"no review request {S1}")
+    # What runs on the server's machine only is refused here, before anything; help still works.
+    one_line(client(server, "--as", "rita", "ingest", "x", "--extract", "y"), 3, "runs on the server's machine only")
+    one_line(client(server, "init"), 3, "runs on the server's machine only")
+    assert "Usage" in client(server, "ingest", "--help").stdout
+    one_line(client("http://example.org", "--as", "rita", "review", "list"), 3, "give http://127.0.0.1:PORT")
+    one_line(client("http://127.0.0.1:1", "login", "rita", "--password-stdin", input_text=LINE), 3, "cannot reach")
+    one_line(client(server, "login", "rita", "--password-stdin", input_text="wrong password\n"), 5, "wrong user name")
+    # A session ended at the server (a sign-out elsewhere, a disabled user) ends here too, in one line.
+    assert "signed out: rob" in client(server, "logout", "rob").stdout
+    token = identity.stored_tokens(server)["rita"]
+    api(server, "/logout", {}, token)
+    one_line(client(server, "review", "list"), 5, "your sign-in as rita at")
+    assert identity.stored_tokens(server) == {}
+    assert not Path(NOWHERE).exists()
+
+
+def test_the_json_api_takes_a_command_line_token_only(server: str, review_ws: Workspace) -> None:
+    status, answer = api(server, "/login", {"name": "rob", "password": PASSWORD})
+    assert status == 200
+    token = answer["token"]
+    assert answer["roles"] == ["researcher"]
+    assert api(server, "/whoami", token=token) == (200, {"user": "rob", "roles": ["researcher"]})
+    status, requests = api(server, "/requests", token=token)
+    assert status == 200
+    assert [r["id"] for r in requests] == [S2]  # only his own
+    assert api(server, f"/requests/{S1}", token=token)[0] == 404
+    status, budgets = api(server, "/budgets", token=token)
+    assert status == 200
+    assert budgets == []  # s1's budget is rita's study
+    # No token, a made-up one, or a web app session's cookie token: refused alike.
+    assert api(server, "/whoami")[0] == 401
+    assert api(server, "/whoami", token="made-up")[0] == 401
+    browser = Browser(review_ws).sign_in("rob")
+    cookie = browser.client.cookies.get("rk_session")
+    assert cookie
+    assert api(server, "/whoami", token=cookie)[0] == 401
+    # A command names no other user, and only what a client may run.
+    assert api(server, "/command", {"argv": ["--as", "carla", "review", "list"]}, token)[0] == 400
+    assert api(server, "/command", {"argv": ["review", "list", "--as", "carla"]}, token)[0] == 400
+    status, answer = api(server, "/command", {"argv": ["ingest", "x", "--extract", "y"]}, token)
+    assert (status, "is not run through the server" in answer["error"]) == (400, True)
+    status, answer = api(server, "/command", {"argv": ["review", "list", "--all"]}, token)
+    assert status == 200
+    assert answer["exit_code"] == 0
+    assert "s2" in answer["stdout"]
+    # A committee member signs in with a one-time code in the service mode: without one, the API says so.
+    status, answer = api(server, "/login", {"name": "carla", "password": PASSWORD})
+    assert (status, answer["code_needed"], answer["enrol"]) == (401, True, True)
+    status, answer = api(server, "/login", {"name": "carla", "password": "not it"})
+    assert (status, answer) == (401, {"error": "wrong user name, password or code"})
