@@ -56,6 +56,7 @@ from research_kit.sandbox.limits import Limits
 from research_kit.tiers import TIER_ENV, published_twins
 
 DEFAULT_LAB_HOME = ".lab"
+OWNER_FILE = "owner"  # the researcher whose lab home it is: another's lab never reuses it
 
 
 def prepare_lab_home(ws: Workspace, home: Path, owner: str) -> Workspace:
@@ -72,7 +73,11 @@ def prepare_lab_home(ws: Workspace, home: Path, owner: str) -> Workspace:
             "'research-kit synth EXTRACT')"
         )
     _drop_planted_links(home, ws)
+    held = home / OWNER_FILE
+    if held.is_file() and held.read_text(encoding="utf-8").strip() != owner:
+        raise BadInput(f"--home {home}: another researcher's lab home; use a folder of your own")
     lab, _ = init_workspace(home)
+    held.write_text(owner + "\n", encoding="utf-8")
     shutil.copyfile(ws.policy_path, lab.policy_path)
     lab.synthetic_dir.mkdir(mode=0o700, exist_ok=True)
     published = {twin_id for twin_id, _ in twins}

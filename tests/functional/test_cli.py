@@ -286,3 +286,20 @@ def test_a_command_loads_only_the_libraries_it_needs(argv: list[str], heavy: tup
         )  # fmt: skip
     out = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, check=True)
     assert out.stdout.strip().splitlines()[-1] == "[]", out.stdout
+
+
+def test_simulate_never_writes_over_the_workspace_or_a_folder_it_did_not_make(
+    cli: Run, home: Path, tmp_path: Path
+) -> None:
+    cli("init")
+    for out in (home, tmp_path, home / "extracts" / "x"):
+        done = cli("simulate", "--patients", "20", "--out", str(out), "--replace", check=False)
+        assert_one_line_error(done, 3, "holds or lies in the workspace")
+    real = tmp_path / "hospital-export"
+    real.mkdir()
+    (real / "patients.csv").write_text("national_id\n1\n")
+    done = cli("simulate", "--patients", "20", "--out", str(real), "--replace", check=False)
+    assert_one_line_error(done, 3, "not an export the simulator wrote")
+    assert (real / "patients.csv").read_text() == "national_id\n1\n"
+    assert (home / "research-kit.toml").is_file()
+    assert "audit log intact" in cli("audit", "verify").stdout

@@ -61,6 +61,7 @@ def test_the_lab_home_holds_twins_and_grants_only(project: Project, tmp_path: Pa
     assert sorted(p.name for p in lab.root.iterdir() if p.suffix not in (".sqlite-wal", ".sqlite-shm")) == [
         "audit.jsonl",
         "catalog.sqlite",
+        "owner",
         "research-kit.toml",
         "synthetic",
         "tmp",
@@ -71,6 +72,8 @@ def test_the_lab_home_holds_twins_and_grants_only(project: Project, tmp_path: Pa
         assert [r[0] for r in conn.execute("SELECT DISTINCT study FROM dp_grants")] == ["delay"]
     with pytest.raises(Exception, match="must lie outside the workspace"):
         prepare_lab_home(project.ws, project.ws.root / "lab", "rita")
+    with pytest.raises(Exception, match="another researcher's lab home"):  # its ledger and history are hers
+        prepare_lab_home(project.ws, tmp_path / "lab", "rob")
     # A notebooks folder the lab may write must not hold what the host runs or guards.
     with pytest.raises(Exception, match="it holds the workspace"):
         check_notebooks_folder(project.ws, project.ws.root.parent)

@@ -77,6 +77,7 @@ def _restore(ws: Workspace, snapshot: Path) -> None:
     shutil.copytree(snapshot, ws.root)
 
 
+@pytest.mark.slow
 def test_the_command_line_refuses_exactly_what_the_table_refuses(walk: Workspace, tmp_path: Path) -> None:
     runner, wrong, seen = CliRunner(), [], {True: 0, False: 0}
     for state in State:
@@ -98,6 +99,7 @@ def test_the_command_line_refuses_exactly_what_the_table_refuses(walk: Workspace
     assert seen[False] > 50
 
 
+@pytest.mark.slow
 def test_the_web_app_refuses_exactly_what_the_table_refuses(walk: Workspace, tmp_path: Path) -> None:
     browsers = {name: Browser(walk).sign_in(name) for name in PEOPLE}
     wrong, seen = [], {True: 0, False: 0}

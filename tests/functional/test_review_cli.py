@@ -64,7 +64,7 @@ def users_needing_codes(name: str) -> bool:
     return name in ("sam", "carla", "chen")
 
 
-@pytest.fixture(params=["embedded", "service"])
+@pytest.fixture(params=["embedded", pytest.param("service", marks=pytest.mark.slow)])
 def shell(request: pytest.FixtureRequest, project: Project, tmp_path: Path) -> Iterator[Shell]:
     with audit.acting("sam"):  # the workspace's operator makes its first steward on its own machine
         users.add(project.ws, "sam", "steward", PASSWORD)

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import contextvars
 import json
 import os
 import sqlite3
 import stat
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pyotp
@@ -23,6 +25,7 @@ from .conftest import Run
 from .test_cli import assert_one_line_error
 
 LINE = f"{PASSWORD}\n"
+NO_CODE = "research-kit: bad input: no one-time code on standard input"
 
 
 def add(cli: Run, name: str, role: str, *acting: str) -> None:
@@ -86,8 +89,16 @@ def test_several_sessions_are_picked_with_as_and_only_among_ones_own(cli: Run, h
     # A token file others could read is refused, as ssh refuses a loose key.
     (token_file,) = (tmp_path / "run" / "research-kit").glob("sessions-*.json")
     token_file.chmod(0o644)
-    assert_one_line_error(cli("--as", "sam", "users", "list", check=False), 5, "is not yours alone")
+    assert_one_line_error(cli("--as", "sam", "users", "list", check=False), 5, "others may read this session file")
     token_file.chmod(0o600)
+    # The name a token is filed under is not believed: rita's token filed as sam's still acts as rita.
+    saved = token_file.read_text()
+    tokens = json.loads(saved)
+    token_file.write_text(json.dumps({"sam": tokens["rita"]}))
+    assert_one_line_error(
+        cli("users", "add", "eve", "--role", "steward", check=False), 5, "'rita' is a researcher; adding a user"
+    )
+    token_file.write_text(saved)
     assert "signed out: rita" in cli("logout", "rita").stdout
     assert_one_line_error(cli("--as", "rita", "users", "list", check=False), 5, "not signed in as 'rita'")
     # A session ends when its user is disabled, and when it is older than [auth].session_hours.
@@ -127,13 +138,26 @@ def test_committee_members_and_stewards_give_a_one_time_code_when_the_policy_ask
     wrong = cli("login", "sam", "--password-stdin", "--code", "000000", input_text=LINE, check=False)
     if pyotp.TOTP(secret).now() != "000000":
         assert_one_line_error(wrong, 5, "wrong user name, password or code")
-    code = pyotp.TOTP(secret).now()
+    # The next step's code is good (a slow clock), and good once: a code seen over a shoulder is spent.
+    code = pyotp.TOTP(secret).at(time.time() + 30)
     assert "signed in as sam" in cli("login", "sam", "--password-stdin", "--code", code, input_text=LINE).stdout
-    # A researcher gives no code.
+    replayed = cli("login", "sam", "--password-stdin", "--code", code, input_text=LINE, check=False)
+    assert_one_line_error(replayed, 5, "wrong user name, password or code")
+    # A researcher gives no code; given the committee role, her session ends and she must set codes up.
     add(cli, "rita", "researcher")
     assert "signed in as rita" in login(cli, "rita").stdout
+    cli("--as", "sam", "users", "add", "rita", "--role", "committee")
+    assert_one_line_error(cli("--as", "rita", "users", "list", check=False), 5, "not signed in as 'rita'")
+    enrol = login(cli, "rita", check=False)  # the setup's address is shown, then the code is asked for
+    assert (enrol.returncode, enrol.stderr.splitlines()[-1]) == (3, NO_CODE)
+    # A lost phone: a steward resets the codes; the user's sessions end and the next sign-in sets them up again.
+    cli("users", "reset-codes", "sam")
+    assert_one_line_error(cli("users", "list", check=False), 5, "sign in first")
+    enrol = login(cli, "sam", check=False)
+    assert (enrol.returncode, enrol.stderr.splitlines()[-1]) == (3, NO_CODE)
     entries = [json.loads(line) for line in (home / "audit.jsonl").read_text().splitlines()]
     assert any(e["action"] == "user.second_factor" and e["actor"] == "sam" for e in entries)
+    assert any(e["action"] == "user.codes_reset" and e["details"]["user"] == "sam" for e in entries)
     assert secret not in (home / "audit.jsonl").read_text()
 
 
@@ -203,7 +227,7 @@ def test_every_command_acts_as_a_signed_in_user(home: Path, workspace: Workspace
         if " ".join(path) in NO_SIGN_IN or path[0] in NO_SIGN_IN:
             continue
         common._acting.clear()
-        result = runner.invoke(app, [*path, *_placeholder_args(path)])
+        result = contextvars.copy_context().run(runner.invoke, app, [*path, *_placeholder_args(path)])
         refusal = str(result.exception) if result.exception else ""
         if "sign in first" not in refusal:
             unguarded.append((" ".join(path), result.exit_code, refusal or result.output[-200:]))
@@ -217,5 +241,22 @@ def test_as_never_reaches_a_user_one_has_not_signed_in_as(home: Path, workspace:
 
     people(workspace, rita="researcher")
     common._acting.clear()
-    result = CliRunner().invoke(app, ["--as", as_name, "budget", "grant", "s", "--rho", "0.1", "--owner", "rita"])
+    argv = ["--as", as_name, "budget", "grant", "s", "--rho", "0.1", "--owner", "rita"]
+    result = contextvars.copy_context().run(CliRunner().invoke, app, argv)
     assert f"you are not signed in as {as_name!r}" in str(result.exception)
+
+
+def test_failed_sign_ins_slow_only_that_account_and_say_so(cli: Run, home: Path) -> None:
+    from research_kit.core import sessions
+
+    cli("init", "--steward", "sam", "--password-stdin", input_text=LINE)
+    ws = Workspace(home)
+    for _ in range(12):  # another OS account of this machine guessing at random names
+        with pytest.raises(sessions.SignInRefused):
+            sessions.sign_in(ws, "guess", "wrong", address="command line, uid 99999", kind="cli")
+    assert "signed in as sam" in login(cli, "sam").stdout  # this account is not slowed by that one
+    for _ in range(6):
+        wrong = cli("login", "sam", "--password-stdin", input_text="not the password\n", check=False)
+        assert_one_line_error(wrong, 5, "wrong user name, password or code")
+    slowed = login(cli, "sam", check=False)  # the right password, too soon: refused unread, and told why
+    assert_one_line_error(slowed, 5, "too many failed sign-ins: try again in")

@@ -43,6 +43,15 @@ CASES: list[tuple[str, str, dict[str, object], dict[str | None, int]]] = [
     (GET, "/signin", {}, {None: 200}),
     (POST, "/signin", {}, {None: 403}),  # no sign-in token: refused
     (GET, "/static/style.css", {}, {None: 200}),
+    # The JSON API takes a command-line token (Authorization: Bearer), never the web app's cookie session; its
+    # own cases, with tokens, are in test_service_mode.py.
+    (POST, "/api/v1/login", {}, {None: 400, "rita": 400}),  # not a JSON body with a name and a password
+    (POST, "/api/v1/logout", {}, {None: 401, "rita": 401}),
+    (GET, "/api/v1/whoami", {}, {None: 401, "rita": 401, "carla": 401}),
+    (GET, "/api/v1/requests", {}, {None: 401, "rita": 401}),
+    (GET, "/api/v1/requests/{s1}", {}, {None: 401, "rita": 401}),
+    (GET, "/api/v1/budgets", {}, {None: 401, "rita": 401}),
+    (POST, "/api/v1/command", {}, {None: 401, "rita": 401, "sam": 401}),
 ]
 
 

@@ -13,6 +13,10 @@ def add(ws: Workspace, *, actor: str, name: str, role: str, password: str | None
     return as_user(actor, users.add, ws, name, role, password)
 
 
+def reset_codes(ws: Workspace, *, actor: str, name: str) -> None:
+    as_user(actor, users.reset_codes, ws, name)
+
+
 def login(ws: Workspace, *, name: str, password: str, code: str | None = None, enrol: str | None = None) -> User:
     return identity.login(ws, name, password, code=code, enrol=enrol)
 

@@ -21,9 +21,10 @@ import typer
 from typer.core import TyperCommand, TyperGroup
 
 from research_kit import __version__
-from research_kit.core import service
+from research_kit.core import audit, service
 from research_kit.core.audit import ACTOR_ENV
 from research_kit.core.errors import UserError
+from research_kit.core.sessions import ANONYMOUS
 
 # Each command (top-level name) and the module of research_kit.cli that holds it, in the order of the flow.
 COMMANDS: dict[str, str] = {
@@ -104,6 +105,8 @@ def _root(
     from research_kit.cli import common
 
     common.requested["as"] = acting_as
+    # Until the command knows who signed in, it acts as nobody: no environment variable names its actor.
+    audit.act_as(ANONYMOUS)
     # Believed in demo mode only; removed so that nothing this process starts reads it either.
     common.requested["demo"] = os.environ.pop(ACTOR_ENV, None)
     # Set only by 'research-kit serve' for a command a client sent: it acts as that token's user.

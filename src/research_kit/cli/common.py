@@ -49,13 +49,12 @@ def actor(ws: Workspace | None = None) -> str:
 
 
 def signed_in_or_anonymous(ws: Workspace) -> str:
-    """The acting user when one is signed in (or named in demo mode), else "anonymous": for what acts for no one."""
-    from research_kit.core.errors import PolicyRefusal
-
-    try:
-        return actor(ws)
-    except PolicyRefusal:
+    """For what acts for no one: "anonymous" when the caller named nobody and is signed in as nobody; else the
+    acting user (a wrong --as, or several sign-ins without one, is refused as for any command)."""
+    nobody = requested["as"] is None and requested["token"] is None and not identity.demo_mode(ws)
+    if nobody and not identity.signed_in(ws):
         return ANONYMOUS
+    return actor(ws)
 
 
 def bootstrapping(ws: Workspace) -> bool:

@@ -72,6 +72,15 @@ def password(
     console.print(f"password set for {escape(name)}; they sign in with 'research-kit login {escape(name)}'")
 
 
+@users_app.command("reset-codes")
+def reset_codes(name: Annotated[str, typer.Argument(help="The user whose one-time codes are set up again.")]) -> None:
+    """Forget a user's one-time-code setup (a lost phone); they set it up again at their next sign-in (a steward
+    does; their open sessions end)."""
+    ws = workspace()
+    people.reset_codes(ws, actor=actor(ws), name=name)
+    console.print(f"one-time codes of {escape(name)} reset: they set them up at their next 'research-kit login'")
+
+
 @users_app.command("allow-demo")
 def allow_demo(
     reason: Annotated[str, typer.Option(help="Why identities may go unverified on this workspace's real data.")],

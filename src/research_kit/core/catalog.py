@@ -361,6 +361,14 @@ MIGRATIONS: tuple[Migration, ...] = (
                )""",
         ),
     ),
+    Migration(
+        11,
+        "whether a session's sign-in gave a one-time code; the time step of each user's last code (good once)",
+        (
+            "ALTER TABLE sessions ADD COLUMN second_factor INTEGER NOT NULL DEFAULT 0",
+            "ALTER TABLE users ADD COLUMN totp_step INTEGER NOT NULL DEFAULT 0",
+        ),
+    ),
 )
 
 

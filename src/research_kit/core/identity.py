@@ -26,11 +26,14 @@ not make refuses it unless a signed-in steward opted in (audited).
 
 from __future__ import annotations
 
+import fcntl
 import getpass
 import hashlib
 import json
 import os
 import stat
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -43,23 +46,35 @@ from research_kit.core.workspace import Workspace
 
 RERUN_SERVICE = "service:reruns"  # the identity automatic reruns act as: run and rerun, nothing else; not a user
 DEMO_WARNING = "demo mode: identities are not verified ([auth].mode = 'demo'); never use it on real data"
-CLI_ADDRESS = "command line"  # where a command-line sign-in comes from, for the sign-in back-off
+
+
+def _address() -> str:
+    """Where a command-line sign-in comes from, for the sign-in back-off: this OS account (one person's
+    failures never slow another account's sign-ins)."""
+    return f"command line, uid {os.getuid()}"
 
 
 def session_folder() -> Path:
     """The caller's own folder for session tokens (made mode 0700; refused when others may enter it)."""
     base = os.environ.get("XDG_RUNTIME_DIR") or str(Path.home() / ".local" / "state")
     folder = Path(base) / "research-kit"
-    folder.mkdir(mode=0o700, parents=True, exist_ok=True)
+    try:
+        folder.mkdir(mode=0o700, parents=True, exist_ok=True)
+    except OSError as exc:
+        raise BadInput(f"{folder}: cannot keep sign-ins there ({exc.strerror or exc}); check XDG_RUNTIME_DIR") from None
     _check_private(folder, "folder")
     return folder
 
 
 def _check_private(path: Path, what: str) -> None:
-    info = path.stat()
-    if info.st_uid != os.getuid() or info.st_mode & (stat.S_IRWXG | stat.S_IRWXO):
+    info = path.lstat()
+    if stat.S_ISLNK(info.st_mode) or (what == "file" and not stat.S_ISREG(info.st_mode)):
+        raise PolicyRefusal(f"{path}: this session {what} is not a plain {what}; remove it and sign in again")
+    if info.st_uid != os.getuid():
+        raise PolicyRefusal(f"{path}: this session {what} belongs to another account; remove it and sign in again")
+    if info.st_mode & (stat.S_IRWXG | stat.S_IRWXO):
         raise PolicyRefusal(
-            f"{path}: this session {what} is not yours alone (mode {stat.S_IMODE(info.st_mode):o}); "
+            f"{path}: others may read this session {what} (mode {stat.S_IMODE(info.st_mode):o}); "
             f"remove it and sign in again: research-kit login NAME"
         )
 
@@ -82,7 +97,7 @@ def stored_tokens(place: str) -> dict[str, str]:
     _check_private(path, "file")
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
-    except (ValueError, UnicodeDecodeError):
+    except (ValueError, UnicodeDecodeError, OSError):
         raise BadInput(f"{path}: not a session file; remove it and sign in again") from None
     if not isinstance(data, dict) or not all(isinstance(v, str) for v in data.values()):
         raise BadInput(f"{path}: not a session file; remove it and sign in again")
@@ -96,10 +111,27 @@ def store_tokens(place: str, tokens: dict[str, str]) -> None:
         path.unlink(missing_ok=True)
         return
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    with os.fdopen(fd, "w", encoding="utf-8") as out:
-        json.dump(tokens, out)
-    os.replace(tmp, path)
+    try:
+        tmp.unlink(missing_ok=True)  # left by a killed process of the same number
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w", encoding="utf-8") as out:
+            json.dump(tokens, out)
+        os.replace(tmp, path)
+    except OSError as exc:
+        raise BadInput(f"{path}: cannot keep the sign-in there ({exc.strerror or exc})") from None
+
+
+@contextmanager
+def token_file_lock(place: str) -> Iterator[None]:
+    """Hold the caller's token file for ``place`` while it is read and rewritten (two sign-ins at once keep
+    both tokens)."""
+    lock = _token_file(place).with_suffix(".lock")
+    fd = os.open(lock, os.O_WRONLY | os.O_CREAT, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)
 
 
 def login(ws: Workspace, name: str, password: str, *, code: str | None = None, enrol: str | None = None) -> users.User:
@@ -110,13 +142,13 @@ def login(ws: Workspace, name: str, password: str, *, code: str | None = None, e
     """
     if ws.policy().auth.mode == "demo":
         raise PolicyRefusal(f"{DEMO_WARNING}: there is nothing to sign in to; act with --as NAME")
-    if sessions.signin_wait(ws, name, CLI_ADDRESS) > 0:
-        raise sessions.SignInRefused(sessions.REFUSED)
-    token, session = sessions.sign_in(ws, name, password, address=CLI_ADDRESS, code=code, enrol=enrol, kind="cli")
-    tokens = stored_tokens(_place(ws))
-    old = tokens.get(session.user.name)
-    tokens[session.user.name] = token
-    store_tokens(_place(ws), tokens)
+    sessions.check_wait(ws, name, _address())
+    token, session = sessions.sign_in(ws, name, password, address=_address(), code=code, enrol=enrol, kind="cli")
+    with token_file_lock(_place(ws)):
+        tokens = stored_tokens(_place(ws))
+        old = tokens.get(session.user.name)
+        tokens[session.user.name] = token
+        store_tokens(_place(ws), tokens)
     if old:
         sessions.sign_out(ws, old)
     return session.user
@@ -124,23 +156,30 @@ def login(ws: Workspace, name: str, password: str, *, code: str | None = None, e
 
 def logout(ws: Workspace, name: str | None = None) -> list[str]:
     """End the caller's session as ``name`` (every session of theirs when None); the names signed out."""
-    tokens = stored_tokens(_place(ws))
-    if name is not None and name not in tokens:
-        raise PolicyRefusal(f"not signed in as {name!r} here")
-    ended = []
-    for who in [name] if name is not None else sorted(tokens):
-        sessions.sign_out(ws, tokens.pop(who))
-        ended.append(who)
-    store_tokens(_place(ws), tokens)
+    with token_file_lock(_place(ws)):
+        tokens = stored_tokens(_place(ws))
+        if name is not None and name not in tokens:
+            raise PolicyRefusal(f"not signed in as {name!r} here")
+        ended = []
+        for who in [name] if name is not None else sorted(tokens):
+            sessions.sign_out(ws, tokens.pop(who))
+            ended.append(who)
+        store_tokens(_place(ws), tokens)
     return ended
 
 
 def signed_in(ws: Workspace) -> list[str]:
-    """The users the caller is signed in as on ``ws`` (sessions that ended are forgotten)."""
-    tokens = stored_tokens(_place(ws))
-    live = {name: token for name, token in tokens.items() if sessions.lookup(ws, token, kind="cli")}
-    if live != tokens:
-        store_tokens(_place(ws), live)
+    """The users the caller is signed in as on ``ws``: each token counts for the user whose session it is (the
+    name it is filed under in the token file is not believed); tokens of sessions that ended are forgotten."""
+    with token_file_lock(_place(ws)):
+        tokens = stored_tokens(_place(ws))
+        live = {}
+        for token in tokens.values():
+            session = sessions.lookup(ws, token, kind="cli")
+            if session is not None:
+                live[session.user.name] = token
+        if live != tokens:
+            store_tokens(_place(ws), live)
     return sorted(live)
 
 

@@ -204,6 +204,7 @@ class Duty(StrEnum):
     ADD_USER = "adding a user"
     DISABLE_USER = "disabling a user"
     SET_PASSWORD = "setting a password"
+    RESET_CODES = "resetting a user's one-time codes"
     HANDLE_KEY = "handling the pseudonymisation key"
     INGEST = "ingesting an export"
     ASSESS_RISK = "assessing an extract's re-identification risk"
@@ -221,6 +222,7 @@ DUTIES: dict[Duty, tuple[Role, ...]] = {
     Duty.ADD_USER: (Role.STEWARD,),
     Duty.DISABLE_USER: (Role.STEWARD,),
     Duty.SET_PASSWORD: (Role.STEWARD,),
+    Duty.RESET_CODES: (Role.STEWARD,),
     Duty.HANDLE_KEY: (Role.STEWARD,),
     Duty.INGEST: (Role.STEWARD,),
     Duty.ASSESS_RISK: (Role.STEWARD,),

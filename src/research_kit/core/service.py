@@ -14,7 +14,8 @@ exit code. The client never opens the workspace's files.
 from __future__ import annotations
 
 URL_ENV = "RESEARCH_KIT_URL"  # the server a command-line client talks to, e.g. http://127.0.0.1:8765
-SESSION_ENV = "RESEARCH_KIT_SESSION"  # the token a server-run command acts with (set by the server only)
+SESSION_ENV = "RESEARCH_KIT_SESSION"  # the token a command the server runs for a client acts with (a bearer
+# credential like the token file: whoever holds a live token acts as its user, and nobody else)
 API = "/api/v1"
 
 # What a client runs on the server: every researcher's, committee member's and steward's action that reads

@@ -76,9 +76,18 @@ def code_uri(name: str, secret: str) -> str:
     return pyotp.TOTP(secret).provisioning_uri(name=name, issuer_name="research-kit")
 
 
-def _code_ok(secret: str, code: str | None) -> bool:
-    """The one-time code for now (or the 30 s step either side, for a slow typist's clock)."""
-    return bool(code) and pyotp.TOTP(secret).verify((code or "").strip(), valid_window=1)
+def _code_step(secret: str, code: str | None, after: int) -> int | None:
+    """The 30 s time step whose one-time code ``code`` is (now, or the step either side, for a slow typist's
+    clock), if it is later than ``after``, the step last used: a code is good once. None otherwise."""
+    if not code:
+        return None
+    totp, now = pyotp.TOTP(secret), _now()
+    for offset in (0, -1, 1):
+        when = now + timedelta(seconds=30 * offset)
+        step = totp.timecode(when)
+        if step > after and secrets.compare_digest(totp.at(when), code.strip()):
+            return step
+    return None
 
 
 @dataclass(frozen=True)
@@ -146,6 +155,17 @@ def signin_wait(ws: Workspace, name: str, address: str = "") -> float:
     return max(0.0, delay - (now - datetime.fromisoformat(last)).total_seconds())
 
 
+class TooSoon(SignInRefused):
+    """A sign-in too soon after failures for this name or from this address: refused unread."""
+
+
+def check_wait(ws: Workspace, name: str, address: str = "") -> None:
+    """:class:`TooSoon` (saying how long to wait) when a sign-in as ``name`` from ``address`` must wait."""
+    wait = signin_wait(ws, name, address)
+    if wait > 0:
+        raise TooSoon(f"too many failed sign-ins: try again in {math.ceil(wait)} seconds")
+
+
 def sign_in(
     ws: Workspace,
     name: str,
@@ -177,17 +197,23 @@ def sign_in(
     with ws.catalog() as conn, transaction(conn):
         known = users.get(conn, name) is not None
         user = users.check_password(conn, name, password)
+        second_factor = False
         if user is not None and needs_code(full, user):
             secret = users.code_secret(conn, name)
             if secret is None and enrol is None:
                 raise CodeNeeded("set up your one-time codes first: research-kit login " + name, enrol=True)
             if code is None:
                 raise CodeNeeded("give the one-time code from your authenticator app", enrol=False)
-            if not _code_ok(secret or enrol or "", code):
+            last = conn.execute("SELECT totp_step FROM users WHERE name = ?", (name,)).fetchone()[0]
+            step = _code_step(secret or enrol or "", code, last if secret else 0)
+            if step is None:
                 user = None
-            elif secret is None:
-                conn.execute("UPDATE users SET totp_secret = ? WHERE name = ?", (enrol, name))
-                audit.append(conn, ws.audit_path, "user.second_factor", {"user": name}, actor=name)
+            else:
+                second_factor = True
+                conn.execute("UPDATE users SET totp_step = ? WHERE name = ?", (step, name))
+                if secret is None:
+                    conn.execute("UPDATE users SET totp_secret = ? WHERE name = ?", (enrol, name))
+                    audit.append(conn, ws.audit_path, "user.second_factor", {"user": name}, actor=name)
         if user is None:
             conn.execute("DELETE FROM signin_failures WHERE at <= ?", (since,))
             key = _key(name, known)
@@ -202,8 +228,9 @@ def sign_in(
             conn.execute("DELETE FROM signin_failures WHERE user = ?", (name,))
             token, csrf = secrets.token_urlsafe(32), secrets.token_urlsafe(32)
             conn.execute(
-                "INSERT INTO sessions (token_sha256, user, csrf, created_at, seen_at, kind) VALUES (?, ?, ?, ?, ?, ?)",
-                (_digest(token), name, csrf, now.isoformat(), now.isoformat(), kind),
+                "INSERT INTO sessions (token_sha256, user, csrf, created_at, seen_at, kind, second_factor)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?)",
+                (_digest(token), name, csrf, now.isoformat(), now.isoformat(), kind, int(second_factor)),
             )
             audit.append(conn, ws.audit_path, f"{kind}.signin", {"user": name, "role": user.role}, actor=name)
     if user is None:
@@ -230,6 +257,8 @@ def lookup(ws: Workspace, token: str | None, *, kind: str = "web") -> Session | 
         created, seen = datetime.fromisoformat(row["created_at"]), datetime.fromisoformat(row["seen_at"])
         user = users.get(conn, row["user"])
         expired = now - seen > idle or now - created > most or user is None or not user.active
+        # A user who must give codes now (a role gained, the policy changed) and signed in without one: again.
+        expired = expired or (user is not None and needs_code(policy, user) and not row["second_factor"])
         if expired:
             with transaction(conn):
                 conn.execute("DELETE FROM sessions WHERE token_sha256 = ?", (digest,))

@@ -85,7 +85,7 @@ def require(conn: sqlite3.Connection, name: str, duty: Duty) -> User:
     if user is None:
         raise PolicyRefusal(
             f"{name!r} is not a user of this workspace; {doing} needs the {' or '.join(roles)} role "
-            "(act as another user with --as NAME, or ask a steward: research-kit users add)"
+            "(sign in as another user: research-kit login NAME; or ask a steward to add you)"
         )
     if not user.active:
         raise PolicyRefusal(f"user {name!r} is disabled")
@@ -118,6 +118,7 @@ def add(ws: Workspace, name: str, role: str, password: str | None = None) -> Use
             )
         conn.execute("INSERT INTO user_roles (user, role, added_by, added_at) VALUES (?, ?, ?, ?)",
                      (name, role, actor, at))  # fmt: skip
+        conn.execute("DELETE FROM sessions WHERE user = ?", (name,))  # a new role: they sign in again
         audit.append(conn, ws.audit_path, "user.add" if existing is None else "user.role", {"user": name, "role": role})
         if hashed is not None:
             conn.execute("UPDATE users SET password_hash = ? WHERE name = ?", (hashed, name))
@@ -168,6 +169,19 @@ def set_password(ws: Workspace, name: str, password: str) -> None:
         conn.execute("UPDATE users SET password_hash = ? WHERE name = ?", (hashed, name))
         conn.execute("DELETE FROM sessions WHERE user = ?", (name,))
         audit.append(conn, ws.audit_path, "user.password", {"user": name})
+
+
+def reset_codes(ws: Workspace, name: str) -> None:
+    """Forget ``name``'s one-time-code secret (a lost phone, a setup someone else made); they set codes up again
+    at their next sign-in, and every open session of theirs ends (a steward does; audited)."""
+    actor = audit.current_actor()
+    with ws.catalog() as conn, transaction(conn):
+        require(conn, actor, Duty.RESET_CODES)
+        if get(conn, name) is None:
+            raise MissingData(f"no user {name!r}")
+        conn.execute("UPDATE users SET totp_secret = NULL, totp_step = 0 WHERE name = ?", (name,))
+        conn.execute("DELETE FROM sessions WHERE user = ?", (name,))
+        audit.append(conn, ws.audit_path, "user.codes_reset", {"user": name})
 
 
 def code_secret(conn: sqlite3.Connection, name: str) -> str | None:

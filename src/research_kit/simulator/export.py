@@ -115,6 +115,8 @@ def simulate_export(
     """
     if out.exists() and not replace:
         raise BadInput(f"{out}: already exists (choose another --out, or --replace it)")
+    if out.exists() and not (out / SIMULATED_MARK).is_file():  # never a real export, a workspace, a home folder
+        raise BadInput(f"{out}: not an export the simulator wrote; --replace replaces only those")
     codes = load_code_systems()
     model = Model(codes)
     shape = Shape()

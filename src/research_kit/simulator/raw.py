@@ -12,6 +12,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from research_kit.core.catalog import transaction
+from research_kit.core.errors import BadInput
 from research_kit.core.workspace import Workspace, check_name
 from research_kit.simulator.export import SimulationResult, SimulationSpec, simulate_export
 
@@ -28,6 +29,9 @@ def simulate_raw_export(
     """Simulate an export into the workspace (or ``out``), register it and audit it."""
     export_id = check_name(name or spec.default_name(), "export name")
     target = out if out is not None else ws.raw_dir / export_id
+    where, root = target.resolve(), ws.root.resolve()
+    if root.is_relative_to(where) or (where.is_relative_to(root) and not where.is_relative_to(ws.raw_dir.resolve())):
+        raise BadInput(f"--out {target}: it holds or lies in the workspace {root}; choose a folder outside it")
     result = simulate_export(spec, target, replace=replace, progress=progress)
     with ws.catalog() as conn, transaction(conn):
         conn.execute(

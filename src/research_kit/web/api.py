@@ -91,8 +91,7 @@ async def login(request: Request) -> Response:
     ws = workspace(request)
     address = request.client.host if request.client else ""
     try:
-        if await run_in_threadpool(sessions.signin_wait, ws, name, address) > 0:
-            raise sessions.SignInRefused(sessions.REFUSED)  # too soon after the last failure: refused unread
+        await run_in_threadpool(sessions.check_wait, ws, name, address)  # too soon after failures: refused unread
         token, session = await run_in_threadpool(
             lambda: sessions.sign_in(ws, name, password, address=address, code=code, enrol=enrol, kind="cli")
         )

@@ -44,8 +44,7 @@ async def signin(request: Request) -> Response:
     else:
         try:
             address = request.client.host if request.client else ""
-            if await run_in_threadpool(sessions.signin_wait, workspace(request), name, address) > 0:
-                raise sessions.SignInRefused(sessions.REFUSED)  # too soon after the last failure: refused unread
+            await run_in_threadpool(sessions.check_wait, workspace(request), name, address)  # refused unread
             token, _ = await run_in_threadpool(
                 sessions.sign_in, workspace(request), name, password, address=address, code=code
             )
