@@ -39,6 +39,18 @@ def cases(quick: bool) -> list[Case]:
             goal="at least 2x faster",
         ),
         Case(
+            name="CLI sign-in check, 5 everyday commands",
+            description=(
+                "The same five commands, each acting as the user signed in with 'research-kit login' (the token "
+                "file read, its session looked up in the catalog), against the same workspace in demo mode, "
+                "where --as is believed unverified. What knowing who acts costs each command."
+            ),
+            ours=Side("signed in (token looked up)", "benchmarks.cases_cli:lazy"),
+            baseline=Side("demo mode (--as unverified)", "benchmarks.cases_cli:unverified"),
+            throughput_unit="commands/s",
+            goal="within 10% of the unverified commands (ratio at least 0.9)",
+        ),
+        Case(
             name=f"simulate {label} patients",
             description=(
                 "research-kit simulate: chunks of 50,000 patients written as they are made (Parquet), against "
