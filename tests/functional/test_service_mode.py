@@ -122,3 +122,38 @@ def test_the_json_api_takes_a_command_line_token_only(server: str, review_ws: Wo
     assert (status, answer["code_needed"], answer["enrol"]) == (401, True, True)
     status, answer = api(server, "/login", {"name": "carla", "password": "not it"})
     assert (status, answer) == (401, {"error": "wrong user name, password or code"})
+
+
+@pytest.mark.slow
+def test_a_client_runs_a_pipeline_its_project_sent_along(server: str, review_ws: Workspace, tmp_path: Path) -> None:
+    from tests.conftest import Project
+    from tests.functional.webapp import OTHER_NOTEBOOK
+
+    project = Project(tmp_path / "rita-project", review_ws)
+    notebook = project.notebook("counts", "shift = 0", OTHER_NOTEBOOK)
+    outputs = {"moderately_sensitive": {"other": "other.csv"}}
+    pipeline = project.pipeline("svc", {"make": {"notebook": notebook, "parameters": {"shift": 1}, "outputs": outputs}})
+    client(server, "login", "rita", "--password-stdin", input_text=LINE)
+    ran = client(server, "run", str(pipeline), "--extract", "e1")
+    assert ran.returncode == 0, ran.stdout + ran.stderr
+    assert "succeeded" in ran.stdout
+    kept = review_ws.root / "projects" / "rita"
+    assert (kept / "pipelines" / "svc.yaml").read_bytes() == pipeline.read_bytes()
+    assert (kept / notebook).is_file()
+    with review_ws.catalog() as conn:
+        row = conn.execute("SELECT actor, pipeline FROM runs WHERE study = 'svc'").fetchone()
+    assert (row["actor"], row["pipeline"]) == ("rita", str(kept / "pipelines" / "svc.yaml"))
+    # Another researcher's project declaring rita's study is refused, as on the embedded command line.
+    client(server, "login", "rob", "--password-stdin", input_text=LINE)
+    hijack = client(server, "--as", "rob", "run", str(pipeline))
+    assert hijack.returncode == 5, hijack.stderr
+    assert "registered to rita's pipeline" in hijack.stderr
+    # Only the project's own files travel, each inside the user's own projects folder.
+    token = identity.stored_tokens(server)["rob"]
+    for files in ({"../escape.yaml": ""}, {".git/hooks/x": ""}, {"/etc/x": ""}):
+        status, answer = api(server, "/run", {"pipeline": next(iter(files)), "files": files}, token)
+        assert status == 400, answer
+    status, answer = api(server, "/run", {"pipeline": "p.yaml", "files": {"p.yaml": ""}, "options": ["--as", "sam"]},
+                         token)  # fmt: skip
+    assert (status, "run option '--as'" in answer["error"]) == (400, True)
+    assert not (review_ws.root / "projects" / "escape.yaml").exists()

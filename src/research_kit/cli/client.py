@@ -12,11 +12,13 @@ refused here in one line. Nothing here opens the workspace.
 
 from __future__ import annotations
 
+import base64
 import json
 import shutil
 import sys
 import urllib.error
 import urllib.request
+from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -87,10 +89,10 @@ def sends(argv: list[str]) -> bool:
     _, rest = split_as(argv)
     if not rest or any(a in ("--help", "-h", "--version") for a in rest) or rest[0] in LOCAL:
         return False
-    if rest[0] not in service.REMOTE_COMMANDS:
+    if rest[0] not in service.REMOTE_COMMANDS and rest[0] != service.RUN:
         raise BadInput(
             f"{service.URL_ENV} is set: research-kit {rest[0]} runs on the server's machine only (a client sends: "
-            f"{', '.join(sorted(service.REMOTE_COMMANDS))}, login and logout)"
+            f"{', '.join(sorted(service.REMOTE_COMMANDS | {service.RUN}))}, login and logout)"
         )
     return True
 
@@ -114,9 +116,13 @@ def forward(url: str, argv: list[str]) -> int:
     """Run ``argv`` on the server as the signed-in user; print what it printed; its exit code."""
     as_name, rest = split_as(argv)
     name, token = _token(url, as_name)
-    stdin = sys.stdin.read(service.MAX_STDIN_CHARS + 1) if "--password-stdin" in rest else ""
     columns = shutil.get_terminal_size((100, 24)).columns
-    status, answer = _call(url, "/command", {"argv": rest, "stdin": stdin, "columns": columns}, token)
+    if rest[0] == service.RUN:
+        path, body = "/run", {**_project(rest[1:]), "columns": columns}
+    else:
+        stdin = sys.stdin.read(service.MAX_STDIN_CHARS + 1) if "--password-stdin" in rest else ""
+        path, body = "/command", {"argv": rest, "stdin": stdin, "columns": columns}
+    status, answer = _call(url, path, body, token)
     if status == 401:
         identity.store_tokens(url, {n: t for n, t in identity.stored_tokens(url).items() if n != name})
         raise PolicyRefusal(f"your sign-in as {name} at {url} has ended: research-kit login {name}")
@@ -125,6 +131,36 @@ def forward(url: str, argv: list[str]) -> int:
     sys.stdout.write(str(answer.get("stdout", "")))
     sys.stderr.write(str(answer.get("stderr", "")))
     return int(answer.get("exit_code", 1))
+
+
+def _project(args: list[str]) -> dict[str, Any]:
+    """``run``'s arguments as sent: its options, and the pipeline file with the notebooks it names, relative to
+    the project's folder (the one above ``pipelines/``), as base64."""
+    from research_kit.studies.spec import load_pipeline, project_root
+
+    pipeline_file, options, items = None, [], iter(args)
+    for arg in items:
+        if arg in service.RUN_OPTIONS:
+            options.append(arg)
+            if service.RUN_OPTIONS[arg]:
+                options.append(next(items, ""))
+        elif arg.startswith("-"):
+            raise BadInput(f"run {arg}: a client sends {', '.join(service.RUN_OPTIONS)}")
+        elif pipeline_file is None:
+            pipeline_file = Path(arg)
+        else:
+            raise BadInput(f"run: one pipeline file, not {arg!r} as well")
+    if pipeline_file is None:
+        raise BadInput("run: name the pipeline file (YAML)")
+    pipeline = load_pipeline(pipeline_file)  # checked here first: a mistake is named before anything is sent
+    root = project_root(pipeline.path.resolve())
+    files = {}
+    for path in [pipeline.path, *(a.notebook for a in pipeline.actions.values())]:
+        full = path.resolve()
+        if not full.is_relative_to(root):
+            raise BadInput(f"{path}: outside the project {root}; a client sends only the project's own files")
+        files[full.relative_to(root).as_posix()] = base64.b64encode(full.read_bytes()).decode("ascii")
+    return {"pipeline": pipeline.path.resolve().relative_to(root).as_posix(), "files": files, "options": options}
 
 
 def login(url: str, name: str, password: str, *, code: str | None, ask_code: Any) -> str:

@@ -8,7 +8,9 @@ A command line given ``RESEARCH_KIT_URL`` is a client: ``login`` and
 ``logout`` talk to the API, and each command of :data:`REMOTE_COMMANDS` is
 sent to the server, which runs it there as the session's user (in a process
 of its own, the token in :data:`SESSION_ENV`) and sends back its output and
-exit code. The client never opens the workspace's files.
+exit code. ``run PIPELINE`` sends the pipeline file and the notebooks it
+names; the server keeps them in ``projects/USER/`` of the workspace and runs
+them from there. The client never opens the workspace's files.
 """
 
 from __future__ import annotations
@@ -19,11 +21,18 @@ SESSION_ENV = "RESEARCH_KIT_SESSION"  # the token a command the server runs for 
 API = "/api/v1"
 
 # What a client runs on the server: every researcher's, committee member's and steward's action that reads
-# nothing from the client's disk. Not sent: init, key, simulate, ingest, synth (the steward works on the
-# server), run, lab and pipeline (a study's project lives on the server), serve, demo.
+# nothing from the client's disk. 'run' is sent with its project (the pipeline file and its notebooks), which
+# the server keeps in the user's own projects folder. Not sent: init, key, simulate, ingest, synth (the
+# steward works on the server), lab and pipeline, serve, demo.
 REMOTE_COMMANDS = frozenset(
     {"budget", "query", "outputs", "review", "release", "users", "audit", "extracts", "risk", "rerun", "sandbox"}
 )
+RUN = "run"
+RUN_OPTIONS = {"--extract": True, "--action": True, "--executor": True, "--workers": True, "--scheduler": True,
+               "--force": False}  # fmt: skip  # run's options a client may send (True: it takes a value)
+PROJECTS = "projects"  # the workspace's folder of each user's uploaded projects: projects/USER/...
 MAX_ARGS = 64
 MAX_ARG_CHARS = 4096
 MAX_STDIN_CHARS = 65536
+MAX_PROJECT_FILES = 200
+MAX_PROJECT_BYTES = 20 * 1024 * 1024

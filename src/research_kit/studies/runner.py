@@ -36,7 +36,7 @@ from research_kit.sandbox.modes import Confinement, confinement
 from research_kit.studies import cache, records
 from research_kit.studies.executors import EXECUTORS, Executor, make_executor
 from research_kit.studies.queueing import queue_new_outputs
-from research_kit.studies.spec import Action, Pipeline, content_hash
+from research_kit.studies.spec import Action, Pipeline, content_hash, project_root
 from research_kit.studies.tasks import ActionResult, ActionTask, OutputFile
 from research_kit.tiers import EXTRACT_ENV, STUDY_ENV, TIER_ENV, Source, real_source
 
@@ -91,11 +91,6 @@ def git_commit(root: Path) -> str:
     return done.stdout.strip() if done.returncode == 0 and done.stdout.strip() else "none"
 
 
-def project_root(pipeline: Pipeline) -> Path:
-    path = pipeline.path.resolve()
-    return path.parent.parent if path.parent.name == "pipelines" else path.parent
-
-
 def selected_actions(pipeline: Pipeline, only: str | None) -> list[str]:
     order = [name for level in pipeline.levels() for name in level]
     if only is None:
@@ -126,7 +121,7 @@ class _Run:
         self.force = force
         self.listener = listener
         self.env = cache.environment()
-        self.root = project_root(pipeline)
+        self.root = project_root(pipeline.path.resolve())
         self.commit = git_commit(self.root)
         self.notebook_hashes: dict[Path, str] = {}
         self.outcomes: dict[str, ActionOutcome] = {}

@@ -105,7 +105,8 @@ class _Problems:
             raise BadInput(f"{self.path}: " + "; ".join(self.items))
 
 
-def _project_root(path: Path) -> Path:
+def project_root(path: Path) -> Path:
+    """A pipeline file's project: the folder above ``pipelines/``, else the file's own folder."""
     return path.parent.parent if path.parent.name == "pipelines" else path.parent
 
 
@@ -135,7 +136,7 @@ def load_pipeline(path: Path, root: Path | None = None) -> Pipeline:
     if not isinstance(title, str) or not title.strip():
         problems.add("title", "required: a line saying what the study is")
     budget = _budget(data.get("budget"), problems)
-    root = root or _project_root(path)
+    root = root or project_root(path)
     actions = _actions(data.get("actions"), root, problems)
     _check_graph(actions, problems)
     _check_outputs(actions, problems)

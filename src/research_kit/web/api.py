@@ -12,17 +12,21 @@ status :func:`~research_kit.web.http.status_of` gives.
 - ``GET /requests[?state=S]``, ``GET /requests/{id}``: the review requests the user may read, as JSON;
 - ``GET /budgets``: the study budgets the user may see;
 - ``POST /command`` ``{"argv", "stdin"?, "columns"?}`` -> ``{"exit_code", "stdout", "stderr"}``: one command of
-  :data:`~research_kit.core.service.REMOTE_COMMANDS`, run on the server as the session's user.
+  :data:`~research_kit.core.service.REMOTE_COMMANDS`, run on the server as the session's user;
+- ``POST /run`` ``{"pipeline", "files": {path: base64}, "options"?, "columns"?}`` -> the same: the project kept in
+  the workspace's ``projects/USER/`` (each file replaced whole), then ``research-kit run`` on it as the user.
 """
 
 from __future__ import annotations
 
+import base64
 import dataclasses
 import json
 import os
 import subprocess
 import sys
 import tempfile
+from pathlib import Path, PurePosixPath
 from typing import Any
 
 from starlette.concurrency import run_in_threadpool
@@ -209,6 +213,88 @@ async def command(request: Request) -> Response:
     return _json(ran)
 
 
+def _relative(name: object) -> PurePosixPath:
+    """A project file's path as the client sent it: relative, inside the project, no dot-folders."""
+    if not isinstance(name, str) or not name or len(name) > 512 or "\\" in name or "\x00" in name:
+        raise BadInput("a project file's path must be a relative path of at most 512 characters")
+    path = PurePosixPath(name)
+    if path.is_absolute() or any(part in ("", ".", "..") or part.startswith(".") for part in path.parts):
+        raise BadInput(f"project file {name!r}: a relative path inside the project, without '..' or dot-folders")
+    return path
+
+
+def _options(options: object) -> list[str]:
+    """run's options as sent: only those of :data:`~research_kit.core.service.RUN_OPTIONS`, each value once."""
+    if not isinstance(options, list) or not all(isinstance(o, str) for o in options) or len(options) > 16:
+        raise BadInput("'options' must be a list of run's options")
+    out, items = [], iter(options)
+    for option in items:
+        if option not in service.RUN_OPTIONS:
+            raise BadInput(f"run option {option!r}: a client sends {', '.join(service.RUN_OPTIONS)}")
+        out.append(option)
+        if service.RUN_OPTIONS[option]:
+            value = next(items, None)
+            if value is None or value.startswith("-") or len(value) > 256:
+                raise BadInput(f"run option {option} needs a value")
+            out.append(value)
+    return out
+
+
+def _store_project(folder: Path, files: object) -> None:
+    """Write the sent files under ``folder`` (the user's projects folder), each whole (a temp file, renamed)."""
+    if not isinstance(files, dict) or not 0 < len(files) <= service.MAX_PROJECT_FILES:
+        raise BadInput(f"'files': the pipeline and its notebooks, at most {service.MAX_PROJECT_FILES}")
+    decoded, total = {}, 0
+    for name, content in files.items():
+        if not isinstance(content, str):
+            raise BadInput(f"project file {name!r}: its content must be base64 text")
+        try:
+            data = base64.b64decode(content, validate=True)
+        except ValueError:
+            raise BadInput(f"project file {name!r}: its content is not base64") from None
+        total += len(data)
+        if total > service.MAX_PROJECT_BYTES:
+            raise BadInput(f"the project is over {service.MAX_PROJECT_BYTES // (1024 * 1024)} MB")
+        decoded[_relative(name)] = data
+    folder.mkdir(mode=0o700, parents=True, exist_ok=True)
+    for relative, data in decoded.items():
+        target = folder.joinpath(*relative.parts)
+        target.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+        if target.is_symlink() or not target.resolve().is_relative_to(folder.resolve()):
+            raise BadInput(f"project file {relative}: not inside the project")
+        tmp = target.with_name(f".{target.name}.upload")
+        tmp.unlink(missing_ok=True)
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
+        with os.fdopen(fd, "wb") as out:
+            out.write(data)
+        os.replace(tmp, target)
+
+
+async def run_project(request: Request) -> Response:
+    """``research-kit run`` for a client: its project stored in ``projects/USER/``, then run there as the user."""
+    found = await _session(request)
+    if isinstance(found, Response):
+        return found
+    token, session = found
+    ws = workspace(request)
+    folder = ws.root / service.PROJECTS / session.user.name
+    try:
+        data = await _body(request)
+        pipeline = _relative(data.get("pipeline"))
+        options = _options(data.get("options", []))
+        columns = data.get("columns", 100)
+        columns = columns if isinstance(columns, int) and 40 <= columns <= 400 else 100
+        files = data.get("files")
+        if not isinstance(files, dict) or str(pipeline) not in files:
+            raise BadInput("'files' must hold the pipeline file itself")
+        await run_in_threadpool(_store_project, folder, files)
+    except UserError as exc:
+        return _error(str(exc), status_of(exc))
+    argv = [service.RUN, str(folder.joinpath(*pipeline.parts)), *options]
+    ran = await run_in_threadpool(_run, str(ws.root), token, argv, "", columns)
+    return _json(ran)
+
+
 ROUTES = [
     Route(f"{service.API}/login", login, methods=["POST"]),
     Route(f"{service.API}/logout", logout, methods=["POST"]),
@@ -217,4 +303,5 @@ ROUTES = [
     Route(f"{service.API}/requests/{{request_id:int}}", request_one, methods=["GET"]),
     Route(f"{service.API}/budgets", budgets_visible, methods=["GET"]),
     Route(f"{service.API}/command", command, methods=["POST"]),
+    Route(f"{service.API}/run", run_project, methods=["POST"]),
 ]
