@@ -64,7 +64,7 @@ def run_demo(console: Console, *, patients: int, seed: int) -> None:
             f"{ws.root}: this workspace checks who is acting ([auth].mode = '{ws.policy().auth.mode}'), and the "
             "demo acts as its demo users without signing in: run it in a new workspace (RESEARCH_KIT_HOME=...)"
         )
-    console.print(f"[yellow]{identity.DEMO_WARNING}[/yellow]")
+    console.print(f"[yellow]{escape(identity.DEMO_WARNING)}[/yellow]")
     _demo_users(console, ws)
     operator = STEWARD  # the steward does the registry staff's steps
 
@@ -153,7 +153,7 @@ def run_demo(console: Console, *, patients: int, seed: int) -> None:
     )
     console.print(
         f"on the command line, demo mode believes --as NAME (research-kit --as {COMMITTEE[0]} review list); "
-        "a workspace for real data sets [auth].mode = 'embedded' or 'service', and people sign in "
+        "a workspace for real data sets \\[auth].mode = 'embedded' or 'service', and people sign in "
         "(research-kit login NAME)"
     )
 

@@ -143,6 +143,7 @@ def test_audit_show_lists_who_did_what(signed_in: Run) -> None:
 def test_demo_runs_the_flow_and_says_where_to_look(cli: Run, home: Path, tmp_path: Path) -> None:
     out = cli("demo", "--patients", "1500", "--seed", "4").stdout
     assert "workspace created" in out
+    assert "demo mode: identities are not verified ([auth].mode = 'demo')" in out  # said out loud, brackets and all
     assert re.search(r"patients\s+│\s+1,500", out)
     assert (home / "raw" / "demo-faults" / "faults.json").is_file()
     assert "new key written" in out

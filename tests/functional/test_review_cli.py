@@ -7,6 +7,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import time
 import zipfile
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -20,6 +21,7 @@ from tests.integration.review.test_review import as_user, run_study
 
 from research_kit.core import audit, users
 
+pytestmark = pytest.mark.slow  # the whole review from the shell, twice (about 20 s each)
 LINE = f"{PASSWORD}\n"
 
 
@@ -29,6 +31,7 @@ class Shell:
 
     env: dict[str, str]
     url: str | None = None
+    server_env: dict[str, str] | None = None  # the operator's shell on the server's machine (service mode)
 
     def run(self, *args: str, input_text: str | None = None) -> subprocess.CompletedProcess[str]:
         env = {**os.environ, "COLUMNS": "200", **self.env}
@@ -39,13 +42,17 @@ class Shell:
         )  # fmt: skip
 
     def login(self, name: str) -> None:
-        """``research-kit login NAME``; in the service mode a committee member or steward sets one-time codes up
-        (the address shown once, a code from it typed back), as the first sign-in there asks."""
+        """``research-kit login NAME``. In the service mode a committee member or steward first sets one-time
+        codes up in person on the server's machine (the operator's shell: the address shown once, a code from it
+        typed back), then signs in from their own shell with a code."""
         if self.url is None or not users_needing_codes(name):
             done = self.run("login", name, "--password-stdin", input_text=LINE)
             assert done.returncode == 0, done.stderr
             return
-        env = {**os.environ, **self.env}
+        assert self.server_env is not None
+        refused = self.run("login", name, "--password-stdin", input_text=LINE)  # not over the network
+        assert (refused.returncode, "set up in person" in refused.stderr) == (5, True), refused.stderr
+        env = {**os.environ, **self.server_env}
         first = subprocess.Popen(
             [sys.executable, "-m", "research_kit", "login", name, "--password-stdin"], env=env, text=True,
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
@@ -55,16 +62,20 @@ class Shell:
         first.stdin.write(LINE)
         first.stdin.flush()
         uri = next(line.strip() for line in first.stderr if line.strip().startswith("otpauth://"))
-        out, err = first.communicate(pyotp.TOTP(pyotp.parse_uri(uri).secret).now() + "\n", timeout=60)
+        totp = pyotp.TOTP(pyotp.parse_uri(uri).secret)
+        out, err = first.communicate(totp.now() + "\n", timeout=60)
         assert first.returncode == 0, err
         assert f"signed in as {name}" in out
+        code = totp.at(time.time() + 30)  # the next step's: the set-up spent this one's
+        done = self.run("login", name, "--password-stdin", "--code", code, input_text=LINE)
+        assert done.returncode == 0, done.stderr
 
 
 def users_needing_codes(name: str) -> bool:
     return name in ("sam", "carla", "chen")
 
 
-@pytest.fixture(params=["embedded", pytest.param("service", marks=pytest.mark.slow)])
+@pytest.fixture(params=["embedded", "service"])
 def shell(request: pytest.FixtureRequest, project: Project, tmp_path: Path) -> Iterator[Shell]:
     with audit.acting("sam"):  # the workspace's operator makes its first steward on its own machine
         users.add(project.ws, "sam", "steward", PASSWORD)
@@ -73,8 +84,10 @@ def shell(request: pytest.FixtureRequest, project: Project, tmp_path: Path) -> I
         return
     policy = project.ws.policy_path
     policy.write_text(policy.read_text().replace('mode = "embedded"', 'mode = "service"'))
+    operator = {"RESEARCH_KIT_HOME": str(project.ws.root), "XDG_RUNTIME_DIR": str(tmp_path / "operator-run")}
     with running_server(project.ws) as url:
-        yield Shell({"RESEARCH_KIT_URL": url, "RESEARCH_KIT_HOME": str(tmp_path / "not-the-workspace")}, url)
+        client = {"RESEARCH_KIT_URL": url, "RESEARCH_KIT_HOME": str(tmp_path / "not-the-workspace")}
+        yield Shell(client, url, operator)
 
 
 def ok(shell: Shell, *args: str) -> str:

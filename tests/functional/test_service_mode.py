@@ -6,6 +6,7 @@ what a client sends and refuses, the API's credential, and the JSON it answers.
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 import subprocess
@@ -21,6 +22,7 @@ from tests.functional.webapp import PASSWORD, S1, S2, Browser, running_server
 from research_kit.core import identity
 from research_kit.core.workspace import Workspace
 
+pytestmark = pytest.mark.slow  # each test starts 'research-kit serve'
 LINE = f"{PASSWORD}\n"
 NOWHERE = "/nonexistent/research-kit-workspace"  # a client never opens (or makes) a workspace
 
@@ -76,6 +78,8 @@ def test_a_client_sends_what_people_do_and_runs_nothing_itself(server: str, revi
     one_line(client(server, "--as", "rita", "ingest", "x", "--extract", "y"), 3, "runs on the server's machine only")
     one_line(client(server, "init"), 3, "runs on the server's machine only")
     assert "Usage" in client(server, "ingest", "--help").stdout
+    one_line(client(server, "key", "new", "--path", "--help"), 3, "runs on the server's machine only")
+    assert not (Path.cwd() / "--help").exists()
     one_line(client("http://example.org", "--as", "rita", "review", "list"), 3, "give http://127.0.0.1:PORT")
     one_line(client("http://127.0.0.1:1", "login", "rita", "--password-stdin", input_text=LINE), 3, "cannot reach")
     one_line(client(server, "login", "rita", "--password-stdin", input_text="wrong password\n"), 5, "wrong user name")
@@ -117,14 +121,32 @@ def test_the_json_api_takes_a_command_line_token_only(server: str, review_ws: Wo
     assert status == 200
     assert answer["exit_code"] == 0
     assert "s2" in answer["stdout"]
-    # A committee member signs in with a one-time code in the service mode: without one, the API says so.
+    # Where a server's processes connect, and how many it starts, is never a client's choice.
+    for option in (["--scheduler", "tcp://127.0.0.1:1"], ["--executor=dask"], ["--workers", "30"]):
+        status, answer = api(server, "/command", {"argv": ["rerun", "--extract", "e1", *option]}, token)
+        assert (status, "the server's operator chooses these" in answer["error"]) == (400, True)
+    # What the web app shows only the committee and stewards, the command line does not show a researcher.
+    status, answer = api(server, "/command", {"argv": ["audit", "show"]}, token)
+    assert answer["exit_code"] == 5
+    assert "reading the audit log needs the committee or steward role" in answer["stderr"]
+    status, answer = api(server, "/command", {"argv": ["budget", "show", "s1"]}, token)
+    assert (answer["exit_code"], "its budget is read by its owners" in answer["stderr"]) == (5, True)
+    status, answer = api(server, "/command", {"argv": ["budget", "show"]}, token)
+    assert "s1" not in answer["stdout"]
+    # A committee member signs in with a one-time code; codes are never set up over the network.
     status, answer = api(server, "/login", {"name": "carla", "password": PASSWORD})
-    assert (status, answer["code_needed"], answer["enrol"]) == (401, True, True)
+    assert (status, answer["enrol"], "set up in person" in answer["error"]) == (403, True, True)
+    status, answer = api(server, "/login", {"name": "carla", "password": PASSWORD, "enrol": "A" * 32, "code": "1"})
+    assert (status, "set up in person" in answer["error"]) == (400, True)
     status, answer = api(server, "/login", {"name": "carla", "password": "not it"})
+    assert (status, answer) == (401, {"error": "wrong user name, password or code"})
+    # A body larger than any request needs is refused before it is read whole; so is a huge password.
+    status, _ = api(server, "/login", {"name": "rob", "password": "x" * 300_000})
+    assert status in (400, 413)
+    status, answer = api(server, "/login", {"name": "rob", "password": "x" * 200_000})
     assert (status, answer) == (401, {"error": "wrong user name, password or code"})
 
 
-@pytest.mark.slow
 def test_a_client_runs_a_pipeline_its_project_sent_along(server: str, review_ws: Workspace, tmp_path: Path) -> None:
     from tests.conftest import Project
     from tests.functional.webapp import OTHER_NOTEBOOK
@@ -156,4 +178,10 @@ def test_a_client_runs_a_pipeline_its_project_sent_along(server: str, review_ws:
     status, answer = api(server, "/run", {"pipeline": "p.yaml", "files": {"p.yaml": ""}, "options": ["--as", "sam"]},
                          token)  # fmt: skip
     assert (status, "run option '--as'" in answer["error"]) == (400, True)
+    # A notebook the stored pipeline names must be one of the project's own files: never another user's.
+    steal = pipeline.read_text().replace(notebook, "../rita/" + notebook)
+    files = {"pipelines/steal.yaml": base64.b64encode(steal.encode()).decode()}
+    status, answer = api(server, "/run", {"pipeline": "pipelines/steal.yaml", "files": files}, token)
+    assert (status, "one of the project's own files" in answer["error"]) == (400, True), answer
+    assert not (review_ws.root / "projects" / "rob" / "pipelines" / "steal.yaml").exists()
     assert not (review_ws.root / "projects" / "escape.yaml").exists()

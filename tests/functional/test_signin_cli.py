@@ -111,6 +111,7 @@ def test_several_sessions_are_picked_with_as_and_only_among_ones_own(cli: Run, h
     assert "not signed in" in cli("logout").stdout
 
 
+@pytest.mark.slow
 def test_committee_members_and_stewards_give_a_one_time_code_when_the_policy_asks(
     cli: Run, home: Path, tmp_path: Path
 ) -> None:
@@ -246,6 +247,7 @@ def test_as_never_reaches_a_user_one_has_not_signed_in_as(home: Path, workspace:
     assert f"you are not signed in as {as_name!r}" in str(result.exception)
 
 
+@pytest.mark.slow
 def test_failed_sign_ins_slow_only_that_account_and_say_so(cli: Run, home: Path) -> None:
     from research_kit.core import sessions
 

@@ -52,6 +52,7 @@ CASES: list[tuple[str, str, dict[str, object], dict[str | None, int]]] = [
     (GET, "/api/v1/requests/{s1}", {}, {None: 401, "rita": 401}),
     (GET, "/api/v1/budgets", {}, {None: 401, "rita": 401}),
     (POST, "/api/v1/command", {}, {None: 401, "rita": 401, "sam": 401}),
+    (POST, "/api/v1/run", {}, {None: 401, "rita": 401}),
 ]
 
 

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 from research_kit.actions.acting import as_user
 from research_kit.core import owners, users
-from research_kit.core.errors import BadInput
+from research_kit.core.errors import BadInput, PolicyRefusal
 from research_kit.core.workspace import Workspace
 from research_kit.dp import ledger
 from research_kit.dp.accounting import rho_from
@@ -63,8 +63,9 @@ def reset_sandbox(ws: Workspace, *, actor: str, study: str) -> int:
     return as_user(actor, ledger.reset_sandbox, ws, study)
 
 
-def visible_budgets(ws: Workspace, *, actor: str) -> list[StudyBudget]:
-    """The real budgets ``actor`` may read: every study's for the committee and stewards, a researcher's own."""
+def visible_studies(ws: Workspace, *, actor: str) -> list[str]:
+    """The studies whose budget ``actor`` may read: every one for the committee and stewards, else their own
+    (owned, registered or with a request they wrote)."""
     names = ledger.studies(ws)
     with ws.catalog() as conn:
         user = users.get(conn, actor)
@@ -72,6 +73,20 @@ def visible_budgets(ws: Workspace, *, actor: str) -> list[StudyBudget]:
     if user is None or not user.active or user.researcher_only or not user.roles:
         mine |= studies_authored_by(ws, actor)
         names = [n for n in names if n in mine]
+    return names
+
+
+def shown(ws: Workspace, *, actor: str, study: str | None = None, tier: Tier = "real") -> list[ledger.Balance]:
+    """``budget show``: the balances ``actor`` may read (one study's, refused when not theirs to read)."""
+    names = visible_studies(ws, actor=actor)
+    if study is not None and study not in names:
+        raise PolicyRefusal(f"study {study}: its budget is read by its owners, the committee and stewards")
+    return balances(ws, study=study, tier=tier) if study is not None else [ledger.balance(ws, n, tier) for n in names]
+
+
+def visible_budgets(ws: Workspace, *, actor: str) -> list[StudyBudget]:
+    """The real budgets ``actor`` may read: every study's for the committee and stewards, a researcher's own."""
+    names = visible_studies(ws, actor=actor)
     return [
         StudyBudget(n, ledger.balance(ws, n, "real"), ledger.grants(ws, n), ledger.history(ws, n, "real"))
         for n in names

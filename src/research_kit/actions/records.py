@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from research_kit.core import audit
+from research_kit.core import audit, users
 from research_kit.core.errors import IntegrityError
+from research_kit.core.permissions import Duty
 from research_kit.core.workspace import Workspace
 
 
@@ -24,8 +25,10 @@ def check(ws: Workspace) -> audit.Verdict:
         return audit.verify(conn, ws.audit_path)
 
 
-def entries(ws: Workspace, *, last: int | None = None) -> list[dict[str, Any]]:
-    """The audit entries, oldest first (only the ``last`` ones when given)."""
+def entries(ws: Workspace, *, actor: str, last: int | None = None) -> list[dict[str, Any]]:
+    """The audit entries, oldest first (only the ``last`` ones when given), for a committee member or steward."""
+    with ws.catalog() as conn:
+        users.require(conn, actor, Duty.READ_AUDIT)
     found = audit.read_entries(ws.audit_path)
     if last is None:
         return found

@@ -45,7 +45,7 @@ def show_budget(
     ws = workspace()
     delta = ws.policy().dp.delta
     tier: Tier = "sandbox" if sandbox else "real"
-    show.print_balances(console, budget.balances(ws, study=study, tier=tier), delta)
+    show.print_balances(console, budget.shown(ws, actor=actor(ws), study=study, tier=tier), delta)
     if study:
         show.print_history(console, budget.history(ws, study=study, tier=tier), delta)
 

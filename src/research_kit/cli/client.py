@@ -18,6 +18,7 @@ import shutil
 import sys
 import urllib.error
 import urllib.request
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -26,6 +27,16 @@ from research_kit.core import identity, service
 from research_kit.core.errors import BadInput, MissingData, PolicyRefusal, UserError
 
 TIMEOUT_SECONDS = 3700  # a little longer than the server lets a command run
+
+
+class _NoRedirects(urllib.request.HTTPRedirectHandler):
+    """A redirect is an error: the token (and a password) go to the address the user gave, nowhere else."""
+
+    def redirect_request(self, *args: Any, **kwargs: Any) -> None:
+        return None
+
+
+_OPENER = urllib.request.build_opener(_NoRedirects)
 
 
 def server_url(value: str) -> str:
@@ -46,7 +57,7 @@ def _call(url: str, path: str, body: dict[str, Any] | None, token: str | None = 
     request = urllib.request.Request(f"{url}{service.API}{path}", data=data, headers=headers,
                                      method="GET" if body is None else "POST")  # fmt: skip
     try:
-        with urllib.request.urlopen(request, timeout=TIMEOUT_SECONDS) as response:
+        with _OPENER.open(request, timeout=TIMEOUT_SECONDS) as response:
             return response.status, json.loads(response.read() or b"{}")
     except urllib.error.HTTPError as error:
         try:
@@ -87,9 +98,11 @@ def sends(argv: list[str]) -> bool:
     """Whether ``argv`` is a command this client sends to the server; a command that runs on the server's
     machine only is refused in one line (--help, login and logout run here)."""
     _, rest = split_as(argv)
-    if not rest or any(a in ("--help", "-h", "--version") for a in rest) or rest[0] in LOCAL:
+    if not rest or rest[0] in ("--help", "-h", "--version") or rest[0] in LOCAL:
         return False
     if rest[0] not in service.REMOTE_COMMANDS and rest[0] != service.RUN:
+        if rest[-1] in ("--help", "-h") and len(rest) <= 3 and not any(a.startswith("-") for a in rest[1:-1]):
+            return False  # 'COMMAND [SUBCOMMAND] --help': its help, shown here; nothing runs
         raise BadInput(
             f"{service.URL_ENV} is set: research-kit {rest[0]} runs on the server's machine only (a client sends: "
             f"{', '.join(sorted(service.REMOTE_COMMANDS | {service.RUN}))}, login and logout)"
@@ -163,18 +176,13 @@ def _project(args: list[str]) -> dict[str, Any]:
     return {"pipeline": pipeline.path.resolve().relative_to(root).as_posix(), "files": files, "options": options}
 
 
-def login(url: str, name: str, password: str, *, code: str | None, ask_code: Any) -> str:
-    """Sign in at the server; the user's roles as one word. ``ask_code(enrol_uri | None)`` gets a code."""
+def login(url: str, name: str, password: str, *, code: str | None, ask_code: Callable[[], str]) -> str:
+    """Sign in at the server; the user's roles as one word. ``ask_code()`` gets a one-time code when one is
+    needed (codes are set up in person on the server's machine, never through here)."""
     body: dict[str, Any] = {"name": name, "password": password, "code": code}
     status, answer = _call(url, "/login", body)
-    if status == 401 and answer.get("code_needed"):
-        if answer.get("enrol"):
-            from research_kit.core import sessions
-
-            body["enrol"] = sessions.new_code_secret()
-            body["code"] = ask_code(sessions.code_uri(name, body["enrol"]))
-        else:
-            body["code"] = code or ask_code(None)
+    if status == 401 and answer.get("code_needed") and not answer.get("enrol"):
+        body["code"] = code or ask_code()
         status, answer = _call(url, "/login", body)
     if status != 200:
         raise _refusal(status, answer)

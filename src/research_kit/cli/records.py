@@ -7,7 +7,7 @@ from typing import Annotated
 import typer
 
 from research_kit.actions import records
-from research_kit.cli.common import console, workspace
+from research_kit.cli.common import actor, console, workspace
 from research_kit.console.records import print_audit
 
 app = typer.Typer(add_completion=False)
@@ -25,4 +25,5 @@ def verify() -> None:
 @audit_app.command("show")
 def show(last: Annotated[int, typer.Option(help="How many of the latest entries.")] = 20) -> None:
     """List the latest audit entries (who did what, when)."""
-    print_audit(console, records.entries(workspace(), last=last))
+    ws = workspace()
+    print_audit(console, records.entries(ws, actor=actor(ws), last=last))

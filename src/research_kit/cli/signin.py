@@ -44,9 +44,7 @@ def login(
         url = client.server_url(url)
         typed = read_secret(f"password for {name}", from_stdin=password_stdin)
 
-        def ask(uri: str | None) -> str:
-            if uri is not None:
-                _show_enrolment(uri)
+        def ask() -> str:
             return read_secret("one-time code", from_stdin=password_stdin)
 
         roles = client.login(url, name, typed, code=code, ask_code=ask)

@@ -214,6 +214,7 @@ class Duty(StrEnum):
     RERUN = "rerunning every study"
     GRANT = "granting a study budget"
     START_LAB = "starting a lab"
+    READ_AUDIT = "reading the audit log"
 
 
 # Who may do each duty. A study's own acts (running its pipeline, spending its budget) are its owners'
@@ -232,6 +233,7 @@ DUTIES: dict[Duty, tuple[Role, ...]] = {
     Duty.RERUN: (Role.STEWARD,),
     Duty.GRANT: (Role.COMMITTEE,),
     Duty.START_LAB: (Role.RESEARCHER,),
+    Duty.READ_AUDIT: (Role.COMMITTEE, Role.STEWARD),  # it names every user's actions
 }
 
 

@@ -28,11 +28,17 @@ REMOTE_COMMANDS = frozenset(
     {"budget", "query", "outputs", "review", "release", "users", "audit", "extracts", "risk", "rerun", "sandbox"}
 )
 RUN = "run"
-RUN_OPTIONS = {"--extract": True, "--action": True, "--executor": True, "--workers": True, "--scheduler": True,
-               "--force": False}  # fmt: skip  # run's options a client may send (True: it takes a value)
+# run's options a client may send (True: it takes a value). Not --executor, --workers or --scheduler: where the
+# server's processes connect and how many it starts are the operator's choice, never a client's.
+RUN_OPTIONS = {"--extract": True, "--action": True, "--force": False}
+SERVER_ONLY_OPTIONS = ("--executor", "--workers", "--scheduler")  # refused in any command a client sends
 PROJECTS = "projects"  # the workspace's folder of each user's uploaded projects: projects/USER/...
 MAX_ARGS = 64
 MAX_ARG_CHARS = 4096
 MAX_STDIN_CHARS = 65536
 MAX_PROJECT_FILES = 200
 MAX_PROJECT_BYTES = 20 * 1024 * 1024
+MAX_BODY_BYTES = 256 * 1024  # a request body of the API, but /run's ...
+MAX_RUN_BODY_BYTES = MAX_PROJECT_BYTES * 4 // 3 + MAX_BODY_BYTES  # ... which carries its project in base64
+COMMANDS_AT_ONCE = 8  # commands the server runs for clients at the same time ...
+COMMANDS_PER_USER = 2  # ... and for one user

@@ -5,9 +5,10 @@ as ``research-kit login`` makes), as ``Authorization: Bearer TOKEN``; no
 cookie, so no CSRF. Every refusal is JSON ``{"error": "..."}`` with the
 status :func:`~research_kit.web.http.status_of` gives.
 
-- ``POST /login`` ``{"name", "password", "code"?, "enrol"?}`` -> ``{"token", "user", "roles"}``; a committee
-  member or steward without a code gets 401 with ``"code_needed": true`` (``"enrol": true`` before they set
-  codes up: the client makes a secret, shows it, and sends it back with a code from it);
+- ``POST /login`` ``{"name", "password", "code"?}`` -> ``{"token", "user", "roles"}``; a committee member or
+  steward without a code gets 401 with ``"code_needed": true``. One-time codes are never set up over the
+  network (a password alone would then let whoever holds it take them over): someone without them gets 403
+  and sets them up in person, signing in once on the server's machine;
 - ``POST /logout``; ``GET /whoami``;
 - ``GET /requests[?state=S]``, ``GET /requests/{id}``: the review requests the user may read, as JSON;
 - ``GET /budgets``: the study budgets the user may see;
@@ -19,16 +20,20 @@ status :func:`~research_kit.web.http.status_of` gives.
 
 from __future__ import annotations
 
+import asyncio
 import base64
+import contextlib
 import dataclasses
 import json
 import os
-import subprocess
+import shutil
+import signal
 import sys
 import tempfile
 from pathlib import Path, PurePosixPath
 from typing import Any
 
+import yaml
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import Response
@@ -41,6 +46,10 @@ from research_kit.core.errors import BadInput, UserError
 from research_kit.core.workspace import HOME_ENV
 from research_kit.web.http import status_of, workspace
 
+ENROL_IN_PERSON = (
+    "one-time codes are set up in person, on the server's machine: the operator runs 'research-kit login NAME' "
+    "there with you (or a steward resets them: research-kit users reset-codes NAME)"
+)
 COMMAND_SECONDS = 3600  # the longest a command sent by a client may run (a rerun of every study)
 
 
@@ -66,9 +75,23 @@ async def _session(request: Request) -> tuple[str, sessions.Session] | Response:
     return token, found
 
 
-async def _body(request: Request) -> dict[str, Any]:
+class TooLarge(BadInput):
+    status = 413
+
+
+async def _body(request: Request, limit: int = service.MAX_BODY_BYTES) -> dict[str, Any]:
+    """The request's JSON object, read no further than ``limit`` bytes (whatever Content-Length claims)."""
+    declared = request.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > limit:
+        raise TooLarge(f"the request is over {limit:,} bytes")
+    chunks, size = [], 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise TooLarge(f"the request is over {limit:,} bytes")
+        chunks.append(chunk)
     try:
-        data = json.loads(await request.body() or b"{}")
+        data = json.loads(b"".join(chunks) or b"{}")
     except (ValueError, UnicodeDecodeError):
         raise BadInput("the request body is not JSON") from None
     if not isinstance(data, dict):
@@ -89,7 +112,9 @@ async def login(request: Request) -> Response:
     try:
         data = await _body(request)
         name, password = _text(data, "name") or "", _text(data, "password") or ""
-        code, enrol = _text(data, "code", required=False), _text(data, "enrol", required=False)
+        code = _text(data, "code", required=False)
+        if "enrol" in data:  # over the network a password alone would let whoever has it take the codes over
+            raise BadInput(ENROL_IN_PERSON)
     except UserError as exc:
         return _error(str(exc), status_of(exc))
     ws = workspace(request)
@@ -97,10 +122,12 @@ async def login(request: Request) -> Response:
     try:
         await run_in_threadpool(sessions.check_wait, ws, name, address)  # too soon after failures: refused unread
         token, session = await run_in_threadpool(
-            lambda: sessions.sign_in(ws, name, password, address=address, code=code, enrol=enrol, kind="cli")
+            lambda: sessions.sign_in(ws, name, password, address=address, code=code, kind="cli")
         )
     except sessions.CodeNeeded as needed:
-        return _error(str(needed), 401, code_needed=True, enrol=needed.enrol)
+        if needed.enrol:
+            return _error(ENROL_IN_PERSON, 403, code_needed=True, enrol=True)
+        return _error(str(needed), 401, code_needed=True, enrol=False)
     except sessions.SignInRefused as refused:
         return _error(str(refused), 401)
     return _json({"token": token, "user": session.user.name, "roles": sorted(session.user.roles)})
@@ -173,25 +200,49 @@ def _argv(data: dict[str, Any]) -> list[str]:
         )
     if any(a == "--as" or a.startswith("--as=") for a in argv):
         raise BadInput("--as: the server acts as the user whose token came with the command")
+    if any(a.split("=", 1)[0] in service.SERVER_ONLY_OPTIONS for a in argv):
+        raise BadInput(f"{', '.join(service.SERVER_ONLY_OPTIONS)}: the server's operator chooses these, not a client")
     return argv
 
 
-def _run(ws_root: str, token: str, argv: list[str], stdin: str, columns: int) -> dict[str, Any]:
-    with tempfile.TemporaryDirectory(prefix="rk-command-") as private:
-        env = {
-            "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
-            "HOME": private,
-            "XDG_RUNTIME_DIR": private,  # the command reads no session file: it acts with the token
-            "LANG": os.environ.get("LANG", "C.UTF-8"),
-            "COLUMNS": str(columns),
-            HOME_ENV: ws_root,
-            service.SESSION_ENV: token,
-        }
-        done = subprocess.run(
-            [sys.executable, "-m", "research_kit", *argv], input=stdin, capture_output=True, text=True, env=env,
-            cwd=ws_root, timeout=COMMAND_SECONDS, check=False,
-        )  # fmt: skip
-    return {"exit_code": done.returncode, "stdout": done.stdout, "stderr": done.stderr}
+_RUNNING: dict[str, int] = {}  # commands running now, per user (this process serves every client)
+
+
+async def _run(ws_root: str, token: str, user: str, argv: list[str], stdin: str, columns: int) -> Response:
+    """Run ``research-kit ARGV`` for ``user`` in a process of its own, without holding a thread while it runs;
+    at most :data:`~research_kit.core.service.COMMANDS_AT_ONCE` at once, two per user (429 beyond)."""
+    if sum(_RUNNING.values()) >= service.COMMANDS_AT_ONCE or _RUNNING.get(user, 0) >= service.COMMANDS_PER_USER:
+        return _error("the server is busy with your (or everyone's) other commands: try again when they end", 429)
+    _RUNNING[user] = _RUNNING.get(user, 0) + 1
+    try:
+        with tempfile.TemporaryDirectory(prefix="rk-command-") as private:
+            env = {
+                "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
+                "HOME": private,
+                "XDG_RUNTIME_DIR": private,  # the command reads no session file: it acts with the token
+                "LANG": os.environ.get("LANG", "C.UTF-8"),
+                "COLUMNS": str(columns),
+                HOME_ENV: ws_root,
+                service.SESSION_ENV: token,
+            }
+            process = await asyncio.create_subprocess_exec(
+                sys.executable, "-I", "-m", "research_kit", *argv, stdin=asyncio.subprocess.PIPE,
+                stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE, env=env, cwd=private,
+                start_new_session=True,
+            )  # fmt: skip
+            try:
+                out, err = await asyncio.wait_for(process.communicate(stdin.encode("utf-8")), COMMAND_SECONDS)
+            except (TimeoutError, asyncio.CancelledError):
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(process.pid, signal.SIGKILL)
+                await process.wait()
+                return _error(f"the command ran over {COMMAND_SECONDS} s and was stopped", 504)
+    finally:
+        _RUNNING[user] -= 1
+    return _json(
+        {"exit_code": process.returncode, "stdout": out.decode("utf-8", "replace"),
+         "stderr": err.decode("utf-8", "replace")}
+    )  # fmt: skip
 
 
 async def command(request: Request) -> Response:
@@ -209,8 +260,8 @@ async def command(request: Request) -> Response:
             columns = 100
     except UserError as exc:
         return _error(str(exc), status_of(exc))
-    ran = await run_in_threadpool(_run, str(workspace(request).root), found[0], argv, stdin, columns)
-    return _json(ran)
+    token, session = found
+    return await _run(str(workspace(request).root), token, session.user.name, argv, stdin, columns)
 
 
 def _relative(name: object) -> PurePosixPath:
@@ -240,11 +291,52 @@ def _options(options: object) -> list[str]:
     return out
 
 
-def _store_project(folder: Path, files: object) -> None:
-    """Write the sent files under ``folder`` (the user's projects folder), each whole (a temp file, renamed)."""
+def _private_dirs(base: Path, relative: PurePosixPath) -> Path:
+    """``base/relative``'s folders made one by one, each 0700, none a symlink; the last of them."""
+    current = base
+    for part in relative.parts:
+        current = current / part
+        if current.is_symlink() or (current.exists() and not current.is_dir()):
+            raise BadInput(f"project folder {relative}: a file of that name is in the way")
+        current.mkdir(mode=0o700, exist_ok=True)
+    return current
+
+
+def _only_own_notebooks(staging: Path, pipeline: PurePosixPath, sent: set[PurePosixPath]) -> None:
+    """Each notebook the pipeline names is one of the files sent with it (never a file of the server's, which
+    reading would probe: an absolute path, a '..', another user's project)."""
+    from research_kit.studies.spec import project_root
+
+    try:
+        data = yaml.safe_load(staging.joinpath(*pipeline.parts).read_text(encoding="utf-8"))
+    except (yaml.YAMLError, UnicodeDecodeError):
+        return  # the pipeline's own check names the mistake
+    actions = data.get("actions") if isinstance(data, dict) else None
+    root = project_root(staging.joinpath(*pipeline.parts)).resolve()
+    for name, action in (actions or {}).items() if isinstance(actions, dict) else ():
+        notebook = action.get("notebook") if isinstance(action, dict) else None
+        if not isinstance(notebook, str):
+            continue
+        where = (root / notebook).resolve()
+        if (
+            not where.is_relative_to(staging.resolve())
+            or PurePosixPath(where.relative_to(staging.resolve()).as_posix()) not in sent
+        ):
+            raise BadInput(f"action {name}: its notebook must be one of the project's own files, sent with it")
+
+
+def _store_project(folder: Path, pipeline: PurePosixPath, files: object) -> Path:
+    """Check the sent project whole, then put its files under ``folder`` (the user's projects folder), each
+    replaced whole; the stored pipeline file. A pipeline naming a notebook outside its project is refused before
+    anything is written (on the server too, not only on the client)."""
+    from research_kit.studies.spec import load_pipeline
+
     if not isinstance(files, dict) or not 0 < len(files) <= service.MAX_PROJECT_FILES:
         raise BadInput(f"'files': the pipeline and its notebooks, at most {service.MAX_PROJECT_FILES}")
-    decoded, total = {}, 0
+    if str(pipeline) not in files:
+        raise BadInput("'files' must hold the pipeline file itself")
+    decoded: dict[PurePosixPath, bytes] = {}
+    total = 0
     for name, content in files.items():
         if not isinstance(content, str):
             raise BadInput(f"project file {name!r}: its content must be base64 text")
@@ -256,18 +348,26 @@ def _store_project(folder: Path, files: object) -> None:
         if total > service.MAX_PROJECT_BYTES:
             raise BadInput(f"the project is over {service.MAX_PROJECT_BYTES // (1024 * 1024)} MB")
         decoded[_relative(name)] = data
-    folder.mkdir(mode=0o700, parents=True, exist_ok=True)
-    for relative, data in decoded.items():
-        target = folder.joinpath(*relative.parts)
-        target.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-        if target.is_symlink() or not target.resolve().is_relative_to(folder.resolve()):
-            raise BadInput(f"project file {relative}: not inside the project")
-        tmp = target.with_name(f".{target.name}.upload")
-        tmp.unlink(missing_ok=True)
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
-        with os.fdopen(fd, "wb") as out:
-            out.write(data)
-        os.replace(tmp, target)
+    folder.parent.mkdir(mode=0o700, exist_ok=True)
+    _private_dirs(folder.parent, PurePosixPath(folder.name))
+    staging = Path(tempfile.mkdtemp(prefix=".upload-", dir=folder))
+    try:
+        for relative, data in decoded.items():
+            target = _private_dirs(staging, relative.parent) / relative.name
+            with open(target, "xb") as out:
+                out.write(data)
+        _only_own_notebooks(staging, pipeline, set(decoded))  # before anything opens a file the pipeline names
+        load_pipeline(staging.joinpath(*pipeline.parts))
+        for relative in decoded:
+            target = _private_dirs(folder, relative.parent) / relative.name
+            if target.is_symlink() or target.is_dir():
+                raise BadInput(f"project file {relative}: a folder or link of that name is in the way")
+            os.replace(staging.joinpath(*relative.parts), target)
+    except OSError as exc:
+        raise BadInput(f"the project could not be stored ({exc.strerror or exc})") from None
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return folder.joinpath(*pipeline.parts)
 
 
 async def run_project(request: Request) -> Response:
@@ -279,20 +379,15 @@ async def run_project(request: Request) -> Response:
     ws = workspace(request)
     folder = ws.root / service.PROJECTS / session.user.name
     try:
-        data = await _body(request)
+        data = await _body(request, service.MAX_RUN_BODY_BYTES)
         pipeline = _relative(data.get("pipeline"))
         options = _options(data.get("options", []))
         columns = data.get("columns", 100)
         columns = columns if isinstance(columns, int) and 40 <= columns <= 400 else 100
-        files = data.get("files")
-        if not isinstance(files, dict) or str(pipeline) not in files:
-            raise BadInput("'files' must hold the pipeline file itself")
-        await run_in_threadpool(_store_project, folder, files)
+        stored = await run_in_threadpool(_store_project, folder, pipeline, data.get("files"))
     except UserError as exc:
         return _error(str(exc), status_of(exc))
-    argv = [service.RUN, str(folder.joinpath(*pipeline.parts)), *options]
-    ran = await run_in_threadpool(_run, str(ws.root), token, argv, "", columns)
-    return _json(ran)
+    return await _run(str(ws.root), token, session.user.name, [service.RUN, str(stored), *options], "", columns)
 
 
 ROUTES = [

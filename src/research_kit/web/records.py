@@ -33,8 +33,8 @@ async def budget(request: Request) -> Response:
                                            "from_picorho": from_picorho})  # fmt: skip
 
 
-def _audit_context(ws: Workspace, page: int) -> dict[str, Any]:
-    entries = records.entries(ws)
+def _audit_context(ws: Workspace, actor: str, page: int) -> dict[str, Any]:
+    entries = records.entries(ws, actor=actor)
     newest_first = list(reversed(entries))
     pages = max(1, -(-len(newest_first) // AUDIT_PAGE))
     page = min(max(page, 1), pages)
@@ -43,12 +43,12 @@ def _audit_context(ws: Workspace, page: int) -> dict[str, Any]:
 
 
 async def audit_page(request: Request) -> Response:
-    await need(request, "committee", "steward")
+    session = await need(request, "committee", "steward")
     try:
         page = int(request.query_params.get("page", "1"))
     except ValueError:
         page = 1
-    context = await call(_audit_context, workspace(request), page)
+    context = await call(_audit_context, workspace(request), session.user.name, page)
     return render(request, "audit.html", {**context, "verdict": None})
 
 
@@ -57,7 +57,7 @@ async def audit_verify(request: Request) -> Response:
     await form(request, session)
     ws = workspace(request)
     verdict: Verdict = await call(records.check, ws)
-    context = await call(_audit_context, ws, 1)
+    context = await call(_audit_context, ws, session.user.name, 1)
     return render(request, "audit.html", {**context, "verdict": verdict}, 200 if verdict.ok else 409)
 
 

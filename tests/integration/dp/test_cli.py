@@ -12,6 +12,8 @@ import pytest
 from tests.conftest import MEMBER, sign_in
 from tests.integration.dp.conftest import Registry
 
+pytestmark = pytest.mark.slow  # about ten command-line processes each
+
 
 @pytest.fixture(autouse=True)
 def signed_in(registry: Registry, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
