@@ -5,6 +5,7 @@ import subprocess
 import sys
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -32,6 +33,28 @@ def cli(home: Path, tmp_path: Path) -> Run:
         return result
 
     return run
+
+
+def set_up_codes(env: dict[str, str], name: str, password_line: str, cwd: Path | None = None) -> Any:
+    """``research-kit login NAME`` at its first sign-in with one-time codes, as a person does it: the address
+    shown once on stderr is read into an authenticator (pyotp), and a code from it typed back. The TOTP."""
+    import pyotp
+
+    first = subprocess.Popen(
+        [sys.executable, "-m", "research_kit", "login", name, "--password-stdin"], cwd=cwd,
+        env={**os.environ, "COLUMNS": "200", **env}, text=True,
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+    )  # fmt: skip
+    assert first.stdin is not None
+    assert first.stderr is not None
+    first.stdin.write(password_line)
+    first.stdin.flush()
+    uri = next(line.strip() for line in first.stderr if line.strip().startswith("otpauth://"))
+    totp = pyotp.TOTP(pyotp.parse_uri(uri).secret)
+    out, err = first.communicate(totp.now() + "\n", timeout=60)
+    assert first.returncode == 0, err
+    assert f"signed in as {name}" in out
+    return totp
 
 
 @pytest.fixture

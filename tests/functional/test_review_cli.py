@@ -13,9 +13,9 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-import pyotp
 import pytest
 from tests.conftest import PASSWORD, Project
+from tests.functional.conftest import set_up_codes
 from tests.functional.webapp import running_server
 from tests.integration.review.test_review import as_user, run_study
 
@@ -52,20 +52,7 @@ class Shell:
         assert self.server_env is not None
         refused = self.run("login", name, "--password-stdin", input_text=LINE)  # not over the network
         assert (refused.returncode, "set up in person" in refused.stderr) == (5, True), refused.stderr
-        env = {**os.environ, **self.server_env}
-        first = subprocess.Popen(
-            [sys.executable, "-m", "research_kit", "login", name, "--password-stdin"], env=env, text=True,
-            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-        )  # fmt: skip
-        assert first.stdin is not None
-        assert first.stderr is not None
-        first.stdin.write(LINE)
-        first.stdin.flush()
-        uri = next(line.strip() for line in first.stderr if line.strip().startswith("otpauth://"))
-        totp = pyotp.TOTP(pyotp.parse_uri(uri).secret)
-        out, err = first.communicate(totp.now() + "\n", timeout=60)
-        assert first.returncode == 0, err
-        assert f"signed in as {name}" in out
+        totp = set_up_codes(self.server_env, name, LINE)
         code = totp.at(time.time() + 30)  # the next step's: the set-up spent this one's
         done = self.run("login", name, "--password-stdin", "--code", code, input_text=LINE)
         assert done.returncode == 0, done.stderr

@@ -4,11 +4,9 @@ from __future__ import annotations
 
 import contextvars
 import json
-import os
 import sqlite3
 import stat
 import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -21,7 +19,7 @@ from research_kit.cli import COMMANDS, app, command, common
 from research_kit.core import identity
 from research_kit.core.workspace import Workspace
 
-from .conftest import Run
+from .conftest import Run, set_up_codes
 from .test_cli import assert_one_line_error
 
 LINE = f"{PASSWORD}\n"
@@ -119,20 +117,7 @@ def test_committee_members_and_stewards_give_a_one_time_code_when_the_policy_ask
     policy = home / "research-kit.toml"
     policy.write_text(policy.read_text().replace('second_factor = "service"', 'second_factor = "always"'))
     # sam's first sign-in sets the codes up: the address goes to the terminal once, a code from it confirms.
-    env = {**os.environ, "COLUMNS": "200"}
-    first = subprocess.Popen(
-        [sys.executable, "-m", "research_kit", "login", "sam", "--password-stdin"], cwd=tmp_path, env=env,
-        stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-    )  # fmt: skip
-    assert first.stdin is not None
-    assert first.stderr is not None
-    first.stdin.write(LINE)
-    first.stdin.flush()
-    uri = next(line.strip() for line in first.stderr if line.strip().startswith("otpauth://"))
-    secret = pyotp.parse_uri(uri).secret
-    out, err = first.communicate(pyotp.TOTP(secret).now() + "\n", timeout=60)
-    assert first.returncode == 0, err
-    assert "signed in as sam" in out
+    secret = set_up_codes({}, "sam", LINE, cwd=tmp_path).secret
     cli("logout")
     without = login(cli, "sam", check=False)
     assert_one_line_error(without, 3, "no one-time code on standard input")

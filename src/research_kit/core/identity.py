@@ -37,7 +37,7 @@ from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 
-from research_kit.core import audit, sessions, users
+from research_kit.core import audit, optins, sessions, users
 from research_kit.core.catalog import transaction
 from research_kit.core.errors import BadInput, PolicyRefusal
 from research_kit.core.extracts import unsimulated_extracts
@@ -237,11 +237,7 @@ def acting_user(ws: Workspace, as_name: str | None, *, demo_name: str | None = N
 
 def demo_optin(ws: Workspace) -> str:
     """Who opted in to demo mode on this workspace's real data and why ('' when nobody did)."""
-    with ws.catalog() as conn:
-        row = conn.execute(
-            "SELECT granted_by, reason FROM demo_optins WHERE revoked_at IS NULL ORDER BY id DESC LIMIT 1"
-        ).fetchone()
-    return f"{row['granted_by']}: {row['reason']}" if row else ""
+    return optins.standing(ws, "demo_optins")
 
 
 def allow_demo(ws: Workspace, *, reason: str) -> None:

@@ -26,6 +26,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
+from research_kit.core import optins
 from research_kit.core.catalog import transaction
 from research_kit.core.errors import BadInput, PolicyRefusal
 from research_kit.core.extracts import unsimulated_extracts
@@ -107,11 +108,7 @@ def probe(bwrap: str) -> str:
 
 def waiver(ws: Workspace) -> str:
     """Who waived the sandbox for this workspace's real data and why ('' when nobody did)."""
-    with ws.catalog() as conn:
-        row = conn.execute(
-            "SELECT granted_by, reason FROM sandbox_waivers WHERE revoked_at IS NULL ORDER BY id DESC LIMIT 1"
-        ).fetchone()
-    return f"{row['granted_by']}: {row['reason']}" if row else ""
+    return optins.standing(ws, "sandbox_waivers")
 
 
 def confinement(ws: Workspace) -> Confinement:
