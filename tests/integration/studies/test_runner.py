@@ -241,6 +241,7 @@ def test_a_failed_action_stops_only_its_dependants_and_keeps_its_notebook(projec
     assert outcomes(again) == {"a": "cached", "b": "failed", "c": "skipped", "d": "cached", "e": "failed"}
 
 
+@pytest.mark.slow  # a Dask LocalCluster starts and stops (about 14 s)
 def test_the_dask_executor_runs_the_same_pipeline_to_the_same_outputs(project: Project) -> None:
     from distributed import LocalCluster
 
