@@ -167,8 +167,13 @@ def test_demo_mode_believes_as_and_says_so_and_refuses_real_data(cli: Run, home:
     cli("users", "allow-demo", "--reason", "training day on a copy")
     policy.write_text(embedded.replace('mode = "embedded"', 'mode = "demo"'))
     assert "sam" in cli("--as", "anyone", "users", "list").stdout
+    policy.write_text(embedded)  # and a steward takes it back
+    assert "refused again" in cli("users", "disallow-demo").stdout
+    policy.write_text(embedded.replace('mode = "embedded"', 'mode = "demo"'))
+    assert_one_line_error(cli("--as", "sam", "users", "list", check=False), 5, "was not made by the simulator")
     entries = [json.loads(line) for line in (home / "audit.jsonl").read_text().splitlines()]
     assert any(e["action"] == "auth.demo_allowed" and e["actor"] == "sam" for e in entries)
+    assert any(e["action"] == "auth.demo_disallowed" and e["actor"] == "sam" for e in entries)
 
 
 # Commands that act for no one, or bootstrap: they run without a sign-in (serve and lab start servers: not run here).

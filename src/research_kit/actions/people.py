@@ -29,6 +29,10 @@ def allow_demo(ws: Workspace, *, actor: str, reason: str) -> None:
     as_user(actor, identity.allow_demo, ws, reason=reason)
 
 
+def disallow_demo(ws: Workspace, *, actor: str) -> int:
+    return as_user(actor, identity.disallow_demo, ws)
+
+
 def list_users(ws: Workspace) -> list[User]:
     return users.all_users(ws)
 

@@ -1,4 +1,4 @@
-"""``users add|list|disable|password|allow-demo``: the workspace's users and their roles."""
+"""``users add|list|disable|password|reset-codes|allow-demo|disallow-demo``: the workspace's users and their roles."""
 
 from __future__ import annotations
 
@@ -89,3 +89,11 @@ def allow_demo(
     ws = workspace()
     people.allow_demo(ws, actor=actor(ws), reason=reason)
     console.print("demo mode allowed on this workspace's real data: identities go unverified while it is on")
+
+
+@users_app.command("disallow-demo")
+def disallow_demo() -> None:
+    """Revoke the opt-in to demo mode on real data (a steward does; audited)."""
+    ws = workspace()
+    revoked = people.disallow_demo(ws, actor=actor(ws))
+    console.print("demo mode refused again on this workspace's real data" if revoked else "no opt-in was in force")

@@ -34,11 +34,9 @@ import os
 import stat
 from collections.abc import Iterator
 from contextlib import contextmanager
-from datetime import UTC, datetime
 from pathlib import Path
 
-from research_kit.core import audit, optins, sessions, users
-from research_kit.core.catalog import transaction
+from research_kit.core import optins, sessions, users
 from research_kit.core.errors import BadInput, PolicyRefusal
 from research_kit.core.extracts import unsimulated_extracts
 from research_kit.core.permissions import Duty
@@ -242,11 +240,12 @@ def demo_optin(ws: Workspace) -> str:
 
 def allow_demo(ws: Workspace, *, reason: str) -> None:
     """A steward's opt-in to demo mode on real data (catalog and audit, one transaction)."""
-    if not reason.strip():
-        raise BadInput("--reason: say why identities may go unverified on this workspace's real data")
-    by = audit.current_actor()
-    with ws.catalog() as conn, transaction(conn):
-        users.require(conn, by, Duty.ALLOW_DEMO)
-        at = datetime.now(UTC).isoformat(timespec="seconds")
-        conn.execute("INSERT INTO demo_optins (granted_by, granted_at, reason) VALUES (?, ?, ?)", (by, at, reason))
-        audit.append(conn, ws.audit_path, "auth.demo_allowed", {"reason": reason})
+    optins.grant(
+        ws, "demo_optins", Duty.ALLOW_DEMO, "auth.demo_allowed", reason=reason,
+        why="identities may go unverified on this workspace's real data",
+    )  # fmt: skip
+
+
+def disallow_demo(ws: Workspace) -> int:
+    """Revoke every opt-in to demo mode on real data (a steward; audited); how many there were."""
+    return optins.revoke(ws, "demo_optins", Duty.ALLOW_DEMO, "auth.demo_disallowed")

@@ -27,8 +27,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from research_kit.core import optins
-from research_kit.core.catalog import transaction
-from research_kit.core.errors import BadInput, PolicyRefusal
+from research_kit.core.errors import PolicyRefusal
 from research_kit.core.extracts import unsimulated_extracts
 from research_kit.core.permissions import Duty
 from research_kit.core.workspace import Workspace
@@ -147,29 +146,15 @@ def confinement(ws: Workspace) -> Confinement:
 
 def waive(ws: Workspace, *, reason: str) -> None:
     """Record a steward's waiver of the sandbox for this workspace's real data (catalog and audit, one transaction)."""
-    from research_kit.core import audit, users
-
-    if not reason.strip():
-        raise BadInput("--reason: say why researcher code may run unconfined on this workspace's real data")
-    by = audit.current_actor()
-    with ws.catalog() as conn, transaction(conn):
-        users.require(conn, by, Duty.WAIVE_SANDBOX)
-        conn.execute(
-            "INSERT INTO sandbox_waivers (granted_by, granted_at, reason) VALUES (?, ?, ?)", (by, _now(), reason)
-        )
-        audit.append(conn, ws.audit_path, "sandbox.waived", {"reason": reason})
+    optins.grant(
+        ws, "sandbox_waivers", Duty.WAIVE_SANDBOX, "sandbox.waived", reason=reason,
+        why="researcher code may run unconfined on this workspace's real data",
+    )  # fmt: skip
 
 
 def unwaive(ws: Workspace) -> int:
     """Revoke every waiver in force (a steward); how many there were."""
-    from research_kit.core import audit, users
-
-    with ws.catalog() as conn, transaction(conn):
-        users.require(conn, audit.current_actor(), Duty.WAIVE_SANDBOX)
-        revoked = conn.execute("UPDATE sandbox_waivers SET revoked_at = ? WHERE revoked_at IS NULL", (_now(),)).rowcount
-        if revoked:
-            audit.append(conn, ws.audit_path, "sandbox.waiver_revoked", {"waivers": revoked})
-    return revoked
+    return optins.revoke(ws, "sandbox_waivers", Duty.WAIVE_SANDBOX, "sandbox.waiver_revoked")
 
 
 def main() -> None:
