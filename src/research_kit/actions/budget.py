@@ -10,7 +10,7 @@ from research_kit.core import owners, users
 from research_kit.core.errors import BadInput, PolicyRefusal
 from research_kit.core.workspace import Workspace
 from research_kit.dp import ledger
-from research_kit.dp.accounting import rho_from
+from research_kit.dp.accounting import Typed, rho_from
 from research_kit.review.requests import studies_authored_by
 from research_kit.studies.records import studies_registered_by
 from research_kit.tiers import Tier
@@ -31,8 +31,8 @@ def grant(
     *,
     actor: str,
     study: str,
-    rho: float | None = None,
-    epsilon: float | None = None,
+    rho: Typed | None = None,
+    epsilon: Typed | None = None,
     delta: float | None = None,
     note: str = "",
     owners: Sequence[str] = (),

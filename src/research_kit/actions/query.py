@@ -10,6 +10,7 @@ from research_kit import dp
 from research_kit.actions.acting import as_user
 from research_kit.core.errors import BadInput
 from research_kit.core.workspace import Workspace
+from research_kit.dp.accounting import Typed, rho_from
 from research_kit.dp.answer import Answer
 from research_kit.tiers import Tier
 
@@ -34,8 +35,8 @@ def query(
     per_group: int = 1,
     max_groups: int | None = None,
     clamp: bool = False,
-    rho: float | None = None,
-    epsilon: float | None = None,
+    rho: Typed | None = None,
+    epsilon: Typed | None = None,
     preview: bool = False,
     reuse: bool = False,
     extract: str | None = None,
@@ -44,6 +45,7 @@ def query(
     """Answer one query of ``kind`` on ``table``, charged to ``study``'s budget (``preview``: nothing spent)."""
     if kind not in KINDS:
         raise BadInput(f"no query kind {kind!r}: use {', '.join(KINDS)}")
+    rho_from(rho, epsilon, ws.policy().dp.delta)  # the cost first: checked before the extract is looked up
     if kind in NEEDS_COLUMN and column is None:
         raise BadInput(f"a {kind} needs --column")
     if bounds is not None and len(bounds) != 2:

@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping, Sequence
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -38,7 +39,7 @@ from research_kit.core.audit import RUNNER, current_actor
 from research_kit.core.errors import BadInput, PolicyRefusal
 from research_kit.core.workspace import Workspace, check_name, open_workspace
 from research_kit.dp import engine
-from research_kit.dp.accounting import rho_from
+from research_kit.dp.accounting import Typed, rho_from
 from research_kit.dp.answer import Answer
 from research_kit.dp.columns import COLUMNS, TABLES
 from research_kit.dp.query import make_query
@@ -62,13 +63,18 @@ __all__ = [
 Where = str | Sequence[str] | Mapping[str, Any] | None
 
 
+def _text(amount: Typed | None) -> Typed | None:
+    """An amount as JSON carries it to the broker: a decimal as its text, so nothing is lost on the way."""
+    return str(amount) if isinstance(amount, Decimal) else amount
+
+
 def _ask(
     kind: str,
     table: str,
     *,
     study: str | None,
-    rho: float | None,
-    epsilon: float | None,
+    rho: Typed | None,
+    epsilon: Typed | None,
     preview: bool,
     reuse: bool,
     extract: str | None,
@@ -82,7 +88,7 @@ def _ask(
         from research_kit.core.wire import ask
 
         request = {
-            "kind": kind, "table": table, "spec": spec, "study": study, "rho": rho, "epsilon": epsilon,
+            "kind": kind, "table": table, "spec": spec, "study": study, "rho": _text(rho), "epsilon": _text(epsilon),
             "preview": preview, "reuse": reuse, "extract": extract, "tier": tier,
         }  # fmt: skip
         return Answer.from_dict(ask(broker, request))
@@ -101,8 +107,8 @@ def answer_query(
     *,
     study: str | None,
     pipeline_study: str | None,
-    rho: float | None,
-    epsilon: float | None,
+    rho: Typed | None,
+    epsilon: Typed | None,
     preview: bool,
     reuse: bool,
     source: Source,
@@ -142,8 +148,8 @@ def count(
     max_groups: int | None = None,
     clamp: bool = False,
     study: str | None = None,
-    rho: float | None = None,
-    epsilon: float | None = None,
+    rho: Typed | None = None,
+    epsilon: Typed | None = None,
     preview: bool = False,
     reuse: bool = False,
     extract: str | None = None,
@@ -173,8 +179,8 @@ def sum(
     per_group: int = 1,
     max_groups: int | None = None,
     study: str | None = None,
-    rho: float | None = None,
-    epsilon: float | None = None,
+    rho: Typed | None = None,
+    epsilon: Typed | None = None,
     preview: bool = False,
     reuse: bool = False,
     extract: str | None = None,
@@ -199,8 +205,8 @@ def mean(
     per_group: int = 1,
     max_groups: int | None = None,
     study: str | None = None,
-    rho: float | None = None,
-    epsilon: float | None = None,
+    rho: Typed | None = None,
+    epsilon: Typed | None = None,
     preview: bool = False,
     reuse: bool = False,
     extract: str | None = None,
@@ -227,8 +233,8 @@ def quantile(
     per_group: int = 1,
     max_groups: int | None = None,
     study: str | None = None,
-    rho: float | None = None,
-    epsilon: float | None = None,
+    rho: Typed | None = None,
+    epsilon: Typed | None = None,
     preview: bool = False,
     reuse: bool = False,
     extract: str | None = None,
@@ -259,8 +265,8 @@ def histogram(
     max_groups: int | None = None,
     clamp: bool = False,
     study: str | None = None,
-    rho: float | None = None,
-    epsilon: float | None = None,
+    rho: Typed | None = None,
+    epsilon: Typed | None = None,
     preview: bool = False,
     reuse: bool = False,
     extract: str | None = None,

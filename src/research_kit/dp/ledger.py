@@ -27,6 +27,7 @@ import sqlite3
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from decimal import Decimal
 from typing import Any
 
 from research_kit.core import audit, users
@@ -35,7 +36,8 @@ from research_kit.core.catalog import transaction
 from research_kit.core.errors import BadInput, MissingData, PolicyRefusal
 from research_kit.core.permissions import Duty
 from research_kit.core.workspace import Workspace, check_name
-from research_kit.dp.accounting import describe, from_picorho, to_picorho
+from research_kit.dp import accounting
+from research_kit.dp.accounting import describe, from_picorho, rho_text, to_picorho
 from research_kit.tiers import TIERS, Tier
 
 
@@ -105,14 +107,14 @@ def balance(ws: Workspace, study: str, tier: Tier = "real") -> Balance:
         return _balance(conn, ws, study, _check_tier(tier))
 
 
-def grant(ws: Workspace, study: str, rho: float, *, note: str = "", owners: Sequence[str] = ()) -> Balance:
+def grant(
+    ws: Workspace, study: str, rho: Decimal | float | str, *, note: str = "", owners: Sequence[str] = ()
+) -> Balance:
     """Add ``rho`` to a study's real budget (a committee member's decision), naming its ``owners`` at the first
     grant (more may be named later); audited in the same transaction."""
     check_name(study, "study")
     policy = ws.policy().dp
-    if not rho > 0:
-        raise BadInput("a grant must be more than 0")
-    amount = to_picorho(rho, round_up=False)
+    amount = to_picorho(accounting.amount(rho, "a grant's rho"), round_up=False)
     who = audit.current_actor()
     with ws.catalog() as conn, transaction(conn):
         users.require(conn, who, Duty.GRANT)
@@ -126,8 +128,8 @@ def grant(ws: Workspace, study: str, rho: float, *, note: str = "", owners: Sequ
         ceiling = to_picorho(policy.max_study_rho, round_up=False)
         if total > ceiling:
             raise PolicyRefusal(
-                f"study {study}: granting {describe(rho, policy.delta)} would bring its budget to "
-                f"rho {from_picorho(total):.4g}, above [dp].max_study_rho = {policy.max_study_rho:g}"
+                f"study {study}: granting {describe(amount, policy.delta)} would bring its budget to "
+                f"rho {rho_text(total)}, above [dp].max_study_rho = {policy.max_study_rho:g}"
             )
         conn.execute(
             "INSERT INTO dp_grants (study, tier, picorho, granted_by, granted_at, note) VALUES (?, 'real', ?, ?, ?, ?)",
@@ -170,8 +172,8 @@ def reserve(
             )
         if cost > current.remaining:
             raise PolicyRefusal(
-                f"study {study}: this query costs {describe(from_picorho(cost), delta)} but only "
-                f"{describe(from_picorho(max(current.remaining, 0)), delta)} of the {tier} budget remains"
+                f"study {study}: this query costs {describe(cost, delta)} but only "
+                f"{describe(max(current.remaining, 0), delta)} of the {tier} budget remains"
             )
         cursor = conn.execute(
             """INSERT INTO dp_spends (study, tier, state, picorho, query_key, source, source_hash, query,

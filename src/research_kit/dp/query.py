@@ -20,6 +20,7 @@ import json
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
+from decimal import Decimal
 from fractions import Fraction
 from typing import Any
 
@@ -27,6 +28,7 @@ import opendp.prelude as dp
 import polars as pl
 
 from research_kit.core.errors import BadInput
+from research_kit.dp.accounting import amount
 from research_kit.dp.columns import IDENTIFIER, Column, check_table, column, public_keys
 from research_kit.dp.where import Clause, parse_where
 
@@ -106,7 +108,7 @@ def make_query(
     kind: str,
     table: str,
     *,
-    rho: float,
+    rho: Decimal | float | str,
     by: Sequence[str] | str | None = None,
     where: str | Sequence[str] | Mapping[str, Any] | None = None,
     column_name: str | None = None,
@@ -122,8 +124,7 @@ def make_query(
     if kind not in KINDS:
         raise BadInput(f"no query kind {kind!r}: use one of {', '.join(KINDS)}")
     check_table(table)
-    if not (isinstance(rho, int | float) and math.isfinite(rho) and rho > 0):
-        raise BadInput(f"the cost rho must be a number > 0, not {rho!r}")
+    cost = amount(rho, "the cost rho")
     by_list = [by] if isinstance(by, str) else list(by or [])
     if len(set(by_list)) != len(by_list):
         raise BadInput(f"by names a column twice: {by_list}")
@@ -148,7 +149,7 @@ def make_query(
     if kind in ("sum", "mean", "quantile"):
         assert col is not None
         lo, hi = bounds if bounds is not None else (col.bounds or (None, None))
-        if lo is None or hi is None or not lo < hi:
+        if lo is None or hi is None or not (math.isfinite(lo) and math.isfinite(hi) and lo < hi):
             raise BadInput(f"bounds for {column_name} must be two numbers, lower < upper")
         cast = int if col.kind == "int" else float
         if cast is int and (lo != int(lo) or hi != int(hi)):
@@ -165,19 +166,21 @@ def make_query(
         if candidates is None:
             cands = default_candidates(col, bounds_t)
         else:
+            if not all(math.isfinite(c) for c in candidates):
+                raise BadInput("quantile candidates must be finite numbers")
             cands = tuple(sorted({(int(c) if col.kind == "int" else float(c)) for c in candidates}))
         if len(cands) < 2:
             raise BadInput("a quantile needs at least two candidate values")
     edges: tuple[float, ...] | None = None
     if kind == "histogram":
-        if bins is None or len(bins) < 2 or list(bins) != sorted(set(bins)):
-            raise BadInput("a histogram needs at least two bin edges, in increasing order")
+        if bins is None or len(bins) < 2 or list(bins) != sorted(set(bins)) or not all(map(math.isfinite, bins)):
+            raise BadInput("a histogram needs at least two finite bin edges, in increasing order")
         edges = tuple(float(b) for b in bins)
     groups = max_groups if max_groups is not None else 1
     query = Query(
         kind=kind,
         table=table,
-        rho=float(rho),
+        rho=float(cost),
         by=tuple(by_list),
         where=parse_where(table, where),
         column=column_name,

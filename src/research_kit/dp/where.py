@@ -8,6 +8,7 @@ in a canonical order, so the same cohort written two ways is one replay key.
 from __future__ import annotations
 
 import functools
+import math
 import operator
 import re
 from collections.abc import Mapping, Sequence
@@ -51,7 +52,10 @@ def _typed(col: Column, raw: Any) -> Any:
         if col.kind == "int":
             return int(text)
         if col.kind == "float":
-            return float(text)
+            number = float(text)
+            if not math.isfinite(number):
+                raise ValueError(text)
+            return number
         if col.kind == "flag":
             low = text.lower()
             if low in ("true", "yes", "1"):
@@ -80,9 +84,11 @@ def parse_where(table: str, where: str | Sequence[str] | Mapping[str, Any] | Non
     else:
         parts = [where] if isinstance(where, str) else list(where)
         for part in parts:
+            if not isinstance(part, str):
+                raise BadInput(f"filter {part!r}: write 'column OP value' as text")
             for text in re.split(r"\s+and\s+", part.strip(), flags=re.IGNORECASE):
-                if not text:
-                    continue
+                if not text.strip():
+                    raise BadInput(f"filter {part!r}: an empty filter (leave the filter out to use every row)")
                 m = _CLAUSE.match(text)
                 if not m:
                     raise BadInput(f"filter {text!r}: write 'column OP value' with OP one of {', '.join(OPS)}")

@@ -217,7 +217,7 @@ def test_bad_queries_get_a_one_line_reason(kwargs: dict[str, object], message: s
 
 def test_a_cost_given_as_a_bad_epsilon_is_one_line(registry: Registry, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("RESEARCH_KIT_HOME", str(registry.ws.root))
-    with pytest.raises(BadInput, match="epsilon -1"):
+    with pytest.raises(BadInput, match="epsilon must be more than 0, not -1"):
         rk.dp.count("patients", study="errors", epsilon=-1, tier="real")
-    with pytest.raises(BadInput, match="the cost rho must be a number > 0"):
+    with pytest.raises(BadInput, match="rho must be more than 0, not 0"):
         rk.dp.count("patients", study="errors", rho=0, tier="real")
