@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from research_kit.core import audit
+from research_kit.core import audit, catalog
 from research_kit.core.workspace import Workspace
 
 
@@ -105,11 +105,30 @@ def test_reordered_entries_are_named(logged: Workspace) -> None:
     assert_broken(logged, 3)
 
 
-def test_an_entry_appended_by_hand_is_detected(logged: Workspace) -> None:
+def test_an_entry_appended_by_hand_is_detected_then_cut_and_the_cut_recorded(logged: Workspace) -> None:
     last = json.loads(lines(logged)[-1])
     forged = {**last, "seq": last["seq"] + 1, "prev": last["hash"], "action": "forged"}
     write(logged, [*lines(logged), json.dumps(forged) + "\n"])
-    assert_broken(logged, 7)
+    conn = catalog.connect(logged.catalog_path)  # read as it is, without opening the workspace
+    try:
+        v = audit.verify(conn, logged.audit_path)
+    finally:
+        conn.close()
+    assert not v.ok
+    assert v.first_bad_seq == 7
+    # Opening the workspace cuts what is past the anchor (a crash's leftover looks the same) and says so.
+    assert verdict(logged).ok
+    entries = audit.read_entries(logged.audit_path)
+    assert [e["action"] for e in entries[-1:]] == ["audit.recovered"]
+    assert entries[-1]["seq"] == 7
+    assert entries[-1]["details"]["cut"][0].startswith("entry 7 forged")
+
+
+def test_a_log_whose_last_newline_was_lost_takes_the_next_entry_on_a_line_of_its_own(logged: Workspace) -> None:
+    logged.audit_path.write_bytes(logged.audit_path.read_bytes().rstrip(b"\n"))
+    logged.audit("test.after")
+    assert verdict(logged).ok
+    assert [e["action"] for e in audit.read_entries(logged.audit_path)][-2:] == ["test.event", "test.after"]
 
 
 def test_a_garbled_line_is_named(logged: Workspace) -> None:
@@ -158,8 +177,27 @@ def test_entries_of_a_rolled_back_transaction_are_cut_and_the_cut_is_recorded(wo
                 raise RuntimeError("crash before commit")
         except RuntimeError:
             pass
-    assert not verdict(workspace).ok  # the line was written, its anchor never committed
+    assert "test.doomed" not in workspace.audit_path.read_text(encoding="utf-8")  # written only at commit
+    assert verdict(workspace).ok
     entry = workspace.audit("test.next")
     assert entry.seq == 2
-    assert entry.details["_recovered_uncommitted"][0].startswith("entry 2 test.doomed")
+    assert "_recovered_uncommitted" not in entry.details
     assert verdict(workspace).ok
+
+
+def test_a_line_written_by_a_change_killed_before_it_committed_is_cut_when_the_workspace_opens(
+    workspace: Workspace,
+) -> None:
+    workspace.audit("test.kept")
+    with workspace.catalog() as conn:
+        seq, prev = audit.head(conn)
+    # What a SIGKILL between the line's write and the COMMIT leaves: a well-formed line past the anchor.
+    line = {"seq": seq + 1, "ts": "2026-12-07T00:00:00+00:00", "actor": "x", "action": "test.lost", "details": {},
+            "prev": prev}  # fmt: skip
+    line["hash"] = audit._digest(seq + 1, line["ts"], "x", "test.lost", {}, prev)  # type: ignore[arg-type]
+    with workspace.audit_path.open("a", encoding="utf-8") as fh:
+        fh.write(json.dumps(line, sort_keys=True) + "\n")
+    assert verdict(workspace).ok  # opened: repaired, and the repair is an entry of its own
+    recovered = audit.read_entries(workspace.audit_path)[-1]
+    assert recovered["action"] == "audit.recovered"
+    assert recovered["actor"] == audit.SYSTEM

@@ -26,10 +26,12 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from research_kit.core.catalog import transaction
+from research_kit.core.catalog import before_commit, commit_hooks, transaction
+from research_kit.core.faults import fault
 
 GENESIS = "0" * 64
 ACTOR_ENV = "RESEARCH_KIT_USER"
+SYSTEM = "research-kit"  # the actor of what research-kit records by itself (a log repaired after a crash)
 RUNNER = "runner:"  # what a study action's broker acts as: "runner:" and the name of whoever ran it
 # The web app serves many users from one process: each request acts as its signed-in user through this
 # context variable, which (unlike the environment) is private to the request's thread or task.
@@ -103,24 +105,21 @@ def append(
 def _append(
     conn: sqlite3.Connection, path: Path, action: str, details: dict[str, Any], actor: str | None
 ) -> AuditEntry:
+    """Chain one entry to the head and move the head, in the open transaction; its line is written at commit."""
     # Round-trip the details through JSON now, so the hash is over what is stored.
     clean = json.loads(json.dumps(details, default=str))
     seq, prev = head(conn)
-    dropped = _drop_uncommitted(path, seq)
-    if dropped:
-        clean["_recovered_uncommitted"] = dropped
+    lines = _pending(conn, path)
+    if not lines.data:  # the first entry of this change: cut what a crash left past the anchor
+        dropped = _drop_uncommitted(conn, path, seq)
+        if dropped:
+            clean["_recovered_uncommitted"] = dropped
     seq += 1
     ts = datetime.now(UTC).isoformat(timespec="microseconds")
     who = actor or current_actor()
     digest = _digest(seq, ts, who, action, clean, prev)
     entry = AuditEntry(seq, ts, who, action, clean, prev, digest)
-    line = json.dumps(asdict(entry), sort_keys=True, ensure_ascii=False) + "\n"
-    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
-    try:
-        os.write(fd, line.encode("utf-8"))
-        os.fsync(fd)
-    finally:
-        os.close(fd)
+    lines.data.append((json.dumps(asdict(entry), sort_keys=True, ensure_ascii=False) + "\n").encode("utf-8"))
     conn.execute(
         "INSERT INTO audit_head (id, seq, hash) VALUES (1, ?, ?) "
         "ON CONFLICT(id) DO UPDATE SET seq = excluded.seq, hash = excluded.hash",
@@ -129,12 +128,82 @@ def _append(
     return entry
 
 
-def _drop_uncommitted(path: Path, anchored: int) -> list[str]:
-    """Cut lines past the anchored entry: written by a transaction that never committed (a crash).
+class _Lines:
+    """A change's audit lines, written to the log just before the change commits (never if it rolls back)."""
 
-    Returns a note on each line cut, recorded in the next entry so the recovery is itself audited.
+    def __init__(self, conn: sqlite3.Connection, path: Path) -> None:
+        self.conn, self.path, self.data = conn, path, list[bytes]()
+
+    def __call__(self) -> None:
+        data = b"".join(self.data)
+        fd = os.open(self.path, os.O_RDWR | os.O_APPEND | os.O_CREAT, 0o600)
+        try:
+            size = os.fstat(fd).st_size
+            if size and os.pread(fd, 1, size - 1) != b"\n":
+                data = b"\n" + data  # a log whose last line lost its newline (an editor, a copy): never glue to it
+            _write_all(fd, data)
+            os.fsync(fd)
+            size = os.fstat(fd).st_size
+        finally:
+            os.close(fd)
+        fault("audit.after_write")
+        self.conn.execute("UPDATE audit_head SET bytes = ? WHERE id = 1", (size,))
+
+
+def _pending(conn: sqlite3.Connection, path: Path) -> _Lines:
+    for hook in commit_hooks(conn):
+        if isinstance(hook, _Lines) and hook.path == path:
+            return hook
+    lines = _Lines(conn, path)
+    before_commit(conn, lines)
+    return lines
+
+
+def _write_all(fd: int, data: bytes) -> None:
+    """Write all of ``data``; a disk that fills up mid-line raises (and the caller's transaction rolls back)."""
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view) :]
+
+
+def repair(conn: sqlite3.Connection, path: Path) -> list[str]:
+    """Cut lines a crash left past the anchored entry (appended, never committed) and record that in the log.
+
+    The check is one ``stat``: the catalog keeps the log's length at its anchor. Only a log longer than that
+    is repaired, under the write lock and after checking again (an append under way is committed by then). A
+    shorter one is left for :func:`verify` to report: lines deleted are never "repaired".
+    """
+    row = conn.execute("SELECT bytes FROM audit_head WHERE id = 1").fetchone()
+    if row is None or row[0] is None:
+        return []
+    try:
+        size = path.stat().st_size
+    except FileNotFoundError:
+        return []
+    if size <= int(row[0]):
+        return []
+    with transaction(conn):
+        seq, _ = head(conn)
+        again = conn.execute("SELECT bytes FROM audit_head WHERE id = 1").fetchone()
+        if path.stat().st_size <= int(again[0]):
+            return []
+        dropped = _drop_uncommitted(conn, path, seq)
+        if dropped:
+            why = "a command stopped after writing its audit line, before its change committed: the line was cut"
+            _append(conn, path, "audit.recovered", {"reason": why, "cut": dropped}, SYSTEM)
+        return dropped
+
+
+def _drop_uncommitted(conn: sqlite3.Connection, path: Path, anchored: int) -> list[str]:
+    """Cut lines past the anchored entry: written by a change that never committed (a crash).
+
+    Returns a note on each line cut, recorded in the next entry so the recovery is itself audited. The log's
+    length at the anchor, when the catalog has it, spares reading the log when nothing is past it.
     """
     if not path.exists():
+        return []
+    known = conn.execute("SELECT bytes FROM audit_head WHERE id = 1").fetchone()
+    if known is not None and known[0] is not None and path.stat().st_size <= int(known[0]):
         return []
     with path.open("rb") as fh:
         raw = fh.read()
@@ -172,7 +241,17 @@ def read_entries(path: Path) -> list[dict[str, Any]]:
 
 
 def verify(conn: sqlite3.Connection, path: Path) -> Verdict:
-    """Walk the chain and compare its end with the anchor; name the first bad entry."""
+    """Walk the chain and compare its end with the anchor; name the first bad entry.
+
+    Under the write lock, so that no change appends while the log and its anchor are read.
+    """
+    if conn.in_transaction:
+        return _verify(conn, path)
+    with transaction(conn):
+        return _verify(conn, path)
+
+
+def _verify(conn: sqlite3.Connection, path: Path) -> Verdict:
     anchored_seq, anchored_hash = head(conn)
     entries = read_entries(path)
     prev_hash, expected = GENESIS, 1

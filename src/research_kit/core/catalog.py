@@ -9,7 +9,7 @@ A catalog newer than this code is refused rather than guessed at.
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -369,7 +369,21 @@ MIGRATIONS: tuple[Migration, ...] = (
             "ALTER TABLE users ADD COLUMN totp_step INTEGER NOT NULL DEFAULT 0",
         ),
     ),
+    Migration(
+        12,
+        "the audit log's length in bytes at its anchored entry: lines a crash left past it are found without "
+        "reading the log",
+        ("ALTER TABLE audit_head ADD COLUMN bytes INTEGER",),
+    ),
 )
+
+
+MAX_ID = 2**63 - 1  # SQLite's largest INTEGER: no row has a larger id
+
+
+def row_id(value: int) -> bool:
+    """Whether ``value`` can be a row's id (a number typed by a user may be anything)."""
+    return 1 <= value <= MAX_ID
 
 
 def latest_version(migrations: Sequence[Migration] = MIGRATIONS) -> int:
@@ -431,11 +445,33 @@ def _check_sequence(migrations: Sequence[Migration]) -> None:
 
 @contextmanager
 def transaction(conn: sqlite3.Connection) -> Iterator[sqlite3.Connection]:
-    """A write transaction taken at once (BEGIN IMMEDIATE): one writer at a time."""
+    """A write transaction taken at once (BEGIN IMMEDIATE): one writer at a time.
+
+    What :func:`before_commit` registered runs just before COMMIT (the audit log's lines are written then,
+    so a change that rolls back leaves none); a failure there rolls the change back.
+    """
     conn.execute("BEGIN IMMEDIATE")
     try:
         yield conn
+        for hook in _BEFORE_COMMIT.pop(id(conn), []):
+            hook()
     except BaseException:
+        _BEFORE_COMMIT.pop(id(conn), None)
         conn.execute("ROLLBACK")
         raise
     conn.execute("COMMIT")
+
+
+_BEFORE_COMMIT: dict[int, list[Callable[[], None]]] = {}
+
+
+def commit_hooks(conn: sqlite3.Connection) -> list[Callable[[], None]]:
+    """What will run before the open transaction of ``conn`` commits (empty outside one)."""
+    return _BEFORE_COMMIT.get(id(conn), [])
+
+
+def before_commit(conn: sqlite3.Connection, hook: Callable[[], None]) -> None:
+    """Run ``hook`` inside the open transaction of ``conn``, just before it commits (in the order given)."""
+    if not conn.in_transaction:
+        raise RuntimeError("before_commit needs an open transaction")
+    _BEFORE_COMMIT.setdefault(id(conn), []).append(hook)

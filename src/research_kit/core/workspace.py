@@ -78,8 +78,10 @@ class Workspace:
 
     @contextmanager
     def catalog(self) -> Iterator[sqlite3.Connection]:
+        """The catalog, its audit log first repaired if a crash left a line past its anchor (one ``stat``)."""
         conn = catalog.connect(self.catalog_path)
         try:
+            audit.repair(conn, self.audit_path)
             yield conn
         finally:
             conn.close()
