@@ -341,3 +341,77 @@ def test_tables_written_in_buckets_are_the_same_as_in_one_piece(
         many = pl.read_parquet(get_extract(ws, "e1").table_path(table))
         assert many.equals(one), table
     assert result.counts == ingested.result.counts
+
+
+def _copy_export(ingested: Ingested, target: Path) -> Path:
+    target.mkdir()
+    for path in ingested.raw.iterdir():
+        if path.suffix == ".csv":
+            (target / path.name).write_bytes(path.read_bytes())
+    return target
+
+
+@pytest.mark.parametrize(
+    ("header", "says"),
+    [
+        (lambda names: [*names, names[0]], "names column 'national_id' twice"),
+        (lambda names: [*names[:2], " ", *names[2:]], "column 3 of the header has no name"),
+    ],
+)
+def test_a_header_with_a_duplicated_or_empty_name_is_refused_in_one_line(
+    tmp_path: Path, ingested: Ingested, header: object, says: str
+) -> None:
+    from research_kit.core.errors import BadInput
+
+    raw = _copy_export(ingested, tmp_path / "raw")
+    lines = (raw / "diagnoses.csv").read_text(encoding="utf-8").splitlines(keepends=True)
+    names = lines[0].rstrip("\r\n").split(",")
+    lines[0] = ",".join(header(names)) + "\n"  # type: ignore[operator]
+    (raw / "diagnoses.csv").write_text("".join(lines), encoding="utf-8")
+    ws, _ = init_workspace(tmp_path / "ws")
+    with pytest.raises(BadInput, match=re.escape(says)):
+        ingest(ws, [raw], "dup", ingested.key)
+    assert not list_extracts(ws)
+
+
+def test_ragged_rows_long_fields_and_formulas_are_quarantined_with_their_reason(
+    tmp_path: Path, ingested: Ingested
+) -> None:
+    raw = _copy_export(ingested, tmp_path / "raw")
+    path = raw / "phenotypes.csv"
+    lines = path.read_text(encoding="utf-8").splitlines(keepends=True)
+    width = lines[0].count(",") + 1
+    clean = [i for i, line in enumerate(lines[1:], start=1) if '"' not in line][:6]
+    fewer, more, long_, formula, signed = clean[:5]
+    lines[fewer] = ",".join(lines[fewer].rstrip("\n").split(",")[:-1]) + "\n"
+    lines[more] = lines[more].rstrip("\n") + ",extra\n"
+    cells = lines[long_].rstrip("\n").split(",")
+    cells[-1] = "x" * 1_100_000  # a field over a megabyte
+    lines[long_] = ",".join(cells) + "\n"
+    cells = lines[formula].rstrip("\n").split(",")
+    cells[-1] = '=HYPERLINK("http://example.org")'.replace(",", ";").replace('"', "")
+    lines[formula] = ",".join(cells) + "\n"
+    path.write_text("".join(lines), encoding="utf-8")
+    ws, _ = init_workspace(tmp_path / "ws")
+    result = ingest(ws, [raw], "shapes", ingested.key)
+    reasons = quarantined(result, "phenotypes")
+    assert "row:wrong_field_count" in reasons[fewer]
+    assert "row:wrong_field_count" in reasons[more]
+    assert "cell:field_too_long" in reasons[long_]
+    assert "cell:formula_like" in reasons[formula]
+    assert signed not in reasons or "cell:formula_like" not in reasons[signed]
+    count = result.counts["phenotypes"]
+    assert count.rows_in == len(lines) - 1
+    assert count.balanced
+    assert width > 2
+
+
+def test_an_ingest_keeps_its_scratch_files_under_quarantine_and_leaves_other_tmp_folders_alone(
+    tmp_path: Path, ingested: Ingested
+) -> None:
+    ws, _ = init_workspace(tmp_path / "ws")
+    running = ws.scratch_dir / "runs" / "a-run-in-progress"
+    running.mkdir(parents=True)
+    ingest(ws, [ingested.raw], "one", ingested.key)
+    assert running.is_dir()  # another command's work under tmp/ is not an ingest's leftover
+    assert not [p for p in ws.scratch_dir.rglob("*.parquet")]

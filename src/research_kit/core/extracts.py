@@ -1,12 +1,17 @@
 """The register of pseudonymised extracts: immutable folders under ``extracts/``, known to the catalog.
 
 The catalog is the truth: a folder under ``extracts/`` with no catalog row is
-a leftover of an interrupted ingest, never an extract.
+a leftover of an interrupted ingest, never an extract. An ingest registers an
+extract first and then moves its staged folders (``extracts/.tmp-ID``,
+``quarantine/.tmp-ID``) into place; if it is killed in between, the next
+command that reads the extract finishes the move (:func:`finish_registrations`).
 """
 
 from __future__ import annotations
 
 import json
+import logging
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -14,7 +19,10 @@ from typing import Any
 from research_kit.core.errors import MissingData
 from research_kit.core.workspace import Workspace
 
+STAGED = ".tmp-"  # an extract's folder (and its quarantine) while the ingest writes it
+SCRATCH = ".scratch-"  # an ingest's scratch files (raw identifiers: under quarantine/ only)
 MANIFEST = "manifest.json"
+log = logging.getLogger("research_kit")
 RECONCILIATION = "reconciliation.json"
 
 
@@ -44,10 +52,38 @@ def _from_row(ws: Workspace, row: Any) -> Extract:
     )
 
 
+def move_into_place(ws: Workspace, extract_id: str) -> bool:
+    """Move a registered extract's staged folders (extract, quarantine) to their final names; True if moved."""
+    moved = False
+    for base in (ws.extracts_dir, ws.quarantine_dir):
+        staged, final = base / f"{STAGED}{extract_id}", base / extract_id
+        if staged.is_dir() and not final.exists():
+            try:
+                os.replace(staged, final)
+                moved = True
+            except FileNotFoundError:  # another command finished it first
+                pass
+    return moved
+
+
+def finish_registrations(ws: Workspace, *only: str) -> list[str]:
+    """Finish what an ingest killed after registering left staged (all, or ``only`` these); the ids finished."""
+    with ws.catalog() as conn:
+        registered = {r["id"] for r in conn.execute("SELECT id FROM extracts").fetchall()}
+    done = [e for e in sorted(registered & set(only) if only else registered) if move_into_place(ws, e)]
+    for extract_id in done:
+        log.warning("research-kit: finished registering extract %s (its ingest stopped after registering it)",
+                    extract_id)  # fmt: skip
+    return done
+
+
 def list_extracts(ws: Workspace) -> list[Extract]:
     with ws.catalog() as conn:
         rows = conn.execute("SELECT * FROM extracts ORDER BY created_at, id").fetchall()
-    return [_from_row(ws, r) for r in rows]
+    extracts = [_from_row(ws, r) for r in rows]
+    if any(not e.path.is_dir() for e in extracts):
+        finish_registrations(ws)
+    return extracts
 
 
 def get_extract(ws: Workspace, extract_id: str) -> Extract:
@@ -56,7 +92,10 @@ def get_extract(ws: Workspace, extract_id: str) -> Extract:
     if row is None:
         known = ", ".join(e.id for e in list_extracts(ws)) or "none yet"
         raise MissingData(f"no extract {extract_id!r} (registered: {known})")
-    return _from_row(ws, row)
+    extract = _from_row(ws, row)
+    if not extract.path.is_dir():
+        finish_registrations(ws, extract_id)
+    return extract
 
 
 def is_registered(ws: Workspace, extract_id: str) -> bool:

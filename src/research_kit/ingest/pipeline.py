@@ -18,8 +18,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
-import secrets
 import shutil
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -36,7 +34,16 @@ from research_kit.core.catalog import transaction
 from research_kit.core.checksums import file_sha256
 from research_kit.core.config import Policy
 from research_kit.core.errors import PolicyRefusal
-from research_kit.core.extracts import MANIFEST, RECONCILIATION, is_registered
+from research_kit.core.extracts import (
+    MANIFEST,
+    RECONCILIATION,
+    SCRATCH,
+    STAGED,
+    finish_registrations,
+    is_registered,
+    move_into_place,
+)
+from research_kit.core.faults import fault
 from research_kit.core.locks import hold
 from research_kit.core.workspace import Workspace, check_name
 from research_kit.ingest import readers
@@ -85,15 +92,26 @@ class IngestResult:
     manifest: dict[str, Any]
 
 
-def _clear_leftovers(ws: Workspace) -> None:
-    """Under the lock no other ingest runs: temporary folders and unregistered extracts are leftovers."""
+def _clear_leftovers(ws: Workspace, say: Step) -> None:
+    """Under the ingest lock no other ingest runs: what an interrupted one left is finished or removed.
+
+    An extract registered by an ingest killed before it moved its folders into place is finished (the catalog
+    is the truth); staged folders of an extract never registered, and this ingest's kind of scratch folder,
+    are removed. Nothing else under ``tmp/`` is touched: a study run may be using it.
+    """
     for folder in (ws.extracts_dir, ws.quarantine_dir, ws.scratch_dir):
         folder.mkdir(mode=0o700, exist_ok=True)
+    for extract_id in finish_registrations(ws):
+        say(f"finished registering extract {extract_id} (its ingest stopped after registering it)")
+    for folder in (ws.extracts_dir, ws.quarantine_dir):
         for child in folder.iterdir():
             if not child.is_dir():
                 continue
-            if folder == ws.scratch_dir or child.name.startswith(".tmp-") or not is_registered(ws, child.name):
+            staged = child.name.startswith((STAGED, SCRATCH))
+            if staged or not is_registered(ws, child.name):
                 shutil.rmtree(child, ignore_errors=True)
+    for child in ws.scratch_dir.glob("ingest-*"):  # where earlier versions kept an ingest's scratch files
+        shutil.rmtree(child, ignore_errors=True)
 
 
 def _count(frame: pl.LazyFrame, columns: tuple[str, ...], labels: tuple[str, ...]) -> _Counted:
@@ -189,17 +207,20 @@ def ingest(
     with hold(ws.extracts_dir / ".ingest.lock", "an ingest", wait=True):
         if is_registered(ws, extract_id):
             raise PolicyRefusal(f"extract {extract_id!r} already exists; extracts are immutable, choose a new id")
-        _clear_leftovers(ws)
-        token = secrets.token_hex(4)
-        scratch = ws.scratch_dir / f"ingest-{extract_id}-{token}"
-        staging = ws.extracts_dir / f".tmp-{extract_id}-{token}"
-        quarantine_staging = ws.quarantine_dir / f".tmp-{extract_id}-{token}"
+        _clear_leftovers(ws, say)
+        # Raw identifiers are read into the scratch folder: it lives under quarantine/ (the steward's, like
+        # raw/), so that an ingest killed mid-way leaves them nowhere else.
+        scratch = ws.quarantine_dir / f"{SCRATCH}{extract_id}"
+        staging = ws.extracts_dir / f"{STAGED}{extract_id}"
+        quarantine_staging = ws.quarantine_dir / f"{STAGED}{extract_id}"
         try:
             with ThreadPoolExecutor(max_workers=1) as hashing:  # hashes the sources while Polars works
                 return _run(ws, raw, extract_id, key, policy, today, say, scratch, staging, quarantine_staging, hashing)
         finally:
-            for leftover in (scratch, staging, quarantine_staging):
-                shutil.rmtree(leftover, ignore_errors=True)
+            shutil.rmtree(scratch, ignore_errors=True)
+            if not is_registered(ws, extract_id):  # registered: its staged folders are the extract's data
+                for leftover in (staging, quarantine_staging):
+                    shutil.rmtree(leftover, ignore_errors=True)
 
 
 def _run(
@@ -236,7 +257,14 @@ def _run(
     say("validating patients")
     earliest = date.fromisoformat(policy.ingest.earliest_date)
     patients_src = sources["patients"]
-    stage("patients", validate_patients(patients_src.frame, patients_src.table, today=today, earliest=earliest))
+    with readers.reading(patients_src.path):
+        stage(
+            "patients",
+            validate_patients(
+                patients_src.frame, patients_src.table, today=today, earliest=earliest, ragged=patients_src.ragged,
+                extra=patients_src.extra_columns,
+            ),
+        )  # fmt: skip
     ok = ~has_reasons()
     included = validated["patients"].filter(ok)
     if policy.pseudonymise.exclude_without_consent:
@@ -259,7 +287,14 @@ def _run(
     for name in ("diagnoses", "phenotypes", "encounters"):
         say(f"validating {name}")
         src = sources[name]
-        stage(name, validate_child(src.frame, src.table, today=today, earliest=earliest, codes=codes, known=lookup))
+        with readers.reading(src.path):
+            stage(
+                name,
+                validate_child(
+                    src.frame, src.table, today=today, earliest=earliest, codes=codes, known=lookup,
+                    ragged=src.ragged, extra=src.extra_columns,
+                ),
+            )  # fmt: skip
     del lookup
 
     say("reconciling")
@@ -310,7 +345,9 @@ def _run(
     say("registering")
     final = ws.extracts_dir / extract_id
     quarantine_final = ws.quarantine_dir / extract_id
-    shutil.rmtree(quarantine_final, ignore_errors=True)
+    fault("ingest.before_register")
+    # The catalog row and its audit line commit together; then the staged folders move into place. A kill
+    # in between leaves a registered extract still staged: the next command that reads it finishes the move.
     with ws.catalog() as conn, transaction(conn):
         conn.execute(
             "INSERT INTO extracts (id, created_at, content_hash, key_fingerprint, patients, manifest) "
@@ -336,8 +373,8 @@ def _run(
                 "reconciliation": {n: [c.rows_in, c.accepted, c.quarantined, c.withheld] for n, c in counts.items()},
             },
         )
-        os.replace(quarantine_staging, quarantine_final)
-        os.replace(staging, final)
+    fault("ingest.after_register")
+    move_into_place(ws, extract_id)
     return IngestResult(extract_id, final, quarantine_final, manifest["content_hash"], counts, manifest)
 
 

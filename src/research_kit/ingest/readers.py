@@ -19,11 +19,14 @@ is faster.
 from __future__ import annotations
 
 import codecs
+import csv
 from collections.abc import Iterator
-from dataclasses import dataclass
+from contextlib import contextmanager
+from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
 
+import numpy as np
 import polars as pl
 from polars.io.plugins import register_io_source
 
@@ -44,6 +47,7 @@ class Source:
     encoding: str  # as found: "utf-8", "utf-8-sig", "latin-1", or "binary" for Parquet/Excel
     frame: pl.LazyFrame  # every schema column as String, plus any extra columns
     extra_columns: tuple[str, ...]
+    ragged: dict[int, int] = field(default_factory=dict)  # row (from 1) -> its number of fields, where != header
 
 
 def find_sources(paths: list[Path]) -> dict[str, Path]:
@@ -76,9 +80,10 @@ def find_sources(paths: list[Path]) -> dict[str, Path]:
 def read_source(table: Table, path: Path, scratch: Path) -> Source:
     """Open one table's file lazily, as text, after checking that it is that table."""
     fmt = FORMATS[path.suffix.lower()]
+    ragged: dict[int, int] = {}
     if fmt == "csv":
         encoding, text_path = _decode_csv(path, scratch)
-        frame = _scan_csv(path, text_path)
+        frame, ragged = _scan_csv(path, text_path)
     elif fmt == "parquet":
         encoding = "binary"
         try:
@@ -97,7 +102,29 @@ def read_source(table: Table, path: Path, scratch: Path) -> Source:
     if frame.head(1).collect().height == 0:
         raise BadInput(f"{path}: no rows")
     extra = tuple(c for c in columns if c not in table.columns)
-    return Source(table, path, fmt, encoding, frame, extra)
+    return Source(table, path, fmt, encoding, frame, extra, ragged)
+
+
+@contextmanager
+def reading(path: Path) -> Iterator[None]:
+    """Read ``path``'s rows inside: a file Polars cannot parse (a quote never closed, a stray quote inside an
+    unquoted field) is refused in one line naming it, before anything is registered."""
+    try:
+        yield
+    except pl.exceptions.ComputeError as exc:
+        raise BadInput(f"{path}: not readable as CSV ({str(exc).splitlines()[0][:160]})") from None
+
+
+def check_header(path: Path, names: list[str]) -> None:
+    """Refuse a header with a column without a name, or a name given twice (which would hide one column)."""
+    seen: dict[str, int] = {}
+    for number, name in enumerate(names, start=1):
+        if not name.strip():
+            raise BadInput(f"{path}: column {number} of the header has no name")
+        key = name.strip()
+        if key in seen:
+            raise BadInput(f"{path}: the header names column {key!r} twice (columns {seen[key]} and {number})")
+        seen[key] = number
 
 
 def _decode_csv(path: Path, scratch: Path) -> tuple[str, Path]:
@@ -132,23 +159,71 @@ def _decode_csv(path: Path, scratch: Path) -> tuple[str, Path]:
     return "latin-1", target
 
 
-def _scan_csv(path: Path, text_path: Path) -> pl.LazyFrame:
+def _scan_csv(path: Path, text_path: Path) -> tuple[pl.LazyFrame, dict[int, int]]:
+    """The table, lazily, and its ragged rows (row -> fields) found beforehand; a bad header is refused."""
     with text_path.open(encoding="utf-8-sig", newline="") as fh:
         header = fh.readline()
     if not header.strip():
         raise BadInput(f"{path}: empty file")
     separator = ";" if header.count(";") > header.count(",") else ","
     try:
-        names = pl.scan_csv(text_path, separator=separator, infer_schema=False, quote_char='"').collect_schema()
+        names = next(csv.reader([header], delimiter=separator, quotechar='"'))
+    except csv.Error as exc:
+        raise BadInput(f"{path}: the header is not readable CSV ({exc})") from None
+    check_header(path, names)
+    ragged = ragged_rows(text_path, separator, len(names))
+    options = {"separator": separator, "quote_char": '"', "truncate_ragged_lines": True}  # ragged rows: above
+    try:
+        pl.scan_csv(text_path, infer_schema=False, **options).collect_schema()  # type: ignore[arg-type]
     except pl.exceptions.PolarsError as exc:
         raise BadInput(f"{path}: not a readable CSV table ({str(exc).splitlines()[0]})") from None
     if text_path.stat().st_size <= MMAP_LIMIT:
         # Polars' own scan is faster; the pages it maps (counted in RSS) are bounded by the limit.
-        return pl.scan_csv(
-            text_path, separator=separator, infer_schema=False, missing_utf8_is_empty_string=True, quote_char='"'
+        frame = pl.scan_csv(
+            text_path,
+            infer_schema=False,
+            missing_utf8_is_empty_string=True,
+            **options,  # type: ignore[arg-type]
         )
+        return frame, ragged
     schema = {name: pl.String for name in names}
-    return register_io_source(partial(_csv_frames, text_path, separator, schema), schema=schema)
+    return register_io_source(partial(_csv_frames, text_path, separator, schema), schema=schema), ragged
+
+
+def ragged_rows(path: Path, separator: str, width: int) -> dict[int, int]:
+    """Rows (numbered from 1 after the header) whose number of fields is not the header's ``width``.
+
+    Counted with NumPy over the bytes, a block at a time: a record ends at a newline outside quotes, and has
+    one field more than it has separators outside quotes (a quote toggles "inside"; a doubled quote toggles
+    twice). A blank line is a row of empty values (as the table reader reads it), never ragged.
+    """
+    found: dict[int, int] = {}
+    row = 0
+    for first, block in _csv_blocks(path, CSV_BLOCK):
+        fields, blank = _fields_per_record(block, ord(separator))
+        if first:
+            fields, blank = fields[1:], blank[1:]  # the header
+        bad = np.flatnonzero((fields != width) & ~blank)
+        found.update(zip((bad + row + 1).tolist(), fields[bad].tolist(), strict=True))
+        row += len(fields)
+    return found
+
+
+def _fields_per_record(block: bytes, separator: int) -> tuple[np.ndarray, np.ndarray]:
+    """Each record's number of fields, and whether it is blank, for a block that starts a record."""
+    data = np.frombuffer(block, dtype=np.uint8)
+    if not len(data):
+        return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=bool)
+    outside = (np.cumsum(data == ord('"')) % 2 == 0) if b'"' in block else np.ones(len(data), dtype=bool)
+    ends = np.flatnonzero((data == ord("\n")) & outside)
+    if not len(ends) or ends[-1] != len(data) - 1:
+        ends = np.append(ends, len(data))  # the last record, without a final newline
+    starts = np.concatenate(([0], ends[:-1] + 1))
+    seps = np.concatenate(([0], np.cumsum((data == separator) & outside)))
+    fields = seps[ends] - seps[starts] + 1
+    length = ends - starts
+    carriage = (length == 1) & (data[np.minimum(starts, len(data) - 1)] == ord("\r"))
+    return fields, (length == 0) | carriage
 
 
 def _csv_frames(
@@ -171,6 +246,7 @@ def _csv_frames(
             missing_utf8_is_empty_string=True,
             quote_char='"',
             raise_if_empty=False,
+            truncate_ragged_lines=True,  # ragged rows are found beforehand (ragged_rows) and quarantined
         )
         if with_columns is not None:
             frame = frame.select(with_columns)
@@ -226,7 +302,9 @@ def _read_excel(path: Path) -> pl.LazyFrame:
     import pandas as pd
 
     try:
+        header = pd.read_excel(path, dtype=str, header=None, nrows=1, keep_default_na=False, engine="openpyxl")
         frame = pd.read_excel(path, dtype=str, keep_default_na=False, engine="openpyxl")
     except Exception as exc:  # noqa: BLE001 - openpyxl raises many kinds for a broken workbook
         raise BadInput(f"{path}: not a readable Excel workbook ({type(exc).__name__})") from None
+    check_header(path, [str(v) for v in header.iloc[0].tolist()] if len(header) else [])
     return pl.from_pandas(frame.astype(str)).lazy()

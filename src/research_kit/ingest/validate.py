@@ -16,12 +16,16 @@ Reasons: ``missing_mandatory``, ``invalid_value``, ``invalid_national_id``,
 YYYY-MM-DD), ``impossible_date`` (YYYY-MM-DD but no such day), ``future_date``,
 ``date_before_birth``, ``death_before_birth``, ``onset_before_birth``,
 ``onset_after_diagnosis``, ``event_after_death``, ``date_out_of_range``, ``unknown_code``,
-``unknown_patient``, ``patient_quarantined``.
+``unknown_patient``, ``patient_quarantined``; and, for any cell,
+``cell:field_too_long`` (over :data:`MAX_FIELD_BYTES`), ``cell:formula_like``
+(a cell a spreadsheet would run: it starts with ``=``, ``@``, or ``+``/``-``
+not followed by a digit) and, for a whole row, ``row:wrong_field_count``
+(more or fewer fields than the header: the reader finds these).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import date
 from functools import reduce
@@ -41,6 +45,8 @@ from research_kit.model.tables import (
 )
 
 ISO_DATE = r"^\d{4}-\d{2}-\d{2}$"
+MAX_FIELD_BYTES = 65_536  # no field of the registry's tables comes near; a longer one is a broken export
+FORMULA = r"^\s*([=@]|[+-]([^0-9.]|$))"  # OWASP's CSV-injection prefixes; a signed number is not one
 HGVS = r"^c\.\d+(_\d+del|dup|[ACGT]>[ACGT])$"
 FLAGS = ("yes", "no")
 # Coded columns compared without regard to case, and the canonical spelling of each value.
@@ -144,6 +150,20 @@ def allowed_reason(column: str, allowed: Iterable[str]) -> Rule:
     return _reason((_n(column) != "") & ~_n(column).is_in(list(allowed)), column, "invalid_value")
 
 
+def shape_reasons(table: Table, ragged: Mapping[int, int], extra: Iterable[str] = ()) -> list[Rule]:
+    """Rules on the cells as read, for every column (the table's and any extra one), and on the row's shape.
+
+    One label each, ``cell:...`` and ``row:...`` (the flags hold 64 labels per table, not two per column): the
+    quarantined row shows which cell.
+    """
+    cells = [pl.col(c) for c in (*table.columns, *extra)]
+    return [
+        *([_reason(pl.col("_row").is_in(sorted(ragged)), "row", "wrong_field_count")] if ragged else []),
+        _reason(pl.any_horizontal(c.str.len_bytes() > MAX_FIELD_BYTES for c in cells), "cell", "field_too_long"),
+        _reason(pl.any_horizontal(c.str.contains(FORMULA) for c in cells), "cell", "formula_like"),
+    ]
+
+
 def with_reasons(frame: pl.LazyFrame, rules: list[Rule]) -> Validated:
     """Add ``_flags``: bit i set where the row breaks the i-th distinct label's rules."""
     by_label: dict[str, pl.Expr] = {}
@@ -230,7 +250,15 @@ def first_occurrences(frame: pl.LazyFrame) -> pl.DataFrame:
     return ids.select("_row", pl.col("national_id").is_first_distinct().alias("_first")).collect()
 
 
-def validate_patients(frame: pl.LazyFrame, table: Table, *, today: date, earliest: date) -> Validated:
+def validate_patients(
+    frame: pl.LazyFrame,
+    table: Table,
+    *,
+    today: date,
+    earliest: date,
+    ragged: Mapping[int, int] | None = None,
+    extra: Iterable[str] = (),
+) -> Validated:
     dates = ("date_of_birth", "first_contact_date", "date_of_death")
     staged = (
         normalised(frame.with_row_index("_row", offset=1), table)
@@ -264,6 +292,7 @@ def validate_patients(frame: pl.LazyFrame, table: Table, *, today: date, earlies
         _reason(death < birth, "date_of_death", "death_before_birth"),
         _reason((_n("date_of_death") != "") & (_n("vital_status") != "dead"), "date_of_death", "invalid_value"),
         _reason((_n("date_of_death") == "") & (_n("vital_status") == "dead"), "date_of_death", "missing_mandatory"),
+        *shape_reasons(table, ragged or {}, extra),
     ]
     done = with_reasons(staged, reasons)
     return Validated(done.frame.drop("_id_ok", "_first"), done.labels)
@@ -291,6 +320,8 @@ def validate_child(
     earliest: date,
     codes: CodeSystems,
     known: pl.DataFrame,
+    ragged: Mapping[int, int] | None = None,
+    extra: Iterable[str] = (),
 ) -> Validated:
     """Diagnoses, phenotypes or encounters: their own rules, then against the patients.
 
@@ -349,5 +380,5 @@ def validate_child(
             allowed_reason("encounter_type", ENCOUNTER_TYPES),
             _reason(~_n("centre_country").str.contains(r"^([A-Z]{2})?$"), "centre_country", "invalid_value"),
         ]
-    done = with_reasons(staged, reasons)
+    done = with_reasons(staged, [*reasons, *shape_reasons(table, ragged or {}, extra)])
     return Validated(done.frame, done.labels)
