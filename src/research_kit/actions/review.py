@@ -75,6 +75,8 @@ def viewed(ws: Workspace, *, actor: str, request: Request, output: str | None = 
 def show(ws: Workspace, *, actor: str, request: int) -> tuple[Request, dict[str, dict[str, Any]]]:
     """:func:`read`, with each output's provenance (by ``ACTION/NAME``)."""
     found = read(ws, actor=actor, request=request)
+    if found.state == "released" and found.bundle and not Path(found.bundle).exists():
+        releasing.finish_release(ws, found.id)
     return found, {o.key: requests.provenance(ws, o) for o in found.outputs}
 
 

@@ -13,6 +13,7 @@ from typing import Any
 
 from research_kit.actions.acting import as_user
 from research_kit.core import users
+from research_kit.core.faults import fault
 from research_kit.core.identity import RERUN_SERVICE
 from research_kit.core.permissions import Duty
 from research_kit.core.workspace import Workspace
@@ -24,8 +25,7 @@ from research_kit.studies.spec import Pipeline
 
 def _run_and_collect(ws: Workspace, pipeline: Pipeline, **options: Any) -> RunReport:
     report = run_pipeline(ws, pipeline, **options)
-    if not report.queued:
-        return report
+    fault("run.after_queue")
     with ws.catalog() as conn:
         request = collect(conn, ws, report.study, report.run_id)
     return dataclasses.replace(report, request=request)

@@ -20,13 +20,18 @@ from research_kit.review.requests import OPEN, Request, now, read_request
 
 
 def collect(conn: sqlite3.Connection, ws: Workspace, study: str, run_id: int) -> int | None:
-    """Put the outputs queued by run ``run_id`` into the study's open request and check them; its id."""
+    """Put the study's queued outputs that no request holds yet into its open request and check them; its id.
+
+    Those of run ``run_id``, and any an earlier run queued but was stopped before collecting (a kill between
+    the two steps): the next run of the study collects them, so no queued output is ever lost.
+    """
     queued = conn.execute(
         "SELECT q.id, q.action, q.name, q.sha256, q.extract, o.path, o.sensitivity, r.folder"
         " FROM review_queue q JOIN action_outputs o ON o.cache_key = q.cache_key AND o.name = q.name"
         " JOIN action_results r ON r.cache_key = q.cache_key"
-        " WHERE q.run_id = ? AND q.study = ? ORDER BY q.id",
-        (run_id, study),
+        " WHERE q.study = ?"
+        " AND NOT EXISTS (SELECT 1 FROM request_outputs ro WHERE ro.queue = q.id) ORDER BY q.id",
+        (study,),
     ).fetchall()
     if not queued:
         return None

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import os
 import zipfile
 from datetime import UTC, datetime
@@ -28,9 +29,10 @@ import pandas as pd
 
 from research_kit import __version__
 from research_kit.core import audit, permissions
-from research_kit.core.catalog import transaction
+from research_kit.core.catalog import row_id, transaction
 from research_kit.core.checksums import file_sha256
 from research_kit.core.errors import IntegrityError, PolicyRefusal
+from research_kit.core.faults import fault
 from research_kit.core.permissions import Act, State
 from research_kit.core.workspace import Workspace
 from research_kit.disclosure.results import FAIL, CheckResult, Flag, OutputChecks, result
@@ -38,6 +40,7 @@ from research_kit.outputs import sidecar as sc
 from research_kit.review import acro_format
 from research_kit.review import requests as review
 
+log = logging.getLogger("research_kit")
 EPOCH = (1980, 1, 1, 0, 0, 0)  # fixed zip timestamps: the same request gives the same bytes
 
 
@@ -45,8 +48,54 @@ def releases_dir(ws: Workspace) -> Path:
     return ws.root / "releases"
 
 
+def _staging(ws: Workspace) -> Path:
+    """Where a bundle is written before its release commits: never in ``releases/``, which holds released ones."""
+    return ws.scratch_dir / "releases"
+
+
+def finish_release(ws: Workspace, request_id: int) -> bool:
+    """Move a released request's bundle into ``releases/`` if its release was killed after committing.
+
+    The staged bundle is found by the checksum the catalog recorded; True when one was moved.
+    """
+    if not row_id(request_id):
+        return False
+    with ws.catalog() as conn:
+        row = conn.execute("SELECT state, bundle, bundle_sha256 FROM requests WHERE id = ?", (request_id,)).fetchone()
+    if row is None or row["state"] != "released" or not row["bundle"] or Path(row["bundle"]).exists():
+        return False
+    for staged in sorted(_staging(ws).glob(f"request-{request_id}-*.zip.*")):
+        if file_sha256(staged) == row["bundle_sha256"]:
+            os.replace(staged, row["bundle"])
+            log.warning("research-kit: finished releasing request %s (its release stopped after committing)",
+                        request_id)  # fmt: skip
+            return True
+    return False
+
+
+def _clear_staged(ws: Workspace, request_id: int) -> None:
+    """Remove bundles of this request staged by releases that died before committing (their process is gone)."""
+    for staged in _staging(ws).glob(f"request-{request_id}-*.zip.*"):
+        pid = staged.suffix.lstrip(".")
+        if pid.isdigit() and not _alive(int(pid)):
+            staged.unlink(missing_ok=True)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
 def release(ws: Workspace, request_id: int) -> Path:
+    """Bundle an approved request's outputs and mark it released: the bundle appears in ``releases/`` only
+    once the release has committed (a kill before leaves nothing there; after, the next look finishes it)."""
     actor = audit.current_actor()
+    finish_release(ws, request_id)
     request = review.get(ws, request_id, viewer=actor)
     with ws.catalog() as conn:
         permissions.check(Act.RELEASE, State(request.state), review.person(conn, actor, request), request=request_id)
@@ -63,20 +112,22 @@ def release(ws: Workspace, request_id: int) -> Path:
     ).encode("utf-8")
     folder = releases_dir(ws)
     folder.mkdir(mode=0o700, exist_ok=True)
+    _staging(ws).mkdir(mode=0o700, parents=True, exist_ok=True)
+    _clear_staged(ws, request_id)
     path = folder / f"request-{request_id}-{request.study}.zip"
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp = _staging(ws) / f"{path.name}.{os.getpid()}"
     with zipfile.ZipFile(tmp, "w", compression=zipfile.ZIP_DEFLATED) as bundle:
         for name in sorted(files):
             info = zipfile.ZipInfo(name, EPOCH)
             info.compress_type = zipfile.ZIP_DEFLATED
             bundle.writestr(info, files[name])
     digest = file_sha256(tmp)
+    fault("release.after_bundle")
     with ws.catalog() as conn, transaction(conn):
         state = conn.execute("SELECT state FROM requests WHERE id = ?", (request_id,)).fetchone()["state"]
         if state != "approved":  # changed meanwhile
             tmp.unlink()
             raise PolicyRefusal(f"request {request_id} is {state}: only an approved request is released")
-        os.replace(tmp, path)
         conn.execute(
             "UPDATE requests SET state = ?, released_at = ?, updated_at = ?, bundle = ?, bundle_sha256 = ?"
             " WHERE id = ?",
@@ -95,6 +146,8 @@ def release(ws: Workspace, request_id: int) -> Path:
         audit.append(conn, ws.audit_path, "release.create",
                      {"request": request_id, "study": request.study, "bundle": path.name, "sha256": digest,
                       "outputs": [o.key for o in chosen]})  # fmt: skip
+    fault("release.after_commit")
+    os.replace(tmp, path)
     return path
 
 

@@ -34,6 +34,7 @@ from pathlib import Path
 from typing import Any, Literal, get_args
 
 from research_kit.core import owners, users
+from research_kit.core.catalog import row_id
 from research_kit.core.errors import MissingData
 from research_kit.core.permissions import Person, Role
 from research_kit.core.workspace import Workspace
@@ -114,6 +115,8 @@ def get(ws: Workspace, request_id: int, *, viewer: str | None = None) -> Request
 
 
 def read_request(conn: sqlite3.Connection, ws: Workspace, request_id: int, viewer: str | None) -> Request:
+    if not row_id(request_id):
+        raise MissingData(f"no review request {request_id}")
     row = conn.execute("SELECT * FROM requests WHERE id = ?", (request_id,)).fetchone()
     if row is None:
         raise MissingData(f"no review request {request_id}")

@@ -33,7 +33,7 @@ from research_kit.core.workspace import Workspace
 from research_kit.dp.accounting import epsilon_of, from_picorho
 from research_kit.outputs import sidecar as sc
 from research_kit.review import requests as review
-from research_kit.review.release import releases_dir
+from research_kit.review.release import finish_release, releases_dir
 from research_kit.web import grid
 from research_kit.web.http import call, form, need, render, status_of, text_field, workspace
 
@@ -262,6 +262,8 @@ async def bundle(request: Request) -> Response:
     if req.state != "released" or not req.bundle:
         raise HTTPException(404, f"Request {req.id} is {req.state}: there is no bundle to download yet.")
     path = Path(req.bundle)
+    if not path.exists():
+        await call(finish_release, ws, req.id)  # a release killed after committing: put its bundle in place
     if not _inside(path, releases_dir(ws)):
         raise HTTPException(404, "The bundle is not in the workspace's releases folder.")
     return FileResponse(path, media_type="application/zip", filename=path.name, headers=FILE_HEADERS)
