@@ -12,16 +12,18 @@ imports them all), so a command loads only the libraries it needs.
 
 from __future__ import annotations
 
+import errno
 import importlib
 import os
 import sys
-from typing import Annotated, Any
+import traceback
+from typing import Annotated, Any, NoReturn
 
 import typer
 from typer.core import TyperCommand, TyperGroup
 
 from research_kit import __version__
-from research_kit.core import audit, service
+from research_kit.core import audit, errors, service
 from research_kit.core.audit import ACTOR_ENV
 from research_kit.core.errors import UserError
 from research_kit.core.sessions import ANONYMOUS
@@ -49,6 +51,8 @@ COMMANDS: dict[str, str] = {
     "serve": "web",
     "users": "people",
     "audit": "records",
+    "backup": "backup",
+    "restore": "backup",
     "sandbox": "confinement",
     "demo": "demo",
 }
@@ -135,8 +139,30 @@ def main(argv: list[str] | None = None) -> Any:
                 sys.exit(client.forward(client.server_url(url), args))
         app(args=args, prog_name="research-kit")
     except UserError as exc:
-        print(f"research-kit: {exc.label}: {exc}", file=sys.stderr)
+        print(f"research-kit: {exc.label}: {_printable(str(exc))}", file=sys.stderr)
         sys.exit(exc.exit_code)
     except KeyboardInterrupt:  # Ctrl-C: what was under way has recorded itself as interrupted
         print("research-kit: interrupted", file=sys.stderr)
-        sys.exit(130)
+        sys.exit(errors.INTERRUPTED)
+    except OSError as exc:
+        if exc.errno not in (errno.ENOSPC, errno.EDQUOT):
+            _internal_error()
+        where = f" writing {exc.filename}" if exc.filename else ""
+        print(f"research-kit: out of space{where}: free some space and run the command again "
+              "(what it was changing was rolled back)", file=sys.stderr)  # fmt: skip
+        sys.exit(errors.NO_SPACE)
+    except Exception:  # noqa: BLE001 (a bug: its traceback, never with local variables, and its own code)
+        _internal_error()
+
+
+def _printable(message: str) -> str:
+    """The message on one line, any control character in it (a file's own text: a newline, an escape
+    sequence) shown escaped rather than acted on by the terminal."""
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in message)
+
+
+def _internal_error() -> NoReturn:
+    """A bug: its traceback (never with local variables) and a code no user's mistake has."""
+    traceback.print_exc()
+    print("research-kit: internal error: this is a bug in research-kit; please report it", file=sys.stderr)
+    sys.exit(errors.INTERNAL_ERROR)

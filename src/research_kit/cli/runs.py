@@ -12,6 +12,7 @@ from research_kit.actions import pipelines, runs
 from research_kit.cli.common import actor, console, workspace
 from research_kit.console.progress import RunProgress
 from research_kit.console.runs import print_run
+from research_kit.core.errors import RunFailed
 from research_kit.core.locks import Busy
 from research_kit.studies.runner import selected_actions
 
@@ -41,7 +42,7 @@ def run(
         )  # fmt: skip
     print_run(console, report, table=False)
     if report.outcome != "succeeded":
-        raise typer.Exit(1)
+        raise RunFailed(f"run {report.run_id} of {report.study}: {report.outcome} (the table above names the action)")
 
 
 @app.command()
@@ -72,4 +73,4 @@ def rerun(
     if not report.runs and not report.problems:
         console.print("no study registered yet (a pipeline is registered by its first 'research-kit run')")
     if not report.ok:
-        raise typer.Exit(1)
+        raise RunFailed(f"the rerun on {extract} did not succeed for every study (see above)")

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import tomllib
 from dataclasses import dataclass, field
 from datetime import date
@@ -53,8 +54,8 @@ def _check_value(section: str, f: dataclasses.Field[Any], value: Any) -> None:
         ok = isinstance(value, int) and not isinstance(value, bool)
         kind = "a whole number"
     elif isinstance(default, float):
-        ok = isinstance(value, int | float) and not isinstance(value, bool)
-        kind = "a number"
+        ok = isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+        kind = "a finite number"
     elif isinstance(default, str):
         ok = isinstance(value, str)
         kind = "a string"
@@ -341,6 +342,9 @@ def load_policy(root: Path) -> Policy:
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
         raise MissingData(f"{path}: no policy file (run 'research-kit init')") from None
+    except UnicodeDecodeError as exc:
+        line = path.read_bytes()[: exc.start].count(b"\n") + 1
+        raise BadInput(f"{path}: line {line} is not UTF-8 text (save the file as UTF-8)") from None
     try:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:

@@ -1,9 +1,11 @@
-"""The two kinds of error: a user's mistake, shown as one line, and everything else.
+"""The kinds of error, each with its exit code: a user's mistake, shown as one line, and everything else.
 
 A :class:`UserError` is something the person at the keyboard can fix (a bad
-file, a missing extract, a request the policy refuses). The CLI prints its
-message on one line without a traceback and exits with the error's code. Any
-other exception is an internal error and keeps its traceback.
+file, a missing extract, a request the policy refuses) or must know about (a
+study run that failed, a tampered log). The CLI prints its message on one line
+without a traceback and exits with the error's code. Any other exception is an
+internal error (a bug): it keeps its traceback and exits with
+:data:`INTERNAL_ERROR`, so that a script can tell the two apart.
 
 Messages must never contain a raw identifier, a registry row or a key: name
 the file, row number and field instead.
@@ -47,12 +49,28 @@ class IntegrityError(UserError):
     label = "integrity check failed"
 
 
-# Exit codes, for the README and for scripts that call the CLI.
+class RunFailed(UserError):
+    """A study run (or rerun) ran, and an action failed: its log says why."""
+
+    exit_code = 7
+    label = "run failed"
+
+
+USAGE = 2  # click's own code for a bad option or argument
+INTERNAL_ERROR = 70  # sysexits' EX_SOFTWARE: a bug in research-kit, never a user's mistake
+NO_SPACE = 74  # sysexits' EX_IOERR: the disk (or a quota) filled up; the change was rolled back
+INTERRUPTED = 130  # Ctrl-C (128 + SIGINT)
+
+# Exit codes, for the docs and for scripts that call the CLI: the one list, used by the CLI's entry point.
 EXIT_CODES: dict[str, int] = {
     "ok": 0,
-    "usage (bad arguments)": 2,
+    "usage (bad arguments)": USAGE,
     BadInput.label: BadInput.exit_code,
     MissingData.label: MissingData.exit_code,
     PolicyRefusal.label: PolicyRefusal.exit_code,
     IntegrityError.label: IntegrityError.exit_code,
+    RunFailed.label: RunFailed.exit_code,
+    "out of space (the disk or a quota is full; nothing was changed)": NO_SPACE,
+    "internal error (a bug in research-kit: the traceback goes with the report)": INTERNAL_ERROR,
+    "interrupted (Ctrl-C)": INTERRUPTED,
 }

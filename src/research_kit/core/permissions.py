@@ -215,6 +215,8 @@ class Duty(StrEnum):
     GRANT = "granting a study budget"
     START_LAB = "starting a lab"
     READ_AUDIT = "reading the audit log"
+    BACKUP = "backing the workspace up"
+    RESTORE = "restoring a workspace from a snapshot"
 
 
 # Who may do each duty. A study's own acts (running its pipeline, spending its budget) are its owners'
@@ -234,6 +236,8 @@ DUTIES: dict[Duty, tuple[Role, ...]] = {
     Duty.GRANT: (Role.COMMITTEE,),
     Duty.START_LAB: (Role.RESEARCHER,),
     Duty.READ_AUDIT: (Role.COMMITTEE, Role.STEWARD),  # it names every user's actions
+    Duty.BACKUP: (Role.STEWARD,),
+    Duty.RESTORE: (Role.STEWARD,),
 }
 
 

@@ -33,10 +33,12 @@ import graphlib
 import hashlib
 import json
 import math
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Any
 
+import nbformat
 import yaml
 
 from research_kit.core.errors import BadInput, MissingData
@@ -237,15 +239,46 @@ def declared_parameters(notebook: dict[str, Any]) -> set[str] | None:
     return None
 
 
+def _invalid(notebook: Any) -> str | None:
+    """What makes ``notebook`` (parsed JSON) not a notebook by the nbformat schema, in a few words; or None."""
+    if not isinstance(notebook, dict):
+        return "not a JSON object"
+    cells = notebook.get("cells")
+    if not isinstance(cells, list) or not all(isinstance(c, dict) for c in cells):
+        return "cells: must be a list of cells"
+    if notebook.get("nbformat") != 4 or isinstance(notebook.get("nbformat"), bool):
+        return "nbformat: must be 4 (save it with JupyterLab)"
+    if not isinstance(notebook.get("metadata"), dict):
+        return "metadata: must be a mapping"
+    try:
+        with warnings.catch_warnings():  # a cell without an id (older notebooks) is fine to run: not our concern
+            warnings.simplefilter("ignore")
+            nbformat.validate(nbformat.from_dict(notebook), relax_add_props=True)
+    except nbformat.ValidationError as exc:
+        where = "/".join(str(p) for p in exc.absolute_path) or "the top level"
+        return f"{where}: {str(exc.message).splitlines()[0][:120]}"
+    except Exception as exc:  # noqa: BLE001 - nbformat asserts, indexes and converts: any failure is "invalid"
+        return type(exc).__name__
+    return None
+
+
 def _check_notebook(path: Path, shown: str, parameters: dict[str, Any], key: str, problems: _Problems) -> None:
     if not path.is_file():
         problems.add(key, f"{shown}: no such notebook")
         return
     try:
         notebook = json.loads(path.read_text(encoding="utf-8"))
-        declared = declared_parameters(notebook)
-    except (json.JSONDecodeError, UnicodeDecodeError, SyntaxError) as exc:
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         problems.add(key, f"{shown}: not a readable notebook ({type(exc).__name__})")
+        return
+    invalid = _invalid(notebook)
+    if invalid:
+        problems.add(key, f"{shown}: not a valid Jupyter notebook ({invalid})")
+        return
+    try:
+        declared = declared_parameters(notebook)
+    except SyntaxError as exc:
+        problems.add(key, f"{shown}: the cell tagged 'parameters' is not valid Python (line {exc.lineno})")
         return
     if not notebook.get("metadata", {}).get("kernelspec", {}).get("language"):
         problems.add(key, f"{shown}: no kernel (metadata.kernelspec with a language); open and save it in JupyterLab")

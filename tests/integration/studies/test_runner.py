@@ -13,6 +13,7 @@ import pytest
 from tests.conftest import Project, sign_in
 
 from research_kit.core import audit
+from research_kit.core.errors import RunFailed
 from research_kit.core.extracts import get_extract
 from research_kit.studies.runner import RunReport, run_pipeline
 from research_kit.studies.spec import load_pipeline
@@ -217,7 +218,7 @@ def test_a_failed_action_stops_only_its_dependants_and_keeps_its_notebook(projec
         [sys.executable, "-m", "research_kit", "run", str(path), "--extract", "e1"],
         capture_output=True, text=True, check=False, env=os.environ | {"COLUMNS": "200"},
     )  # fmt: skip
-    assert done.returncode == 1, done.stderr
+    assert done.returncode == RunFailed.exit_code, done.stderr
     assert "Traceback" not in done.stdout + done.stderr
     # Cell 3 of the source notebook (Papermill's injected cell is not counted), and the exception's name:
     # its message could quote real data, so the console does not get it (the kept notebook has it).
