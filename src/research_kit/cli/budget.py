@@ -9,6 +9,7 @@ import typer
 from research_kit.actions import budget
 from research_kit.cli.common import actor, console, workspace
 from research_kit.console import budget as show
+from research_kit.console.output import print_json
 from research_kit.tiers import Tier
 
 app = typer.Typer(add_completion=False)
@@ -19,8 +20,8 @@ app.add_typer(budget_app, name="budget")
 @budget_app.command("grant")
 def grant(
     study: Annotated[str, typer.Argument(help="The study (its pipeline's id).")],
-    rho: Annotated[float | None, typer.Option("--rho", help="Budget to add, in rho (zCDP).")] = None,
-    epsilon: Annotated[float | None, typer.Option("--epsilon", help="... or in epsilon, at --delta.")] = None,
+    rho: Annotated[str | None, typer.Option("--rho", help="Budget to add, in rho (zCDP).")] = None,
+    epsilon: Annotated[str | None, typer.Option("--epsilon", help="... or in epsilon, at --delta.")] = None,
     delta: Annotated[float | None, typer.Option("--delta", help="Delta for --epsilon [default: [dp].delta].")] = None,
     note: Annotated[str, typer.Option(help="The committee's reference for the decision.")] = "",
     owner: Annotated[
@@ -40,14 +41,22 @@ def grant(
 def show_budget(
     study: Annotated[str | None, typer.Argument(help="One study, with its spend history [default: all].")] = None,
     sandbox: Annotated[bool, typer.Option("--sandbox", help="The synthetic twin's sandbox ledger.")] = False,
+    as_json: Annotated[
+        bool, typer.Option("--json", help="Print JSON: an array of budgets; with a study, one object with its spends.")
+    ] = False,
 ) -> None:
     """Granted, spent, reserved and remaining budget; with a study, its spend history."""
     ws = workspace()
     delta = ws.policy().dp.delta
     tier: Tier = "sandbox" if sandbox else "real"
-    show.print_balances(console, budget.shown(ws, actor=actor(ws), study=study, tier=tier), delta)
+    balances = budget.shown(ws, actor=actor(ws), study=study, tier=tier)
+    spends = budget.history(ws, study=study, tier=tier) if study else []
+    if as_json:
+        print_json(show.study_budget_json(balances[0], spends, delta) if study else show.balances_json(balances, delta))
+        return
+    show.print_balances(console, balances, delta)
     if study:
-        show.print_history(console, budget.history(ws, study=study, tier=tier), delta)
+        show.print_history(console, spends, delta)
 
 
 @budget_app.command("reset-sandbox")

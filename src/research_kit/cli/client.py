@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import base64
 import json
+import os
 import shutil
 import sys
 import urllib.error
@@ -27,6 +28,7 @@ from research_kit.core import identity, service
 from research_kit.core.errors import BadInput, MissingData, PolicyRefusal, UserError
 
 TIMEOUT_SECONDS = 3700  # a little longer than the server lets a command run
+WIDEST = 400  # the most columns the server draws its output in
 
 
 class _NoRedirects(urllib.request.HTTPRedirectHandler):
@@ -129,7 +131,7 @@ def forward(url: str, argv: list[str]) -> int:
     """Run ``argv`` on the server as the signed-in user; print what it printed; its exit code."""
     as_name, rest = split_as(argv)
     name, token = _token(url, as_name)
-    columns = shutil.get_terminal_size((100, 24)).columns
+    columns = _columns()
     if rest[0] == service.RUN:
         path, body = "/run", {**_project(rest[1:]), "columns": columns}
     else:
@@ -144,6 +146,14 @@ def forward(url: str, argv: list[str]) -> int:
     sys.stdout.write(str(answer.get("stdout", "")))
     sys.stderr.write(str(answer.get("stderr", "")))
     return int(answer.get("exit_code", 1))
+
+
+def _columns() -> int:
+    """The width the server draws for: ``COLUMNS``, else this terminal's; into a pipe or a file, the widest it
+    draws, so that a table's cells come whole (as they do without the server)."""
+    if sys.stdout.isatty() or os.environ.get("COLUMNS", "").isdigit():
+        return shutil.get_terminal_size((100, 24)).columns
+    return WIDEST
 
 
 def _project(args: list[str]) -> dict[str, Any]:

@@ -5,10 +5,11 @@ from __future__ import annotations
 from typing import Annotated
 
 import typer
-from rich.markup import escape
 
 from research_kit.actions import confinement
 from research_kit.cli.common import actor, console, workspace
+from research_kit.console.output import print_json
+from research_kit.console.sandbox import confinement_json, print_confinement
 
 app = typer.Typer(add_completion=False)
 sandbox_app = typer.Typer(help="The sandbox researcher code runs in (docs/security.md).", no_args_is_help=True)
@@ -16,14 +17,15 @@ app.add_typer(sandbox_app, name="sandbox")
 
 
 @sandbox_app.command("check")
-def check() -> None:
+def check(
+    as_json: Annotated[bool, typer.Option("--json", help="Print the confinement as one JSON object.")] = False,
+) -> None:
     """Say how researcher code would be confined here, with which limits; exit 5 if it cannot be."""
     confined, limits = confinement.check(workspace())
-    where = f" ({confined.bwrap})" if confined.bwrap else ""
-    console.print(f"sandbox: {confined.mode}{where}: works here", soft_wrap=True)
-    console.print(f"limits per action: {limits.describe()}", soft_wrap=True)
-    for notice in confined.notices:
-        console.print(f"[yellow]{escape(notice)}[/]", soft_wrap=True)
+    if as_json:
+        print_json(confinement_json(confined, limits))
+    else:
+        print_confinement(console, confined, limits)
 
 
 @sandbox_app.command("waive")

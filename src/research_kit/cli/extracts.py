@@ -10,6 +10,7 @@ import typer
 from research_kit.actions import extracts
 from research_kit.cli.common import actor, console, workspace
 from research_kit.console import extracts as show
+from research_kit.console.output import print_json
 from research_kit.console.progress import steps
 
 app = typer.Typer(add_completion=False)
@@ -28,9 +29,15 @@ def ingest(
 
 
 @app.command("extracts")
-def list_extracts() -> None:
+def list_extracts(
+    as_json: Annotated[bool, typer.Option("--json", help="Print the extracts as a JSON array of objects.")] = False,
+) -> None:
     """List the registered extracts."""
-    show.print_extracts(console, extracts.list_extracts(workspace()))
+    found = extracts.list_extracts(workspace())
+    if as_json:
+        print_json(show.extracts_json(found))
+    else:
+        show.print_extracts(console, found)
 
 
 @app.command()

@@ -10,7 +10,8 @@ from rich.markup import escape
 from research_kit.actions import people
 from research_kit.cli.common import actor, bootstrapping, console, workspace
 from research_kit.cli.signin import read_secret
-from research_kit.console.people import print_users
+from research_kit.console.output import print_json
+from research_kit.console.people import print_users, users_json
 from research_kit.core.errors import PolicyRefusal
 from research_kit.core.users import FIRST_STEWARD, ROLES
 
@@ -46,9 +47,15 @@ def add(
 
 
 @users_app.command("list")
-def list_users() -> None:
+def list_users(
+    as_json: Annotated[bool, typer.Option("--json", help="Print the users as a JSON array of objects.")] = False,
+) -> None:
     """List the users and their roles."""
-    print_users(console, people.list_users(workspace()))
+    found = people.list_users(workspace())
+    if as_json:
+        print_json(users_json(found))
+    else:
+        print_users(console, found)
 
 
 @users_app.command("disable")

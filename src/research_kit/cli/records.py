@@ -8,7 +8,8 @@ import typer
 
 from research_kit.actions import records
 from research_kit.cli.common import actor, console, workspace
-from research_kit.console.records import print_audit
+from research_kit.console.output import print_json
+from research_kit.console.records import audit_json, print_audit
 
 app = typer.Typer(add_completion=False)
 audit_app = typer.Typer(help="The tamper-evident audit log.", no_args_is_help=True)
@@ -23,7 +24,14 @@ def verify() -> None:
 
 
 @audit_app.command("show")
-def show(last: Annotated[int, typer.Option(help="How many of the latest entries.")] = 20) -> None:
+def show(
+    last: Annotated[int, typer.Option(help="How many of the latest entries.")] = 20,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the entries as a JSON array of objects.")] = False,
+) -> None:
     """List the latest audit entries (who did what, when)."""
     ws = workspace()
-    print_audit(console, records.entries(ws, actor=actor(ws), last=last))
+    found = records.entries(ws, actor=actor(ws), last=last)
+    if as_json:
+        print_json(audit_json(found))
+    else:
+        print_audit(console, found)

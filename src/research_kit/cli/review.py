@@ -8,7 +8,8 @@ import typer
 
 from research_kit.actions import review
 from research_kit.cli.common import actor, console, workspace
-from research_kit.console.review import print_request, print_requests
+from research_kit.console.output import print_json
+from research_kit.console.review import print_request, print_requests, request_json, requests_json
 from research_kit.disclosure.mitigate import method_names
 
 app = typer.Typer(add_completion=False)
@@ -18,15 +19,21 @@ review_app = typer.Typer(help="The committee's review of submitted outputs.", no
 app.add_typer(review_app, name="review")
 RequestArg = Annotated[int, typer.Argument(help="The request's number.")]
 Private = Annotated[bool, typer.Option("--private", help="The comment is for the committee only.")]
+ListJson = Annotated[bool, typer.Option("--json", help="Print the requests as a JSON array of objects.")]
 
 
 @outputs_app.command("list")
 def list_outputs(
     study: Annotated[str | None, typer.Option(help="Only this study's requests.")] = None,
     state: Annotated[list[str] | None, typer.Option(help="Only requests in this state (repeatable).")] = None,
+    as_json: ListJson = False,
 ) -> None:
     """Review requests and how their outputs fared in the checks."""
-    print_requests(console, review.list_requests(workspace(), actor=actor(), states=tuple(state or ()), study=study))
+    found = review.list_requests(workspace(), actor=actor(), states=tuple(state or ()), study=study)
+    if as_json:
+        print_json(requests_json(found))
+    else:
+        print_requests(console, found)
 
 
 @outputs_app.command("check")
@@ -61,18 +68,27 @@ def mitigate(
 @review_app.command("list")
 def list_requests(
     all_states: Annotated[bool, typer.Option("--all", help="Every request, not only those awaiting review.")] = False,
+    as_json: ListJson = False,
 ) -> None:
     """Requests awaiting the committee (submitted), or all of them."""
-    print_requests(
-        console, review.list_requests(workspace(), actor=actor(), states=() if all_states else ("submitted",))
-    )
+    found = review.list_requests(workspace(), actor=actor(), states=() if all_states else ("submitted",))
+    if as_json:
+        print_json(requests_json(found))
+    else:
+        print_requests(console, found)
 
 
 @review_app.command("show")
-def show(request: RequestArg) -> None:
+def show(
+    request: RequestArg,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the request as one JSON object.")] = False,
+) -> None:
     """A request's outputs with their checks, flags and reasons, provenance, votes and comments."""
     found, provenance = review.show(workspace(), actor=actor(), request=request)
-    print_request(console, found, provenance=provenance)
+    if as_json:
+        print_json(request_json(found, provenance))
+    else:
+        print_request(console, found, provenance=provenance)
 
 
 def _vote(request: int, decision: str, outputs: list[str] | None, comment: str | None, private: bool) -> None:

@@ -12,6 +12,7 @@ from research_kit.actions import setup
 from research_kit.cli.common import actor, bootstrapping, console
 from research_kit.cli.signin import read_secret
 from research_kit.console import extracts as show
+from research_kit.console.output import print_json
 
 app = typer.Typer(add_completion=False)
 key_app = typer.Typer(help="The pseudonymisation key (kept outside the workspace).", no_args_is_help=True)
@@ -54,11 +55,17 @@ def key_new(path: KeyOption = None) -> None:
 
 
 @key_app.command("show")
-def key_show(path: KeyOption = None) -> None:
+def key_show(
+    path: KeyOption = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print its path and fingerprint as one JSON object.")] = False,
+) -> None:
     """Check the key and show its fingerprint (never the key; a steward does, once the workspace has users)."""
     _steward()
     target, fingerprint = setup.show_key(path)
-    console.print(f"{target}: fingerprint {fingerprint}")
+    if as_json:
+        print_json(show.key_json(target, fingerprint))
+    else:
+        show.print_key(console, target, fingerprint)
 
 
 def _steward() -> None:

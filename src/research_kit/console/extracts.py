@@ -1,15 +1,18 @@
-"""A workspace, a simulated export, an ingest, the extracts and their risk, on the terminal.
+"""A workspace, its key, a simulated export, an ingest, the extracts and their risk, on the terminal (the key
+and the extracts as JSON too).
 
-Only aggregates and paths are shown, never a registry row or an identifier.
+Only aggregates, hashes and paths are shown, never a registry row, an identifier or key material.
 """
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from rich.console import Console
 from rich.table import Table
 
+from research_kit.console.output import print_table
 from research_kit.core import catalog
 from research_kit.core.workspace import Workspace
 
@@ -31,6 +34,15 @@ def print_init(console: Console, ws: Workspace, created: bool) -> None:
     console.print(f"  audit    {ws.audit_path}  (hash-chained; check with 'research-kit audit verify')")
 
 
+def print_key(console: Console, path: Path, fingerprint: str) -> None:
+    console.print(f"{path}: fingerprint {fingerprint}")
+
+
+def key_json(path: Path, fingerprint: str) -> dict[str, Any]:
+    """``key show --json``: the key file's ``path`` and the key's ``fingerprint``; never the key itself."""
+    return {"path": str(path), "fingerprint": fingerprint}
+
+
 def print_simulation(console: Console, export_id: str, result: SimulationResult) -> None:
     table = Table(title=f"raw export {export_id} (identifiable: stays in the workspace)")
     table.add_column("table")
@@ -38,7 +50,7 @@ def print_simulation(console: Console, export_id: str, result: SimulationResult)
     table.add_column("file")
     for name, rows in result.rows.items():
         table.add_row(name, f"{rows:,}", str(result.path / result.files[name]))
-    console.print(table)
+    print_table(console, table)
     print_shape(console, result.shape)
     if result.spec.faults:
         console.print(f"faults injected: {result.faults:,}, listed in {result.path / 'faults.json'}")
@@ -62,7 +74,7 @@ def print_shape(console: Console, shape: dict[str, Any]) -> None:
     top.add_column("patients", justify="right")
     for row in shape["top_diseases"]:
         top.add_row(row["orpha"], row["name"], f"{row['patients']:,}")
-    console.print(top)
+    print_table(console, top)
 
 
 def print_ingest(console: Console, result: IngestResult) -> None:
@@ -74,7 +86,7 @@ def print_ingest(console: Console, result: IngestResult) -> None:
             name, f"{c.rows_in:,}", f"{c.accepted:,}", f"{c.quarantined:,}", f"{c.withheld:,}",
             "yes" if c.balanced else "[red]NO[/red]",
         )  # fmt: skip
-    console.print(table)
+    print_table(console, table)
     reasons = Table(title="quarantine reasons (a row may have several)")
     for col in ("table", "field: reason", "rows"):
         reasons.add_column(col, justify="right" if col == "rows" else "left")
@@ -82,7 +94,7 @@ def print_ingest(console: Console, result: IngestResult) -> None:
         for reason, n in sorted(c.reasons.items(), key=lambda kv: -kv[1]):
             reasons.add_row(name, reason.replace(":", ": "), f"{n:,}")
     if reasons.row_count:
-        console.print(reasons)
+        print_table(console, reasons)
     normalised = [f"{name}.{field} ({n:,})" for name, c in result.counts.items() for field, n in c.normalised.items()]
     if normalised:
         console.print("whitespace or case normalised (not quarantined): " + ", ".join(normalised))
@@ -96,7 +108,22 @@ def print_extracts(console: Console, extracts: list[Extract]) -> None:
         table.add_column(col)
     for e in extracts:
         table.add_row(e.id, e.created_at, f"{e.patients:,}", e.content_hash[:16], e.key_fingerprint)
-    console.print(table)
+    print_table(console, table)
+
+
+def extracts_json(extracts: list[Extract]) -> list[dict[str, Any]]:
+    """``extracts --json``: per extract ``id``, ``created_at``, ``patients`` (how many), ``content_hash`` (whole)
+    and ``key_fingerprint`` (of the key that pseudonymised it)."""
+    return [
+        {
+            "id": e.id,
+            "created_at": e.created_at,
+            "patients": e.patients,
+            "content_hash": e.content_hash,
+            "key_fingerprint": e.key_fingerprint,
+        }
+        for e in extracts
+    ]
 
 
 def _risk_rows(r: RiskReport) -> list[tuple[str, str]]:
@@ -138,7 +165,7 @@ def print_risk(console: Console, assessment: Assessment) -> None:
     else:
         for name, value in _risk_rows(r):
             table.add_row(name, value)
-    console.print(table)
+    print_table(console, table)
     if enforced is not None:
         levels = ", ".join(f"{qi} level {level}" for qi, level in enforced.levels.items())
         console.print(

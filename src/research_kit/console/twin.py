@@ -8,6 +8,7 @@ from __future__ import annotations
 from rich.console import Console
 from rich.table import Table
 
+from research_kit.console.output import print_table
 from research_kit.synth.publish import TwinResult
 
 
@@ -19,7 +20,7 @@ def print_twin(console: Console, result: TwinResult) -> None:
         side = ">=" if figure.at_least else "<="
         verdict = "pass" if figure.passed else "[red]FAIL[/red]"
         table.add_row(figure.label, f"{figure.value:g}", f"{side} {figure.limit:g}", verdict)
-    console.print(table)
+    print_table(console, table)
     rows = ", ".join(f"{name} {n:,}" for name, n in result.rows.items())
     timings = ", ".join(f"{step} {seconds:.1f} s" for step, seconds in result.timings.items())
     console.print(f"rows: {rows}")
