@@ -201,3 +201,11 @@ def test_a_line_written_by_a_change_killed_before_it_committed_is_cut_when_the_w
     recovered = audit.read_entries(workspace.audit_path)[-1]
     assert recovered["action"] == "audit.recovered"
     assert recovered["actor"] == audit.SYSTEM
+
+
+def test_an_edit_inside_the_log_is_never_repaired_away_with_a_real_entry(logged: Workspace) -> None:
+    content = lines(logged)
+    forged = json.dumps({"seq": 99, "action": "forged"}) + "\n"
+    write(logged, [*content[:2], forged, *content[2:]])  # longer than the anchor, but not by a crash's line
+    assert_broken(logged, 3)  # opening the workspace cut nothing: the edit is reported, not hidden
+    assert lines(logged) == [*content[:2], forged, *content[2:]]

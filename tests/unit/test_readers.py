@@ -116,3 +116,54 @@ def test_csv_blocks_split_only_between_records(tmp_path: Path, block: int, monke
     )
     assert got.to_dicts() == expected.select(got.columns).to_dicts()
     assert got.height == 4  # the blank line is a row of empty values, as Polars reads it
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        'a,b,c\n1,2,3\n4,5\n6,7,8,9\n"x,q",1,2\n\n10,11,12\n"u""v",1\n"m\nl,",2,3\r\n9,9',
+        'a,b,c\n1,O"Neil,A"b,Paris\nO"Jer,O"Ber,3\n1,2,3\n',  # a quote inside a value opens nothing
+        "\ufeffa;b;c\r\n1;2;3\r\n1;2\r\n\r\n4;5;6;7",
+        "a,b,c\n1,2,3",
+    ],
+)
+def test_ragged_rows_are_the_rows_a_csv_reader_finds_with_another_width(tmp_path: Path, text: str) -> None:
+    import csv
+    import io
+
+    from research_kit.ingest.readers import ragged_rows
+
+    separator = ";" if ";" in text.splitlines()[0] else ","
+    path = tmp_path / "t.csv"
+    path.write_text(text, encoding="utf-8", newline="")
+    reader = csv.reader(io.StringIO(text.removeprefix("\ufeff"), newline=""), delimiter=separator)
+    next(reader)
+    expected = {row: len(r) for row, r in enumerate(reader, start=1) if r and len(r) != 3}
+    assert ragged_rows(path, separator, 3) == expected
+
+
+def test_a_csv_whose_quoting_cannot_be_parsed_is_refused_without_quoting_its_values(tmp_path: Path) -> None:
+    from research_kit.ingest.readers import read_source, reading
+
+    header = ",".join(PATIENTS.columns)
+    row = ",".join(["1932020311115"] + ["x"] * (len(PATIENTS.columns) - 1))
+    text = f'{header}\n{row}\n"{row}\n{row}\n'  # a quote opened before an ID and never closed
+    (tmp_path / "x.csv").write_text(text, encoding="utf-8")
+    source = read_source(PATIENTS, tmp_path / "x.csv", tmp_path / "scratch")
+    with pytest.raises(BadInput) as refused, reading(source.path):
+        source.frame.collect()
+    assert "1932020311115" not in str(refused.value)
+    assert "x.csv: not readable as CSV" in str(refused.value)
+
+
+@pytest.mark.parametrize(
+    ("cell", "formula"),
+    [("=1+1", True), ("@SUM(A1)", True), ("-1+cmd|' /C calc'!A0", True), ("+1+cmd", True), ("\t=cmd", True),
+     ("\uff1d1", True), ("-", False), ("--", False), ("+/-", False), ("-5", False), ("-.5", False),
+     ("+352 691 123 456", False), ("HP:0001250", False), ("ORPHA:558", False), ("2020-01-01", False)],
+)  # fmt: skip
+def test_formula_like_cells_are_what_a_spreadsheet_would_run(cell: str, formula: bool) -> None:
+    from research_kit.ingest.validate import _formula_like
+
+    frame = pl.DataFrame({"v": [cell]})
+    assert frame.select(_formula_like(pl.col("v"))).item() is formula

@@ -194,30 +194,57 @@ def repair(conn: sqlite3.Connection, path: Path) -> list[str]:
         return dropped
 
 
+_TAIL = 1 << 20  # bytes read back from the anchor to find the anchored line
+
+
 def _drop_uncommitted(conn: sqlite3.Connection, path: Path, anchored: int) -> list[str]:
     """Cut lines past the anchored entry: written by a change that never committed (a crash).
 
-    Returns a note on each line cut, recorded in the next entry so the recovery is itself audited. The log's
-    length at the anchor, when the catalog has it, spares reading the log when nothing is past it.
+    Returns a note on each line cut, recorded in the next entry so the recovery is itself audited. Where the
+    catalog knows the log's length at the anchor, the log is cut there, and only if the line ending there is
+    the anchored entry itself (its number and hash): a log edited anywhere else is left as it is, for
+    :func:`verify` to report, never "repaired".
     """
     if not path.exists():
         return []
-    known = conn.execute("SELECT bytes FROM audit_head WHERE id = 1").fetchone()
-    if known is not None and known[0] is not None and path.stat().st_size <= int(known[0]):
+    known = conn.execute("SELECT bytes, hash FROM audit_head WHERE id = 1").fetchone()
+    if known is None or known["bytes"] is None:
+        return _drop_by_lines(path, anchored)
+    keep, size = int(known["bytes"]), path.stat().st_size
+    if size <= keep:
         return []
+    start = max(0, keep - _TAIL)
     with path.open("rb") as fh:
-        raw = fh.read()
-    lines = raw.splitlines(keepends=True)
+        fh.seek(start)
+        data = fh.read()
+    before, after = data[: keep - start], data[keep - start :]
+    try:
+        last = json.loads(before.rstrip(b"\n").rsplit(b"\n", 1)[-1])
+        is_anchor = before.endswith(b"\n") and last["seq"] == anchored and last["hash"] == known["hash"]
+    except (ValueError, KeyError, TypeError):
+        is_anchor = False
+    if not is_anchor:
+        return []
+    return _cut(path, keep, after.splitlines(keepends=True))
+
+
+def _drop_by_lines(path: Path, anchored: int) -> list[str]:
+    """The same for a log whose length at the anchor is not recorded (a workspace before migration 12)."""
+    with path.open("rb") as fh:
+        lines = fh.read().splitlines(keepends=True)
     if len(lines) <= anchored:
         return []
+    return _cut(path, sum(len(line) for line in lines[:anchored]), lines[anchored:])
+
+
+def _cut(path: Path, keep: int, lines: list[bytes]) -> list[str]:
     notes = []
-    for line in lines[anchored:]:
+    for line in lines:
         try:
             item = json.loads(line)
             notes.append(f"entry {item['seq']} {item['action']} {item['hash'][:16]}")
         except (ValueError, KeyError, TypeError):
             notes.append("an unreadable line")
-    keep = sum(len(line) for line in lines[:anchored])
     with path.open("r+b") as fh:
         fh.truncate(keep)
         fh.flush()

@@ -23,7 +23,6 @@ POINTS: tuple[str, ...] = (
     "ingest.before_register",
     "ingest.after_register",
     "run.after_queue",
-    "review.after_intake",
     "release.after_bundle",
     "release.after_commit",
     "audit.after_write",

@@ -23,7 +23,8 @@ summed: epsilons of separate queries do not add up to the epsilon of their sum.
 from __future__ import annotations
 
 import math
-from decimal import Decimal, InvalidOperation
+import re
+from decimal import Decimal
 from fractions import Fraction
 
 from research_kit.core.errors import BadInput
@@ -33,18 +34,37 @@ UNIT = Decimal(1).scaleb(-12)  # the ledger's unit: the smallest amount that can
 LARGEST = Decimal(10) ** 6  # far beyond any meaningful budget; bounds what a typo can ask for
 
 
+_DECIMAL = re.compile(r"[+-]?([0-9]+(\.[0-9]*)?|\.[0-9]+)([eE][+-]?[0-9]{1,4})?")
+_LONGEST = 40  # characters of an amount typed: more is a mistake (or an attempt to make parsing slow)
+
+
 def exact(value: Decimal | float | int | str) -> Decimal:
-    """``value`` as the decimal it was typed as (a float: the shortest decimal that is the same float)."""
+    """``value`` as the decimal it was typed as (a float: the shortest decimal that is the same float).
+
+    Text must be a plain decimal in ASCII digits (``0.01``, ``1e-3``, ``1_000``), at most 40 characters.
+    """
     if isinstance(value, bool):
-        raise ValueError(f"not an amount: {value!r}")
+        raise ValueError("not an amount")
     if isinstance(value, Decimal):
         return value
     if isinstance(value, float):
         return Decimal(repr(value))
-    try:
-        return Decimal(str(value).strip().replace("_", ""))
-    except InvalidOperation:
-        raise ValueError(f"not a number: {value!r}") from None
+    if isinstance(value, int):
+        if value.bit_length() > 128:
+            raise ValueError("a number far too large")
+        return Decimal(value)
+    text = str(value).strip().replace("_", "")
+    if text.lower() in ("nan", "inf", "+inf", "-inf", "infinity", "-infinity"):
+        return Decimal(text)
+    if len(text) > _LONGEST or not _DECIMAL.fullmatch(text):
+        raise ValueError("not a decimal number")
+    return Decimal(text)
+
+
+def _shown(value: object) -> str:
+    """A value as a message may quote it: never more than a few dozen characters."""
+    text = f"{value!r}" if not isinstance(value, int) or value.bit_length() <= 128 else "a very large number"
+    return text if len(text) <= _LONGEST else text[: _LONGEST - 3] + "..."
 
 
 def amount(value: Decimal | float | int | str, what: str = "rho") -> Decimal:
@@ -52,15 +72,15 @@ def amount(value: Decimal | float | int | str, what: str = "rho") -> Decimal:
     try:
         d = exact(value)
     except ValueError:
-        raise BadInput(f"{what} must be a number, not {value!r}") from None
+        raise BadInput(f"{what} must be a number (plain decimal digits), not {_shown(value)}") from None
     if not d.is_finite():
-        raise BadInput(f"{what} must be a finite number, not {value}")
+        raise BadInput(f"{what} must be a finite number, not {_shown(value)}")
     if d <= 0:
-        raise BadInput(f"{what} must be more than 0, not {value}")
+        raise BadInput(f"{what} must be more than 0, not {_shown(value)}")
     if d < UNIT:
-        raise BadInput(f"{what} {value} is smaller than the ledger's unit, rho 1e-12")
+        raise BadInput(f"{what} {_shown(value)} is smaller than the ledger's unit, rho 1e-12")
     if d > LARGEST:
-        raise BadInput(f"{what} {value} is larger than any budget the ledger holds (at most 1e6)")
+        raise BadInput(f"{what} {_shown(value)} is larger than any budget the ledger holds (at most 1e6)")
     return d
 
 
@@ -121,8 +141,8 @@ def rho_from(rho: Typed | None, epsilon: Typed | None, delta: float) -> Decimal 
     try:
         converted = rho_of(float(eps), delta)
     except (TypeError, ValueError) as exc:
-        raise BadInput(f"epsilon {epsilon}: {exc}") from None
-    return amount(decimal_of(to_picorho(converted, round_up=False)), f"the rho of epsilon {epsilon}")
+        raise BadInput(f"epsilon {_shown(epsilon)}: {exc}") from None
+    return amount(decimal_of(to_picorho(converted, round_up=False)), f"the rho of epsilon {_shown(epsilon)}")
 
 
 def describe(picorho: int, delta: float) -> str:

@@ -104,6 +104,9 @@ class Query:
         return " ".join(parts)
 
 
+MAX_BOUND = 1e15  # wider clipping bounds only add noise (and overflow a column's type)
+
+
 def make_query(
     kind: str,
     table: str,
@@ -151,6 +154,8 @@ def make_query(
         lo, hi = bounds if bounds is not None else (col.bounds or (None, None))
         if lo is None or hi is None or not (math.isfinite(lo) and math.isfinite(hi) and lo < hi):
             raise BadInput(f"bounds for {column_name} must be two numbers, lower < upper")
+        if max(abs(lo), abs(hi)) > MAX_BOUND:
+            raise BadInput(f"bounds for {column_name} must lie within +-{MAX_BOUND:.0e}")
         cast = int if col.kind == "int" else float
         if cast is int and (lo != int(lo) or hi != int(hi)):
             raise BadInput(f"{column_name} holds whole numbers: give whole-number bounds")

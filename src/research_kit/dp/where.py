@@ -46,16 +46,24 @@ class Clause:
         return {"!=": col != value, "<": col < value, "<=": col <= value, ">": col > value, ">=": col >= value}[self.op]
 
 
+LARGEST = 2**53  # a filter's whole number beyond this is a typo: no column holds one
+
+
 def _typed(col: Column, raw: Any) -> Any:
     text = str(raw).strip()
+    if len(text) > 100:
+        raise BadInput(f"filter on {col.name}: a value of {len(text)} characters is not one it can hold")
     try:
         if col.kind == "int":
-            return int(text)
-        if col.kind == "float":
-            number = float(text)
-            if not math.isfinite(number):
+            number = int(text)
+            if abs(number) > LARGEST:
                 raise ValueError(text)
             return number
+        if col.kind == "float":
+            real = float(text)
+            if not math.isfinite(real) or abs(real) > LARGEST:
+                raise ValueError(text)
+            return real
         if col.kind == "flag":
             low = text.lower()
             if low in ("true", "yes", "1"):
@@ -64,7 +72,8 @@ def _typed(col: Column, raw: Any) -> Any:
                 return False
             raise ValueError(text)
     except ValueError:
-        raise BadInput(f"filter on {col.name}: {text!r} is not a {col.kind} value") from None
+        shown = text if len(text) <= 40 else text[:37] + "..."
+        raise BadInput(f"filter on {col.name}: {shown!r} is not a {col.kind} value (or out of range)") from None
     return raw if isinstance(raw, str) else text
 
 

@@ -111,8 +111,10 @@ def reading(path: Path) -> Iterator[None]:
     unquoted field) is refused in one line naming it, before anything is registered."""
     try:
         yield
-    except pl.exceptions.ComputeError as exc:
-        raise BadInput(f"{path}: not readable as CSV ({str(exc).splitlines()[0][:160]})") from None
+    except pl.exceptions.ComputeError:  # its text quotes the field, which may be a patient's identifier
+        raise BadInput(
+            f"{path}: not readable as CSV (a quote never closed, or a stray quote inside a field): fix the export"
+        ) from None
 
 
 def check_header(path: Path, names: list[str]) -> None:
@@ -175,8 +177,8 @@ def _scan_csv(path: Path, text_path: Path) -> tuple[pl.LazyFrame, dict[int, int]
     options = {"separator": separator, "quote_char": '"', "truncate_ragged_lines": True}  # ragged rows: above
     try:
         pl.scan_csv(text_path, infer_schema=False, **options).collect_schema()  # type: ignore[arg-type]
-    except pl.exceptions.PolarsError as exc:
-        raise BadInput(f"{path}: not a readable CSV table ({str(exc).splitlines()[0]})") from None
+    except pl.exceptions.PolarsError:  # its text may quote a value (an identifier): name the file only
+        raise BadInput(f"{path}: not a readable CSV table") from None
     if text_path.stat().st_size <= MMAP_LIMIT:
         # Polars' own scan is faster; the pages it maps (counted in RSS) are bounded by the limit.
         frame = pl.scan_csv(
@@ -193,10 +195,15 @@ def _scan_csv(path: Path, text_path: Path) -> tuple[pl.LazyFrame, dict[int, int]
 def ragged_rows(path: Path, separator: str, width: int) -> dict[int, int]:
     """Rows (numbered from 1 after the header) whose number of fields is not the header's ``width``.
 
-    Counted with NumPy over the bytes, a block at a time: a record ends at a newline outside quotes, and has
-    one field more than it has separators outside quotes (a quote toggles "inside"; a doubled quote toggles
-    twice). A blank line is a row of empty values (as the table reader reads it), never ragged.
+    Counted with NumPy over the bytes, a block at a time, where no value is quoted (the usual export): a
+    record ends at a newline and has one field more than it has separators. A file with a quote anywhere is
+    counted by Python's csv module instead, which reads quotes as Polars does (a quote opens a value only at
+    its start). A blank line is a row of empty values (as the table reader reads it), never ragged.
     """
+    with path.open("rb") as fh:
+        while chunk := fh.read(CSV_BLOCK):
+            if b'"' in chunk:
+                return _ragged_rows_by_csv(path, separator, width)
     found: dict[int, int] = {}
     row = 0
     for first, block in _csv_blocks(path, CSV_BLOCK):
@@ -209,17 +216,30 @@ def ragged_rows(path: Path, separator: str, width: int) -> dict[int, int]:
     return found
 
 
+def _ragged_rows_by_csv(path: Path, separator: str, width: int) -> dict[int, int]:
+    found: dict[int, int] = {}
+    with path.open(encoding="utf-8-sig", newline="") as fh:
+        reader = csv.reader(fh, delimiter=separator, quotechar='"')
+        try:
+            next(reader, None)
+            for row, record in enumerate(reader, start=1):
+                if record and len(record) != width:
+                    found[row] = len(record)
+        except csv.Error:
+            raise BadInput(f"{path}: not readable as CSV (near row {reader.line_num}): fix the export") from None
+    return found
+
+
 def _fields_per_record(block: bytes, separator: int) -> tuple[np.ndarray, np.ndarray]:
-    """Each record's number of fields, and whether it is blank, for a block that starts a record."""
+    """Each record's number of fields, and whether it is blank, for a block with no quote in it."""
     data = np.frombuffer(block, dtype=np.uint8)
     if not len(data):
         return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=bool)
-    outside = (np.cumsum(data == ord('"')) % 2 == 0) if b'"' in block else np.ones(len(data), dtype=bool)
-    ends = np.flatnonzero((data == ord("\n")) & outside)
+    ends = np.flatnonzero(data == ord("\n"))
     if not len(ends) or ends[-1] != len(data) - 1:
         ends = np.append(ends, len(data))  # the last record, without a final newline
     starts = np.concatenate(([0], ends[:-1] + 1))
-    seps = np.concatenate(([0], np.cumsum((data == separator) & outside)))
+    seps = np.concatenate(([0], np.cumsum(data == separator)))
     fields = seps[ends] - seps[starts] + 1
     length = ends - starts
     carriage = (length == 1) & (data[np.minimum(starts, len(data) - 1)] == ord("\r"))

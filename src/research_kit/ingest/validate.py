@@ -18,8 +18,8 @@ YYYY-MM-DD), ``impossible_date`` (YYYY-MM-DD but no such day), ``future_date``,
 ``onset_after_diagnosis``, ``event_after_death``, ``date_out_of_range``, ``unknown_code``,
 ``unknown_patient``, ``patient_quarantined``; and, for any cell,
 ``cell:field_too_long`` (over :data:`MAX_FIELD_BYTES`), ``cell:formula_like``
-(a cell a spreadsheet would run: it starts with ``=``, ``@``, or ``+``/``-``
-not followed by a digit) and, for a whole row, ``row:wrong_field_count``
+(a cell a spreadsheet would run: it starts with ``=`` or ``@``, or with ``+``
+or ``-`` followed by more than digits and number punctuation) and, for a whole row, ``row:wrong_field_count``
 (more or fewer fields than the header: the reader finds these).
 """
 
@@ -46,7 +46,11 @@ from research_kit.model.tables import (
 
 ISO_DATE = r"^\d{4}-\d{2}-\d{2}$"
 MAX_FIELD_BYTES = 65_536  # no field of the registry's tables comes near; a longer one is a broken export
-FORMULA = r"^\s*([=@]|[+-]([^0-9.]|$))"  # OWASP's CSV-injection prefixes; a signed number is not one
+# OWASP's CSV-injection prefixes (and their full-width forms); a cell that after its sign holds only digits and
+# number punctuation (-5, +352 691 123, -, +/-) is not one, whatever follows a number is (-1+cmd|...).
+FORMULA = r"^\s*[=@\x{FF1D}\x{FF20}]"
+SIGNED = r"^\s*[+\-\x{FF0B}\x{FF0D}]"
+NUMBER_LIKE = r"^\s*[+\-][0-9\s().,/\-]*$"
 HGVS = r"^c\.\d+(_\d+del|dup|[ACGT]>[ACGT])$"
 FLAGS = ("yes", "no")
 # Coded columns compared without regard to case, and the canonical spelling of each value.
@@ -160,8 +164,12 @@ def shape_reasons(table: Table, ragged: Mapping[int, int], extra: Iterable[str] 
     return [
         *([_reason(pl.col("_row").is_in(sorted(ragged)), "row", "wrong_field_count")] if ragged else []),
         _reason(pl.any_horizontal(c.str.len_bytes() > MAX_FIELD_BYTES for c in cells), "cell", "field_too_long"),
-        _reason(pl.any_horizontal(c.str.contains(FORMULA) for c in cells), "cell", "formula_like"),
+        _reason(pl.any_horizontal(_formula_like(c) for c in cells), "cell", "formula_like"),
     ]
+
+
+def _formula_like(cell: pl.Expr) -> pl.Expr:
+    return cell.str.contains(FORMULA) | (cell.str.contains(SIGNED) & ~cell.str.contains(NUMBER_LIKE))
 
 
 def with_reasons(frame: pl.LazyFrame, rules: list[Rule]) -> Validated:

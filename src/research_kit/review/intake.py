@@ -25,18 +25,17 @@ def collect(conn: sqlite3.Connection, ws: Workspace, study: str, run_id: int) ->
     Those of run ``run_id``, and any an earlier run queued but was stopped before collecting (a kill between
     the two steps): the next run of the study collects them, so no queued output is ever lost.
     """
-    queued = conn.execute(
-        "SELECT q.id, q.action, q.name, q.sha256, q.extract, o.path, o.sensitivity, r.folder"
-        " FROM review_queue q JOIN action_outputs o ON o.cache_key = q.cache_key AND o.name = q.name"
-        " JOIN action_results r ON r.cache_key = q.cache_key"
-        " WHERE q.study = ?"
-        " AND NOT EXISTS (SELECT 1 FROM request_outputs ro WHERE ro.queue = q.id) ORDER BY q.id",
-        (study,),
-    ).fetchall()
-    if not queued:
-        return None
-    author = _author(conn, study, run_id)
-    with transaction(conn):
+    with transaction(conn):  # read and collected under one write lock: two runs never collect a row twice
+        queued = conn.execute(
+            "SELECT q.id, q.run_id, q.action, q.name, q.sha256, q.extract, o.path, o.sensitivity, r.folder"
+            " FROM review_queue q JOIN action_outputs o ON o.cache_key = q.cache_key AND o.name = q.name"
+            " JOIN action_results r ON r.cache_key = q.cache_key"
+            " WHERE q.study = ?"
+            " AND NOT EXISTS (SELECT 1 FROM request_outputs ro WHERE ro.queue = q.id) ORDER BY q.id",
+            (study,),
+        ).fetchall()
+        if not queued:
+            return None
         request = conn.execute(
             f"SELECT id, state FROM requests WHERE study = ? AND state IN ({','.join('?' * len(OPEN))})"
             " ORDER BY id DESC LIMIT 1",
@@ -45,16 +44,16 @@ def collect(conn: sqlite3.Connection, ws: Workspace, study: str, run_id: int) ->
         if request is None:
             cursor = conn.execute(
                 "INSERT INTO requests (study, author, state, created_at, updated_at) VALUES (?, ?, 'pending', ?, ?)",
-                (study, author, now(), now()),
+                (study, _author(conn, study, run_id), now(), now()),
             )
             request_id = int(cursor.lastrowid or 0)
             audit.append(conn, ws.audit_path, "request.open", {"request": request_id, "study": study})
         else:
             request_id = int(request["id"])
-        for row in queued:
+        for row in queued:  # each output is its own run's (a killed run's, collected now, keeps its author)
             path = Path(row["folder"]) / "outputs" / row["path"]
             add_version(conn, request_id, row["action"], row["name"], path, row["sha256"], row["sensitivity"],
-                         author, row["extract"], queue=int(row["id"]))  # fmt: skip
+                        _author(conn, study, int(row["run_id"])), row["extract"], queue=int(row["id"]))  # fmt: skip
         check_request(conn, ws, request_id)
     return request_id
 

@@ -146,6 +146,13 @@ def load_pipeline(path: Path, root: Path | None = None) -> Pipeline:
     return Pipeline(path, str(study), str(title).strip(), budget, actions)
 
 
+def _finite(number: float) -> bool:
+    try:
+        return math.isfinite(number)
+    except OverflowError:  # a whole number too large for a float
+        return False
+
+
 def _budget(value: Any, problems: _Problems) -> dict[str, float]:
     if not isinstance(value, dict):
         problems.add("budget", "required: {rho: R} or {epsilon: E, delta: D}")
@@ -155,8 +162,10 @@ def _budget(value: Any, problems: _Problems) -> dict[str, float]:
     out: dict[str, float] = {}
     for key in BUDGET_KEYS & set(value):
         number = value[key]
-        if isinstance(number, bool) or not isinstance(number, int | float) or not math.isfinite(number) or number <= 0:
-            problems.add(f"budget.{key}", f"must be a number > 0, not {number!r}")
+        if isinstance(number, bool) or not isinstance(number, int | float) or not _finite(number) or number <= 0:
+            big = isinstance(number, int) and number.bit_length() > 128
+            shown = "a very large number" if big else repr(number)[:40]
+            problems.add(f"budget.{key}", f"must be a number > 0, not {shown}")
         else:
             out[key] = float(number)
     if ("rho" in value) == ("epsilon" in value):
@@ -268,7 +277,7 @@ def _check_notebook(path: Path, shown: str, parameters: dict[str, Any], key: str
         return
     try:
         notebook = json.loads(path.read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+    except (json.JSONDecodeError, UnicodeDecodeError, RecursionError) as exc:
         problems.add(key, f"{shown}: not a readable notebook ({type(exc).__name__})")
         return
     invalid = _invalid(notebook)

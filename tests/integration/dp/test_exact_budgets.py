@@ -56,6 +56,11 @@ def test_amounts_are_read_as_the_decimal_typed() -> None:
         ("0", "more than 0"),
         ("abc", "must be a number"),
         ("1e9", "larger than any budget"),
+        ("\u0661", "plain decimal digits"),  # an Arabic-Indic one
+        ("\uff10.\uff10\uff11", "plain decimal digits"),  # full-width 0.01
+        ("0." + "0" * 200_000 + "1", "plain decimal digits"),  # slow to read, and never a budget
+        ("1e999999999", "plain decimal digits"),
+        ("sNaN", "plain decimal digits"),
     ],
 )
 def test_an_amount_the_ledger_cannot_hold_is_one_line(value: str, says: str) -> None:
@@ -72,4 +77,8 @@ def test_a_query_whose_filter_is_empty_is_refused_before_anything_is_charged(reg
         make_query("count", "patients", rho=0.01, where="sex = female and  and birth_year >= 1950")
     with pytest.raises(BadInput, match="bounds"):
         make_query("mean", "patients", rho=0.01, column_name="birth_year", bounds=(float("-inf"), 2000))
+    with pytest.raises(BadInput, match="within"):
+        make_query("sum", "patients", rho=0.01, column_name="birth_year", bounds=(0, 1e300))
+    with pytest.raises(BadInput, match="out of range"):
+        make_query("count", "patients", rho=0.01, where="birth_year >= 99999999999999999999999")
     assert ledger.balance(registry.ws, "empty-filter").spent == 0
