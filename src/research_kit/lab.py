@@ -29,19 +29,40 @@ listens on a Unix socket in a folder bound out of the sandbox, and
 prints carries a random token. Terminals are off. The notebooks folder may
 not hold the workspace, the key, the Python environment or a git
 repository's own folder (a kernel could plant a hook or code the host runs).
+
+Stopping. SIGINT (Ctrl-C) and SIGTERM are caught while the lab runs: the
+server and every process under it, its kernels included (each in a session
+of its own, so not in the server's process group), get SIGTERM, those still
+running :data:`GRACE_SECONDS` later (or at a second signal) get SIGKILL, and
+``research-kit lab`` waits for them, removes its socket folder and exits with
+128 + the signal's number: 130 for SIGINT, 143 for SIGTERM. The tree is read
+before it is signalled, so a kernel whose server ended first is still
+stopped. Should ``research-kit lab`` itself be killed (SIGKILL, OOM), the
+server gets SIGKILL from the kernel (``PR_SET_PDEATHSIG``, set by a small exec
+wrapper rather than a ``preexec_fn``, which is unsafe once threads run);
+under bwrap the sandbox's PID namespace ends with it, kernels included, and
+without bwrap each kernel ends itself when its server is gone (ipykernel
+watches ``JPY_PARENT_PID``). :func:`stop_tree` and :class:`StopSignals` serve
+``research-kit serve`` too.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import secrets
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
+import threading
 import time
+from collections.abc import Callable, Iterable
 from pathlib import Path
+from types import FrameType
+from typing import TYPE_CHECKING, Any
 
 from rich.console import Console
 from rich.markup import escape
@@ -54,6 +75,11 @@ from research_kit.pseudonymise.keys import key_path
 from research_kit.sandbox.confine import Sandbox, python_folders
 from research_kit.sandbox.limits import Limits
 from research_kit.tiers import TIER_ENV, published_twins
+
+if TYPE_CHECKING:
+    import psutil
+
+    from research_kit.sandbox.limits import Watcher
 
 DEFAULT_LAB_HOME = ".lab"
 OWNER_FILE = "owner"  # the researcher whose lab home it is: another's lab never reuses it
@@ -190,83 +216,216 @@ def run_lab(
     console: Console,
     open_browser: bool = False,
 ) -> None:
-    """Prepare ``owner``'s lab home and run JupyterLab in its sandbox, reached on loopback, until Ctrl-C."""
-    from research_kit.sandbox.forward import forward
-    from research_kit.sandbox.limits import Watcher, in_tree, kill_tree
+    """Prepare ``owner``'s lab home and run JupyterLab in its sandbox, reached on loopback, until Ctrl-C or SIGTERM:
+    then the server and every process under it are stopped, and this raises ``SystemExit(130 or 143)``."""
+    from research_kit.sandbox.limits import Watcher
 
     folder = check_notebooks_folder(ws, notebooks)
     lab = prepare_lab_home(ws, home, owner)
-    run_dir = Path(tempfile.mkdtemp(prefix="rk-lab-"))
-    box = lab_sandbox(ws, lab, folder, run_dir)
-    token = secrets.token_urlsafe(24)
-    socket_path = run_dir / SOCKET
-    env = box.environment(
-        {
-            HOME_ENV: box.path("home"),
-            TIER_ENV: "synthetic",
-            ACTOR_ENV: owner,  # the lab's sandbox ledger records its owner's spending
-            "RESEARCH_KIT_CACHE": str(Path(box.path("codes")).parent),
-        }
-    )
-    env["JUPYTER_RUNTIME_DIR"] = f"{env['TMPDIR']}/jupyter-runtime"  # kernels' sockets stay in the private /tmp
-    command = [
-        sys.executable, "-m", "jupyterlab", f"--ServerApp.sock={box.path('run')}/{SOCKET}",
-        f"--IdentityProvider.token={token}", f"--ServerApp.root_dir={box.path('notebooks')}",
-        "--ServerApp.open_browser=False", "--ServerApp.terminals_enabled=False",  # no shell beside the notebooks
-        "--KernelManager.transport=ipc",
-    ]  # fmt: skip
-    if box.mode != "bwrap" and hasattr(os, "geteuid") and os.geteuid() == 0:
-        command.append("--allow-root")  # unconfined in a container run as root; Jupyter refuses it unless told
-    plan = box.write_plan(run_dir.parent / f"{run_dir.name}-plan.json", command, env)
-    twins = ", ".join(twin_id for twin_id, _ in published_twins(lab))
-    console.print(f"JupyterLab on the synthetic twin ({escape(twins)}); notebooks from {escape(str(folder))}")
-    console.print(f"sandbox: {box.mode}; lab home {escape(str(lab.root))}: twins, policy and sandbox ledger only")
-    server = subprocess.Popen(
-        box.command(plan), env={}, cwd=folder, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE, start_new_session=True,
-    )  # fmt: skip
-    watcher = Watcher(box.limits, lab.root, also=(folder, run_dir))
-    watcher.attach(server.pid)
-    try:
-        deadline = time.monotonic() + 120
-        while not socket_path.exists():
-            if server.poll() is not None or time.monotonic() > deadline:
-                raise BadInput(f"JupyterLab did not start (exit {server.poll()}): {_last_words(server)}")
-            time.sleep(0.2)
-        console.print(f"open http://127.0.0.1:{port}/lab?token={token}   (Ctrl-C stops it)", soft_wrap=True)
-        console.file.flush()  # the address must reach a pipe or a log now, not when the server stops
-        if open_browser:
-            import webbrowser
-
-            webbrowser.open(f"http://127.0.0.1:{port}/lab?token={token}")
+    with StopSignals() as stopping:
+        run_dir = Path(tempfile.mkdtemp(prefix="rk-lab-"))
+        box = lab_sandbox(ws, lab, folder, run_dir)
+        token = secrets.token_urlsafe(24)
+        socket_path = run_dir / SOCKET
+        env = box.environment(
+            {
+                HOME_ENV: box.path("home"),
+                TIER_ENV: "synthetic",
+                ACTOR_ENV: owner,  # the lab's sandbox ledger records its owner's spending
+                "RESEARCH_KIT_CACHE": str(Path(box.path("codes")).parent),
+            }
+        )
+        env["JUPYTER_RUNTIME_DIR"] = f"{env['TMPDIR']}/jupyter-runtime"  # kernels' sockets stay in the private /tmp
+        command = [
+            sys.executable, "-m", "jupyterlab", f"--ServerApp.sock={box.path('run')}/{SOCKET}",
+            f"--IdentityProvider.token={token}", f"--ServerApp.root_dir={box.path('notebooks')}",
+            "--ServerApp.open_browser=False", "--ServerApp.terminals_enabled=False",  # no shell beside the notebooks
+            "--KernelManager.transport=ipc",
+        ]  # fmt: skip
+        if box.mode != "bwrap" and hasattr(os, "geteuid") and os.geteuid() == 0:
+            command.append("--allow-root")  # unconfined in a container run as root; Jupyter refuses it unless told
+        plan = box.write_plan(run_dir.parent / f"{run_dir.name}-plan.json", command, env)
+        twins = ", ".join(twin_id for twin_id, _ in published_twins(lab))
+        console.print(f"JupyterLab on the synthetic twin ({escape(twins)}); notebooks from {escape(str(folder))}")
+        console.print(f"sandbox: {box.mode}; lab home {escape(str(lab.root))}: twins, policy and sandbox ledger only")
+        server = subprocess.Popen(
+            die_with_parent(box.command(plan)), env={}, cwd=folder, stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True,
+        )  # fmt: skip
+        watcher = Watcher(box.limits, lab.root, also=(folder, run_dir))
+        watcher.attach(server.pid)
         try:
-            asyncio.run(
-                forward(
-                    port,
-                    socket_path,
-                    stop=lambda: server.poll() is not None or bool(watcher.reason),
-                    peer_ok=lambda pid: in_tree(pid, server.pid),
-                )
+            deadline = time.monotonic() + 120
+            while not socket_path.exists() and not stopping.signum:
+                if server.poll() is not None or time.monotonic() > deadline:
+                    raise BadInput(f"JupyterLab did not start (exit {server.poll()}): {_last_words(server)}")
+                time.sleep(0.2)
+            if not stopping.signum:
+                _forward_until_stopped(server, port, token, socket_path, console, open_browser, watcher, stopping)
+        finally:
+            watcher.stop()
+            stop_tree(server.pid, hurry=lambda: stopping.count > 1)
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                server.wait(timeout=30)  # it has ended (SIGKILL at the latest): collect its exit status
+            if server.stderr is not None:
+                server.stderr.close()
+            shutil.rmtree(run_dir, ignore_errors=True)
+            plan.unlink(missing_ok=True)
+    if stopping.signum:
+        name = signal.Signals(stopping.signum).name
+        console.print(f"lab stopped ({name}): JupyterLab and its kernels have ended")
+        raise SystemExit(stopping.exit_code)
+
+
+def _forward_until_stopped(
+    server: subprocess.Popen[bytes],
+    port: int,
+    token: str,
+    socket_path: Path,
+    console: Console,
+    open_browser: bool,
+    watcher: Watcher,
+    stopping: StopSignals,
+) -> None:
+    """Forward ``127.0.0.1:PORT`` to the running server until it ends, the watcher stops it, or a signal comes."""
+    from research_kit.sandbox.forward import forward
+    from research_kit.sandbox.limits import in_tree
+
+    console.print(f"open http://127.0.0.1:{port}/lab?token={token}   (Ctrl-C stops it)", soft_wrap=True)
+    console.file.flush()  # the address must reach a pipe or a log now, not when the server stops
+    if open_browser:
+        import webbrowser
+
+        webbrowser.open(f"http://127.0.0.1:{port}/lab?token={token}")
+    try:
+        asyncio.run(
+            forward(
+                port,
+                socket_path,
+                stop=lambda: bool(stopping.signum) or server.poll() is not None or bool(watcher.reason),
+                peer_ok=lambda pid: in_tree(pid, server.pid),
             )
-        except OSError as exc:
-            raise BadInput(f"--port {port}: cannot listen on 127.0.0.1 ({exc.strerror or exc})") from None
-        if watcher.reason:
-            raise PolicyRefusal(f"the lab was stopped: it exceeded {watcher.reason}")
-        if server.returncode not in (0, -15):
-            raise BadInput(f"JupyterLab stopped (exit {server.returncode}): {_last_words(server)}")
-    finally:
-        watcher.stop()
-        if server.poll() is None:
-            server.terminate()
-            try:
-                server.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                kill_tree(server.pid)
-                server.wait(timeout=10)
-        if server.stderr is not None:
-            server.stderr.close()
-        shutil.rmtree(run_dir, ignore_errors=True)
-        plan.unlink(missing_ok=True)
+        )
+    except OSError as exc:
+        raise BadInput(f"--port {port}: cannot listen on 127.0.0.1 ({exc.strerror or exc})") from None
+    if stopping.signum:
+        return
+    if watcher.reason:
+        raise PolicyRefusal(f"the lab was stopped: it exceeded {watcher.reason}")
+    if server.returncode not in (0, -15):
+        raise BadInput(f"JupyterLab stopped (exit {server.returncode}): {_last_words(server)}")
+
+
+GRACE_SECONDS = 5.0  # between SIGTERM and SIGKILL when a lab (or serve) stops the processes under it
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+
+class StopSignals:
+    """While entered (in the main thread), SIGINT and SIGTERM are recorded instead of acted on: the code checks
+    :attr:`signum`, stops what it started and exits with :attr:`exit_code` (128 + the first signal's number)."""
+
+    def __init__(self) -> None:
+        self.signum = 0  # the first signal received
+        self.count = 0  # signals received: a second one cuts the grace period short
+        self._previous: dict[int, Any] = {}
+
+    def __call__(self, signum: int, frame: FrameType | None) -> None:
+        self.signum = self.signum or signum
+        self.count += 1
+
+    @property
+    def exit_code(self) -> int:
+        return 128 + self.signum if self.signum else 0
+
+    def __enter__(self) -> StopSignals:
+        if threading.current_thread() is threading.main_thread():
+            self._previous = {sig: signal.signal(sig, self) for sig in STOP_SIGNALS}
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        for sig, handler in self._previous.items():
+            signal.signal(sig, handler)
+
+
+# Run as ``python -I -S -c _DIE_WITH_PARENT PARENT_PID COMMAND...``: asks the kernel for SIGKILL when the parent
+# ends (kept across exec), ends at once if the parent is already gone, then execs COMMAND in its own place.
+_DIE_WITH_PARENT = """\
+import ctypes, os, sys
+ctypes.CDLL(None).prctl(1, 9, 0, 0, 0)  # PR_SET_PDEATHSIG, SIGKILL
+if os.getppid() != int(sys.argv[1]):
+    os._exit(1)
+os.execv(sys.argv[2], sys.argv[2:])
+"""
+
+
+def die_with_parent(command: list[str]) -> list[str]:
+    """``command`` run so that it gets SIGKILL when this process ends, however it ends (Linux; elsewhere as is).
+
+    An exec wrapper, not a ``preexec_fn`` (unsafe in a process with threads); the signal follows the process
+    across exec, so the wrapper leaves nothing of itself behind."""
+    if not sys.platform.startswith("linux"):
+        return command
+    return [sys.executable, "-I", "-S", "-c", _DIE_WITH_PARENT, str(os.getpid()), *command]
+
+
+def stop_tree(
+    pid: int | None = None, *, grace: float = GRACE_SECONDS, hurry: Callable[[], bool] = lambda: False
+) -> None:
+    """Stop ``pid`` and every process under it (``None``: every process under this one) and wait until they ended.
+
+    The tree is read first and read again while it ends, so a process whose parent ends first (and which is
+    then no longer under it) is still stopped, and one started meanwhile too: SIGTERM to each, SIGKILL to those
+    still running after ``grace`` seconds (or once ``hurry()`` is true). Reaps nothing: the parent of each
+    (``subprocess.Popen``, asyncio) waits for its own, and an ended process counts as ended while a zombie."""
+    import psutil
+
+    def tree() -> list[psutil.Process]:
+        try:
+            root = psutil.Process(pid) if pid is not None else None
+            return [root, *root.children(recursive=True)] if root else psutil.Process().children(recursive=True)
+        except psutil.Error:
+            return []
+
+    seen: dict[psutil.Process, None] = {}
+    deadline = time.monotonic() + grace
+    while time.monotonic() < deadline and not hurry():
+        fresh = [p for p in tree() if p not in seen]
+        _send(fresh, signal.SIGTERM)
+        seen |= dict.fromkeys(fresh)
+        if not _running(seen):
+            return
+        time.sleep(0.1)
+    seen |= dict.fromkeys(tree())
+    _send(_running(seen), signal.SIGKILL)
+    deadline = time.monotonic() + 10
+    while _running(seen) and time.monotonic() < deadline:
+        time.sleep(0.05)
+
+
+def _running(procs: Iterable[psutil.Process]) -> list[psutil.Process]:
+    """Those of ``procs`` still running (a zombie has ended: only its parent's wait is missing)."""
+    import psutil
+
+    alive = []
+    for proc in procs:
+        try:
+            if proc.is_running() and proc.status() != psutil.STATUS_ZOMBIE:
+                alive.append(proc)
+        except psutil.NoSuchProcess:
+            continue
+        except psutil.Error:
+            alive.append(proc)
+    return alive
+
+
+def _send(procs: list[psutil.Process], sig: int) -> None:
+    import psutil
+
+    for proc in procs:
+        try:
+            proc.send_signal(sig)
+        except psutil.Error:
+            continue
 
 
 def _last_words(server: subprocess.Popen[bytes]) -> str:

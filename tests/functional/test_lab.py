@@ -22,7 +22,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 from tests.conftest import Project, grant, sign_in
-from tests.functional.webapp import free_port
+from tests.functional.webapp import free_port, left_running, process_tree
 
 from research_kit.core.extracts import get_extract
 from research_kit.lab import check_notebooks_folder, prepare_lab_home
@@ -166,8 +166,11 @@ def test_lab_server_and_kernels_run_sandboxed_on_the_twin(project: Project, tmp_
         host_socket.close()
     finally:
         listener.close()
-        lab.terminate()
-        lab.communicate(timeout=60)  # waits, and closes the pipes
+        processes = process_tree(lab.pid)  # research-kit lab, the sandbox, JupyterLab, the kernel
+        lab.terminate()  # SIGTERM, as a user's `kill` or a service manager stops it
+        out, err = lab.communicate(timeout=60)  # waits, and closes the pipes
+    assert lab.returncode == 143, out + err
+    assert left_running(processes) == []
     seen = json.loads(probe)
     assert seen["twin"] == patients
     assert "no extract registered yet" in seen["real"]

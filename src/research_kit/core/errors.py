@@ -60,6 +60,7 @@ USAGE = 2  # click's own code for a bad option or argument
 INTERNAL_ERROR = 70  # sysexits' EX_SOFTWARE: a bug in research-kit, never a user's mistake
 NO_SPACE = 74  # sysexits' EX_IOERR: the disk (or a quota) filled up; the change was rolled back
 INTERRUPTED = 130  # Ctrl-C (128 + SIGINT)
+TERMINATED = 143  # 128 + SIGTERM: `lab` and `serve` stopped by a signal, their children stopped with them
 
 # Exit codes, for the docs and for scripts that call the CLI: the one list, used by the CLI's entry point.
 EXIT_CODES: dict[str, int] = {
@@ -73,4 +74,5 @@ EXIT_CODES: dict[str, int] = {
     "out of space (the disk or a quota is full; nothing was changed)": NO_SPACE,
     "internal error (a bug in research-kit: the traceback goes with the report)": INTERNAL_ERROR,
     "interrupted (Ctrl-C)": INTERRUPTED,
+    "stopped by SIGTERM (lab, serve: after stopping everything they started)": TERMINATED,
 }
