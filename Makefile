@@ -9,14 +9,17 @@ BIN := $(VENV)/bin
 TORCH := torch==2.13.0
 # The install stamp is keyed on the dependency spec: editing pyproject.toml reinstalls.
 STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | sha256sum | cut -c1-16)
+XDIST := -n auto --dist loadfile
 PIP_QUIET := 2>&1 | { grep -v "is ignored: it is neither a file nor a directory" || true; }
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
-.PHONY: help setup demo test lint bench docs coverage clean
+.PHONY: help setup demo test test-fast test-slow lint bench docs coverage clean
 
 help:
 	@echo "make demo   set up, then run the whole flow on a simulated registry"
-	@echo "make test   set up, then run the test suite"
+	@echo "make test   set up, then lint and run the test suite (on every core; slow tests apart)"
+	@echo "make test-fast  the unit tests only (about a minute)"
+	@echo "make test-slow  the tests marked slow (the whole demo, kill loops, each sandbox limit); CI runs them"
 	@echo "make lint   ruff and mypy"
 	@echo "make bench  benchmarks, each against its baseline (writes benchmarks/results.json)"
 	@echo "make coverage  the suite with line coverage (coverage.json)"
@@ -42,9 +45,15 @@ test: $(STAMP)
 	$(BIN)/mypy
 	@# The layer rule of docs/architecture.md: an import against the flow fails here.
 	$(BIN)/lint-imports --no-cache
-	@# The suite, then apart the tests marked slow (the whole demo, every example study, each sandbox limit).
-	$(BIN)/python -m pytest -m "not slow"
-	$(BIN)/python -m pytest -m slow
+	@# The suite on every core (a test file stays on one worker: its module fixtures are built once).
+	$(BIN)/python -m pytest -m "not slow" $(XDIST)
+
+test-fast: $(STAMP)
+	$(BIN)/python -m pytest tests/unit -m "not slow" $(XDIST)
+
+test-slow: $(STAMP)
+	@# The tests marked slow (the whole demo, every example study, each sandbox limit, the kill loop).
+	$(BIN)/python -m pytest -m slow $(XDIST)
 
 lint: $(STAMP)
 	$(BIN)/ruff check src tests benchmarks

@@ -1,7 +1,10 @@
 from __future__ import annotations
 
+import fcntl
 import json
+import os
 import shutil
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -92,10 +95,32 @@ def key_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     return path
 
 
+def built_once(tmp_path_factory: pytest.TempPathFactory, name: str, build: Callable[[Path], Path]) -> Path:
+    """``build(folder)``'s result, built once per test session, however many pytest-xdist workers run it.
+
+    For templates tests copy and never change: the first worker builds under the folder every worker of the
+    session shares (under an exclusive lock); the others wait for it, then reuse what it built.
+    """
+    if os.environ.get("PYTEST_XDIST_WORKER") is None:
+        return build(tmp_path_factory.mktemp(name))
+    shared = tmp_path_factory.getbasetemp().parent / f"shared-{name}"
+    with (shared.parent / f"shared-{name}.lock").open("w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        done = shared / ".built"
+        if not done.exists():
+            shutil.rmtree(shared, ignore_errors=True)
+            shared.mkdir()
+            done.write_text(str(build(shared)), encoding="utf-8")
+        return Path(done.read_text(encoding="utf-8"))
+
+
 @pytest.fixture(scope="session")
 def registry_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A workspace with two extracts of a small registry: e1, then e2 (another export)."""
-    base = tmp_path_factory.mktemp("studies")
+    return built_once(tmp_path_factory, "studies", _build_registry)
+
+
+def _build_registry(base: Path) -> Path:
     ws, _ = init_workspace(base / "ws")
     key_path, _ = new_key(base / "secrets" / "k.key")
     for extract, seed in (("e1", 11), ("e2", 12)):
@@ -155,3 +180,77 @@ def project(tmp_path: Path, registry_template: Path, monkeypatch: pytest.MonkeyP
     monkeypatch.delenv("RESEARCH_KIT_EXTRACT", raising=False)
     monkeypatch.delenv("RESEARCH_KIT_STUDY", raising=False)
     return Project(tmp_path / "project", Workspace(root))
+
+
+LEFTOVER_GRACE_SECONDS = 5.0  # how long processes get to end after the last test, before they count as left behind
+# Helpers a library starts for the pytest process itself (multiprocessing's, loky's): each ends when pytest ends.
+PYTEST_OWN_HELPERS = (
+    "from multiprocessing.resource_tracker import main",
+    "from multiprocessing.forkserver import main",
+    "loky.backend.resource_tracker import main",
+)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def no_process_left_behind() -> Iterator[None]:
+    """Fail the session (an error at the teardown of its last test) naming each process the tests started and left
+    running: JupyterLab servers, kernels, web servers... Each pytest process checks its own, so under pytest-xdist
+    each worker checks what its tests started (the workers themselves are the controller's children, and threads
+    are no processes); PYTEST_OWN_HELPERS are not counted. A process gets LEFTOVER_GRACE_SECONDS to end; those
+    still running are then killed.
+
+    On Linux, pytest is made a child subreaper (``PR_SET_CHILD_SUBREAPER``) for the session: a process whose
+    parent ended (a JupyterLab whose ``research-kit lab`` died) is adopted by pytest rather than by init, so it is
+    still found under it. The adopted ones that ended are reaped here.
+    """
+    import os
+    import sys
+    import time
+
+    import psutil
+
+    if sys.platform.startswith("linux"):
+        import ctypes
+
+        ctypes.CDLL(None).prctl(36, 1, 0, 0, 0)  # PR_SET_CHILD_SUBREAPER
+    yield
+
+    me = os.getpid()
+
+    def running() -> list[psutil.Process]:
+        alive = []
+        for proc in psutil.Process().children(recursive=True):
+            try:
+                if proc.status() == psutil.STATUS_ZOMBIE:
+                    continue
+                if proc.ppid() == me and any(h in " ".join(proc.cmdline()) for h in PYTEST_OWN_HELPERS):
+                    continue
+                alive.append(proc)
+            except psutil.NoSuchProcess:
+                continue
+        return alive
+
+    deadline = time.monotonic() + LEFTOVER_GRACE_SECONDS
+    left = running()
+    while left and time.monotonic() < deadline:
+        time.sleep(0.2)
+        left = running()
+    named = []
+    for proc in left:
+        try:
+            named.append(f"{proc.pid} (parent {proc.ppid()}): {' '.join(proc.cmdline())[:300]}")
+            proc.kill()
+        except psutil.Error:
+            continue
+    psutil.wait_procs(left, timeout=10)
+    for proc in psutil.Process().children():  # ended processes nobody waited for (adopted, or forgotten)
+        try:
+            if proc.status() == psutil.STATUS_ZOMBIE:
+                os.waitpid(proc.pid, os.WNOHANG)
+        except (psutil.Error, ChildProcessError):
+            continue
+    if named:
+        pytest.fail(
+            f"{len(named)} process(es) left running after the tests (now killed):\n" + "\n".join(named),
+            pytrace=False,
+        )

@@ -23,10 +23,11 @@ import urllib.request
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 from starlette.testclient import TestClient
-from tests.conftest import Project
+from tests.conftest import Project, built_once
 
 from research_kit.actions import runs
 from research_kit.core import audit, users
@@ -35,6 +36,9 @@ from research_kit.dp import ledger
 from research_kit.review import decisions
 from research_kit.studies.spec import load_pipeline
 from research_kit.web.app import create_app
+
+if TYPE_CHECKING:
+    import psutil
 
 PASSWORD = "correct horse battery"  # every test user's (the policy's minimum is 12 characters)
 PEOPLE = {
@@ -167,7 +171,7 @@ def field(html: str, name: str) -> str:
 
 @pytest.fixture(scope="session")
 def review_template(registry_template: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return build_review_workspace(registry_template, tmp_path_factory.mktemp("review"))
+    return built_once(tmp_path_factory, "review", lambda base: build_review_workspace(registry_template, base))
 
 
 @pytest.fixture
@@ -233,5 +237,44 @@ def running_server(ws: Workspace) -> Iterator[str]:
                 time.sleep(0.2)
         yield base
     finally:
-        server.terminate()
-        server.wait(timeout=30)
+        server.terminate()  # SIGTERM, as a service manager stops it: it stops what it started and exits
+        try:
+            server.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            server.kill()
+            server.wait(timeout=30)
+            raise
+
+
+def process_tree(pid: int) -> list[psutil.Process]:
+    """``pid`` and every process under it, now."""
+    import psutil
+
+    root = psutil.Process(pid)
+    return [root, *root.children(recursive=True)]
+
+
+def left_running(procs: list[psutil.Process], timeout: float = 15.0) -> list[str]:
+    """Those of ``procs`` still running ``timeout`` seconds from now at the latest (a zombie has ended), named."""
+    import psutil
+
+    def running() -> list[psutil.Process]:
+        alive = []
+        for proc in procs:
+            try:
+                if proc.is_running() and proc.status() != psutil.STATUS_ZOMBIE:
+                    alive.append(proc)
+            except psutil.NoSuchProcess:
+                continue
+        return alive
+
+    deadline = time.monotonic() + timeout
+    while running() and time.monotonic() < deadline:
+        time.sleep(0.1)
+    named = []
+    for proc in running():
+        try:
+            named.append(f"{proc.pid}: {' '.join(proc.cmdline())[:200]}")
+        except psutil.Error:
+            continue
+    return named
