@@ -392,17 +392,17 @@ def stop_tree(
         fresh = [p for p in tree() if p not in seen]
         _send(fresh, signal.SIGTERM)
         seen |= dict.fromkeys(fresh)
-        if not _running(seen):
+        if not still_running(seen):
             return
         time.sleep(0.1)
     seen |= dict.fromkeys(tree())
-    _send(_running(seen), signal.SIGKILL)
+    _send(still_running(seen), signal.SIGKILL)
     deadline = time.monotonic() + 10
-    while _running(seen) and time.monotonic() < deadline:
+    while still_running(seen) and time.monotonic() < deadline:
         time.sleep(0.05)
 
 
-def _running(procs: Iterable[psutil.Process]) -> list[psutil.Process]:
+def still_running(procs: Iterable[psutil.Process]) -> list[psutil.Process]:
     """Those of ``procs`` still running (a zombie has ended: only its parent's wait is missing)."""
     import psutil
 

@@ -33,6 +33,7 @@ from research_kit.actions import runs
 from research_kit.core import audit, users
 from research_kit.core.workspace import Workspace
 from research_kit.dp import ledger
+from research_kit.lab import still_running
 from research_kit.review import decisions
 from research_kit.studies.spec import load_pipeline
 from research_kit.web.app import create_app
@@ -259,14 +260,7 @@ def left_running(procs: list[psutil.Process], timeout: float = 15.0) -> list[str
     import psutil
 
     def running() -> list[psutil.Process]:
-        alive = []
-        for proc in procs:
-            try:
-                if proc.is_running() and proc.status() != psutil.STATUS_ZOMBIE:
-                    alive.append(proc)
-            except psutil.NoSuchProcess:
-                continue
-        return alive
+        return still_running(procs)
 
     deadline = time.monotonic() + timeout
     while running() and time.monotonic() < deadline:
