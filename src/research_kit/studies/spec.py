@@ -38,7 +38,6 @@ from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Any
 
-import nbformat
 import yaml
 
 from research_kit.core.errors import BadInput, MissingData
@@ -259,6 +258,8 @@ def _invalid(notebook: Any) -> str | None:
         return "nbformat: must be 4 (save it with JupyterLab)"
     if not isinstance(notebook.get("metadata"), dict):
         return "metadata: must be a mapping"
+    import nbformat  # here: the CLI starts without it
+
     try:
         with warnings.catch_warnings():  # a cell without an id (older notebooks) is fine to run: not our concern
             warnings.simplefilter("ignore")
