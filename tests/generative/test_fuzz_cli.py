@@ -29,7 +29,7 @@ from research_kit.ingest.pipeline import ingest
 from research_kit.pseudonymise.keys import load_key, new_key
 from research_kit.simulator.export import SimulationSpec, simulate_export
 
-FUZZ = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow], derandomize=True)
+FUZZ = settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow], derandomize=True)
 COUNTER = itertools.count()
 MISTAKES = {code for code in EXIT_CODES.values() if code not in (0, INTERNAL_ERROR)}
 
@@ -194,7 +194,7 @@ def test_malformed_query_arguments(
 cells = st.text(alphabet=st.characters(codec="utf-8", exclude_characters="\x00"), max_size=12)
 
 
-@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow], derandomize=True)
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow], derandomize=True)
 @given(
     header=st.lists(cells, min_size=0, max_size=4),
     rows=st.lists(st.lists(cells, max_size=12), max_size=6),
