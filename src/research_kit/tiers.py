@@ -18,13 +18,17 @@ Parquet and ``twin.json`` (``extract``, ``content_hash``, ``reference_year``,
 
 from __future__ import annotations
 
+import ctypes
 import json
+import logging
 import os
+import shutil
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import Any, Literal, get_args
 
+from research_kit.core import audit
 from research_kit.core.config import Policy, load_policy
 from research_kit.core.errors import BadInput, MissingData
 from research_kit.core.extracts import get_extract, list_extracts
@@ -38,6 +42,7 @@ EXTRACT_ENV = "RESEARCH_KIT_EXTRACT"
 STUDY_ENV = "RESEARCH_KIT_STUDY"
 VIEW_ENV = "RESEARCH_KIT_VIEW"
 TWIN_MANIFEST = "twin.json"
+log = logging.getLogger("research_kit")
 VIEW_MANIFEST = "view.json"
 
 
@@ -73,8 +78,71 @@ def real_source(ws: Workspace, extract_id: str | None = None) -> Source:
     return Source("real", extract.id, extract.path, extract.content_hash, year)
 
 
+STAGING = ".staging"  # synthetic/.staging/: twins being written, never listed as published
+
+
+def place_twin(staged: Path, final: Path) -> None:
+    """Put the staged twin at ``final``: an atomic exchange with the twin there (Linux renameat2), else a rename.
+
+    After an exchange ``staged`` holds the twin replaced; its owner removes it.
+    """
+    if not final.exists():
+        os.replace(staged, final)
+    elif not _exchange(staged, final):
+        old = staged.with_name(f"old-{staged.name}")
+        os.replace(final, old)  # where the filesystem cannot exchange: no twin for an instant
+        os.replace(staged, final)
+        shutil.rmtree(old, ignore_errors=True)
+
+
+def _exchange(a: Path, b: Path) -> bool:
+    """Swap two folders atomically (Linux renameat2 with RENAME_EXCHANGE); False where unsupported."""
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        renameat2 = libc.renameat2
+    except (OSError, AttributeError):
+        return False
+    at_fdcwd, rename_exchange = -100, 2
+    return int(renameat2(at_fdcwd, os.fsencode(a), at_fdcwd, os.fsencode(b), rename_exchange)) == 0
+
+
+def finish_publications(ws: Workspace) -> list[str]:
+    """Move into place each twin whose publication committed but whose folder a kill left staged; their ids.
+
+    A staged twin is moved only if it is the one the audit log's last committed ``synth.publish`` of its
+    extract names (by content hash) and another (or none) is in place.
+    """
+    root = ws.synthetic_dir / STAGING
+    staged = sorted(root.glob(f"*/{TWIN_MANIFEST}")) if root.is_dir() else []
+    if not staged or not ws.audit_path.exists():
+        return []
+    with ws.catalog() as conn:  # opening it cuts an uncommitted line first
+        anchored, _ = audit.head(conn)
+    latest: dict[str, str] = {}
+    for entry in audit.read_entries(ws.audit_path):
+        if entry.get("action") == "synth.publish" and int(entry.get("seq", anchored + 1)) <= anchored:
+            latest[str(entry["details"]["extract"])] = str(entry["details"]["twin_content_hash"])
+    done = []
+    for manifest in staged:
+        facts = json.loads(manifest.read_text(encoding="utf-8"))
+        extract_id, twin_hash = str(facts.get("extract")), str(facts.get("content_hash"))
+        final = ws.synthetic_dir / extract_id
+        in_place = final / TWIN_MANIFEST
+        current = json.loads(in_place.read_text(encoding="utf-8")).get("content_hash") if in_place.is_file() else None
+        if latest.get(extract_id) == twin_hash and current != twin_hash:
+            try:
+                place_twin(manifest.parent, final)
+            except FileNotFoundError:  # its own publication moved it first
+                continue
+            log.warning("research-kit: finished publishing the twin of %s (its publication stopped after "
+                        "committing)", extract_id)  # fmt: skip
+            done.append(extract_id)
+    return done
+
+
 def published_twins(ws: Workspace) -> list[tuple[str, dict[str, object]]]:
-    """(id, manifest) of every published twin, oldest first."""
+    """(id, manifest) of every published twin, oldest first (a publication a kill interrupted finished first)."""
+    finish_publications(ws)
     twins = []
     if ws.synthetic_dir.is_dir():
         for folder in ws.synthetic_dir.iterdir():

@@ -25,6 +25,7 @@ POINTS: tuple[str, ...] = (
     "run.after_queue",
     "release.after_bundle",
     "release.after_commit",
+    "synth.after_commit",
     "audit.after_write",
 )
 

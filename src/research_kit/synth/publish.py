@@ -24,9 +24,8 @@ value held by fewer than k real patients.
 
 from __future__ import annotations
 
-import ctypes
+import contextlib
 import json
-import os
 import secrets
 import shutil
 import time
@@ -44,6 +43,7 @@ from research_kit.core.catalog import transaction
 from research_kit.core.config import SynthPolicy
 from research_kit.core.errors import BadInput, PolicyRefusal
 from research_kit.core.extracts import Extract, get_extract
+from research_kit.core.faults import fault
 from research_kit.core.locks import hold
 from research_kit.core.workspace import Workspace, check_name
 from research_kit.synth import constraints, evaluate, profiles
@@ -52,10 +52,9 @@ from research_kit.synth.model import SampleStats, TwinModel
 from research_kit.synth.rare import TooRare, patients_per_value
 from research_kit.synth.synthesizers import check_model
 from research_kit.synth.tables import KEY, Granularity, Tables, content_hash, patient_index, read_tables, write_tables
-from research_kit.tiers import TWIN_MANIFEST
+from research_kit.tiers import STAGING, TWIN_MANIFEST, finish_publications, place_twin
 
 CONTROL_SHARE = 0.2  # real patients held out of training, as anonymeter's control set
-STAGING = ".staging"
 CATEGORIES = (
     "patients.sex", "patients.vital_status", "patients.canton", "patients.country", "diagnoses.orpha_code",
     "diagnoses.icd10_code", "diagnoses.status", "diagnoses.gene_symbol", "diagnoses.variant_hgvs",
@@ -314,6 +313,7 @@ def _staging(ws: Workspace, extract_id: str) -> Path:
     """A fresh folder under ``synthetic/.staging/`` (never listed as a twin: no twin.json at its top)."""
     root = ws.synthetic_dir / STAGING
     root.mkdir(mode=0o700, parents=True, exist_ok=True)
+    finish_publications(ws)  # a publication a kill left staged after it committed is finished, not removed
     for leftover in root.iterdir():  # under the lock: leftovers of an interrupted run
         shutil.rmtree(leftover, ignore_errors=True)
     folder = root / f"{extract_id}-{secrets.token_hex(4)}"
@@ -365,24 +365,9 @@ def _publish(
                 "figures": manifest["figures"],
             },
         )
-        if final.exists():  # the caller asked to replace it
-            if not _exchange(staging, final):
-                old = staging.with_name(f"old-{staging.name}")
-                os.replace(final, old)  # where the filesystem cannot exchange: no twin for an instant
-                os.replace(staging, final)
-                shutil.rmtree(old, ignore_errors=True)
-            # After an exchange the staging folder holds the old twin; the caller removes it.
-        else:
-            os.replace(staging, final)
+    # Committed: now the folder moves into place. A kill in between leaves the publication committed and the
+    # twin staged: the next command that reads twins (or the next synth) finishes it (tiers.finish_publications).
+    fault("synth.after_commit")
+    with contextlib.suppress(FileNotFoundError):  # a reader finished it first
+        place_twin(staging, final)
     return twin_hash
-
-
-def _exchange(a: Path, b: Path) -> bool:
-    """Swap two folders atomically (Linux renameat2 with RENAME_EXCHANGE); False where unsupported."""
-    try:
-        libc = ctypes.CDLL(None, use_errno=True)
-        renameat2 = libc.renameat2
-    except (OSError, AttributeError):
-        return False
-    at_fdcwd, rename_exchange = -100, 2
-    return int(renameat2(at_fdcwd, os.fsencode(a), at_fdcwd, os.fsencode(b), rename_exchange)) == 0

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import re
 from pathlib import Path
 
@@ -259,3 +260,35 @@ def test_an_extract_too_small_for_the_rule_is_refused(tmp_path: Path) -> None:
         build_twin(ws, "tiny")
     assert not (ws.synthetic_dir / "tiny").exists()
     assert audit.read_entries(ws.audit_path)[-1]["action"] == "synth.refuse"
+
+
+def test_a_publication_killed_after_it_committed_is_finished_by_the_next_reader(
+    registry: Registry, tmp_path: Path
+) -> None:
+    """What a kill between the publication's commit and its rename leaves, finished by the next read of twins."""
+    import shutil
+
+    from research_kit.tiers import STAGING, published_twins
+
+    ws = registry.ws
+    final = ws.synthetic_dir / "e1"
+    staged = ws.synthetic_dir / STAGING / "e1-killed"
+    staged.parent.mkdir(exist_ok=True)
+    kept = tmp_path / "kept"
+    shutil.copytree(final, kept)
+    try:
+        os.replace(final, staged)  # committed (its synth.publish is in the log), not yet moved
+        assert "e1" in dict(published_twins(ws))  # the read finished it
+        assert (final / "twin.json").is_file()
+        assert not staged.exists()
+        # A staged twin that is not the last one committed (an old one an exchange left) stays where it is.
+        shutil.copytree(final, staged)
+        manifest = json.loads((staged / "twin.json").read_text())
+        (staged / "twin.json").write_text(json.dumps({**manifest, "content_hash": "0" * 64}))
+        published_twins(ws)
+        assert staged.is_dir()
+        assert json.loads((final / "twin.json").read_text())["content_hash"] == manifest["content_hash"]
+    finally:
+        shutil.rmtree(staged, ignore_errors=True)
+        if not final.exists():
+            shutil.copytree(kept, final)
