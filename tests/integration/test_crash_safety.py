@@ -273,3 +273,37 @@ def test_outputs_queued_by_a_run_killed_before_collecting_them_reach_review_with
     assert [o.name for r in held for o in r.outputs] == ["t"]
     with project.ws.catalog() as conn:
         assert audit.verify(conn, project.ws.audit_path).ok
+
+
+@pytest.mark.parametrize(
+    ("who", "argv", "unchanged"),
+    [
+        ("rob", ("outputs", "submit", "2"), "pending"),  # submit: its checks and its state change, one transaction
+        ("chen", ("review", "approve", "3"), "submitted"),  # a vote
+    ],
+)
+def test_a_review_step_killed_as_it_commits_is_absent_and_the_log_verifies(
+    review_ws: Workspace,  # noqa: F811
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    who: str,
+    argv: tuple[str, ...],
+    unchanged: str,
+) -> None:
+    from tests.functional.webapp import cli_sign_in
+
+    from research_kit.review import requests
+
+    monkeypatch.setenv("XDG_RUNTIME_DIR", str(tmp_path / "run"))
+    cli_sign_in(review_ws, who)
+    env = {**os.environ, "RESEARCH_KIT_HOME": str(review_ws.root), FAULT_ENV: "audit.after_write"}
+    number = int(argv[-1])
+    votes_before = [o.approvals for o in requests.get(review_ws, number).outputs]
+    killed = subprocess.run([sys.executable, "-m", "research_kit", "--as", who, *argv], env=env,
+                            capture_output=True, text=True, timeout=300)  # fmt: skip
+    assert killed.returncode == -9, killed.stderr
+    after = requests.get(review_ws, number)
+    assert after.state == unchanged
+    assert [o.approvals for o in after.outputs] == votes_before
+    with review_ws.catalog() as conn:
+        assert audit.verify(conn, review_ws.audit_path).ok
