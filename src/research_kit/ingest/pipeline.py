@@ -240,6 +240,9 @@ def _run(
     found = readers.find_sources(raw)
     sources = {t.name: readers.read_source(t, found[t.name], scratch / "text") for t in TABLES}
     source_hashes = {name: hashing.submit(file_sha256, s.path) for name, s in sources.items()}
+    counting = ThreadPoolExecutor(max_workers=1)  # ragged rows are counted while Polars validates the tables
+    ragged = {name: counting.submit(s.count_ragged) for name, s in sources.items()}
+    counting.shutdown(wait=False)
     codes = load_code_systems()
 
     scratch.mkdir(mode=0o700, parents=True, exist_ok=True)
@@ -261,8 +264,8 @@ def _run(
         stage(
             "patients",
             validate_patients(
-                patients_src.frame, patients_src.table, today=today, earliest=earliest, ragged=patients_src.ragged,
-                extra=patients_src.extra_columns,
+                patients_src.frame, patients_src.table, today=today, earliest=earliest,
+                ragged=ragged["patients"].result(), extra=patients_src.extra_columns,
             ),
         )  # fmt: skip
     ok = ~has_reasons()
@@ -292,7 +295,7 @@ def _run(
                 name,
                 validate_child(
                     src.frame, src.table, today=today, earliest=earliest, codes=codes, known=lookup,
-                    ragged=src.ragged, extra=src.extra_columns,
+                    ragged=ragged[name].result(), extra=src.extra_columns,
                 ),
             )  # fmt: skip
     del lookup

@@ -20,9 +20,9 @@ from __future__ import annotations
 
 import codecs
 import csv
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
 
@@ -47,7 +47,8 @@ class Source:
     encoding: str  # as found: "utf-8", "utf-8-sig", "latin-1", or "binary" for Parquet/Excel
     frame: pl.LazyFrame  # every schema column as String, plus any extra columns
     extra_columns: tuple[str, ...]
-    ragged: dict[int, int] = field(default_factory=dict)  # row (from 1) -> its number of fields, where != header
+    # Rows (from 1) -> their number of fields, where not the header's: counted when called (in the background).
+    count_ragged: Callable[[], dict[int, int]] = dict
 
 
 def find_sources(paths: list[Path]) -> dict[str, Path]:
@@ -80,10 +81,10 @@ def find_sources(paths: list[Path]) -> dict[str, Path]:
 def read_source(table: Table, path: Path, scratch: Path) -> Source:
     """Open one table's file lazily, as text, after checking that it is that table."""
     fmt = FORMATS[path.suffix.lower()]
-    ragged: dict[int, int] = {}
+    count_ragged: Callable[[], dict[int, int]] = dict  # Parquet and Excel rows always have every column
     if fmt == "csv":
         encoding, text_path = _decode_csv(path, scratch)
-        frame, ragged = _scan_csv(path, text_path)
+        frame, count_ragged = _scan_csv(path, text_path)
     elif fmt == "parquet":
         encoding = "binary"
         try:
@@ -102,7 +103,7 @@ def read_source(table: Table, path: Path, scratch: Path) -> Source:
     if frame.head(1).collect().height == 0:
         raise BadInput(f"{path}: no rows")
     extra = tuple(c for c in columns if c not in table.columns)
-    return Source(table, path, fmt, encoding, frame, extra, ragged)
+    return Source(table, path, fmt, encoding, frame, extra, count_ragged)
 
 
 @contextmanager
@@ -161,8 +162,8 @@ def _decode_csv(path: Path, scratch: Path) -> tuple[str, Path]:
     return "latin-1", target
 
 
-def _scan_csv(path: Path, text_path: Path) -> tuple[pl.LazyFrame, dict[int, int]]:
-    """The table, lazily, and its ragged rows (row -> fields) found beforehand; a bad header is refused."""
+def _scan_csv(path: Path, text_path: Path) -> tuple[pl.LazyFrame, Callable[[], dict[int, int]]]:
+    """The table, lazily, and how to count its ragged rows (row -> fields); a bad header is refused."""
     with text_path.open(encoding="utf-8-sig", newline="") as fh:
         header = fh.readline()
     if not header.strip():
@@ -173,8 +174,8 @@ def _scan_csv(path: Path, text_path: Path) -> tuple[pl.LazyFrame, dict[int, int]
     except csv.Error as exc:
         raise BadInput(f"{path}: the header is not readable CSV ({exc})") from None
     check_header(path, names)
-    ragged = ragged_rows(text_path, separator, len(names))
-    options = {"separator": separator, "quote_char": '"', "truncate_ragged_lines": True}  # ragged rows: above
+    ragged = partial(ragged_rows, text_path, separator, len(names))
+    options = {"separator": separator, "quote_char": '"', "truncate_ragged_lines": True}  # ragged: counted apart
     try:
         pl.scan_csv(text_path, infer_schema=False, **options).collect_schema()  # type: ignore[arg-type]
     except pl.exceptions.PolarsError:  # its text may quote a value (an identifier): name the file only
@@ -200,20 +201,25 @@ def ragged_rows(path: Path, separator: str, width: int) -> dict[int, int]:
     counted by Python's csv module instead, which reads quotes as Polars does (a quote opens a value only at
     its start). A blank line is a row of empty values (as the table reader reads it), never ragged.
     """
+    found: dict[int, int] = {}
+    row, first, pending = 0, True, b""
     with path.open("rb") as fh:
-        while chunk := fh.read(CSV_BLOCK):
+        while True:
+            chunk = fh.read(CSV_BLOCK)
             if b'"' in chunk:
                 return _ragged_rows_by_csv(path, separator, width)
-    found: dict[int, int] = {}
-    row = 0
-    for first, block in _csv_blocks(path, CSV_BLOCK):
-        fields, blank = _fields_per_record(block, ord(separator))
-        if first:
-            fields, blank = fields[1:], blank[1:]  # the header
-        bad = np.flatnonzero((fields != width) & ~blank)
-        found.update(zip((bad + row + 1).tolist(), fields[bad].tolist(), strict=True))
-        row += len(fields)
-    return found
+            data = pending + chunk
+            cut = data.rfind(b"\n") + 1 if chunk else len(data)
+            block, pending = data[:cut], data[cut:]
+            if block:
+                fields, blank = _fields_per_record(block, ord(separator))
+                if first:
+                    fields, blank, first = fields[1:], blank[1:], False  # the header
+                bad = np.flatnonzero((fields != width) & ~blank)
+                found.update(zip((bad + row + 1).tolist(), fields[bad].tolist(), strict=True))
+                row += len(fields)
+            if not chunk:
+                return found
 
 
 def _ragged_rows_by_csv(path: Path, separator: str, width: int) -> dict[int, int]:
@@ -231,16 +237,14 @@ def _ragged_rows_by_csv(path: Path, separator: str, width: int) -> dict[int, int
 
 
 def _fields_per_record(block: bytes, separator: int) -> tuple[np.ndarray, np.ndarray]:
-    """Each record's number of fields, and whether it is blank, for a block with no quote in it."""
+    """Each record's number of fields, and whether it is blank, for whole lines with no quote in them."""
     data = np.frombuffer(block, dtype=np.uint8)
-    if not len(data):
-        return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=bool)
     ends = np.flatnonzero(data == ord("\n"))
     if not len(ends) or ends[-1] != len(data) - 1:
         ends = np.append(ends, len(data))  # the last record, without a final newline
     starts = np.concatenate(([0], ends[:-1] + 1))
-    seps = np.concatenate(([0], np.cumsum(data == separator)))
-    fields = seps[ends] - seps[starts] + 1
+    seps = np.flatnonzero(data == separator)
+    fields = np.searchsorted(seps, ends) - np.searchsorted(seps, starts) + 1
     length = ends - starts
     carriage = (length == 1) & (data[np.minimum(starts, len(data) - 1)] == ord("\r"))
     return fields, (length == 0) | carriage

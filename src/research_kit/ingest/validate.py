@@ -46,11 +46,10 @@ from research_kit.model.tables import (
 
 ISO_DATE = r"^\d{4}-\d{2}-\d{2}$"
 MAX_FIELD_BYTES = 65_536  # no field of the registry's tables comes near; a longer one is a broken export
-# OWASP's CSV-injection prefixes (and their full-width forms); a cell that after its sign holds only digits and
-# number punctuation (-5, +352 691 123, -, +/-) is not one, whatever follows a number is (-1+cmd|...).
-FORMULA = r"^\s*[=@\x{FF1D}\x{FF20}]"
-SIGNED = r"^\s*[+\-\x{FF0B}\x{FF0D}]"
-NUMBER_LIKE = r"^\s*[+\-][0-9\s().,/\-]*$"
+# OWASP's CSV-injection prefixes (and their full-width forms), in one regex: a cell starting with = or @, or with
+# a sign followed somewhere by more than digits and number punctuation (-5, +352 691 123, -, +/- are not; -1+cmd
+# is). Matched on the trimmed value; anchored, so most cells fail at their first character.
+FORMULA = r"^\s*([=@\x{FF1D}\x{FF20}]|[+\-\x{FF0B}\x{FF0D}].*[^0-9\s().,/\-])"
 HGVS = r"^c\.\d+(_\d+del|dup|[ACGT]>[ACGT])$"
 FLAGS = ("yes", "no")
 # Coded columns compared without regard to case, and the canonical spelling of each value.
@@ -169,7 +168,7 @@ def shape_reasons(table: Table, ragged: Mapping[int, int], extra: Iterable[str] 
 
 
 def _formula_like(cell: pl.Expr) -> pl.Expr:
-    return cell.str.contains(FORMULA) | (cell.str.contains(SIGNED) & ~cell.str.contains(NUMBER_LIKE))
+    return cell.str.contains(FORMULA)
 
 
 def with_reasons(frame: pl.LazyFrame, rules: list[Rule]) -> Validated:
