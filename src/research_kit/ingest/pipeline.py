@@ -239,10 +239,8 @@ def _run(
     say("reading and checking the files")
     found = readers.find_sources(raw)
     sources = {t.name: readers.read_source(t, found[t.name], scratch / "text") for t in TABLES}
-    source_hashes = {name: hashing.submit(file_sha256, s.path) for name, s in sources.items()}
-    counting = ThreadPoolExecutor(max_workers=1)  # ragged rows are counted while Polars validates the tables
-    ragged = {name: counting.submit(s.count_ragged) for name, s in sources.items()}
-    counting.shutdown(wait=False)
+    # One pass over each file, beside Polars: its SHA-256, and whether every row may have the header's width.
+    prints = {name: hashing.submit(readers.fingerprint, s) for name, s in sources.items()}
     codes = load_code_systems()
 
     scratch.mkdir(mode=0o700, parents=True, exist_ok=True)
@@ -257,17 +255,29 @@ def _run(
         validated[name] = pl.scan_parquet(path)
         labels[name] = result.labels
 
+    def checked(name: str, validate: Callable[[pl.LazyFrame, dict[int, int], readers.Source], Validated]) -> None:
+        """Validate and stage one table. A CSV is read strictly first, while its fingerprint is taken; if the
+        strict read meets a row with more fields, or the file's counts do not add up (a row may have fewer),
+        it is validated again with each row's fields counted, so that a ragged row is quarantined."""
+        src = sources[name]
+        try:
+            with readers.reading(src.path):
+                stage(name, validate(src.strict_frame(), {}, src))
+            if src.layout is None or prints[name].result()[1]:
+                return
+        except readers.MoreFields:
+            pass
+        with readers.reading(src.path):
+            stage(name, validate(src.frame, src.count_ragged(), src))
+
     say("validating patients")
     earliest = date.fromisoformat(policy.ingest.earliest_date)
-    patients_src = sources["patients"]
-    with readers.reading(patients_src.path):
-        stage(
-            "patients",
-            validate_patients(
-                patients_src.frame, patients_src.table, today=today, earliest=earliest,
-                ragged=ragged["patients"].result(), extra=patients_src.extra_columns,
-            ),
-        )  # fmt: skip
+    checked(
+        "patients",
+        lambda frame, rows, src: validate_patients(
+            frame, src.table, today=today, earliest=earliest, ragged=rows, extra=src.extra_columns
+        ),
+    )
     ok = ~has_reasons()
     included = validated["patients"].filter(ok)
     if policy.pseudonymise.exclude_without_consent:
@@ -287,17 +297,19 @@ def _run(
     # One lookup for the other tables: is the patient known, accepted (birth, death), in the extract (_pidx)?
     lookup = patient_lookup(validated["patients"]).join(mapping.drop("pseudonym"), on="_nid", how="left")
     del mapping
+
+    def child_table(
+        frame: pl.LazyFrame, rows: dict[int, int], src: readers.Source, known: pl.DataFrame = lookup
+    ) -> Validated:
+        return validate_child(
+            frame, src.table, today=today, earliest=earliest, codes=codes, known=known, ragged=rows,
+            extra=src.extra_columns,
+        )  # fmt: skip
+
     for name in ("diagnoses", "phenotypes", "encounters"):
         say(f"validating {name}")
-        src = sources[name]
-        with readers.reading(src.path):
-            stage(
-                name,
-                validate_child(
-                    src.frame, src.table, today=today, earliest=earliest, codes=codes, known=lookup,
-                    ragged=ragged[name].result(), extra=src.extra_columns,
-                ),
-            )  # fmt: skip
+        checked(name, child_table)
+    del child_table
     del lookup
 
     say("reconciling")
@@ -339,7 +351,7 @@ def _run(
             quarantine_staging / f"{name}.parquet"
         )
 
-    hashes = {name: future.result() for name, future in source_hashes.items()}
+    hashes = {name: future.result()[0] for name, future in prints.items()}
     manifest = _manifest(extract_id, key, policy, sources, hashes, staging, out_rows, codes.versions)
     (staging / MANIFEST).write_text(json.dumps(manifest, indent=2, sort_keys=True))
     reconciliation = {name: {**c.__dict__, "balanced": c.balanced} for name, c in counts.items()}

@@ -20,7 +20,8 @@ from __future__ import annotations
 
 import codecs
 import csv
-from collections.abc import Callable, Iterator
+import hashlib
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from functools import partial
@@ -40,15 +41,63 @@ MMAP_LIMIT = 512 << 20  # a CSV file up to this size is scanned by Polars direct
 
 
 @dataclass(frozen=True)
+class Layout:
+    """A CSV file as Polars reads it: its UTF-8 text (the file itself, or a transcoded copy), separator, header."""
+
+    text_path: Path
+    separator: str
+    names: tuple[str, ...]
+
+
+@dataclass(frozen=True)
 class Source:
     table: Table
     path: Path
     format: str
     encoding: str  # as found: "utf-8", "utf-8-sig", "latin-1", or "binary" for Parquet/Excel
-    frame: pl.LazyFrame  # every schema column as String, plus any extra columns
+    frame: pl.LazyFrame  # every schema column as String, plus any extra columns (a longer row: cut, see below)
     extra_columns: tuple[str, ...]
-    # Rows (from 1) -> their number of fields, where not the header's: counted when called (in the background).
-    count_ragged: Callable[[], dict[int, int]] = dict
+    layout: Layout | None = None  # a CSV's
+
+    def strict_frame(self) -> pl.LazyFrame:
+        """The frame, read so that a row with more fields than the header stops it (:class:`MoreFields`)."""
+        return self.frame if self.layout is None else _csv_frame(self.layout, truncate=False)
+
+    def count_ragged(self) -> dict[int, int]:
+        """Rows (from 1) whose number of fields is not the header's (a pass over the file); none for Parquet."""
+        if self.layout is None:
+            return {}
+        return ragged_rows(self.layout.text_path, self.layout.separator, len(self.layout.names))
+
+
+class MoreFields(Exception):
+    """A strictly read CSV met a row with more fields than its header: read it again, counting its rows."""
+
+
+def fingerprint(source: Source) -> tuple[str, bool]:
+    """The file's SHA-256 and whether its rows may all have the header's number of fields, in one pass.
+
+    They may when the file holds no quote (lines are then records) and as many separators as its lines need:
+    then a line has fewer fields only if another has more, which the strict read refuses. (A blank line has
+    fewer: the counts then disagree.) Otherwise the ingest counts each row's fields (:func:`ragged_rows`, a
+    second pass).
+    """
+    digest = hashlib.sha256()
+    layout = source.layout
+    sep = layout.separator.encode() if layout else b","
+    seps, newlines, last, plain = 0, 0, b"\n", layout is not None
+    with source.path.open("rb") as fh:
+        while chunk := fh.read(CSV_BLOCK):
+            digest.update(chunk)
+            if plain:
+                plain = b'"' not in chunk
+                seps += chunk.count(sep)
+                newlines += chunk.count(b"\n")
+                last = chunk[-1:]
+    if layout is None:
+        return digest.hexdigest(), True
+    lines = newlines + (last != b"\n")  # a last line without its newline
+    return digest.hexdigest(), plain and seps == lines * (len(layout.names) - 1)
 
 
 def find_sources(paths: list[Path]) -> dict[str, Path]:
@@ -81,10 +130,10 @@ def find_sources(paths: list[Path]) -> dict[str, Path]:
 def read_source(table: Table, path: Path, scratch: Path) -> Source:
     """Open one table's file lazily, as text, after checking that it is that table."""
     fmt = FORMATS[path.suffix.lower()]
-    count_ragged: Callable[[], dict[int, int]] = dict  # Parquet and Excel rows always have every column
+    layout: Layout | None = None
     if fmt == "csv":
         encoding, text_path = _decode_csv(path, scratch)
-        frame, count_ragged = _scan_csv(path, text_path)
+        frame, layout = _scan_csv(path, text_path)
     elif fmt == "parquet":
         encoding = "binary"
         try:
@@ -103,7 +152,7 @@ def read_source(table: Table, path: Path, scratch: Path) -> Source:
     if frame.head(1).collect().height == 0:
         raise BadInput(f"{path}: no rows")
     extra = tuple(c for c in columns if c not in table.columns)
-    return Source(table, path, fmt, encoding, frame, extra, count_ragged)
+    return Source(table, path, fmt, encoding, frame, extra, layout)
 
 
 @contextmanager
@@ -112,7 +161,9 @@ def reading(path: Path) -> Iterator[None]:
     unquoted field) is refused in one line naming it, before anything is registered."""
     try:
         yield
-    except pl.exceptions.ComputeError:  # its text quotes the field, which may be a patient's identifier
+    except pl.exceptions.ComputeError as exc:  # its text quotes the field, which may be a patient's identifier
+        if "more fields" in str(exc):
+            raise MoreFields(str(path)) from None
         raise BadInput(
             f"{path}: not readable as CSV (a quote never closed, or a stray quote inside a field): fix the export"
         ) from None
@@ -162,8 +213,9 @@ def _decode_csv(path: Path, scratch: Path) -> tuple[str, Path]:
     return "latin-1", target
 
 
-def _scan_csv(path: Path, text_path: Path) -> tuple[pl.LazyFrame, Callable[[], dict[int, int]]]:
-    """The table, lazily, and how to count its ragged rows (row -> fields); a bad header is refused."""
+def _scan_csv(path: Path, text_path: Path) -> tuple[pl.LazyFrame, Layout]:
+    """The table, lazily (a row with more fields than the header loses the rest: the ingest counts such rows
+    and quarantines them), and its layout. A bad header is refused."""
     with text_path.open(encoding="utf-8-sig", newline="") as fh:
         header = fh.readline()
     if not header.strip():
@@ -174,23 +226,29 @@ def _scan_csv(path: Path, text_path: Path) -> tuple[pl.LazyFrame, Callable[[], d
     except csv.Error as exc:
         raise BadInput(f"{path}: the header is not readable CSV ({exc})") from None
     check_header(path, names)
-    ragged = partial(ragged_rows, text_path, separator, len(names))
-    options = {"separator": separator, "quote_char": '"', "truncate_ragged_lines": True}  # ragged: counted apart
+    layout = Layout(text_path, separator, tuple(names))
     try:
-        pl.scan_csv(text_path, infer_schema=False, **options).collect_schema()  # type: ignore[arg-type]
+        pl.scan_csv(text_path, infer_schema=False, separator=separator, quote_char='"').collect_schema()
     except pl.exceptions.PolarsError:  # its text may quote a value (an identifier): name the file only
         raise BadInput(f"{path}: not a readable CSV table") from None
-    if text_path.stat().st_size <= MMAP_LIMIT:
+    return _csv_frame(layout, truncate=True), layout
+
+
+def _csv_frame(layout: Layout, *, truncate: bool) -> pl.LazyFrame:
+    """The CSV as a lazy frame of text; ``truncate``: a row with more fields loses the rest, else it stops."""
+    if layout.text_path.stat().st_size <= MMAP_LIMIT:
         # Polars' own scan is faster; the pages it maps (counted in RSS) are bounded by the limit.
-        frame = pl.scan_csv(
-            text_path,
+        return pl.scan_csv(
+            layout.text_path,
+            separator=layout.separator,
+            quote_char='"',
             infer_schema=False,
             missing_utf8_is_empty_string=True,
-            **options,  # type: ignore[arg-type]
+            truncate_ragged_lines=truncate,
         )
-        return frame, ragged
-    schema = {name: pl.String for name in names}
-    return register_io_source(partial(_csv_frames, text_path, separator, schema), schema=schema), ragged
+    schema = {name: pl.String for name in layout.names}
+    frames = partial(_csv_frames, layout.text_path, layout.separator, schema, truncate)
+    return register_io_source(frames, schema=schema)
 
 
 def ragged_rows(path: Path, separator: str, width: int) -> dict[int, int]:
@@ -254,6 +312,7 @@ def _csv_frames(
     path: Path,
     separator: str,
     schema: dict[str, type[pl.String]],
+    truncate: bool,
     with_columns: list[str] | None,
     predicate: pl.Expr | None,
     n_rows: int | None,
@@ -270,7 +329,7 @@ def _csv_frames(
             missing_utf8_is_empty_string=True,
             quote_char='"',
             raise_if_empty=False,
-            truncate_ragged_lines=True,  # ragged rows are found beforehand (ragged_rows) and quarantined
+            truncate_ragged_lines=truncate,  # ragged rows are counted apart (ragged_rows) and quarantined
         )
         if with_columns is not None:
             frame = frame.select(with_columns)
