@@ -14,6 +14,15 @@ the file, row number and field instead.
 from __future__ import annotations
 
 
+def quoted(value: object, longest: int = 40) -> str:
+    """A value a user typed, as a one-line message may quote it: at most ``longest`` characters, and never
+    the digits of a huge number (whose text is slow to make, and refused past 4,300 digits)."""
+    if isinstance(value, int) and not isinstance(value, bool) and value.bit_length() > 128:
+        return "a very large number"
+    text = value if isinstance(value, str) else repr(value)
+    return text if len(text) <= longest else text[: longest - 3] + "..."
+
+
 class UserError(Exception):
     """A problem the user can fix; shown as one line, never with a traceback."""
 

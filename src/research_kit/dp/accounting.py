@@ -27,7 +27,7 @@ import re
 from decimal import Decimal
 from fractions import Fraction
 
-from research_kit.core.errors import BadInput
+from research_kit.core.errors import BadInput, quoted
 
 PICO = 10**12
 UNIT = Decimal(1).scaleb(-12)  # the ledger's unit: the smallest amount that can be granted or charged
@@ -61,26 +61,20 @@ def exact(value: Decimal | float | int | str) -> Decimal:
     return Decimal(text)
 
 
-def _shown(value: object) -> str:
-    """A value as a message may quote it: never more than a few dozen characters."""
-    text = f"{value!r}" if not isinstance(value, int) or value.bit_length() <= 128 else "a very large number"
-    return text if len(text) <= _LONGEST else text[: _LONGEST - 3] + "..."
-
-
 def amount(value: Decimal | float | int | str, what: str = "rho") -> Decimal:
     """A grant or cost the user typed, exactly; a one-line error unless it is a number the ledger can hold."""
     try:
         d = exact(value)
     except ValueError:
-        raise BadInput(f"{what} must be a number (plain decimal digits), not {_shown(value)}") from None
+        raise BadInput(f"{what} must be a number (plain decimal digits), not {quoted(value)}") from None
     if not d.is_finite():
-        raise BadInput(f"{what} must be a finite number, not {_shown(value)}")
+        raise BadInput(f"{what} must be a finite number, not {quoted(value)}")
     if d <= 0:
-        raise BadInput(f"{what} must be more than 0, not {_shown(value)}")
+        raise BadInput(f"{what} must be more than 0, not {quoted(value)}")
     if d < UNIT:
-        raise BadInput(f"{what} {_shown(value)} is smaller than the ledger's unit, rho 1e-12")
+        raise BadInput(f"{what} {quoted(value)} is smaller than the ledger's unit, rho 1e-12")
     if d > LARGEST:
-        raise BadInput(f"{what} {_shown(value)} is larger than any budget the ledger holds (at most 1e6)")
+        raise BadInput(f"{what} {quoted(value)} is larger than any budget the ledger holds (at most 1e6)")
     return d
 
 
@@ -141,8 +135,8 @@ def rho_from(rho: Typed | None, epsilon: Typed | None, delta: float) -> Decimal 
     try:
         converted = rho_of(float(eps), delta)
     except (TypeError, ValueError) as exc:
-        raise BadInput(f"epsilon {_shown(epsilon)}: {exc}") from None
-    return amount(decimal_of(to_picorho(converted, round_up=False)), f"the rho of epsilon {_shown(epsilon)}")
+        raise BadInput(f"epsilon {quoted(epsilon)}: {exc}") from None
+    return amount(decimal_of(to_picorho(converted, round_up=False)), f"the rho of epsilon {quoted(epsilon)}")
 
 
 def describe(picorho: int, delta: float) -> str:

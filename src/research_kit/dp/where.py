@@ -17,7 +17,7 @@ from typing import Any
 
 import polars as pl
 
-from research_kit.core.errors import BadInput
+from research_kit.core.errors import BadInput, quoted
 from research_kit.dp.columns import Column, column
 
 OPS = ("=", "!=", "in", "not in", "<", "<=", ">", ">=")
@@ -72,8 +72,9 @@ def _typed(col: Column, raw: Any) -> Any:
                 return False
             raise ValueError(text)
     except ValueError:
-        shown = text if len(text) <= 40 else text[:37] + "..."
-        raise BadInput(f"filter on {col.name}: {shown!r} is not a {col.kind} value (or out of range)") from None
+        raise BadInput(
+            f"filter on {col.name}: {quoted(repr(text))} is not a {col.kind} value (or out of range)"
+        ) from None
     return raw if isinstance(raw, str) else text
 
 

@@ -40,7 +40,7 @@ from typing import Any
 
 import yaml
 
-from research_kit.core.errors import BadInput, MissingData
+from research_kit.core.errors import BadInput, MissingData, quoted
 from research_kit.core.workspace import check_name
 
 SENSITIVITIES = ("highly_sensitive", "moderately_sensitive")
@@ -162,8 +162,7 @@ def _budget(value: Any, problems: _Problems) -> dict[str, float]:
     for key in BUDGET_KEYS & set(value):
         number = value[key]
         if isinstance(number, bool) or not isinstance(number, int | float) or not _finite(number) or number <= 0:
-            big = isinstance(number, int) and number.bit_length() > 128
-            shown = "a very large number" if big else repr(number)[:40]
+            shown = quoted(number)
             problems.add(f"budget.{key}", f"must be a number > 0, not {shown}")
         else:
             out[key] = float(number)
