@@ -1,14 +1,22 @@
 """A DP answer: the released figures with their intervals, and what they cost.
 
-Counts and sums carry OpenDP's own accuracy at the answer's confidence: the
-interval [value - a, value + a] holds the true (bounded) figure with that
-probability. A mean is a noisy sum over a noisy count; its interval comes
-from both noise scales by the delta method, which is close to exact when the
-count is large against its noise. A quantile is chosen among public candidates
-by the exponential mechanism; its interval is in ranks: with the stated
-probability, the candidate chosen is within ``rank_error`` rows of the best
-candidate's position, a bound from the mechanism's utility theorem (and
-conservative).
+Every row's ``[lower, upper]`` is an interval for the true figure of the
+bounded data (values clipped to the bounds, each patient's rows truncated) at
+the answer's confidence (95% by default):
+
+- counts, histograms and sums: value ± OpenDP's accuracy, holding the truth
+  with that probability (``half_width``). A sum is not centred: one patient
+  can move it by its largest |bound|, so that sets its noise.
+- means: ``c + sum(x - c) / n`` with ``c`` the bounds' midpoint, so the noise
+  follows the range's width; the interval is every mean the noisy sum and the
+  noisy count ``n`` allow, each within its accuracy at half the error
+  probability: at least the confidence (conservative, no approximation).
+- quantiles: the exponential mechanism picks a public candidate; with the
+  stated probability its rank is within ``rank_error`` rows of the best
+  candidate's. The interval is the chosen candidate's grid cell (the
+  candidates either side): it holds the true quantile wherever more than
+  ``rank_error`` rows lie within one grid step of the chosen value, and misses
+  it by fewer than ``rank_error`` rows otherwise (sparse data, tiny costs).
 """
 
 from __future__ import annotations
@@ -89,12 +97,16 @@ class Answer:
             cost = f"nothing (reused from {self.reused_from})"
         lines = [f"{self.description} [{self.source}, {self.tier} ledger]"]
         lines.append(f"  {self.mechanism}, noise scale {self.scale:.4g}; cost {cost}")
+        level = f"{self.confidence:.0%}"
         if self.half_width is not None:
-            lines.append(f"  {self.confidence:.0%} interval: value ± {self.half_width:.4g}")
+            lines.append(f"  {level} interval: value ± {self.half_width:.4g}")
         if self.query.get("kind") == "mean":
-            lines.append(f"  {self.confidence:.0%} interval: per row (delta method over the noisy sum and count n)")
+            lines.append(f"  {level} interval (conservative): per row, every mean the noisy sum and count n allow")
         if self.rank_error is not None:
-            lines.append(f"  {self.confidence:.0%} interval: within {self.rank_error:.4g} rows of the true quantile")
+            lines.append(
+                f"  {level} interval: the chosen candidate's grid cell (lower to upper); "
+                f"its rank is within {self.rank_error:.4g} rows of the best candidate's"
+            )
         lines.extend(f"  note: {n}" for n in self.notes)
         return "\n".join(lines)
 

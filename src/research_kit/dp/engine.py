@@ -17,9 +17,9 @@ from __future__ import annotations
 import hashlib
 import math
 from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from importlib.metadata import version
-from statistics import NormalDist
 from typing import Any
 
 import opendp.prelude as dp
@@ -33,7 +33,16 @@ from research_kit.dp import ledger
 from research_kit.dp.accounting import epsilon_of, from_picorho, to_picorho
 from research_kit.dp.answer import Answer
 from research_kit.dp.columns import IDENTIFIER, view
-from research_kit.dp.query import Query, alpha_denominator, fixed_point, key_frame, plan, prepare
+from research_kit.dp.query import (
+    Query,
+    centre,
+    fixed_point,
+    key_frame,
+    neighbours,
+    plan,
+    prepare,
+    score_denominator,
+)
 from research_kit.tiers import Source
 
 dp.enable_features("contrib")
@@ -113,6 +122,47 @@ def measure(ws: Workspace, query: Query, make: Callable[[float], Measurement]) -
     raise RuntimeError(f"OpenDP found no scale within rho {query.rho} for {query.describe()}")  # pragma: no cover
 
 
+@dataclass(frozen=True)
+class Prepared:
+    """A query ready to release: its data plan, public keys, measurement, cost and accuracy summary.
+
+    :func:`release` draws an answer from it; the engine draws once per query,
+    the coverage tests draw thousands of times through the same code.
+    """
+
+    query: Query
+    frame: pl.LazyFrame
+    keys: pl.DataFrame | None
+    measurement: Measurement
+    scale: float
+    loss: float
+    summary: pl.DataFrame  # OpenDP's accuracy per figure at (1 - confidence) / figures
+    confidence: float
+
+
+def prepare_release(
+    ws: Workspace, query: Query, frame: pl.LazyFrame, reference_year: int, confidence: float
+) -> Prepared:
+    """Build ``query``'s measurement on ``frame`` (a view) at its calibrated scale, and summarise its accuracy.
+
+    A mean's interval rests on two noisy figures, each held to its own share of
+    the error probability, so its summary is taken at half the significance.
+    """
+    frame = prepare(query, frame)
+    schema = frame.collect_schema()
+    keys = key_frame(query, reference_year, schema)
+    make = measurement_maker(query, schema, keys)
+    m, scale, loss = measure(ws, query, make)
+    summary = summarize_polars_measurement(m, (1 - confidence) / query.figures)
+    return Prepared(query, frame, keys, m, scale, loss, summary, confidence)
+
+
+def release(prepared: Prepared) -> pl.DataFrame:
+    """One fresh noisy answer: run the measurement on the data and attach every row's interval."""
+    released = prepared.measurement(prepared.frame).collect()
+    return assemble(prepared.query, released, prepared.keys, prepared.summary, prepared.confidence)
+
+
 def run(
     ws: Workspace,
     query: Query,
@@ -140,13 +190,9 @@ def run(
                 return answer
 
     frame = view(source.folder, query.table, source.reference_year, source.content_hash, ws.cache_dir / "dp-views")
-    frame = prepare(query, frame)
-    schema = frame.collect_schema()
-    keys = key_frame(query, source.reference_year, schema)
-    make = measurement_maker(query, schema, keys)
-    m, scale, loss = measure(ws, query, make)
-    cost = to_picorho(loss, round_up=True)
-    summary = summarize_polars_measurement(m, 1 - confidence)
+    prepared = prepare_release(ws, query, frame, source.reference_year, confidence)
+    summary = prepared.summary
+    cost = to_picorho(prepared.loss, round_up=True)
     answer = Answer(
         query=query.as_dict(),
         description=query.describe(),
@@ -175,11 +221,10 @@ def run(
         source_hash=source.content_hash,
         query=query.as_dict(),
         mechanism=answer.mechanism,
-        scale=scale,
+        scale=prepared.scale,
     )
     try:
-        released = m(frame).collect()
-        answer.table = _assemble(query, released, keys, summary, confidence)
+        answer.table = release(prepared)
         answer.id = spend
         ledger.commit(ws, spend, answer.to_dict())
     except BaseException:
@@ -188,35 +233,69 @@ def run(
     return answer
 
 
-def _half_width(query: Query, summary: pl.DataFrame) -> float:
-    """Half the interval's width, in the column's units.
+def _half_width(summary: pl.DataFrame, row: int, factor: int) -> float:
+    """Half the interval's width of the summary's ``row`` figure, in the column's units.
 
     OpenDP's accuracy ``a`` promises P(|noise| < a) >= confidence. For integer
     noise that is |noise| <= a - 1, the interval's inclusive edge; for real
     noise the two coincide.
     """
-    a = float(summary["accuracy"][0])
-    if str(summary["distribution"][0]).startswith("Integer"):
+    a = float(summary["accuracy"][row])
+    if str(summary["distribution"][row]).startswith("Integer"):
         a -= 1
-    return a / fixed_point(query)
+    return a / factor
 
 
 def _noise_scale(query: Query, summary: pl.DataFrame) -> float:
-    """The noise scale of the answer's main figure, in the column's units (the sum's, for a mean)."""
+    """The noise scale of the answer's main figure: in the column's units (the centred sum's, for a mean), or
+    for a quantile in rows (OpenDP's scores are rows x :func:`score_denominator`)."""
+    if query.kind == "quantile":
+        assert query.alpha is not None
+        return float(summary["scale"][0]) / score_denominator(query.alpha, MAX_ROWS)
     return float(summary["scale"][0]) / fixed_point(query)
+
+
+def rank_error(scale: float, candidates: int, alpha: float, confidence: float) -> float:
+    """The quantile's rank error: how many rows the chosen candidate may be from the best one, at ``confidence``.
+
+    OpenDP picks the candidate of least noisy score, Gumbel noise of ``scale``
+    (in score units): the exponential mechanism, so P(score(chosen) >
+    score(best) + t) <= |C| exp(-t / scale). Scores are rows x
+    :func:`score_denominator` at the plan's ``MAX_ROWS`` margin.
+    """
+    t = scale * math.log(candidates / (1 - confidence))
+    return t / score_denominator(alpha, MAX_ROWS)
+
+
+QUANTILE_NOTE = (
+    "lower and upper are the candidates either side of the chosen one (the grid's resolution); with "
+    "{confidence:.0%} probability the chosen value's rank is within {rows:.3g} rows of the best candidate's, so "
+    "the interval holds the true quantile wherever more than {rows:.3g} rows lie within one grid step on each "
+    "side of the chosen value, and misses it by fewer than {rows:.3g} rows otherwise"
+)
 
 
 def _describe_accuracy(answer: Answer, query: Query, summary: pl.DataFrame, confidence: float) -> None:
     if query.kind in ("count", "histogram", "sum"):
-        answer.half_width = _half_width(query, summary)
+        answer.half_width = _half_width(summary, 0, fixed_point(query))
+    if query.kind == "sum" and query.bounds is not None and (query.bounds[0] > 0 or query.bounds[1] < 0):
+        largest = max(abs(b) for b in query.bounds)
+        answer.notes.append(
+            f"a sum's noise is set by its largest |bound| ({largest:g}: one patient can add that much); "
+            "a mean is centred on its range and far more precise"
+        )
     if query.kind == "mean":
-        answer.notes.append(f"the count n has noise scale {float(summary['scale'][1]):.4g}")
+        factor = fixed_point(query)
+        answer.notes.append(
+            f"values are centred on {centre(query) / factor:g} (the bounds' midpoint) before summing; "
+            f"the count n has noise scale {float(summary['scale'][1]):.4g}; the interval is every mean the sum and "
+            f"the count allow within their {1 - (1 - confidence) / 2:.1%} accuracies (conservative)"
+        )
     elif query.kind == "quantile":
         assert query.alpha is not None
         assert query.candidates is not None
-        # Exponential mechanism: P(score(chosen) > best + s * ln(|C| / beta)) <= beta; scores are ranks x den.
-        beta = 1 - confidence
-        answer.rank_error = answer.scale * math.log(len(query.candidates) / beta) / alpha_denominator(query.alpha)
+        answer.rank_error = rank_error(float(summary["scale"][0]), len(query.candidates), query.alpha, confidence)
+        answer.notes.append(QUANTILE_NOTE.format(confidence=confidence, rows=answer.rank_error))
     if query.max_groups > 1:
         answer.notes.append(
             f"each patient counts in at most {query.max_groups} groups, "
@@ -226,9 +305,10 @@ def _describe_accuracy(answer: Answer, query: Query, summary: pl.DataFrame, conf
         answer.notes.append("each patient counts in at most one group (raise max_groups to count more)")
 
 
-def _assemble(
+def assemble(
     query: Query, released: pl.DataFrame, keys: pl.DataFrame | None, summary: pl.DataFrame, confidence: float
 ) -> pl.DataFrame:
+    """The released figures in key order, with each row's interval (see :mod:`research_kit.dp.answer`)."""
     groups = list(query.group_columns)
     if keys is not None:
         released = (
@@ -237,31 +317,54 @@ def _assemble(
             .sort("_order")
             .drop("_order")
         )
+    if query.kind == "mean":
+        return _mean_intervals(query, released, summary)
+    if query.kind == "quantile":
+        return _quantile_intervals(query, released)
     factor = fixed_point(query)
     value = pl.col("value") / factor if factor != 1 else pl.col("value")
-    if query.kind in ("count", "histogram", "sum"):
-        a = _half_width(query, summary)
-        lower = value - a
-        if query.kind != "sum" and not query.signed:
-            lower = pl.max_horizontal(lower, pl.lit(0))
-        return released.with_columns(value.alias("value"), lower.alias("lower"), (value + a).alias("upper"))
-    if query.kind == "mean":
-        assert query.bounds is not None
-        lo, hi = query.bounds
-        scales = dict(zip(summary["aggregate"], summary["scale"], strict=True))
-        s_sum = float(scales.pop("Sum")) / factor
-        s_n = float(next(iter(scales.values())))
-        z = NormalDist().inv_cdf(1 - (1 - confidence) / 2)
-        n = pl.col("n").cast(pl.Float64)
-        mean = pl.when(n > 0).then((pl.col("sum") / factor / n).clip(lo, hi)).otherwise(None)
-        se = (pl.lit(s_sum**2) + mean.pow(2) * s_n**2).sqrt() / n
-        return released.select(
-            *groups,
-            mean.alias("value"),
-            (mean - z * se).clip(lo, hi).alias("lower"),
-            (mean + z * se).clip(lo, hi).alias("upper"),
-            pl.col("n"),
-        )
-    return released.with_columns(
-        pl.lit(None, dtype=pl.Float64).alias("lower"), pl.lit(None, dtype=pl.Float64).alias("upper")
+    a = _half_width(summary, 0, factor)
+    lower = value - a
+    if query.kind != "sum" and not query.signed:
+        lower = pl.max_horizontal(lower, pl.lit(0))
+    return released.with_columns(value.alias("value"), lower.alias("lower"), (value + a).alias("upper"))
+
+
+def _mean_intervals(query: Query, released: pl.DataFrame, summary: pl.DataFrame) -> pl.DataFrame:
+    """A mean, ``c + sum(x - c) / n``, and every mean the noisy sum and count allow within their accuracies.
+
+    Each figure is within its half width with probability 1 - (1 - confidence)/2,
+    so both are with the stated confidence or more; the interval is the range of
+    ``c + s / m`` over those boxes (with m >= 1, a mean needs a row), clipped to
+    the bounds: conservative and exact, with no normal approximation.
+    """
+    assert query.bounds is not None
+    lo, hi = query.bounds
+    factor = fixed_point(query)
+    c = centre(query) / factor
+    rows = dict(zip(summary["aggregate"], range(summary.height), strict=True))
+    h_sum = _half_width(summary, rows.pop("Sum"), factor)
+    h_n = _half_width(summary, next(iter(rows.values())), 1)
+    s = pl.col("sum").cast(pl.Float64) / factor
+    n = pl.col("n").cast(pl.Float64)
+    n_lo, n_hi = pl.max_horizontal(n - h_n, pl.lit(1.0)), pl.max_horizontal(n + h_n, pl.lit(1.0))
+    s_lo, s_hi = s - h_sum, s + h_sum
+    low = pl.when(s_lo >= 0).then(s_lo / n_hi).otherwise(s_lo / n_lo)
+    high = pl.when(s_hi >= 0).then(s_hi / n_lo).otherwise(s_hi / n_hi)
+    mean = pl.when(n > 0).then((c + s / n).clip(lo, hi)).otherwise(None)
+    return released.select(
+        *query.group_columns,
+        mean.alias("value"),
+        (c + low).clip(lo, hi).alias("lower"),
+        (c + high).clip(lo, hi).alias("upper"),
+        pl.col("n"),
     )
+
+
+def _quantile_intervals(query: Query, released: pl.DataFrame) -> pl.DataFrame:
+    """Each chosen candidate with its grid cell as the interval (see :data:`QUANTILE_NOTE`)."""
+    assert query.candidates is not None
+    assert query.bounds is not None
+    cells = neighbours(query.candidates, query.bounds).with_columns(pl.col("value").alias("_key"))
+    keyed = released.with_columns(pl.col("value").cast(pl.Float64).alias("_key"))
+    return keyed.join(cells.drop("value"), on="_key", how="left", maintain_order="left").drop("_key")

@@ -58,6 +58,11 @@ class Query:
     extra: dict[str, Any] = field(default_factory=dict, compare=False)
 
     @property
+    def figures(self) -> int:
+        """How many noisy figures each group's answer is made of: a mean's sum and count, else one."""
+        return 2 if self.kind == "mean" else 1
+
+    @property
     def group_columns(self) -> tuple[str, ...]:
         return (*self.by, BIN) if self.kind == "histogram" else self.by
 
@@ -84,7 +89,7 @@ class Query:
         """
         data = {
             "unit": "row" if self.table == "patients" else "pseudonym",
-            "figures": 2 if self.kind == "mean" else 1,
+            "figures": self.figures,
             "grouped": bool(self.group_columns),
             "per_group": self.per_group,
             "max_groups": self.max_groups,
@@ -201,13 +206,46 @@ def make_query(
 
 
 def default_candidates(col: Column, bounds: tuple[float, float]) -> tuple[float, ...]:
-    """Public candidates for a quantile: every whole number within the bounds, or 201 even steps."""
+    """Public candidates for a quantile: every whole number within the bounds, or 201 even steps.
+
+    Built from the bounds and the column's precision only, never from the data.
+    A float grid's points are rounded to the step's decimals (see
+    :func:`grid_decimals`), so the 6th point of 0-120 is 3.6, not
+    3.5999999999999996: an answer reads as the number it is.
+    """
     lo, hi = bounds
     if col.kind == "int" and hi - lo <= 400:
         return tuple(range(int(lo), int(hi) + 1))
     step = (hi - lo) / 200
     values = [lo + i * step for i in range(201)]
-    return tuple(sorted({round(v) for v in values})) if col.kind == "int" else tuple(values)
+    if col.kind == "int":
+        return tuple(sorted({round(v) for v in values}))
+    digits = grid_decimals(step, col.decimals)
+    return tuple(sorted({round(v, digits) for v in values}))
+
+
+def grid_decimals(step: float, decimals: int) -> int:
+    """Decimals a float grid is rounded to: the column's own, or enough for the step's first 3 digits.
+
+    A step with at most 3 significant digits (0.6, 0.5, 0.035) is then exact;
+    a finer one moves each point by at most a 200th of the step, so points
+    stay distinct and in order.
+    """
+    return max(decimals, 2 - math.floor(math.log10(step)))
+
+
+def neighbours(candidates: Sequence[float], bounds: tuple[float, float]) -> pl.DataFrame:
+    """Each candidate (``value``) with the candidates either side (``lower``, ``upper``): its grid cell.
+
+    The first candidate's cell reaches down to the lower bound, the last one's
+    up to the upper bound (a quantile beyond the candidates is reported as the
+    nearest one).
+    """
+    values = [float(c) for c in candidates]
+    lower = [min(values[0], bounds[0]), *values[:-1]]
+    upper = [*values[1:], max(values[-1], bounds[1])]
+    columns = {"value": values, "lower": lower, "upper": upper}
+    return pl.DataFrame(columns, schema=dict.fromkeys(columns, pl.Float64))
 
 
 def bin_labels(edges: Sequence[float]) -> list[str]:
@@ -250,11 +288,47 @@ def fixed_point(query: Query) -> int:
     return 10**col.decimals if col.kind == "float" else 1
 
 
+def centre(query: Query) -> int:
+    """The public centre a mean's values are shifted by before summing, in summed units (0: not shifted).
+
+    OpenDP's sum sensitivity is the largest |bound|: birth years in 1900-2100
+    would get noise for 2100 per patient. A mean is a noisy sum over a noisy
+    count anyway, so summing ``x - c`` and adding ``c`` back costs nothing and
+    makes the noise depend on the range's width (100 either side of 2000).
+    ``c`` is the bounds' midpoint, rounded to the column's precision, so
+    fixed-point sums stay whole numbers. A sum is not centred: one patient can
+    move it by the largest |bound| whatever is done, and ``sum(x - c) + c * n``
+    with a noisy ``n`` is never more precise (at best equal, and costs a split).
+    """
+    if query.kind != "mean":
+        return 0
+    assert query.bounds is not None
+    lo, hi = query.bounds
+    return round((lo + hi) / 2 * fixed_point(query))
+
+
+def summed_column(query: Query) -> str:
+    """The column the aggregate reads: the fixed-point, centred copy (``_fixed``) or the column itself."""
+    if fixed_point(query) != 1 or centre(query) != 0:
+        return FIXED
+    return str(query.column)
+
+
+def summed_bounds(query: Query) -> tuple[float, float]:
+    """The clipping bounds in the summed column's units (fixed point, minus the centre)."""
+    assert query.bounds is not None
+    if summed_column(query) != FIXED:
+        return query.bounds
+    factor, c = fixed_point(query), centre(query)
+    return (round(query.bounds[0] * factor) - c, round(query.bounds[1] * factor) - c)
+
+
 def prepare(query: Query, frame: pl.LazyFrame) -> pl.LazyFrame:
-    """Row-by-row preparation before OpenDP: the histogram's bin label (public edges), fixed-point sums."""
-    factor = fixed_point(query)
-    if factor != 1:
-        return frame.with_columns((pl.col(str(query.column)) * factor).round().cast(pl.Int64).alias(FIXED))
+    """Row-by-row preparation before OpenDP: the histogram's bin label (public edges), fixed-point centred sums."""
+    if summed_column(query) == FIXED:
+        factor, value = fixed_point(query), pl.col(str(query.column))
+        scaled = (value * factor).round() if factor != 1 else value
+        return frame.with_columns((scaled.cast(pl.Int64) - centre(query)).alias(FIXED))
     if query.kind != "histogram":
         return frame
     assert query.bins is not None
@@ -267,10 +341,19 @@ def prepare(query: Query, frame: pl.LazyFrame) -> pl.LazyFrame:
     return frame.with_columns(label.alias(BIN))
 
 
-def alpha_denominator(alpha: float) -> int:
-    """The denominator OpenDP scores a quantile with: alpha's exact fraction, or 10,000ths if finer."""
-    exact = Fraction(alpha)
-    return exact.denominator if exact.denominator < 10_000 else 10_000
+def score_denominator(alpha: float, max_length: int) -> int:
+    """The factor OpenDP 0.16 scales a quantile's scores by (``score_candidates_constants``).
+
+    A candidate's score is ``alpha_den * |(1 - alpha) * #(x < c) - alpha * #(x > c)|``,
+    i.e. ``alpha_den`` times its distance in rows from the quantile's rank.
+    ``alpha_den`` is alpha's exact (binary) fraction's denominator when that is
+    below ``(2**64 - 1) // max_length``, else that bound: the finest grain that
+    cannot overflow at the margin's ``max_length`` rows. (The 10,000ths apply
+    only where the data's size is unknown, never in OpenDP's Polars plans.)
+    """
+    finest = (2**64 - 1) // max_length
+    exact = Fraction(alpha).denominator
+    return exact if exact < finest else finest
 
 
 def row_filters(query: Query) -> list[pl.Expr]:
@@ -303,7 +386,7 @@ def collapse(query: Query) -> list[pl.Expr] | None:
         return None
     needed = list(query.group_columns)
     if query.column is not None and query.kind != "histogram":
-        needed.append(FIXED if fixed_point(query) != 1 else query.column)
+        needed.append(summed_column(query))
     return [pl.col(c).first() for c in needed]
 
 
@@ -326,18 +409,12 @@ def plan(query: Query, empty: pl.LazyFrame, keys: pl.DataFrame | None) -> pl.Laz
 def aggregates(query: Query) -> list[pl.Expr]:
     if query.kind in ("count", "histogram"):
         return [dp.len(signed=query.signed).alias("value")]
-    col = pl.col(str(query.column))
-    assert query.bounds is not None
-    factor = fixed_point(query)
-    bounds: tuple[float, float] = query.bounds
-    if factor != 1:
-        col = pl.col(FIXED)
-        bounds = (round(query.bounds[0] * factor), round(query.bounds[1] * factor))
+    col = pl.col(summed_column(query))
     if query.kind == "sum":
-        return [col.dp.sum(bounds).alias("value")]  # type: ignore[attr-defined]
+        return [col.dp.sum(summed_bounds(query)).alias("value")]  # type: ignore[attr-defined]
     if query.kind == "mean":
-        # A noisy sum and a noisy count, divided afterwards: the count gives the interval its n.
-        return [col.dp.sum(bounds).alias("sum"), dp.len(signed=True).alias("n")]  # type: ignore[attr-defined]
+        # A noisy sum of centred values and a noisy count, combined afterwards: the count gives the interval its n.
+        return [col.dp.sum(summed_bounds(query)).alias("sum"), dp.len(signed=True).alias("n")]  # type: ignore[attr-defined]
     assert query.alpha is not None
     assert query.candidates is not None
     return [col.dp.quantile(query.alpha, list(query.candidates)).alias("value")]  # type: ignore[attr-defined]

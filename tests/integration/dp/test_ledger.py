@@ -71,7 +71,7 @@ def test_a_failed_release_gives_its_reservation_back(registry: Registry, monkeyp
     def broken(*args: object, **kwargs: object) -> object:
         raise RuntimeError("disk gone")
 
-    monkeypatch.setattr(engine, "_assemble", broken)
+    monkeypatch.setattr(engine, "assemble", broken)
     with pytest.raises(RuntimeError, match="disk gone"):
         engine.run(ws, make_query("count", "patients", rho=0.1), study=study, source=registry.source)
     balance = ledger.balance(ws, study)
