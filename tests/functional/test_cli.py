@@ -169,12 +169,12 @@ def test_demo_runs_the_flow_and_says_where_to_look(cli: Run, home: Path, tmp_pat
     # registered, 3 actions, 3 outputs queued, a request opened and checked, 2 runs; the request submitted
     # (and checked again); the three studies that need no twin: 3 grants, 3 registrations, 19 DP queries, 3
     # actions, 23 outputs queued, 3 requests opened, checked, run, checked and submitted (66); web passwords
-    # for the 4 demo users
+    # for the 4 demo users; each of the 4 studies' pseudonym secret, made by its first run
     assert "request 2 (registry-overview): submitted, 13 outputs: 13 pass" in out
     assert "request 3 (diagnostic-delay): submitted, 4 outputs: 4 pass" in out
     assert "request 4 (survival): submitted, 6 outputs: 6 pass" in out
     assert "phenotype-prediction: skipped: it trains on the synthetic twin, and none is published" in out
-    assert "audit log intact: 103 entries" in out  # ... and each of the 4 studies' owner, named at its first grant
+    assert "audit log intact: 107 entries" in out  # ... and each of the 4 studies' owner, named at its first grant
     logins = home / "demo-logins.tsv"
     assert logins.stat().st_mode & 0o777 == 0o600
     assert [line.split("\t")[:2] for line in logins.read_text().splitlines()] == [
@@ -197,7 +197,7 @@ def test_demo_runs_the_flow_and_says_where_to_look(cli: Run, home: Path, tmp_pat
     assert "run 6 of example on demo-2: succeeded (3 ran;" in rerun
     assert "run 10 of survival on demo-2: succeeded (1 ran;" in rerun
     assert "granted" not in rerun.split("11. four studies")[1]
-    assert "audit log intact: 130 entries" in rerun  # ... and the new overview study's owner
+    assert "audit log intact: 134 entries" in rerun  # ... and the new overview study's owner
 
 
 def test_key_ingest_and_risk_from_the_shell(signed_in: Run, home: Path, tmp_path: Path) -> None:
@@ -219,7 +219,22 @@ def test_key_ingest_and_risk_from_the_shell(signed_in: Run, home: Path, tmp_path
     assert "cost of k = 3" in risk
     report = json.loads((home / "reports" / "risk" / "2026-11-k3.json").read_text())
     assert report["enforce_k"]["risk"]["k"] >= 3
+    assert report["enforce_k"]["within_max_suppression"]
+    assert "warning" not in risk
     assert (home / "reports" / "risk" / "2026-11-k3.png").read_bytes()[:4] == b"\x89PNG"
+    # A k that takes more suppression than the policy allows: the figure and the limit, on one warning line.
+    policy = home / "research-kit.toml"
+    policy.write_text(policy.read_text().replace("max_suppression = 0.05", "max_suppression = 0.01"))
+    over = cli("risk", "2026-11", "--enforce-k", "40").stdout
+    report = json.loads((home / "reports" / "risk" / "2026-11-k40.json").read_text())
+    suppressed, records = report["enforce_k"]["rows_suppressed"], report["risk"]["records"]
+    assert not report["enforce_k"]["within_max_suppression"]
+    warning = next(line for line in over.splitlines() if line.startswith("warning:"))
+    assert warning == (
+        f"warning: enforcing k = 40 suppresses {suppressed:,} of {records:,} records ({suppressed / records:.1%}), "
+        "more than the policy allows ([risk].max_suppression = 1.0%); no generalisation of the quasi-identifiers "
+        "keeps within it"
+    )
     assert_one_line_error(cli("risk", "nope", check=False), 4, "no extract 'nope'")
 
 

@@ -22,6 +22,7 @@ from research_kit.actions import records
 from research_kit.core import audit, users
 from research_kit.core.errors import BadInput, IntegrityError, PolicyRefusal
 from research_kit.core.workspace import Workspace
+from research_kit.pseudonymise.study_secrets import stored_secret
 from research_kit.studies.rerun import rerun_all
 from research_kit.studies.runner import run_pipeline
 from research_kit.studies.spec import load_pipeline
@@ -147,6 +148,10 @@ def test_a_snapshot_restores_onto_a_fresh_folder_where_the_chain_verifies_and_th
     )  # fmt: skip
     assert verified.returncode == 0, verified.stderr
     assert "audit log intact" in verified.stdout
+
+    # Each study's pseudonym secret comes back with the catalog: the study sees the same pseudonyms.
+    with project.ws.catalog() as before, restored.catalog() as after:
+        assert stored_secret(after, "t1") == stored_secret(before, "t1") is not None
 
     report = rerun_all(restored, "e2")
     assert report.ok

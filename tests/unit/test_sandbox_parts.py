@@ -20,7 +20,7 @@ def source(tmp_path: Path) -> Source:
     folder.mkdir()
     for table in ("patients", "diagnoses", "phenotypes", "encounters"):
         pl.DataFrame({"pseudonym": ["a", "b"], "value": [1, 2]}).write_parquet(folder / f"{table}.parquet")
-    return Source("real", "e1", folder, "hash", 2026)
+    return Source("sandbox", "twin:e1", folder, "hash", 2026)  # a twin (a view of the real extract: test_study_views)
 
 
 def test_a_view_links_the_stored_tables_and_projects_what_it_is_told(tmp_path: Path) -> None:
@@ -33,6 +33,7 @@ def test_a_view_links_the_stored_tables_and_projects_what_it_is_told(tmp_path: P
         tmp_path / "view",
         source=src,
         policy_file=policy,
+        pseudonyms=None,
         upstream=[("out/cohort.csv", str(upstream))],
         projection=Projection({"patients": ("pseudonym",), "diagnoses": None}),
     )
@@ -43,7 +44,7 @@ def test_a_view_links_the_stored_tables_and_projects_what_it_is_told(tmp_path: P
     assert not (view.folder / "extract" / "phenotypes.parquet").exists()
     assert (view.folder / "upstream" / "out" / "cohort.csv").read_text() == "n\n1\n"
     seen, tables = view_source(view.folder)
-    assert (seen.name, seen.tier, seen.content_hash, tables) == ("e1", "real", "hash", {"patients", "diagnoses"})
+    assert (seen.name, seen.tier, tables) == ("twin:e1", "sandbox", {"patients", "diagnoses"})
 
 
 def test_a_view_refuses_paths_out_of_it_and_unknown_tables(tmp_path: Path) -> None:
@@ -51,7 +52,9 @@ def test_a_view_refuses_paths_out_of_it_and_unknown_tables(tmp_path: Path) -> No
     policy = tmp_path / "research-kit.toml"
     policy.write_text("")
     with pytest.raises(BadInput, match="outside the action's folder"):
-        build_view(tmp_path / "v", source=src, policy_file=policy, upstream=[("../../escape", str(policy))])
+        build_view(
+            tmp_path / "v", source=src, policy_file=policy, pseudonyms=None, upstream=[("../../escape", str(policy))]
+        )
     with pytest.raises(BadInput, match="no such table 'notes'"):
         Projection({"notes": None})
 

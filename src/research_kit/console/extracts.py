@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from research_kit.console.output import print_table
@@ -150,6 +151,15 @@ def _risk_rows(r: RiskReport) -> list[tuple[str, str]]:
     ]
 
 
+def _distinct_shares(value: float, limit: float) -> tuple[str, str]:
+    """Two shares as percentages, with as many decimals as it takes for a larger value not to read as equal."""
+    for decimals in range(1, 5):
+        shown = f"{value:.{decimals}%}", f"{limit:.{decimals}%}"
+        if shown[0] != shown[1]:
+            return shown
+    return f"{value:.4%}", f"{limit:.4%}"
+
+
 def print_risk(console: Console, assessment: Assessment) -> None:
     r = assessment.report
     enforced = assessment.enforcement
@@ -172,4 +182,12 @@ def print_risk(console: Console, assessment: Assessment) -> None:
             f"cost of k = {enforced.report.k_target}: {enforced.rows_suppressed:,} records suppressed "
             f"({enforced.rows_suppressed / r.records:.1%}), precision lost {enforced.precision_lost:.0%} ({levels})"
         )
+        if assessment.over_suppression:
+            share, limit = _distinct_shares(enforced.rows_suppressed / r.records, assessment.max_suppression)
+            warning = (
+                f"warning: enforcing k = {enforced.report.k_target} suppresses {enforced.rows_suppressed:,} of "
+                f"{r.records:,} records ({share}), more than the policy allows ([risk].max_suppression = {limit}); "
+                "no generalisation of the quasi-identifiers keeps within it"
+            )
+            console.print(f"[yellow]{escape(warning)}[/]", soft_wrap=True)
     console.print(f"report: {assessment.json_path}  plot: {assessment.plot_path}")

@@ -4,7 +4,8 @@ A snapshot is a folder::
 
     manifest.json                 what is in it: each file's SHA-256 and size, research-kit's version, the
                                   catalog's schema version, the audit head (seq, hash), when it was made
-    catalog.sqlite                the catalog, copied with SQLite's backup API
+    catalog.sqlite                the catalog, copied with SQLite's backup API (with each study's pseudonym
+                                  secret, so that a restored workspace shows every study the same pseudonyms)
     audit.jsonl                   the audit log: exactly the entries the catalog anchors
     research-kit.toml             the policy
     extracts/<id>/manifest.json   each registered extract's manifest and reconciliation;

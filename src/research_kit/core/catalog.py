@@ -375,6 +375,17 @@ MIGRATIONS: tuple[Migration, ...] = (
         "reading the log",
         ("ALTER TABLE audit_head ADD COLUMN bytes INTEGER",),
     ),
+    Migration(
+        13,
+        "each study's pseudonym secret (32 random bytes, made by its first run; never derived from the key)",
+        (
+            """CREATE TABLE study_secrets (
+                   study TEXT PRIMARY KEY,
+                   secret BLOB NOT NULL CHECK (length(secret) = 32),
+                   created_at TEXT NOT NULL
+               )""",
+        ),
+    ),
 )
 
 

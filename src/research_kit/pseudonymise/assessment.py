@@ -36,6 +36,13 @@ class Assessment:
     enforcement: Enforcement | None
     json_path: Path
     plot_path: Path
+    max_suppression: float = 1.0  # the policy's [risk].max_suppression when this was measured
+
+    @property
+    def over_suppression(self) -> bool:
+        """Whether enforcing k suppressed a larger share of the records than the policy allows."""
+        enforced = self.enforcement
+        return enforced is not None and enforced.rows_suppressed / self.report.records > self.max_suppression
 
 
 def risk_records(extract: Extract, as_of: date) -> pl.DataFrame:
@@ -114,7 +121,7 @@ def assess_extract(
         enforce_k=enforce,
         rows_suppressed=None if enforcement is None else enforcement.rows_suppressed,
     )
-    return Assessment(extract_id, report, enforcement, json_path, plot_path)
+    return Assessment(extract_id, report, enforcement, json_path, plot_path, policy.max_suppression)
 
 
 def _write(path: Path, content: bytes) -> None:

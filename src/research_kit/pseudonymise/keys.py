@@ -2,8 +2,10 @@
 
 The key file holds the key as 64 hexadecimal characters (so that it can be
 backed up on paper). Everything else sees only its fingerprint. Purpose keys
-(pseudonyms, date shifts, per-study pseudonyms) are derived from it with
-HMAC-SHA256 and a label, so that no two uses share a key.
+(pseudonyms, date shifts) are derived from it with HMAC-SHA256 and a label,
+so that no two uses share a key. Study pseudonyms are not: each study has a
+random secret of its own (:mod:`~research_kit.pseudonymise.study_secrets`),
+so the runner that makes them never holds this key.
 """
 
 from __future__ import annotations

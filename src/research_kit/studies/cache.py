@@ -2,8 +2,9 @@
 
 An action's key is the SHA-256 of its study, its declared outputs, its
 notebook's bytes, its parameters (canonical JSON), the input extract (id and
-content hash), the files its ``needs`` handed it (by their hashes) and the
-environment it runs in. The
+content hash), the study's pseudonyms (the fingerprint of its secret: the
+identifiers its view shows), the files its ``needs`` handed it (by their
+hashes) and the environment it runs in. The
 environment is every installed distribution's name and version, Python's
 version and the research-kit sources (the DP helpers and ``rk.load`` run in
 the notebook), read from the file system without importing anything, so
@@ -77,6 +78,7 @@ def action_key(
     extract_hash: str,
     upstream: Mapping[str, str],
     environment_hash: str,
+    pseudonyms: str,
 ) -> str:
     """The content key of one action: equal keys, equal inputs."""
     material = {
@@ -85,6 +87,7 @@ def action_key(
         "notebook": notebook_hash,
         "parameters": dict(parameters),
         "extract": [extract, extract_hash],
+        "pseudonyms": pseudonyms,  # the study pseudonyms its view shows (the fingerprint of the study's secret)
         "upstream": dict(sorted(upstream.items())),
         "environment": environment_hash,
     }

@@ -9,7 +9,9 @@ and the audit log, and each moderately_sensitive output enters the review
 queue once, with its diff against the last version a reviewer saw.
 
 Only the runner sets ``RESEARCH_KIT_TIER=real``: the notebook's ``rk.load()``
-then reads the action's input view of the extract the run is for, and
+then reads the action's input view of the extract the run is for (its
+patients under the study's pseudonyms, from the study's secret, which the
+study's first run makes), and
 ``rk.dp`` asks the broker, which charges the study's real budget; the same
 notebook in JupyterLab reads the synthetic twin. Every action runs in the
 sandbox the policy asks for (:mod:`research_kit.sandbox`); a run that cannot
@@ -32,6 +34,8 @@ from research_kit.core.checksums import file_sha256
 from research_kit.core.errors import BadInput
 from research_kit.core.locks import hold
 from research_kit.core.workspace import Workspace
+from research_kit.pseudonymise.pseudonyms import study_fingerprint
+from research_kit.pseudonymise.study_secrets import study_secret
 from research_kit.sandbox.modes import Confinement, confinement
 from research_kit.studies import cache, records
 from research_kit.studies.executors import EXECUTORS, Executor, make_executor
@@ -127,6 +131,7 @@ class _Run:
         self.outcomes: dict[str, ActionOutcome] = {}
         self.run_id = 0
         self.on_behalf_of = current_actor()  # whose study budget the action's queries spend (a rerun: the owner's)
+        self.pseudonyms = ""  # the fingerprint of the study's pseudonyms (set once its secret is had)
 
     def notebook_hash(self, path: Path) -> str:
         if path not in self.notebook_hashes:
@@ -236,6 +241,8 @@ def run_pipeline(
             )  # fmt: skip
             if trigger == "rerun":  # the registered pipeline, unchanged: it runs for whoever registered it
                 run.on_behalf_of = records.registered_by(conn, study) or run.on_behalf_of
+            # The study's pseudonym secret, made by its first run: its actions' views show its pseudonyms only.
+            run.pseudonyms = study_fingerprint(study_secret(conn, ws.audit_path, study))
             run.run_id = records.start_run(
                 conn,
                 study=study,
@@ -329,6 +336,7 @@ def _schedule(run: _Run, conn: Any, selected: list[str], start_executor: Callabl
                         extract_hash=run.source.content_hash,
                         upstream=run.upstream(action),
                         environment_hash=run.env.hash,
+                        pseudonyms=run.pseudonyms,
                     )
                     stored = None if run.force else records.lookup(conn, key)
                     if stored is not None:

@@ -4,7 +4,7 @@ Made by the process that executes the action (the runner's thread, or a Dask
 worker on another node), outside the sandbox. Inside, the kernel sees::
 
     /rk/work      the work folder (writable; its outputs and scratch files)
-    /rk/view      the input view (read-only; see :mod:`research_kit.sandbox.views`)
+    /rk/view      the input view (read-only; see :mod:`research_kit.sandbox.views`), with the study's pseudonyms
     /rk/broker    the broker's socket (its one way to the platform)
     /rk/cache     the code systems' cache file (read-only; public code lists)
     /tmp          private, of the work folder's size; the kernel's runtime folder is bound in it
@@ -22,10 +22,11 @@ from research_kit.sandbox.broker import Broker, Grant
 from research_kit.sandbox.confine import Sandbox
 from research_kit.sandbox.limits import Cgroup, Limits, Watcher, cgroup_v2_parent
 from research_kit.sandbox.modes import FIX, find_bwrap, probe
-from research_kit.sandbox.views import build_view
+from research_kit.sandbox.views import StudyPseudonyms, build_view
 from research_kit.studies.tasks import ActionTask
 
 KERNEL_ARGV = ["-m", "ipykernel_launcher", "-f", "{connection_file}"]
+STUDY_VIEWS = "study-views"  # cache/study-views/FINGERPRINT/: each study's tables with its pseudonyms
 
 
 class ActionSandbox:
@@ -46,6 +47,7 @@ class ActionSandbox:
         """Build the view and start the broker; refuse when the confinement asked for cannot be had here."""
         from research_kit.core.workspace import open_workspace
         from research_kit.model.codes import cache_file, load_code_systems
+        from research_kit.pseudonymise.study_secrets import require_secret
         from research_kit.tiers import published_twins, real_source, twin_source
 
         ws = open_workspace(Path(task.workspace))
@@ -58,8 +60,15 @@ class ActionSandbox:
                 raise PolicyRefusal(f"cannot confine researcher code ({problem}): {FIX}")
         source = real_source(ws, task.extract)
         twin = twin_source(ws) if published_twins(ws) else None
+        with ws.catalog() as conn:  # the study's secret (its run made it), never the pseudonymisation key
+            pseudonyms = StudyPseudonyms(require_secret(conn, task.study), ws.cache_dir / STUDY_VIEWS)
         view = build_view(
-            work_root / "view", source=source, policy_file=ws.policy_path, upstream=task.inputs, twin=twin
+            work_root / "view",
+            source=source,
+            policy_file=ws.policy_path,
+            pseudonyms=pseudonyms,
+            upstream=task.inputs,
+            twin=twin,
         )
         box = Sandbox(mode=task.sandbox, limits=limits, bwrap=bwrap)
         box.add("work", work_root / "work", "/rk/work", writable=True)
