@@ -251,24 +251,39 @@ def history(ws: Workspace, study: str, tier: Tier = "real") -> list[Spend]:
         rows = conn.execute(
             "SELECT * FROM dp_spends WHERE study = ? AND tier = ? ORDER BY id", (study, _check_tier(tier))
         ).fetchall()
-    return [
-        Spend(
-            id=r["id"],
-            study=r["study"],
-            tier=r["tier"],
-            state=r["state"],
-            rho=from_picorho(r["picorho"]),
-            query=json.loads(r["query"]),
-            source=r["source"],
-            mechanism=r["mechanism"],
-            scale=r["scale"],
-            who=r["who"],
-            reserved_at=r["reserved_at"],
-            spent_at=r["spent_at"],
-            answer=json.loads(r["answer"]) if r["answer"] else None,
-        )
-        for r in rows
-    ]
+    return [_spend(r) for r in rows]
+
+
+def spends(conn: sqlite3.Connection, ids: Sequence[int]) -> dict[int, Spend]:
+    """The ledger's rows of these ids (any study, tier or state), by id; an id the ledger has not is absent.
+
+    Read on the caller's connection (intake reads them inside its own transaction).
+    """
+    wanted = sorted({int(i) for i in ids})
+    found: dict[int, Spend] = {}
+    for start in range(0, len(wanted), 500):  # SQLite's host parameters are limited
+        chunk = wanted[start : start + 500]
+        rows = conn.execute(f"SELECT * FROM dp_spends WHERE id IN ({','.join('?' * len(chunk))})", chunk)
+        found.update((int(r["id"]), _spend(r)) for r in rows)
+    return found
+
+
+def _spend(r: sqlite3.Row) -> Spend:
+    return Spend(
+        id=r["id"],
+        study=r["study"],
+        tier=r["tier"],
+        state=r["state"],
+        rho=from_picorho(r["picorho"]),
+        query=json.loads(r["query"]),
+        source=r["source"],
+        mechanism=r["mechanism"],
+        scale=r["scale"],
+        who=r["who"],
+        reserved_at=r["reserved_at"],
+        spent_at=r["spent_at"],
+        answer=json.loads(r["answer"]) if r["answer"] else None,
+    )
 
 
 @dataclass(frozen=True)

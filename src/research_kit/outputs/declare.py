@@ -4,7 +4,7 @@
 import research_kit as rk
 rk.outputs.table(counts, "prevalence", counts=["n"])                   # labels: the text columns
 rk.outputs.table(costs, "cost", sums=["cost"], n="n", source=rows)      # dominance and p% from the rows
-rk.outputs.table(rk.dp.count("patients", by=["sex"]), "sex")            # a DP answer: its guarantee goes along
+rk.outputs.table(rk.dp.count("patients", by=["sex"]), "sex")            # a DP answer: verified at review
 rk.outputs.figure(fig, "prevalence-plot", source="prevalence")
 rk.outputs.model(cox, "cox")                                            # statsmodels, lifelines, scikit-learn
 ```
@@ -18,11 +18,20 @@ Every column of a table has a role. Text, category and boolean columns are
 labels unless named otherwise; a numeric column must be named (``counts=``,
 ``sums=``, ``means=``, ``medians=``, ``labels=`` or ``roles=``), because a
 number the checks cannot place is a number they cannot check.
+
+A table of DP answers (``frame`` an answer, or ``dp=``) records the ledger
+ids of its answers in its sidecar. That is a claim: it is verified outside
+the sandbox when the run's outputs enter review, against the answers the
+ledger recorded (:mod:`research_kit.review.dp_outputs`, comparing as
+:mod:`research_kit.outputs.dp_match` says). Only a table whose every figure
+is one of those answers', for the run's study and extract, keeps the DP
+waiver; the notebook is told at once (on stderr) when its table would not.
 """
 
 from __future__ import annotations
 
 import os
+import sys
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -31,6 +40,7 @@ import numpy as np
 import pandas as pd
 
 from research_kit.core.errors import BadInput
+from research_kit.outputs import dp_match
 from research_kit.outputs import sidecar as sc
 from research_kit.outputs.models import SUMMARIES, km_table
 from research_kit.tiers import STUDY_ENV, current_tier
@@ -84,7 +94,7 @@ def table(
     if chosen not in sc.KINDS:
         raise BadInput(f"rk.outputs.table({name!r}): kind={chosen!r}: use one of {', '.join(sc.KINDS)}")
     contributions = {} if source is None else _contributions(name, frame, all_roles, source, values or {})
-    return _save(
+    saved = _save(
         frame,
         path,
         type="table",
@@ -95,6 +105,9 @@ def table(
         dp=_dp_facts(answers),
         population=population,
     )
+    if answers:
+        _say_if_not_dp(name, saved, all_roles, answers)
+    return saved
 
 
 def figure(fig: Any, name: str, *, source: str | None = None, dpi: int = 150) -> Path:
@@ -252,7 +265,25 @@ def _answers(dp: Any) -> list[Any]:
     for item in items:
         if not _is_answer(item):
             raise BadInput(f"rk.outputs: dp= takes rk.dp answers, not {type(item).__name__}")
+        if getattr(item, "preview", False) or getattr(item, "table", None) is None:
+            raise BadInput("rk.outputs: a preview released nothing: run the query without preview=True")
     return items
+
+
+def _say_if_not_dp(name: str, path: Path, roles: Mapping[str, str], answers: list[Any]) -> None:
+    """Tell the notebook now what intake will find: a table that is not made of its answers is checked as any.
+
+    The declaration is only a claim (the sidecar is written here, by the notebook); intake, outside the
+    sandbox, compares the table with the answers the ledger recorded (:mod:`research_kit.review.dp_outputs`).
+    """
+    why = None if all(a.id is not None for a in answers) else "an answer without a ledger id"
+    why = why or dp_match.unmatched(path, roles, [a.to_pandas() for a in answers])
+    if why is not None:
+        print(
+            f"rk.outputs.table({name!r}): declared as DP, but {why}: at review it is checked as an ordinary "
+            "table (small cells, differencing). Publish the answers' own columns (keys, value, lower, upper, n).",
+            file=sys.stderr,
+        )
 
 
 def _answer_frame(answer: Any) -> tuple[pd.DataFrame, dict[str, str]]:
@@ -273,6 +304,7 @@ def _dp_facts(answers: list[Any]) -> sc.DpFacts | None:
         delta=float(max(a.delta for a in answers)),
         scale=float(max(a.scale for a in answers)),
         queries=tuple(a.description for a in answers),
+        answers=tuple(sorted({int(a.id) for a in answers if a.id is not None})),
     )
 
 

@@ -12,6 +12,15 @@ per row, a :class:`Contribution` when the rows behind it were given
 checks say so. ``n_column`` names the column holding each row's number of
 patients behind it (for sums, means, medians and quantiles); a ``count``
 column is its own n.
+
+The sidecar is written by the researcher's code, inside the sandbox, so
+nothing in it is taken on trust where it would waive a check. Its ``dp``
+facts name the ledger ids of the answers the table was built from; when a
+run's outputs enter review, intake (:mod:`research_kit.review.dp_outputs`)
+looks those answers up in the ledger and compares the table with them, then
+rewrites the stored sidecar: ``dp`` recomputed from the ledger when every
+figure is one of the study's answers, removed otherwise, with the reason in
+``intake_notes`` (whatever a notebook wrote there is discarded).
 """
 
 from __future__ import annotations
@@ -75,6 +84,7 @@ class DpFacts:
     delta: float
     scale: float
     queries: tuple[str, ...] = ()
+    answers: tuple[int, ...] = ()  # the ledger's ids of the answers (``Answer.id``): what intake verifies
 
 
 @dataclass(frozen=True)
@@ -108,6 +118,7 @@ class Sidecar:
     tier: str = "synthetic"
     study: str | None = None
     mitigations: list[dict[str, Any]] = field(default_factory=list)  # applied on request, recorded
+    intake_notes: list[str] = field(default_factory=list)  # written at intake, outside the sandbox (see below)
 
     def columns(self, *roles: str) -> list[str]:
         return [c for c, r in self.roles.items() if r in roles]
@@ -132,11 +143,13 @@ class Sidecar:
                 for col, cells in data.pop("contributions", {}).items()
             }
             dp = data.pop("dp", None)
+            if dp is not None:
+                dp = DpFacts(**{**dp, "queries": tuple(dp.get("queries", ())), "answers": tuple(dp.get("answers", ()))})
             model = data.pop("model", None)
             return cls(
                 **data,
                 contributions=contributions,
-                dp=None if dp is None else DpFacts(**{**dp, "queries": tuple(dp.get("queries", ()))}),
+                dp=dp,
                 model=None if model is None else ModelFacts(**{**model, "terms": tuple(model.get("terms", ()))}),
             )
         except (KeyError, TypeError) as exc:
@@ -151,11 +164,13 @@ def is_sidecar(path: Path) -> bool:
     return path.name.endswith(SUFFIX)
 
 
-def write(output: Path, sidecar: Sidecar) -> Path:
-    """Write the sidecar beside ``output`` (temp file, then rename)."""
+def write(output: Path, sidecar: Sidecar, *, mode: int | None = None) -> Path:
+    """Write the sidecar beside ``output`` (temp file, given ``mode``, then rename)."""
     path = sidecar_path(output)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     tmp.write_text(sidecar.to_json())
+    if mode is not None:
+        tmp.chmod(mode)
     os.replace(tmp, path)
     return path
 

@@ -3,19 +3,28 @@
 The run action (:mod:`research_kit.actions.runs`) calls :func:`collect` after
 the runner has queued a run's moderately_sensitive outputs; the checks of
 :mod:`research_kit.disclosure` run at once, and again on :func:`recheck`.
+
+Collecting is where a sandboxed run's outputs cross into review, so an
+output's claim to be DP is verified there, against the ledger, before any
+check reads its sidecar (:mod:`research_kit.review.dp_outputs`).
 """
 
 from __future__ import annotations
 
 import json
 import sqlite3
+from dataclasses import replace
 from pathlib import Path
 
 from research_kit.core import audit, permissions
 from research_kit.core.catalog import transaction
+from research_kit.core.errors import BadInput
 from research_kit.core.permissions import Act, State
 from research_kit.core.workspace import Workspace
 from research_kit.disclosure import checks as checks_mod
+from research_kit.disclosure.results import CheckResult, result
+from research_kit.outputs import sidecar as sc
+from research_kit.review import dp_outputs
 from research_kit.review.requests import OPEN, Request, now, read_request
 
 
@@ -27,7 +36,7 @@ def collect(conn: sqlite3.Connection, ws: Workspace, study: str, run_id: int) ->
     """
     with transaction(conn):  # read and collected under one write lock: two runs never collect a row twice
         queued = conn.execute(
-            "SELECT q.id, q.run_id, q.action, q.name, q.sha256, q.extract, o.path, o.sensitivity, r.folder"
+            "SELECT q.id, q.study, q.run_id, q.action, q.name, q.sha256, q.extract, o.path, o.sensitivity, r.folder"
             " FROM review_queue q JOIN action_outputs o ON o.cache_key = q.cache_key AND o.name = q.name"
             " JOIN action_results r ON r.cache_key = q.cache_key"
             " WHERE q.study = ?"
@@ -50,8 +59,12 @@ def collect(conn: sqlite3.Connection, ws: Workspace, study: str, run_id: int) ->
             audit.append(conn, ws.audit_path, "request.open", {"request": request_id, "study": study})
         else:
             request_id = int(request["id"])
+        delta = ws.policy().dp.delta
         for row in queued:  # each output is its own run's (a killed run's, collected now, keeps its author)
             path = Path(row["folder"]) / "outputs" / row["path"]
+            # The sidecar was written in the sandbox: its DP claim holds only for the ledger's answers of the
+            # study (the queue's, as the runner recorded it) on the run's extract.
+            dp_outputs.settle(conn, path, study=row["study"], extract=row["extract"], delta=delta)
             add_version(conn, request_id, row["action"], row["name"], path, row["sha256"], row["sensitivity"],
                         _author(conn, study, int(row["run_id"])), row["extract"], queue=int(row["id"]))  # fmt: skip
         check_request(conn, ws, request_id)
@@ -117,6 +130,7 @@ def check_request(conn: sqlite3.Connection, ws: Workspace, request_id: int) -> d
     results = checks_mod.check_items(items, released, ws.policy())
     summary: dict[str, int] = dict.fromkeys(checks_mod.STATUSES, 0)
     for row, checked in zip(rows, results, strict=True):
+        checked = _with_intake_flags(checked, Path(row["path"]))
         conn.execute(
             "UPDATE request_outputs SET status = ?, checks = ? WHERE id = ?",
             (checked.status, json.dumps(checked.to_json(), sort_keys=True), row["id"]),
@@ -124,6 +138,22 @@ def check_request(conn: sqlite3.Connection, ws: Workspace, request_id: int) -> d
         summary[checked.status] += 1
     audit.append(conn, ws.audit_path, "request.check", {"request": request_id, **summary})
     return summary
+
+
+def _with_intake_flags(checked: checks_mod.OutputChecks, path: Path) -> checks_mod.OutputChecks:
+    """The checks with intake's own flags added (a refused DP claim): the reviewer sees why a table declared as
+    DP was checked as an ordinary one."""
+    if checked.sdc is None or checked.status == "gated":
+        return checked
+    try:
+        flags = dp_outputs.review_flags(sc.read(path))
+    except BadInput:
+        return checked  # the checks already report a malformed sidecar
+    if not flags:
+        return checked
+    found = result([*checked.sdc.flags, *flags], checked.sdc.notes, ())
+    sdc = CheckResult(found.status, found.flags, found.notes)  # as the catalog keeps it: no rules
+    return replace(checked, sdc=sdc, status="fail" if checked.status == "fail" else "review")
 
 
 def recheck(ws: Workspace, request_id: int) -> Request:
