@@ -14,6 +14,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from research_kit.console.output import print_table
+from research_kit.disclosure.results import Interval
 from research_kit.review.requests import Comment, Output, Request
 
 MAX_FLAGS = 8  # per output on the terminal
@@ -111,7 +112,9 @@ def request_json(request: Request, provenance: dict[str, dict[str, object]] | No
 def checks_json(output: Output) -> dict[str, Any]:
     """What the automatic checks found: ``gate_reasons`` (why a gate stopped it), ``notes``, ``flags`` (each
     ``rule``, ``severity``, ``row`` and ``column`` (null for the whole output or column), ``reason``), and
-    ``differencing`` (each ``other`` output and ``reason``). Reasons and positions, never a cell's value."""
+    ``differencing`` (each ``other`` output and ``reason``), and ``protection``: each suppressed cell's feasible
+    interval (``row``, ``column``, ``lower``, ``upper`` (null: unbounded), ``required`` width, ``linked`` outputs,
+    ``protected``), computed from the published figures only. Reasons and positions, never a hidden cell's value."""
     checks = output.checks
     flags = checks.sdc.flags if checks.sdc is not None else ()
     return {
@@ -122,6 +125,7 @@ def checks_json(output: Output) -> dict[str, Any]:
             for f in flags
         ],
         "differencing": [{"other": pair.other, "reason": pair.reason} for pair in checks.differencing],
+        "protection": [interval.to_json() | {"protected": interval.protected} for interval in checks.protection],
     }
 
 
@@ -182,6 +186,24 @@ def print_request(
         console.print(f"comment by {escape(comment.author)}{where}{private}: {escape(comment.body)}")
 
 
+def _print_protection(console: Console, intervals: tuple[Interval, ...]) -> None:
+    """Each suppressed cell's feasible interval against a solver, the narrow ones first."""
+    if not intervals:
+        return
+    narrow = sum(not i.protected for i in intervals)
+    console.print(
+        f"  suppressed cells: {len(intervals)}, each in an interval a solver finds from the published figures "
+        f"(width asked: {intervals[0].required:g}); {narrow} too narrow"
+    )
+    ordered = sorted(intervals, key=lambda i: (i.protected, i.width, i.row, i.column))
+    for i in ordered[:MAX_FLAGS]:
+        linked = f" with {', '.join(i.linked)}" if i.linked else ""
+        state = "protected" if i.protected else "[red]too narrow[/red]"
+        console.print(f"    row {i.row}, {escape(i.column)}: {i.text()}{escape(linked)}  {state}")
+    if len(intervals) > MAX_FLAGS:
+        console.print(f"    ... and {len(intervals) - MAX_FLAGS} more (all of them in --json and the web app)")
+
+
 def _print_output(console: Console, request: Request, output: Output, prov: dict[str, object] | None) -> None:
     style = STATUS_STYLE[output.status]
     voters = _voters(output)
@@ -207,6 +229,7 @@ def _print_output(console: Console, request: Request, output: Output, prov: dict
         console.print(f"  ... and {len(flags) - MAX_FLAGS} more flagged cells (all of them in the web app)")
     for pair in checks.differencing:
         console.print(f"  fail (differencing): {escape(pair.reason)}")
+    _print_protection(console, checks.protection)
     if prov:
         console.print(
             f"  from {prov.get('notebook')} (run {prov.get('run')}, extract {output.extract}, commit "

@@ -199,6 +199,18 @@ class SdcPolicy(_Section):
     flag_zeros: bool = _opt(True, "Flag zero cells for a reviewer (a zero can disclose).")
     rounding_base: int = _opt(5, "Base used when rounding counts on request.", min=1)
     differencing_threshold: int = _opt(10, "Flag two outputs whose comparable counts differ by fewer than this.", min=1)
+    protection_width: int = _opt(
+        0,
+        "Narrowest interval an attacker with a solver may be left with for a suppressed cell, from everything "
+        "published (0: min_cell_count).",
+        min=0,
+    )
+    protection_percent: float = _opt(
+        0.0,
+        "... and at least this percent of the interval's upper end (as tau-Argus's protection levels; 0: none).",
+        min=0.0,
+        max=100.0,
+    )
 
 
 @dataclass(frozen=True)

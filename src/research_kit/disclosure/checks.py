@@ -13,6 +13,13 @@ each on the whole request (a later check reads what the earlier ones found):
     is in the request; it fails when the table's current version carries
     mitigations the figure does not: the image was drawn from the figures as
     they were before;
+``protection``
+    every suppressed cell of the request's tables, attacked with a solver
+    (:mod:`research_kit.disclosure.attack`) together with every table of the
+    request and those already released (the scope differencing uses): a cell
+    whose feasible interval is narrower than the protection width fails,
+    with the interval; each suppressed cell's interval is kept for the
+    reviewer and the researcher;
 ``differencing``
     the request's tables against each other and against released ones
     (:mod:`research_kit.disclosure.differencing`).
@@ -42,7 +49,7 @@ from pathlib import Path
 import pandas as pd
 
 from research_kit.core.config import Policy
-from research_kit.disclosure import differencing, gates, sdc
+from research_kit.disclosure import attack, differencing, gates, sdc
 from research_kit.disclosure.results import (
     FAIL,
     REVIEW,
@@ -82,6 +89,7 @@ class Draft:
     gate: GateResult = field(default_factory=lambda: GateResult(()))  # until check_gates runs
     sdc: CheckResult | None = None
     differencing: list[DifferencingPair] = field(default_factory=list)
+    protection: list[attack.Interval] = field(default_factory=list)
 
 
 @dataclass(frozen=True)
@@ -91,6 +99,9 @@ class Run:
     drafts: list[Draft]
     released: list[Item]
     policy: Policy
+
+    def by_key(self) -> dict[str, Draft]:
+        return {d.item.key: d for d in self.drafts}
 
     def by_stem(self) -> dict[str, Draft]:
         """The request's outputs by file name without its suffix, as ``source=`` names a figure's table."""
@@ -116,6 +127,7 @@ def check_items(items: list[Item], released: list[Item], policy: Policy) -> list
             differencing=tuple(d.differencing),
             policy=snapshot,
             checked_at=checked_at,
+            protection=tuple(d.protection),
         )
         for d in run.drafts
     ]
@@ -206,6 +218,58 @@ def _drawn_before_mitigation(car: sc.Sidecar, table: Draft | None) -> Flag | Non
     return Flag("mitigated_source", None, None, reason, FAIL)
 
 
+def _attackable(item: Item, car: sc.Sidecar | None, draft: Draft | None) -> bool:
+    """A table the attacker reads: a CSV table, let through by the gates, not built from DP answers."""
+    if car is None or car.type != "table" or item.path.suffix.lower() != ".csv" or car.dp is not None:
+        return False
+    return draft is None or (draft.gate.passed and draft.sdc is not None)
+
+
+def check_protection(run: Run) -> None:
+    candidates = [
+        attack.Table(d.item.key, pd.read_csv(d.item.path), d.sidecar)
+        for d in run.drafts
+        if d.sidecar is not None and _attackable(d.item, d.sidecar, d)
+    ]
+    if not any(attack.has_suppressed(t) for t in candidates):
+        return
+    released = []
+    for item in run.released:
+        car = sc.read(item.path)
+        if car is not None and _attackable(item, car, None):
+            released.append(attack.Table(item.key, pd.read_csv(item.path), car, released=True))
+    intervals, notes = attack.audit([*candidates, *released], run.policy.sdc, report=[t.key for t in candidates])
+    by_key = run.by_key()
+    for interval in intervals:
+        by_key[interval.output].protection.append(interval)
+    for draft in by_key.values():
+        if draft.sdc is None or not (draft.protection or any(n.startswith(draft.item.key + ":") for n in notes)):
+            continue
+        flags = [_protection_flag(i) for i in draft.protection if not i.protected]
+        flags += [
+            Flag("unchecked", None, None, n.split(": ", 1)[1], REVIEW)
+            for n in notes
+            if n.startswith(draft.item.key + ":")
+        ]
+        narrowest = min((i.width for i in draft.protection), default=None)
+        note = (
+            f"protection: {len(draft.protection)} suppressed cell(s) attacked with a solver"
+            + (f", the narrowest interval {narrowest:g} wide" if narrowest is not None else "")
+            + f" (width asked: {attack.required_width(run.policy.sdc, 0.0):g})"
+        )
+        draft.sdc = result([*draft.sdc.flags, *flags], [*draft.sdc.notes, note], [*draft.sdc.rules, "protection"])
+
+
+def _protection_flag(interval: attack.Interval) -> Flag:
+    others = f" and {', '.join(interval.linked)}" if interval.linked else ""
+    reason = (
+        f"suppressed, but the published cells and margins (of this table{others}) put it in {interval.text()}: "
+        f"narrower than the protection width {interval.required:g}; suppress more (the suppress mitigation does "
+        "it) or round the table"
+    )
+    return Flag("protection", interval.row, interval.column, reason, FAIL)
+
+
 def check_differencing(run: Run) -> None:
     def refs(group: list[tuple[Item, Draft | None]]) -> list[differencing.TableRef]:
         out = []
@@ -240,5 +304,6 @@ CHECKS: dict[str, Check] = {
     "gate": check_gates,
     "sdc": check_sdc,
     "figure": check_figures,
+    "protection": check_protection,
     "differencing": check_differencing,
 }

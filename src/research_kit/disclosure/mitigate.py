@@ -7,7 +7,7 @@ A record names cells by position and counts merges; it never holds a value.
 ``suppress``
     Primary and secondary suppression
     (:mod:`~research_kit.disclosure.suppression`); refused when a suppressed
-    cell stays recoverable, whatever else is hidden.
+    cell stays narrower than the protection width, whatever else is hidden.
 ``round``
     Counts rounded to the nearest multiple of ``[sdc].rounding_base``
     (:mod:`~research_kit.disclosure.rounding`).
@@ -62,11 +62,11 @@ class Mitigation(Protocol):
 
 
 def _suppress(frame: pd.DataFrame, sidecar: Sidecar, policy: SdcPolicy, *, column: str | None) -> Mitigated:
-    done = suppress(frame, sidecar, sdc.check(frame, sidecar, policy))
+    done = suppress(frame, sidecar, sdc.check(frame, sidecar, policy), policy)
     if done.record.get("unprotected"):
         raise PolicyRefusal(
             f"{sidecar.file}: suppression cannot protect {len(done.record['unprotected'])} cell(s) of this "
-            "table (its zeros and margins pin them down): round it or roll it up instead"
+            "table to the protection width (its zeros and margins pin them down): round it or roll it up instead"
         )
     return done
 

@@ -9,6 +9,7 @@ is stored as ``{}`` and reads as :data:`UNCHECKED`.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -130,6 +131,59 @@ class DifferencingPair:
 
 
 @dataclass(frozen=True)
+class Interval:
+    """A suppressed cell's feasible interval: every value in it is consistent with everything published."""
+
+    output: str
+    row: int
+    column: str
+    lower: float
+    upper: float  # math.inf when nothing bounds it from above
+    required: float  # the width the policy asks of it
+    linked: tuple[str, ...] = ()  # the other outputs whose cells bounded it
+
+    @property
+    def width(self) -> float:
+        return self.upper - self.lower
+
+    @property
+    def protected(self) -> bool:
+        return self.width >= self.required - 1e-6
+
+    def text(self) -> str:
+        upper = "no upper bound" if math.isinf(self.upper) else _interval_number(self.upper)
+        return f"[{_interval_number(self.lower)}, {upper}]"
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "output": self.output,
+            "row": self.row,
+            "column": self.column,
+            "lower": self.lower,
+            "upper": None if math.isinf(self.upper) else self.upper,
+            "required": self.required,
+            "linked": list(self.linked),
+        }
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> Interval:
+        upper = data.get("upper")
+        return cls(
+            str(data["output"]),
+            int(data["row"]),
+            str(data["column"]),
+            float(data["lower"]),
+            math.inf if upper is None else float(upper),
+            float(data["required"]),
+            tuple(str(x) for x in data.get("linked", [])),
+        )
+
+
+def _interval_number(value: float) -> str:
+    return str(round(value)) if abs(value - round(value)) < 1e-6 else f"{value:.4g}"
+
+
+@dataclass(frozen=True)
 class OutputChecks:
     """Every automatic check on one output version, as the catalog keeps it.
 
@@ -146,6 +200,7 @@ class OutputChecks:
     differencing: tuple[DifferencingPair, ...] = ()
     policy: dict[str, Any] = field(default_factory=dict)
     checked_at: str | None = None
+    protection: tuple[Interval, ...] = ()  # each suppressed cell's feasible interval (tables only)
 
     def __post_init__(self) -> None:
         if self.status not in STATUSES:
@@ -164,6 +219,7 @@ class OutputChecks:
             "gate": self.gate.to_json(),
             "sdc": None if self.sdc is None else self.sdc.to_json(),
             "differencing": [pair.to_json() for pair in self.differencing],
+            "protection": [interval.to_json() for interval in self.protection],
             "policy": self.policy,
             "checked_at": self.checked_at,
         }
@@ -181,6 +237,7 @@ class OutputChecks:
             differencing=tuple(DifferencingPair.from_json(d) for d in data.get("differencing", [])),
             policy=dict(data.get("policy", {})),
             checked_at=data.get("checked_at"),
+            protection=tuple(Interval.from_json(i) for i in data.get("protection", [])),
         )
 
 

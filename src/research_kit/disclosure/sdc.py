@@ -53,6 +53,12 @@ residual_df
     (``n_obs - df_model - 1`` when the library gave none; ``n_obs - df_model``
     for lifelines, which fits no intercept); a lifelines model must also rest on
     at least ``survival_min_events`` events.
+protection
+    Not a rule of this module: the output checks
+    (:mod:`research_kit.disclosure.checks`) fail a suppressed cell whose
+    feasible interval, attacked with a solver over the request's and the
+    released tables (:mod:`research_kit.disclosure.attack`), is narrower than
+    the protection width.
 mitigated_source
     Not a rule of this module: the output checks
     (:mod:`research_kit.disclosure.checks`) fail a figure whose table was
@@ -149,6 +155,7 @@ RULES = (
     "residual_df",
     "unchecked",
     "mitigated_source",
+    "protection",
 )
 NUMERIC_ROLES = frozenset(
     {"count", "proportion", "survival_at_risk", "survival_events", "survival_censored"} | MAGNITUDE_ROLES

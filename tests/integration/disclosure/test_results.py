@@ -70,7 +70,7 @@ def test_every_kind_of_result_reads_back_as_it_was_checked() -> None:
 
 def test_the_stored_json_keeps_its_shape() -> None:
     stored = _stored(check_items(_request(), [], Policy())[0])
-    assert sorted(stored) == ["checked_at", "differencing", "gate", "policy", "sdc", "status"]
+    assert sorted(stored) == ["checked_at", "differencing", "gate", "policy", "protection", "sdc", "status"]
     assert stored["gate"] == {"passed": True, "reasons": []}
     assert sorted(stored["sdc"]) == ["flags", "notes", "status"]
     flag = stored["sdc"]["flags"][0]
@@ -134,7 +134,7 @@ def test_a_figure_fails_when_its_table_was_mitigated_after_it() -> None:
 
 
 def test_the_registries_run_in_their_order() -> None:
-    assert list(CHECKS) == ["gate", "sdc", "figure", "differencing"]
+    assert list(CHECKS) == ["gate", "sdc", "figure", "protection", "differencing"]
     assert list(TABLE_RULES) == ["min_max", "counts", "proportions", "magnitudes", "survival"]
     assert list(MODEL_RULES) == ["residual_df", "survival_events"]
     assert list(mitigate.MITIGATIONS) == ["suppress", "round", "midpoint6", "roll-up"]

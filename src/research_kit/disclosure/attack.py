@@ -1,0 +1,410 @@
+"""What an attacker with a linear-programming solver learns about suppressed cells: each one's feasible interval.
+
+A suppressed cell is protected only when everything published leaves it
+wide open. The attacker here knows every published cell and margin of the
+tables given (a request's and those already released from the same extract
+series), that counts are not negative, and that a margin is the sum of its
+cells; integrality is relaxed (the bound of an LP is never tighter than the
+integer one). For each suppressed cell, HiGHS (through ``highspy``) finds its
+smallest and its largest value over every table consistent with all of it: the
+cell's *feasible interval*. The interval must be at least the policy's
+protection width (:func:`required_width`).
+
+How tables are read
+-------------------
+Cells are sums of *atoms*: the finest groups the tables describe. Each
+additive column (counts, the ``n_column``, sums) lives in a *space* of atoms:
+
+- counts of the same unit, population and measure (same column name, or the
+  one counted column of a table that has only one, as differencing pairs
+  them) share a space across tables: that is how one output's margins bound
+  another's suppressed cells;
+- a sum column, and the count columns of a wide table with a ``Total``
+  column, have a space of their own table.
+
+A space's labels are the union of its tables' label columns. Its atoms are
+the interior rows (no label a margin) of the tables that carry all of those
+labels, read as listing every group that is not empty; when none does, every
+combination of the label values seen. A cell whose label is a margin
+(``Total``, ``All``, ``Overall``), or that lacks a label of its space, sums
+every atom matching the rest. A mitigation may also say that a line's margin
+is known though unpublished (:attr:`Cell.assumed`): what the suppression
+guarantees with it holds whatever margin is published later.
+
+A space larger than :data:`MAX_ATOMS` atoms is split back into one space per
+table (and says so). Tables that do not add up (their margins disagree with
+their cells, e.g. after rounding) have no feasible table at all: the space is
+reported as not audited, for a reviewer.
+
+Speed: one HiGHS model per space, solved again with a warm basis as only the
+objective changes (a cell's min, then its max).
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+import os
+import sys
+from collections.abc import Hashable, Iterable, Sequence
+from dataclasses import dataclass, field
+
+import highspy
+import numpy as np
+import pandas as pd
+
+from research_kit.core.config import SdcPolicy
+from research_kit.core.errors import BadInput
+from research_kit.disclosure.differencing_views import SINGLE, TOTAL, counted_values, label_strings
+from research_kit.disclosure.margins import is_total
+from research_kit.disclosure.results import Interval
+from research_kit.disclosure.sdc_counts import count_columns
+from research_kit.outputs.sidecar import Sidecar
+
+MAX_ATOMS = 200_000  # a linked space with more atoms is audited table by table
+WIDE = "\x00column"  # the label a wide table's count columns stand for
+_TOL = 1e-7
+
+
+@dataclass(frozen=True)
+class Table:
+    """One table the attacker reads: how the caller names it, its cells, its sidecar."""
+
+    key: str
+    frame: pd.DataFrame
+    sidecar: Sidecar
+    released: bool = False
+
+
+def has_suppressed(table: Table) -> bool:
+    """Whether any additive cell of the table is suppressed (missing, or not a number such as ``<10``)."""
+    side = table.sidecar
+    for col in dict.fromkeys(count_columns(side) + side.columns("sum")):
+        if col in table.frame.columns and np.isnan(counted_values(table.frame[col], f"{table.key}, {col!r}")).any():
+            return True
+    return False
+
+
+def required_width(policy: SdcPolicy, upper: float) -> float:
+    """The width a suppressed cell's interval must have: the protection width, and a share of its upper end."""
+    width = float(policy.protection_width or policy.min_cell_count)
+    if policy.protection_percent and math.isfinite(upper):
+        width = max(width, policy.protection_percent / 100 * upper)
+    return width
+
+
+@dataclass
+class Cell:
+    """One additive cell as the attacker sees it, in its space."""
+
+    output: str
+    row: int
+    column: str
+    key: dict[str, str]  # the space's labels this cell fixes (a margin or a missing label: summed over)
+    value: float  # NaN: suppressed
+    assumed: bool = False  # a margin the mitigation takes as known, though not published
+
+
+@dataclass
+class Space:
+    """The cells that share atoms: one linear system."""
+
+    id: Hashable
+    cells: list[Cell] = field(default_factory=list)
+    signed: bool = False  # a sum column with negative values: atoms may be negative
+
+    @property
+    def labels(self) -> list[str]:
+        return sorted({name for c in self.cells for name in c.key} | self._declared)
+
+    _declared: set[str] = field(default_factory=set)
+
+
+@dataclass(frozen=True)
+class SpaceResult:
+    """The intervals of one space's suppressed cells, or why it could not be audited."""
+
+    intervals: list[Interval]
+    problem: str | None = None  # "do not add up" or "too large", when not audited
+
+
+# --- reading tables into spaces ----------------------------------------------------------------------------
+
+
+def table_spaces(tables: Sequence[Table], *, link: bool = True, assumed: bool = False) -> list[Space]:
+    """Every table's additive cells, in the spaces they share (see the module docstring)."""
+    spaces: dict[Hashable, Space] = {}
+    for table in tables:
+        for space_id, cells, labels, signed in _table_cells(table, link=link, assumed=assumed):
+            space = spaces.setdefault(space_id, Space(space_id))
+            space.cells += cells
+            space._declared |= set(labels)
+            space.signed = space.signed or signed
+    return list(spaces.values())
+
+
+def _table_cells(table: Table, *, link: bool, assumed: bool) -> Iterable[tuple[Hashable, list[Cell], list[str], bool]]:
+    side, frame = table.sidecar, table.frame
+    labels = [c for c in side.labels if c in frame.columns]
+    values = {name: label_strings(frame[name]) for name in labels}
+    counted = count_columns(side)
+    sums = side.columns("sum")
+    rows = range(len(frame))
+    keys = [{name: str(values[name][r]) for name in labels if values[name][r] != TOTAL} for r in rows]
+    if len({_frozen(k) for k in keys}) != len(keys):
+        raise BadInput(f"{side.file}: the label columns ({', '.join(labels)}) do not identify rows uniquely")
+    for group, kind in ((counted, "count"), (sums, "sum")):
+        totals = [c for c in group if is_total(c)]
+        interior = [c for c in group if not is_total(c)]
+        if len(totals) == 1 and interior:  # a wide table: its columns are one more label
+            cells = []
+            for col in [*interior, totals[0]]:
+                data = counted_values(frame[col], f"{table.key}, column {col!r}")
+                for r in rows:
+                    key = dict(keys[r]) if is_total(col) else {**keys[r], WIDE: col}
+                    cells.append(Cell(table.key, r, col, key, float(data[r])))
+            found = cells + (_assumed_margins(cells, [*labels, WIDE]) if assumed else [])
+            yield ("wide", table.key, kind), found, [*labels, WIDE], _negative(cells)
+            continue
+        for col in group:
+            data = counted_values(frame[col], f"{table.key}, column {col!r}")
+            cells = [Cell(table.key, r, col, dict(keys[r]), float(data[r])) for r in rows]
+            if kind == "count" and link:
+                measure = SINGLE if len(counted) == 1 else col
+                space_id: Hashable = ("count", side.unit, side.population, measure)
+            else:
+                space_id = ("column", table.key, col)
+            found = cells + (_assumed_margins(cells, labels) if assumed else [])
+            yield space_id, found, labels, kind == "sum" and _negative(cells)
+
+
+def _negative(cells: list[Cell]) -> bool:
+    return any(c.value < 0 for c in cells if not math.isnan(c.value))
+
+
+def _assumed_margins(cells: list[Cell], labels: list[str]) -> list[Cell]:
+    """Each line without a published margin gets one the attacker is taken to know: the sum of its cells.
+
+    A line: the cells that share every label but one, ``d``, with ``d`` interior.
+    Its sum is only known (to the mitigation) when every cell holds its value.
+    """
+    out: list[Cell] = []
+    interior = [c for c in cells if all(name in c.key for name in labels)]
+    published = {_frozen(c.key) for c in cells}
+    for d in labels:
+        lines: dict[frozenset[tuple[str, str]], list[Cell]] = {}
+        for c in interior:
+            rest = {k: v for k, v in c.key.items() if k != d}
+            lines.setdefault(_frozen(rest), []).append(c)
+        for line, members in lines.items():
+            if len(members) < 2 or line in published:
+                continue
+            if any(math.isnan(c.value) for c in members):
+                continue  # the caller passes true values; a missing one cannot be summed
+            first = members[0]
+            total = sum(c.value for c in members)
+            out.append(Cell(first.output, -1, first.column, dict(line), total, assumed=True))
+    return out
+
+
+def _frozen(key: dict[str, str]) -> frozenset[tuple[str, str]]:
+    return frozenset(key.items())
+
+
+# --- atoms -------------------------------------------------------------------------------------------------
+
+
+class Atoms:
+    """A space's atoms and, for each cell, the atoms it sums."""
+
+    def __init__(self, space: Space) -> None:
+        self.labels = space.labels
+        full = [c for c in space.cells if len(c.key) == len(self.labels) and not c.assumed]
+        if full:
+            combos = sorted({tuple(c.key[n] for n in self.labels) for c in full})
+        else:
+            domains = [sorted({c.key[n] for c in space.cells if n in c.key}) for n in self.labels]
+            size = math.prod(len(d) for d in domains)
+            if size > MAX_ATOMS:
+                raise OverflowError(size)
+            combos = list(itertools.product(*domains))
+        if len(combos) > MAX_ATOMS:
+            raise OverflowError(len(combos))
+        self.combos = combos
+        self._index: dict[tuple[str, ...], dict[tuple[str, ...], list[int]]] = {}
+
+    def __len__(self) -> int:
+        return len(self.combos)
+
+    def of(self, cell: Cell) -> list[int]:
+        """The atoms ``cell`` sums (those matching every label it fixes)."""
+        fixed = tuple(n for n in self.labels if n in cell.key)
+        if fixed not in self._index:
+            positions = [self.labels.index(n) for n in fixed]
+            index: dict[tuple[str, ...], list[int]] = {}
+            for j, combo in enumerate(self.combos):
+                index.setdefault(tuple(combo[p] for p in positions), []).append(j)
+            self._index[fixed] = index
+        return self._index[fixed].get(tuple(cell.key[n] for n in fixed), [])
+
+
+# --- the audit ---------------------------------------------------------------------------------------------
+
+
+def _quiet_first_highs() -> None:
+    """Build one HiGHS instance with the process's stdout closed: HiGHS prints its banner on the first one.
+
+    The banner is written by C++ straight to file descriptor 1, before any
+    option can silence it; it would land in the middle of a ``--json`` answer.
+    """
+    sys.stdout.flush()
+    saved = os.dup(1)
+    try:
+        with open(os.devnull, "wb") as null:
+            os.dup2(null.fileno(), 1)
+            highspy.Highs()
+    finally:
+        os.dup2(saved, 1)
+        os.close(saved)
+
+
+_quiet_first_highs()
+
+
+def new_highs() -> highspy.Highs:
+    """A silent HiGHS instance that keeps its basis between solves (presolve off, so the warm start holds)."""
+    h = highspy.Highs()
+    h.setOptionValue("output_flag", False)
+    h.setOptionValue("presolve", "off")
+    h.setOptionValue("simplex_strategy", 4)  # primal: after an objective change the last basis stays feasible
+    return h
+
+
+def audit_space(space: Space, policy: SdcPolicy, *, report: set[str] | None = None) -> SpaceResult:
+    """The feasible interval of every suppressed cell of ``space`` (of the outputs in ``report``, if given)."""
+    hidden = [c for c in space.cells if math.isnan(c.value) and (report is None or c.output in report)]
+    if not hidden:
+        return SpaceResult([])
+    try:
+        atoms = Atoms(space)
+    except OverflowError:
+        return SpaceResult([], "too large")
+    model = _Model.build(space, atoms, hidden)
+    if model is None:
+        return SpaceResult([], "do not add up")
+    h, column_of = model
+    intervals = []
+    for c in hidden:
+        j = column_of[id(c)]
+        bounds = []
+        for sense in (highspy.ObjSense.kMinimize, highspy.ObjSense.kMaximize):
+            h.changeColCost(j, 1.0)
+            h.changeObjectiveSense(sense)
+            h.run()
+            status = h.getModelStatus()
+            if status == highspy.HighsModelStatus.kInfeasible:
+                return SpaceResult([], "do not add up")
+            if status in (highspy.HighsModelStatus.kUnbounded, highspy.HighsModelStatus.kUnboundedOrInfeasible):
+                bounds.append(-math.inf if sense == highspy.ObjSense.kMinimize else math.inf)
+            elif status == highspy.HighsModelStatus.kOptimal:
+                bounds.append(float(h.getInfo().objective_function_value))
+            else:  # pragma: no cover - HiGHS's other statuses (time limit, numerical trouble)
+                raise RuntimeError(f"HiGHS stopped with {h.modelStatusToString(status)}")
+            h.changeColCost(j, 0.0)
+        lo, hi = bounds
+        lo = max(lo, 0.0) if not space.signed else lo
+        linked = _linked(space, c, atoms)
+        intervals.append(Interval(c.output, c.row, c.column, _snap(lo), _snap(hi), required_width(policy, hi), linked))
+    return SpaceResult(intervals)
+
+
+class _Model:
+    """The audit's LP of one space: atoms that a published cell pins alone are substituted out first."""
+
+    @staticmethod
+    def build(space: Space, atoms: Atoms, hidden: list[Cell]) -> tuple[highspy.Highs, dict[int, int]] | None:
+        """HiGHS holding the space's system and the column of each cell in ``hidden``; None if it does not add up."""
+        inf = highspy.kHighsInf
+        fixed = np.full(len(atoms), np.nan)
+        for c in space.cells:
+            members = atoms.of(c)
+            if len(members) == 1 and not math.isnan(c.value):
+                j = members[0]
+                if not math.isnan(fixed[j]) and abs(fixed[j] - c.value) > _TOL:
+                    return None
+                fixed[j] = c.value
+        free = np.flatnonzero(np.isnan(fixed))
+        column = np.full(len(atoms), -1, dtype=np.int64)
+        column[free] = np.arange(len(free))
+        h = new_highs()
+        lower = -inf if space.signed else 0.0
+        h.addVars(len(free), np.full(len(free), lower), np.full(len(free), inf))
+        column_of: dict[int, int] = {}
+        tied = set()
+        for c in hidden:
+            members = atoms.of(c)
+            if len(members) == 1 and column[members[0]] >= 0:
+                column_of[id(c)] = int(column[members[0]])  # an interior cell is its atom
+                tied.add(id(c))
+            else:
+                column_of[id(c)] = h.getNumCol()
+                h.addVar(-inf, inf)
+        for c in space.cells:
+            at = np.asarray(atoms.of(c), dtype=np.int64)
+            known = float(np.nansum(fixed[at])) if len(at) else 0.0
+            moving = column[at][column[at] >= 0]
+            if math.isnan(c.value):
+                if id(c) not in column_of or id(c) in tied:
+                    continue  # another table's suppressed cell: its atoms are bounded by what is published
+                idx = np.array([column_of[id(c)], *moving], dtype=np.int32)
+                coef = np.array([1.0] + [-1.0] * len(moving))
+                h.addRow(known, known, len(idx), idx, coef)
+            elif len(moving) == 0:
+                if abs(c.value - known) > _TOL * max(1.0, abs(c.value)):
+                    return None
+            else:
+                rhs = c.value - known
+                h.addRow(rhs, rhs, len(moving), moving.astype(np.int32), np.ones(len(moving)))
+        return h, column_of
+
+
+def _snap(x: float) -> float:
+    """An LP optimum of whole-number data, rid of solver noise (1e-9 off a whole number)."""
+    if math.isinf(x):
+        return x
+    near = round(x)
+    return float(near) if abs(x - near) < 1e-6 else x
+
+
+def _linked(space: Space, cell: Cell, atoms: Atoms) -> tuple[str, ...]:
+    """The other outputs of the space whose cells share an atom with ``cell``."""
+    mine = set(atoms.of(cell))
+    return tuple(sorted({c.output for c in space.cells if c.output != cell.output and mine.intersection(atoms.of(c))}))
+
+
+def audit(
+    tables: Sequence[Table], policy: SdcPolicy, *, report: Iterable[str] | None = None
+) -> tuple[list[Interval], list[str]]:
+    """Every suppressed cell's feasible interval (of the outputs in ``report``), and notes on what was not audited.
+
+    Linked spaces too large or that do not add up are audited again table by
+    table; a table that alone does not add up is named in the notes.
+    """
+    wanted = set(report) if report is not None else {t.key for t in tables}
+    intervals: list[Interval] = []
+    notes: list[str] = []
+    for space in table_spaces(tables):
+        found = audit_space(space, policy, report=wanted)
+        if found.problem is None:
+            intervals += found.intervals
+            continue
+        pairs = {(c.output, c.column) for c in space.cells}
+        for table in [t for t in tables if t.key in {c.output for c in space.cells} and t.key in wanted]:
+            alone = [s for s in table_spaces([table], link=False) if (table.key, s.cells[0].column) in pairs]
+            for part in alone:
+                own = audit_space(part, policy)
+                intervals += own.intervals
+                if own.problem is not None:
+                    notes.append(f"{table.key}: its suppressed cells were not audited: its cells {own.problem}")
+                    break
+    return intervals, notes

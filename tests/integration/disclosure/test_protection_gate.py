@@ -1,0 +1,103 @@
+"""The protection check: a suppressed cell that a solver can narrow down fails, with its interval, across outputs."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+import research_kit as rk
+from research_kit.core.config import Policy, SdcPolicy
+from research_kit.disclosure.checks import Item, check_items
+from research_kit.disclosure.mitigate import get_mitigation
+from research_kit.disclosure.results import OutputChecks
+from research_kit.disclosure.sdc import check_table
+from research_kit.outputs import sidecar as sc
+
+
+@pytest.fixture(autouse=True)
+def in_tmp(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("RESEARCH_KIT_TIER", raising=False)
+    monkeypatch.setenv("RESEARCH_KIT_STUDY", "s9")
+
+
+def two_way(cells: list[list[float]]) -> pd.DataFrame:
+    """A long table of a two-way array with every margin (``Total`` rows)."""
+    arr = np.array(cells, dtype=float)
+    rows = []
+    for i in [*range(arr.shape[0]), None]:
+        for j in [*range(arr.shape[1]), None]:
+            value = arr[slice(None) if i is None else i, slice(None) if j is None else j].sum()
+            rows.append({"a": "Total" if i is None else f"a{i}", "b": "Total" if j is None else f"b{j}", "n": value})
+    return pd.DataFrame(rows)
+
+
+def declare(frame: pd.DataFrame, name: str) -> Item:
+    rk.outputs.table(frame, name, counts=["n"])
+    return Item(f"act/{name}", Path(f"{name}.csv"), "moderately_sensitive")
+
+
+def hide(frame: pd.DataFrame, cells: list[tuple[str, str]]) -> pd.DataFrame:
+    out = frame.copy()
+    for a, b in cells:
+        out.loc[(out.a == a) & (out.b == b), "n"] = np.nan
+    return out
+
+
+def test_the_pattern_that_only_stops_exact_recovery_fails_with_its_intervals() -> None:
+    """[[20, 2, 3], [30, 40, 50]]: hiding 2, 3, 40 and 50 leaves each of the small ones in [0, 5]."""
+    table = hide(two_way([[20, 2, 3], [30, 40, 50]]), [("a0", "b1"), ("a0", "b2"), ("a1", "b1"), ("a1", "b2")])
+    [checks] = check_items([declare(table, "t")], [], Policy())
+    assert checks.status == "fail"
+    assert checks.sdc is not None
+    failed = {(f.row, f.column): f.reason for f in checks.sdc.flags if f.rule == "protection"}
+    assert set(failed) == {(1, "n"), (2, "n"), (5, "n"), (6, "n")}
+    assert "[0, 5]" in failed[(1, "n")]
+    intervals = {(i.row, i.column): (i.lower, i.upper) for i in checks.protection}
+    assert intervals == {(1, "n"): (0, 5), (2, "n"): (0, 5), (5, "n"): (37, 42), (6, "n"): (48, 53)}
+    assert OutputChecks.from_json(json.loads(json.dumps(checks.to_json()))) == checks
+
+
+def test_the_suppress_mitigation_leaves_every_interval_wide_enough() -> None:
+    frame = two_way([[20, 2, 3], [30, 40, 50]])
+    side = sc.read(declare(frame, "t").path)
+    assert side is not None
+    policy = SdcPolicy()
+    done = get_mitigation("suppress")(frame, side, policy, column=None)
+    done.frame.to_csv("t.csv", index=False)
+    [checks] = check_items([Item("act/t", Path("t.csv"), "moderately_sensitive")], [], Policy())
+    assert not [f for f in checks.sdc.flags if f.rule == "protection"] if checks.sdc else True
+    assert checks.protection
+    assert all(i.width >= policy.min_cell_count for i in checks.protection)
+    assert check_table(done.frame, side, policy).status != "fail"
+
+
+def test_a_released_table_of_the_same_population_narrows_a_suppressed_cell() -> None:
+    """Each table is fine alone; together, the released one-way margin pins the new table's hidden cells."""
+    released = pd.DataFrame({"a": ["a0", "a1"], "n": [25.0, 120.0]})
+    released_item = declare(released, "by_a")
+    # The new table hides a0's two small cells and two partners, but prints no row margin for a0: alone, a0's
+    # cells are only bounded by the column margins; the released table gives a0's total (25).
+    table = hide(two_way([[20, 2, 3], [30, 40, 50]]), [("a0", "b1"), ("a0", "b2"), ("a1", "b1"), ("a1", "b2")])
+    table = table[table.b != "Total"].reset_index(drop=True)
+    [alone] = check_items([declare(table, "t")], [], Policy())
+    assert not [f for f in alone.sdc.flags if f.rule == "protection"] if alone.sdc else True
+    [linked] = check_items([declare(table, "t")], [released_item], Policy())
+    flags = [f for f in linked.sdc.flags if f.rule == "protection"] if linked.sdc else []
+    assert flags
+    assert all("act/by_a" in f.reason for f in flags)
+    assert {i.linked for i in linked.protection} == {("act/by_a",)}
+
+
+def test_dp_tables_and_tables_of_another_population_are_not_linked() -> None:
+    released = pd.DataFrame({"a": ["a0", "a1"], "n": [25.0, 120.0]})
+    rk.outputs.table(released, "by_a", counts=["n"], population="diagnosed since 2010")
+    other = Item("act/by_a", Path("by_a.csv"), "moderately_sensitive")
+    table = hide(two_way([[20, 2, 3], [30, 40, 50]]), [("a0", "b1"), ("a0", "b2"), ("a1", "b1"), ("a1", "b2")])
+    table = table[table.b != "Total"].reset_index(drop=True)
+    [checks] = check_items([declare(table, "t")], [other], Policy())
+    assert not [f for f in checks.sdc.flags if f.rule == "protection"] if checks.sdc else True
