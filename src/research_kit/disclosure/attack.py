@@ -383,17 +383,25 @@ def _linked(space: Space, cell: Cell, atoms: Atoms) -> tuple[str, ...]:
 
 
 def audit(
-    tables: Sequence[Table], policy: SdcPolicy, *, report: Iterable[str] | None = None
+    tables: Sequence[Table],
+    policy: SdcPolicy,
+    *,
+    report: Iterable[str] | None = None,
+    touching: Iterable[str] | None = None,
 ) -> tuple[list[Interval], list[str]]:
     """Every suppressed cell's feasible interval (of the outputs in ``report``), and notes on what was not audited.
 
+    ``touching``: only the spaces holding a cell of one of these outputs.
     Linked spaces too large or that do not add up are audited again table by
     table; a table that alone does not add up is named in the notes.
     """
     wanted = set(report) if report is not None else {t.key for t in tables}
+    near = set(touching) if touching is not None else None
     intervals: list[Interval] = []
     notes: list[str] = []
     for space in table_spaces(tables):
+        if near is not None and not any(c.output in near for c in space.cells):
+            continue
         found = audit_space(space, policy, report=wanted)
         if found.problem is None:
             intervals += found.intervals

@@ -48,7 +48,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from research_kit.core.config import Policy
+from research_kit.core.config import Policy, SdcPolicy
 from research_kit.disclosure import attack, differencing, gates, sdc
 from research_kit.disclosure.results import (
     FAIL,
@@ -231,17 +231,32 @@ def check_protection(run: Run) -> None:
         for d in run.drafts
         if d.sidecar is not None and _attackable(d.item, d.sidecar, d)
     ]
-    if not any(attack.has_suppressed(t) for t in candidates):
+    if not candidates:
         return
     released = []
     for item in run.released:
         car = sc.read(item.path)
         if car is not None and _attackable(item, car, None):
             released.append(attack.Table(item.key, pd.read_csv(item.path), car, released=True))
-    intervals, notes = attack.audit([*candidates, *released], run.policy.sdc, report=[t.key for t in candidates])
+    if not any(attack.has_suppressed(t) for t in [*candidates, *released]):
+        return
+    keys = [t.key for t in candidates]
+    everyone = [t.key for t in [*candidates, *released]]
+    intervals, notes = attack.audit([*candidates, *released], run.policy.sdc, report=everyone, touching=keys)
     by_key = run.by_key()
     for interval in intervals:
-        by_key[interval.output].protection.append(interval)
+        if interval.output in by_key:
+            by_key[interval.output].protection.append(interval)
+    for interval, narrowed_by in _released_narrowed(intervals, released, run.policy.sdc, set(keys)):
+        draft = by_key[narrowed_by]
+        if draft.sdc is not None:
+            reason = (
+                f"with this output, the suppressed {interval.column} cell (row {interval.row}) of the released "
+                f"output {interval.output} lies in {interval.text()}: narrower than the protection width "
+                f"{interval.required:g}"
+            )
+            flag = Flag("protection", None, interval.column, reason, FAIL)
+            draft.sdc = result([*draft.sdc.flags, flag], draft.sdc.notes, [*draft.sdc.rules, "protection"])
     for draft in by_key.values():
         if draft.sdc is None or not (draft.protection or any(n.startswith(draft.item.key + ":") for n in notes)):
             continue
@@ -258,6 +273,28 @@ def check_protection(run: Run) -> None:
             + f" (width asked: {attack.required_width(run.policy.sdc, 0.0):g})"
         )
         draft.sdc = result([*draft.sdc.flags, *flags], [*draft.sdc.notes, note], [*draft.sdc.rules, "protection"])
+
+
+def _released_narrowed(
+    intervals: list[attack.Interval], released: list[attack.Table], policy: SdcPolicy, candidates: set[str]
+) -> list[tuple[attack.Interval, str]]:
+    """Suppressed cells of released tables that the request narrows below the width, each with a candidate to blame.
+
+    A cell that was already as narrow without the request is left alone: it was reviewed when it was released.
+    """
+    narrow = [i for i in intervals if i.output not in candidates and not i.protected]
+    if not narrow:
+        return []
+    before, _ = attack.audit(released, policy, report={i.output for i in narrow})
+    was = {(i.output, i.row, i.column): i for i in before}
+    out = []
+    for interval in narrow:
+        old = was.get((interval.output, interval.row, interval.column))
+        if old is not None and not old.protected and old.width <= interval.width + 1e-9:
+            continue
+        blamed = [key for key in interval.linked if key in candidates] or sorted(candidates)
+        out += [(interval, key) for key in blamed[:1]]
+    return out
 
 
 def _protection_flag(interval: attack.Interval) -> Flag:

@@ -54,18 +54,12 @@ it is unknown and is not compared.
 3. **Margins inside one table.** For each pattern of margins in a candidate
    table (e.g. ``sex = Total``), its margin rows are compared with the sum of
    the cells they total.
-4. **Recovering a suppressed cell.** A missing (NaN) or non-numeric count is a
-   suppressed cell. Viewed at a level ``C``, a group of ``T``'s cells holding
-   exactly one suppressed cell, or a suppressed margin row, is recoverable when
-   a known count for the same group is available from ``T``'s own margin row,
-   from the sum of ``T``'s own cells, or from any view of another table of the
-   same unit and the *same population* (a table of another population only
-   bounds it). The recovered count is the known count minus the group's other
-   cells; a recovery is flagged whatever its value (unless negative, which
-   means the tables do not agree), and ``difference`` is the recovered count.
-   Levels tried: the common levels of rule 2 and the margin levels of rule 3.
-   Only one step is taken: a cell recovered by solving several margins
-   together, or by first recovering another cell, is not found.
+4. **Recovering a suppressed cell** is not searched here: the protection
+   check (:mod:`research_kit.disclosure.attack`) solves every margin of the
+   request's and the released tables together, and fails a suppressed cell
+   (of a candidate, or of a released table that a candidate narrows) whose
+   feasible interval is narrower than the protection width; an exact
+   recovery is an interval of width 0.
 
 Levels are tried only where they can matter: every common level of a
 candidate's labels with another table's, and every margin pattern of a
@@ -208,50 +202,6 @@ class _Search:
             flags.append((int(row.t), int(row.t), self._flag(info, info, group, str(row.col), d, reason)))
         return flags
 
-    def recoveries(self, level: frozenset[str], views: pd.DataFrame) -> list[tuple[int, int, DifferencingFlag]]:
-        """Rule 4: a group with one suppressed cell (or a suppressed margin) and a known count for the same group."""
-        groups = views[views["nnan"].to_numpy() == 1]
-        if groups.empty:
-            return []
-        sources = views[(views["nnan"].to_numpy() == 0) & views["key"].isin(groups["key"]).to_numpy()]
-        pairs = groups.merge(sources, on=["key", "ckey"], suffixes=("_g", "_s"))
-        tg = pairs["t_g"].to_numpy()
-        ts = pairs["t_s"].to_numpy()
-        recovered = pairs["value_s"].to_numpy() - pairs["known_g"].to_numpy()
-        kinds_differ = pairs["kind_g"].to_numpy() != pairs["kind_s"].to_numpy()
-        keep = (
-            (self.cells.pop[tg] == self.cells.pop[ts])
-            & ((tg != ts) | kinds_differ)
-            & np.where(tg == ts, self.cells.cand[tg], self.cells.cand[tg] | self.cells.cand[ts])
-            & (recovered >= 0)
-            & self._one_column_key(pairs, tg, ts)
-        )
-        flags = []
-        for row in pairs[keep].itertuples(index=False):
-            g, s = self.cells.infos[row.t_g], self.cells.infos[row.t_s]
-            nanrow = int(row.nanrow_g)
-            cell = {n: str(self.cells.labels[n][nanrow]) for n in g.labels}
-            group = self._group(g, level, str(row.key))
-            r = float(row.value_s) - float(row.known_g)
-            if row.t_g == row.t_s:
-                source = "its own margin row" if row.kind_s == PUBLISHED else "the sum of its own published cells"
-            else:
-                source = self._side(s, row.kind_s, level)
-            if row.kind_g == SUMMED and int(row.cells_g) > 1:
-                how = (
-                    f"{source} gives {_fmt(row.value_s)} for {_group_text(group)}, and the other "
-                    f"{int(row.cells_g) - 1} cells of {g.name} in that group sum to {_fmt(row.known_g)}"
-                )
-            else:
-                how = f"{source} gives {_fmt(row.value_s)} for the same group"
-            reason = (
-                f"the suppressed {row.col_g} cell ({_group_text(cell)}) of {g.name} is recoverable: "
-                f"{how}, so it holds {_fmt(r)} {g.unit}"
-            )
-            flag = DifferencingFlag(g.ref.output_id, s.ref.output_id, cell, str(row.col_g), round(r), reason)
-            flags.append((int(row.t_g), int(row.t_s), flag))
-        return flags
-
     # -- helpers -----------------------------------------------------------------------------------------
 
     def _one_column_key(self, pairs: pd.DataFrame, ta: Ints, tb: Ints) -> Bools:
@@ -306,7 +256,6 @@ def find_differencing(
             continue
         found += search.between(level, views)
         found += search.margins(level, views)
-        found += search.recoveries(level, views)
     seen: set[tuple[int, int, str, tuple[tuple[str, str], ...], int]] = set()
     result: list[tuple[tuple[int, int, str, tuple[tuple[str, str], ...], int], DifferencingFlag]] = []
     for a, b, flag in found:

@@ -1,28 +1,37 @@
-"""Secondary suppression that protects: complementary cells chosen by linear programming, checked by the audit.
+"""Secondary suppression that protects: complementary cells chosen against a solver, checked by the solver.
 
 For a table and its primary suppressions, :func:`protect` hides further cells
 until every suppressed cell's feasible interval
-(:mod:`research_kit.disclosure.attack`, margins of the table's lines taken as
+(:mod:`research_kit.disclosure.attack`; margins of the table's lines taken as
 known even where unpublished) is at least the policy's protection width.
 
-The method is the LP heuristic of the incremental approach to cell
-suppression (Fischetti and Salazar-González's model, as tau-Argus's optimal
-and modular methods also build on): for an under-protected cell ``s`` with
-true value ``t``, HiGHS finds the cheapest *deviation* of the table that
-moves ``s`` up by ``U`` (then one that moves it down by ``L``; ``U + L`` is
-the width asked, ``L <= t``) while every margin still adds up and no count
-goes below zero. Cells already hidden deviate for free; a published cell
-costs ``1 + value`` per unit it moves (information loss by count and value:
-small interior cells before large ones and before totals). Every cell the
-cheapest deviation moves is hidden. Both deviations are then tables an
-attacker cannot tell from the true one, so ``s`` lies somewhere in an
-interval at least ``[t - L, t + U]`` wide, whatever else is added later.
+A regular table (a cell for every combination of its label values) is
+protected in three steps, each a well-known method:
 
-Rounds repeat until the audit finds every suppressed cell protected; a cell
-that no deviation can move (zeros and assumed margins pin it) is returned
-as unprotected, and the table needs another mitigation. The deviation LPs
-of one space share one HiGHS model, re-solved with a warm basis as only the
-target's bounds and the costs change.
+1. **line pairing**: every line (cells summing to one margin) holding a
+   single suppressed cell gets a partner (non-zero before zero, interior
+   before margin, then the smallest), until none is alone;
+2. **exact check**: each suppressed cell, smallest first, gets its exact
+   interval from a warm HiGHS model of the attacker's LP (one bound change
+   per newly hidden cell); every optimum is a table the attacker cannot rule
+   out, so it widens the *seen range* of every suppressed cell, and a cell
+   whose seen range already reaches the width needs no LP of its own;
+3. **hypercube** (tau-Argus's GHMITER): a cell still too narrow gets the
+   cheapest cube of ``2^n`` cells (one partner level per label, every margin
+   still adding up, no count below zero, no fixed margin moved) that moves it
+   up by ``U`` and down by ``L`` (``U + L`` the width asked, ``L <= t``);
+   all its corners are then protected at once. Costs: hidden cells are free,
+   a published one costs ``1 + value`` (information loss by count and value).
+
+Any other table, and a cell no cube can move, use the LP heuristic of the
+incremental approach to cell suppression (Fischetti and Salazar-González's
+model): HiGHS finds the cheapest deviation of the table moving the cell by
+``U`` (then ``-L``) while every margin adds up and no count goes below zero;
+every cell it moves is hidden. Either way a deviation found stays valid as
+more cells are hidden, so the guarantee holds by construction; cells left
+narrow are audited exactly before being called unprotected (zeros and
+assumed margins can pin a table down), and such a table needs another
+mitigation.
 """
 
 from __future__ import annotations
@@ -47,6 +56,7 @@ from research_kit.disclosure.attack import (
 )
 
 Position = tuple[int, str]  # (row, column) of the table
+PARTNERS = 4  # single partners tried on a cell's lines before a cube
 _MOVED = 1e-6
 
 
@@ -170,6 +180,7 @@ class _Grid:
         self.hidden[[self.index[p] for p in hidden if p in self.index]] = True
         self.cost = 1.0 + np.abs(self.true)
         self._lp: _Deviation | None = None
+        self._exact: _Exact | None = None
         self._hidden_positions = hidden
 
     @classmethod
@@ -200,27 +211,79 @@ class _Grid:
         for p in positions:
             if p in self.index:
                 self.hidden[self.index[p]] = True
+                if self._exact is not None:
+                    self._exact.hide(self.index[p])
         if self._lp is not None:
             self._lp.free(positions)
 
+    def pair_lines(self) -> list[Position]:
+        """Hide partners until no line holds exactly one hidden cell (the classic first step); the cells hidden.
+
+        A line's partner: non-zero before zero, interior before its margin, then the smallest. Cheap, and it
+        gives the exact checks a pattern that often protects most cells already.
+        """
+        added: list[Position] = []
+        movable = self.where >= 0
+        index = np.where(movable, self.where, 0)
+        zero = self.true[index] == 0
+        changed = True
+        while changed:
+            changed = False
+            hidden = self.hidden[index] & movable
+            for d in range(len(self.labels)):
+                margin = len(self.levels[d])
+                lonely = np.argwhere(hidden.sum(axis=d) == 1)
+                for rest in lonely:
+                    line = [(*rest[:d], level, *rest[d:]) for level in range(margin + 1)]
+                    options = [
+                        (bool(zero[at]), level == margin, float(self.true[index[at]]), at)
+                        for level, at in enumerate(line)
+                        if movable[at] and not hidden[at]
+                    ]
+                    if not options:
+                        continue
+                    at = min(options)[3]
+                    j = int(index[at])
+                    hidden[at] = True
+                    self.hidden[j] = True
+                    c = self.cells[j]
+                    added.append((c.row, c.column))
+                    changed = True
+        return added
+
+    def observe(self, i: int) -> None:
+        """Widen cell ``i``'s seen range to its exact interval under the pattern so far (and others' along)."""
+        if self._exact is None:
+            self._exact = _Exact(self.space, self.cells, self.true, self.hidden)
+        self._exact.observe(i, self.low, self.high)
+
     def move(self, i: int, amount: float) -> list[Position] | None:
-        cube = self._cube(i, amount)
+        """The cells a cheapest cube (or, with none, the LP) moving cell ``i`` by ``amount`` moves; None if none."""
+        return self.move_both(i, amount) if self._cube(i, amount) is not None else self._lp_move(i, amount)
+
+    def move_both(self, i: int, *amounts: float) -> list[Position] | None:
+        """One cube moving cell ``i`` by each of ``amounts`` (up, then down): every corner widens by all of them."""
+        cube = self._cube(i, *amounts)
         if cube is None:
-            if self._lp is None:
-                self._lp = _Deviation(self.space, self._hidden_positions)
-                self._lp.low, self._lp.high = self.low, self.high
-            return self._lp.move(i, amount)
+            return None
         moved = []
         for j, sign in cube:
-            reached = self.true[j] + sign * amount
-            self.low[j] = min(self.low[j], reached)
-            self.high[j] = max(self.high[j], reached)
+            for amount in amounts:
+                reached = self.true[j] + sign * amount
+                self.low[j] = min(self.low[j], reached)
+                self.high[j] = max(self.high[j], reached)
             c = self.cells[j]
             moved.append((c.row, c.column))
         return moved
 
-    def _cube(self, i: int, amount: float) -> list[tuple[int, float]] | None:
-        """The corners (cell, sign) of the cheapest feasible cube moving cell ``i`` by ``amount``; None if none."""
+    def _lp_move(self, i: int, amount: float) -> list[Position] | None:
+        if self._lp is None:
+            self._lp = _Deviation(self.space, self._hidden_positions)
+            self._lp.low, self._lp.high = self.low, self.high
+        return self._lp.move(i, amount)
+
+    def _cube(self, i: int, *amounts: float) -> list[tuple[int, float]] | None:
+        """The corners (cell, sign) of the cheapest cube that can move cell ``i`` by each of ``amounts``; or None."""
         n = len(self.labels)
         at = [int(x[0]) for x in np.nonzero(self.where == i)]
         partners, signs = [], []
@@ -247,7 +310,8 @@ class _Grid:
             j = np.where(movable, cell, 0)
             ok &= movable
             if not signed:
-                ok &= self.true[j] + sign * amount >= -1e-9
+                for amount in amounts:
+                    ok &= self.true[j] + sign * amount >= -1e-9
             total = total + np.where(self.hidden[j], 0.0, self.cost[j])
         total = np.where(ok, total, np.inf)
         best = np.unravel_index(int(np.argmin(total)), shape)
@@ -283,6 +347,69 @@ class _Grid:
         return tuple(index), sign
 
 
+class _Exact:
+    """The attacker's LP over a regular table, kept warm as cells are hidden (a bound change each).
+
+    Columns: one per atom (an interior cell), one per multi-atom cell (a
+    margin, printed or assumed) tied to its atoms by a row. A published cell
+    is fixed at its value; a hidden one is free above zero. Every solution is
+    a table the attacker cannot rule out, so it widens the seen range of
+    every hidden cell at once.
+    """
+
+    def __init__(self, space: Space, cells: list[Cell], true: np.ndarray, hidden: np.ndarray) -> None:
+        atoms = Atoms(space)
+        inf = highspy.kHighsInf
+        self.lower = -inf if space.signed else 0.0
+        self.h = h = new_highs()
+        n = len(atoms)
+        h.addVars(n, np.full(n, self.lower), np.full(n, inf))
+        self.col = np.empty(len(cells), dtype=np.int32)
+        position = {id(c): j for j, c in enumerate(cells)}
+        for c in space.cells:
+            at = np.asarray(atoms.of(c), dtype=np.int32)
+            j = position.get(id(c))
+            if j is not None and len(at) == 1:
+                self.col[j] = at[0]
+                continue
+            col = h.getNumCol()
+            value = c.value if j is None else true[j]
+            h.addVar(value, value)
+            if j is not None:
+                self.col[j] = col
+            idx = np.concatenate([[col], at]).astype(np.int32)
+            h.addRow(0.0, 0.0, len(idx), idx, np.concatenate([[1.0], -np.ones(len(at))]))
+        for j, c in enumerate(cells):
+            if hidden[j]:
+                h.changeColBounds(int(self.col[j]), self.lower, inf)
+            elif len(atoms.of(c)) == 1:
+                h.changeColBounds(int(self.col[j]), float(true[j]), float(true[j]))
+        self.hidden = hidden
+
+    def hide(self, j: int) -> None:
+        self.h.changeColBounds(int(self.col[j]), self.lower, highspy.kHighsInf)
+
+    def observe(self, j: int, low: np.ndarray, high: np.ndarray) -> None:
+        h, col = self.h, int(self.col[j])
+        for sense in (highspy.ObjSense.kMinimize, highspy.ObjSense.kMaximize):
+            h.changeColCost(col, 1.0)
+            h.changeObjectiveSense(sense)
+            h.run()
+            status = h.getModelStatus()
+            h.changeColCost(col, 0.0)
+            if status == highspy.HighsModelStatus.kOptimal:
+                values = np.asarray(h.getSolution().col_value)[self.col]
+                np.minimum(low, np.where(self.hidden, values, low), out=low)
+                np.maximum(high, np.where(self.hidden, values, high), out=high)
+            elif status in (highspy.HighsModelStatus.kUnbounded, highspy.HighsModelStatus.kUnboundedOrInfeasible):
+                high[j] = math.inf
+            else:
+                raise PolicyRefusal(
+                    "suppression cannot be audited: the table's cells do not add up (its margins are not the sums "
+                    "of its cells, e.g. patients counted in several groups): round it instead"
+                )
+
+
 def protect(
     spaces: list[Space], hidden: set[Position], policy: SdcPolicy, couple: Callable[[set[Position]], bool]
 ) -> set[Position]:
@@ -297,7 +424,13 @@ def protect(
     couple(hidden)
     deviations: list[_Grid | _Deviation] = [_Grid.of(s, hidden) or _Deviation(s, hidden) for s in spaces]
     owner = {p: d for d in deviations for p in d.index}
-    queue = sorted(p for p in hidden if p in owner)
+    for dev in deviations:
+        if isinstance(dev, _Grid):
+            paired = dev.pair_lines()
+            hidden.update(paired)
+            dev.free(paired)
+    # The smallest cells first: they are the hardest to protect, and the cubes they take cover larger ones.
+    queue = sorted((p for p in hidden if p in owner), key=lambda p: (owner[p].true[owner[p].index[p]], p))
     stuck: set[Position] = set()
     while queue:
         position = queue.pop(0)
@@ -305,6 +438,15 @@ def protect(
         i = dev.index[position]
         t = dev.true[i]
         up, down = _targets(t, required_width(policy, t), policy)
+        if isinstance(dev, _Grid) and not _wide_enough(dev, i, policy):
+            dev.observe(i)  # the pattern so far may protect it already: its exact interval says
+        if isinstance(dev, _Grid) and up and down and not _wide_enough(dev, i, policy):
+            moved = dev.move_both(i, up, -down)  # one cube for both ways: its corners are protected at once
+            if moved is not None:
+                new = [p for p in moved if p not in hidden]
+                hidden.update(new)
+                dev.free(new)
+                queue += new
         for amount in (up, -down):
             if _wide_enough(dev, i, policy):
                 break
