@@ -8,6 +8,7 @@ import json
 import re
 import urllib.request
 import zipfile
+from math import inf
 from datetime import UTC, datetime, timedelta
 
 from tests.functional.conftest import Run
@@ -342,3 +343,17 @@ def test_serve_answers_on_loopback(review_ws: Workspace) -> None:
     with running_server(review_ws) as base, urllib.request.urlopen(f"{base}/signin", timeout=10) as got:
         assert got.status == 200
         assert "Sign in" in got.read().decode()
+
+
+def test_a_suppressed_table_shows_each_cells_interval_against_a_solver(review_ws: Workspace) -> None:
+    from research_kit.actions import review as review_actions
+
+    review_actions.mitigate(review_ws, actor="rita", request=S1, output="small", method="suppress")
+    page = browser(review_ws, "carla").get(f"/requests/{S1}").text
+    assert "Suppressed cells against a solver" in page
+    rows = re.findall(r'<tr class="sev-(pass|fail)"><td>(\d+)</td><td>n</td><td>(\[[^\]]*\])</td>', page)
+    # [40, 3, 25]: 3 and its partner 25 are hidden (were the total 68 published elsewhere, each would still lie
+    # anywhere in [0, 28]); this table prints no total, so nothing published bounds them from above
+    assert rows == [("pass", "2", "[0, no upper bound]"), ("pass", "3", "[0, no upper bound]")]
+    listed = review.output(review.get(review_ws, S1), "small").checks.protection
+    assert [(i.row, i.lower, i.upper, i.protected) for i in listed] == [(1, 0, inf, True), (2, 0, inf, True)]
