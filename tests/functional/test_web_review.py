@@ -8,8 +8,8 @@ import json
 import re
 import urllib.request
 import zipfile
-from math import inf
 from datetime import UTC, datetime, timedelta
+from math import inf
 
 from tests.functional.conftest import Run
 from tests.functional.webapp import (

@@ -15,14 +15,15 @@ How tables are read
 Cells are sums of *atoms*: the finest groups the tables describe. Each
 additive column (counts, the ``n_column``, sums) lives in a *space* of atoms:
 
-- counts of the same unit, population and measure (same column name, or the
-  one counted column of a table that has only one, as differencing pairs
-  them) share a space across tables: that is how one output's margins bound
-  another's suppressed cells;
-- a sum column, and the count columns of a wide table with a ``Total``
-  column, have a space of their own table.
+- counts of the same unit and population share a space across tables when
+  they measure the same thing: the same column name, or each the one counted
+  column of its table (a wide table's columns, with their ``Total`` column,
+  count as one, split by a label of its own), as differencing pairs them,
+  linked transitively; sums of the same unit and population by their name.
+  That is how one output's margins bound another's suppressed cells.
 
-A space's labels are the union of its tables' label columns. Its atoms are
+A space's labels are the union of its tables' label columns (names compared
+without case or surrounding spaces; values likewise). Its atoms are
 the interior rows (no label a margin) of the tables that carry all of those
 labels, read as listing every group that is not empty; when none does, every
 combination of the label values seen. A cell whose label is a margin
@@ -31,10 +32,11 @@ every atom matching the rest. A mitigation may also say that a line's margin
 is known though unpublished (:attr:`Cell.assumed`): what the suppression
 guarantees with it holds whatever margin is published later.
 
-A space larger than :data:`MAX_ATOMS` atoms is split back into one space per
-table (and says so). Tables that do not add up (their margins disagree with
-their cells, e.g. after rounding) have no feasible table at all: the space is
-reported as not audited, for a reviewer.
+A linked space larger than :data:`MAX_ATOMS` atoms, or whose tables do not
+add up together (different populations under one name, rounding), is audited
+table by table, and each of its tables gets a note saying so (a review flag):
+a reviewer must judge the links. A table that alone does not add up is not
+audited, and says so.
 
 Speed: one HiGHS model per space, solved again with a warm basis as only the
 objective changes (a cell's min, then its max).
@@ -132,50 +134,85 @@ class SpaceResult:
 
 
 def table_spaces(tables: Sequence[Table], *, link: bool = True, assumed: bool = False) -> list[Space]:
-    """Every table's additive cells, in the spaces they share (see the module docstring)."""
-    spaces: dict[Hashable, Space] = {}
-    for table in tables:
-        for space_id, cells, labels, signed in _table_cells(table, link=link, assumed=assumed):
-            space = spaces.setdefault(space_id, Space(space_id))
-            space.cells += cells
-            space._declared |= set(labels)
-            space.signed = space.signed or signed
+    """Every table's additive cells, in the spaces they share (see the module docstring).
+
+    Parts of tables (a column, or a wide table's columns) that share a linking
+    key share a space, transitively: a count column is linked by its name and,
+    when it is its table's only counted column (a wide table's columns count
+    as one), to every other such column; a sum column by its name. Keys hold
+    the unit and the population: only like is linked with like.
+    """
+    parts = [part for table in tables for part in _table_parts(table, assumed=assumed)]
+    parent = list(range(len(parts)))
+
+    def root(i: int) -> int:
+        while parent[i] != i:
+            parent[i] = parent[parent[i]]
+            i = parent[i]
+        return i
+
+    if link:
+        first: dict[Hashable, int] = {}
+        for i, part in enumerate(parts):
+            for key in part.links:
+                j = first.setdefault(key, i)
+                parent[root(i)] = root(j)
+    spaces: dict[int, Space] = {}
+    for i, part in enumerate(parts):
+        space = spaces.setdefault(root(i), Space(("space", root(i))))
+        space.cells += part.cells
+        space._declared |= set(part.labels)
+        space.signed = space.signed or part.signed
     return list(spaces.values())
 
 
-def _table_cells(table: Table, *, link: bool, assumed: bool) -> Iterable[tuple[Hashable, list[Cell], list[str], bool]]:
+@dataclass(frozen=True)
+class _Part:
+    cells: list[Cell]
+    labels: list[str]
+    signed: bool
+    links: tuple[Hashable, ...]
+
+
+def _name(label: str) -> str:
+    """A label column's name as linking compares it (``Sex`` and ``sex `` are one label)."""
+    return str(label).strip().casefold()
+
+
+def _table_parts(table: Table, *, assumed: bool) -> Iterable[_Part]:
     side, frame = table.sidecar, table.frame
-    labels = [c for c in side.labels if c in frame.columns]
-    values = {name: label_strings(frame[name]) for name in labels}
+    columns = [c for c in side.labels if c in frame.columns]
+    labels = [_name(c) for c in columns]
+    values = {name: label_strings(frame[col]) for name, col in zip(labels, columns, strict=True)}
     counted = count_columns(side)
     sums = side.columns("sum")
     rows = range(len(frame))
-    keys = [{name: str(values[name][r]) for name in labels if values[name][r] != TOTAL} for r in rows]
+    keys = [{name: str(values[name][r]).casefold() for name in labels if values[name][r] != TOTAL} for r in rows]
     if len({_frozen(k) for k in keys}) != len(keys):
-        raise BadInput(f"{side.file}: the label columns ({', '.join(labels)}) do not identify rows uniquely")
+        raise BadInput(f"{side.file}: the label columns ({', '.join(columns)}) do not identify rows uniquely")
+    like = (side.unit, side.population)
     for group, kind in ((counted, "count"), (sums, "sum")):
         totals = [c for c in group if is_total(c)]
         interior = [c for c in group if not is_total(c)]
-        if len(totals) == 1 and interior:  # a wide table: its columns are one more label
+        if len(totals) == 1 and interior:  # a wide table: its columns are one more label, its own
+            wide = f"{WIDE}{table.key}"
             cells = []
             for col in [*interior, totals[0]]:
                 data = counted_values(frame[col], f"{table.key}, column {col!r}")
                 for r in rows:
-                    key = dict(keys[r]) if is_total(col) else {**keys[r], WIDE: col}
+                    key = dict(keys[r]) if is_total(col) else {**keys[r], wide: col}
                     cells.append(Cell(table.key, r, col, key, float(data[r])))
-            found = cells + (_assumed_margins(cells, [*labels, WIDE]) if assumed else [])
-            yield ("wide", table.key, kind), found, [*labels, WIDE], _negative(cells)
+            found = cells + (_assumed_margins(cells, [*labels, wide]) if assumed else [])
+            yield _Part(found, [*labels, wide], _negative(cells), ((kind, *like, SINGLE),))
             continue
         for col in group:
             data = counted_values(frame[col], f"{table.key}, column {col!r}")
             cells = [Cell(table.key, r, col, dict(keys[r]), float(data[r])) for r in rows]
-            if kind == "count" and link:
-                measure = SINGLE if len(counted) == 1 else col
-                space_id: Hashable = ("count", side.unit, side.population, measure)
-            else:
-                space_id = ("column", table.key, col)
+            links: tuple[Hashable, ...] = ((kind, *like, _name(col)),)
+            if kind == "count" and len(counted) == 1:
+                links = (*links, (kind, *like, SINGLE))
             found = cells + (_assumed_margins(cells, labels) if assumed else [])
-            yield space_id, found, labels, kind == "sum" and _negative(cells)
+            yield _Part(found, labels, kind == "sum" and _negative(cells), links)
 
 
 def _negative(cells: list[Cell]) -> bool:
@@ -407,12 +444,22 @@ def audit(
             intervals += found.intervals
             continue
         pairs = {(c.output, c.column) for c in space.cells}
-        for table in [t for t in tables if t.key in {c.output for c in space.cells} and t.key in wanted]:
+        outputs = sorted({c.output for c in space.cells})
+        for table in [t for t in tables if t.key in outputs and t.key in wanted]:
             alone = [s for s in table_spaces([table], link=False) if (table.key, s.cells[0].column) in pairs]
+            problems = []
             for part in alone:
                 own = audit_space(part, policy)
                 intervals += own.intervals
                 if own.problem is not None:
-                    notes.append(f"{table.key}: its suppressed cells were not audited: its cells {own.problem}")
-                    break
+                    problems.append(f"its suppressed cells were not audited: its cells {own.problem}")
+            others = [o for o in outputs if o != table.key]
+            if not problems and others and any(math.isnan(c.value) for c in space.cells if c.output == table.key):
+                why = "together do not add up" if found.problem == "do not add up" else "make too large a system"
+                problems.append(
+                    f"its suppressed cells were audited on this table alone: it and {', '.join(others)}, which "
+                    f"share its margins, {why} (different populations or definitions?); a reviewer must check "
+                    "whether those outputs narrow its suppressed cells"
+                )
+            notes += [f"{table.key}: {p}" for p in dict.fromkeys(problems)]
     return intervals, notes

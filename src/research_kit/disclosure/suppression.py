@@ -62,9 +62,12 @@ def suppress(frame: pd.DataFrame, sidecar: Sidecar, result: CheckResult, policy:
 
 
 def _coupled_columns(sidecar: Sidecar) -> list[str]:
-    if sidecar.n_column is None:
-        return []
-    return [sidecar.n_column, *sidecar.columns(*MAGNITUDE_ROLES, "proportion")]
+    """A row's n and its magnitude and proportion cells (hidden together); the one count column stands for n."""
+    figures = sidecar.columns(*MAGNITUDE_ROLES, "proportion")
+    n = sidecar.n_column
+    if n is None and len(sidecar.columns("count")) == 1:
+        n = sidecar.columns("count")[0]  # a sum and a mean beside it give it back whether declared as n or not
+    return [n, *figures] if n is not None and figures else []
 
 
 def _missing(frame: pd.DataFrame, cell: Cell) -> bool:

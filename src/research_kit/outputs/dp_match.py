@@ -10,17 +10,21 @@ the notebook says at once what intake will say):
 - an answer's columns are its keys (the ``by`` columns, a histogram's
   ``bin``) and its figures (:data:`FIGURES`: ``value``, ``lower``, ``upper``,
   ``n``);
-- every cell of a ``label`` column, as the CSV file holds it, must be a key of
-  the answers;
+- every non-empty cell of a ``label`` column, as the CSV file holds it, must
+  be a key of the answers *in the key column of the same name* (an empty
+  label: that key is not given in this row);
 - every other cell must be a number equal (within :data:`REL_TOL`, for the
   float's round trip through the CSV file) to a figure of an answer row whose
-  keys include every label of the cell's row: a figure moved beside another
-  group's labels does not match. Missing cells (nothing published) match.
+  keys are exactly the row's non-empty labels, column by column: a figure
+  moved beside another group's labels, a count written into a label column,
+  or a row without labels carrying a grouped answer's figure does not match.
+  Missing cells (nothing published) match.
 
-Reordering rows, dropping rows or columns, renaming columns, pivoting a
-crosstab and putting several answers in one table keep a table DP; any
-computed figure (a rate, a sum of answers, a rounded value) does not, and
-the table is then checked as an ordinary one.
+Reordering rows, dropping rows or figure columns, renaming figure columns and
+putting several answers in one table (each row keyed by its own answer's key
+columns, the others empty) keep a table DP; renamed or relabelled keys, a
+pivoted crosstab and any computed figure (a rate, a sum of answers, a rounded
+value) do not, and the table is then checked as an ordinary one.
 """
 
 from __future__ import annotations
@@ -41,7 +45,7 @@ REL_TOL = 1e-9
 
 @dataclass(frozen=True)
 class _Row:
-    keys: frozenset[str]
+    keys: frozenset[tuple[str, str]]  # (key column, its value as the CSV file writes it)
     figures: tuple[float, ...]
 
 
@@ -62,7 +66,7 @@ def _rows(answers: Sequence[pd.DataFrame]) -> list[_Row]:
         texts = _key_texts(frame, keys)
         for record, key_text in zip(frame[figures].to_dict("records"), texts, strict=True):
             values = tuple(float(v) for v in (_scalar(record[c]) for c in figures) if _number(v) and not _missing(v))
-            rows.append(_Row(frozenset(key_text), values))
+            rows.append(_Row(frozenset(zip(keys, key_text, strict=True)), values))
     return rows
 
 
@@ -87,31 +91,26 @@ def unmatched(table: Path, roles: Mapping[str, str], answers: Sequence[pd.DataFr
     except (ValueError, OSError) as exc:
         return f"its file cannot be read as a table ({type(exc).__name__})"
     rows = _rows(answers)
-    all_keys: frozenset[str] = frozenset().union(*(r.keys for r in rows))
-    by_keys: dict[frozenset[str], list[float]] = {}
+    all_keys: frozenset[tuple[str, str]] = frozenset().union(*(r.keys for r in rows))
+    by_keys: dict[frozenset[tuple[str, str]], list[float]] = {}
     for r in rows:
         by_keys.setdefault(r.keys, []).extend(r.figures)
     labels = [c for c in texts.columns if roles.get(str(c)) == "label"]
     others = [c for c in numbers_.columns if c not in labels]
     for i in range(len(numbers_)):
-        given = [c for c in labels if str(texts.at[i, c]) != ""]  # an empty label: that dimension is not given
-        row_labels = frozenset(str(texts.at[i, c]) for c in given)
+        given = [c for c in labels if str(texts.at[i, c]) != ""]  # an empty label: that key is not given
+        row_keys = frozenset((str(c), str(texts.at[i, c])) for c in given)
         for column in given:
-            if str(texts.at[i, column]) not in all_keys:
-                return f"row {i}, column {column!r}: a label that is none of the answers' keys"
-        exact = by_keys.get(row_labels, [])
-        wider: list[float] | None = None  # the figures of every answer row whose keys hold this row's labels
+            if (str(column), str(texts.at[i, column])) not in all_keys:
+                return f"row {i}, column {column!r}: a label that is none of the answers' keys in its column"
+        figures = by_keys.get(row_keys, [])
         for column in others:
             cell = _scalar(numbers_.at[i, column])
             if _missing(cell):
                 continue
             if not _number(cell):
                 return f"row {i}, column {column!r}: not a number of the answers"
-            if _among(float(cell), exact):
-                continue
-            if wider is None:
-                wider = [f for r in rows if row_labels <= r.keys for f in r.figures]
-            if not _among(float(cell), wider):
+            if not _among(float(cell), figures):
                 return f"row {i}, column {column!r}: not a figure the answers gave for its row's labels"
     return None
 

@@ -143,7 +143,8 @@ def test_another_table_of_the_same_population_pins_a_cell_and_another_population
     other = ref("other", {"disease_group": groups, "n": [NAN, 120]}, ("disease_group",), "cohort B")
     assert intervals([cand, released], ["cand"]) == {("cand", 0): (4, 4)}
     lower, upper = intervals([other, released], ["other"])[("other", 0)]
-    assert lower == 0 and upper == float("inf")
+    assert lower == 0
+    assert upper == float("inf")
 
 
 def test_a_coarser_table_pins_a_cell_of_a_finer_one() -> None:
@@ -164,9 +165,61 @@ def test_a_new_output_that_narrows_a_released_suppressed_cell_fails() -> None:
     [checks] = check_items([cand], [released], Policy())
     flags = [f for f in checks.sdc.flags if f.rule == "protection"] if checks.sdc else []
     assert len(flags) == 1
-    assert "act/released" in flags[0].reason and "[7, 7]" in flags[0].reason
+    assert "act/released" in flags[0].reason
+    assert "[7, 7]" in flags[0].reason
     assert checks.status == "fail"
     # Released alone it stays unbounded: nothing is flagged without the new output.
     rk.outputs.table(pd.DataFrame({"group": ["Q80"], "n": [50]}), "unrelated", counts=["n"], population="other")
     [other] = check_items([Item("act/unrelated", Path("unrelated.csv"), "moderately_sensitive")], [released], Policy())
     assert not [f for f in other.sdc.flags if f.rule == "protection"] if other.sdc else True
+
+
+def _suppressed_by_a_and_b() -> pd.DataFrame:
+    table = hide(two_way([[20, 2, 3], [30, 40, 50]]), [("a0", "b1"), ("a0", "b2"), ("a1", "b1"), ("a1", "b2")])
+    return table[table.b != "Total"].reset_index(drop=True)
+
+
+@pytest.mark.parametrize(
+    ("released", "new_counts"),
+    [
+        (pd.DataFrame({"a": ["a0", "a1"], "n": [25.0, 120.0]}), {"deaths": 12.0}),  # linked by the name n
+        (pd.DataFrame({"A ": ["A0", "A1"], "n": [25.0, 120.0]}), {}),  # label name and values in another case
+    ],
+)
+def test_links_survive_a_second_count_column_and_a_change_of_case(
+    released: pd.DataFrame, new_counts: dict[str, float]
+) -> None:
+    released_item = declare(released, "by_a")
+    table = _suppressed_by_a_and_b().assign(**new_counts)
+    rk.outputs.table(table, "t", counts=["n", *new_counts])
+    [checks] = check_items([Item("act/t", Path("t.csv"), "moderately_sensitive")], [released_item], Policy())
+    intervals = {(i.row, i.lower, i.upper) for i in checks.protection if i.column == "n"}
+    assert (1, 0, 5) in intervals
+    assert checks.status == "fail"
+
+
+def test_linked_tables_that_do_not_add_up_are_audited_alone_and_say_so() -> None:
+    """A released count that includes patients the new table drops (a missing label): no joint table exists."""
+    released = pd.DataFrame({"a": ["a0", "a1", None], "n": [25.0, 120.0, 5.0]})
+    rk.outputs.table(released, "by_a", counts=["n"], labels=["a"])
+    released_item = Item("act/by_a", Path("by_a.csv"), "moderately_sensitive")
+    [checks] = check_items([declare(_suppressed_by_a_and_b(), "t")], [released_item], Policy())
+    assert checks.sdc is not None
+    said = [f.reason for f in checks.sdc.flags if f.rule == "unchecked" and "audited on this table alone" in f.reason]
+    assert said
+    assert "act/by_a" in said[0]
+    assert checks.status in ("review", "fail")
+
+
+def test_a_count_hidden_with_its_sum_and_mean_even_without_n_column() -> None:
+    frame = pd.DataFrame({"a": ["a0", "a1", "a2"], "n": [3, 40, 50], "s": [30.0, 3900.0, 5000.0]})
+    frame["m"] = frame["s"] / frame["n"]
+    side = sc.Sidecar(
+        name="t",
+        file="t.csv",
+        type="table",
+        kind="magnitude",
+        roles={"a": "label", "n": "count", "s": "sum", "m": "mean"},
+    )
+    done = get_mitigation("suppress")(frame, side, SdcPolicy(), column=None)
+    assert done.frame.loc[0, ["n", "s", "m"]].isna().all()  # s / m would give n back

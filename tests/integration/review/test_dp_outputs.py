@@ -234,9 +234,27 @@ def _unmatched(tmp_path: Path, frame: pd.DataFrame, roles: dict[str, str]) -> st
     return dp_match.unmatched(path, roles, [ANSWER])
 
 
-def test_a_pivoted_crosstab_is_made_of_its_answer(tmp_path: Path) -> None:
+def test_a_pivoted_crosstab_is_checked_as_an_ordinary_table(tmp_path: Path) -> None:
+    """Its keys become column names, which no check can tell from figures put beside the wrong group."""
     wide = ANSWER.pivot(index="group", columns="sex", values="value").reset_index()
-    assert _unmatched(tmp_path, wide, {"group": "label", "female": "count", "male": "count"}) is None
+    assert _unmatched(tmp_path, wide, {"group": "label", "female": "count", "male": "count"}) is not None
+
+
+def test_raw_counts_written_as_labels_are_refused(tmp_path: Path) -> None:
+    """A count in a label column must be a key of the answers in the key column of that name, not any key."""
+    groups = ANSWER["group"].drop_duplicates().tolist()
+    raw = pd.DataFrame({"group": groups, "patients": [str(v) for v in ANSWER["value"].head(len(groups))]})
+    why = _unmatched(tmp_path, raw, {"group": "label", "patients": "label"})
+    assert why is not None
+    assert "'patients'" in why
+
+
+def test_a_row_without_labels_takes_only_an_ungrouped_answers_figures(tmp_path: Path) -> None:
+    frame = ANSWER.copy()
+    frame.loc[0, ["sex", "group"]] = None
+    why = _unmatched(tmp_path, frame, {"sex": "label", "group": "label"})
+    assert why is not None
+    assert why.startswith("row 0")
 
 
 def test_a_figure_moved_beside_another_group_is_refused(tmp_path: Path) -> None:
