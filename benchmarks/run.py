@@ -168,7 +168,8 @@ def cases(quick: bool) -> list[Case]:
         Case(
             name="suppression of a 20 x 20 x 10 table",
             description=(
-                "Protected secondary suppression (research-kit suppress: hypercubes, LP fallback) of a seeded "
+                "Protected secondary suppression (research-kit suppress: line pairing, exact intervals, hypercubes) "
+                "of a seeded "
                 "20 x 20 x 10 count table with every margin (4,851 cells, ~15% of interior cells primary), against "
                 "naive suppression (each line with one suppressed cell loses its smallest other cell) repaired "
                 "after attack.audit until every interval reaches the same width. Time: the protection (the naive "
