@@ -38,7 +38,7 @@ from research_kit.actions.confinement import check as sandbox_check
 from research_kit.console import extracts as show
 from research_kit.console.budget import print_answer, print_balances
 from research_kit.console.progress import patient_progress, steps
-from research_kit.console.review import print_request, print_request_summary
+from research_kit.console.review import print_protection, print_request, print_request_summary
 from research_kit.console.runs import print_run
 from research_kit.console.twin import print_twin
 from research_kit.core import identity
@@ -46,7 +46,7 @@ from research_kit.core.errors import MissingData, PolicyRefusal
 from research_kit.core.workspace import Workspace
 from research_kit.dp.accounting import to_picorho
 from research_kit.pseudonymise.keys import Key, key_path, load_key
-from research_kit.review.requests import OPEN
+from research_kit.review.requests import OPEN, Request
 from research_kit.simulator.export import SimulationSpec
 from research_kit.studies.records import queued_by_run
 from research_kit.tiers import published_twins
@@ -306,6 +306,7 @@ def _outputs(console: Console, ws: Workspace, request_id: int | None) -> None:
     request, _ = review.show(ws, actor=RESEARCHER, request=request_id)
     print_request(console, request)
     if request.state in ("pending", "returned"):
+        _suppress_failing_tables(console, ws, request)
         request = review.submit(ws, actor=RESEARCHER, request=request_id)
         console.print(
             f"\n{RESEARCHER} (the researcher) submitted request {request_id}: it waits for two committee members"
@@ -316,6 +317,25 @@ def _outputs(console: Console, ws: Workspace, request_id: int | None) -> None:
         f"(then --as {COMMITTEE[1]})\n"
         f"release it:  research-kit --as {COMMITTEE[0]} release {request_id}"
     )
+
+
+def _suppress_failing_tables(console: Console, ws: Workspace, request: Request) -> None:
+    """The researcher suppresses the small cells of each failing table; the checks attack the result with a solver."""
+    for output in request.outputs:
+        if output.status != "fail" or output.path.suffix.lower() != ".csv":
+            continue
+        try:
+            done = review.mitigate(ws, actor=RESEARCHER, request=request.id, output=output.key, method="suppress")
+        except PolicyRefusal as refusal:
+            console.print(f"\n{output.key}: suppression refused: {escape(str(refusal))}")
+            done = review.mitigate(ws, actor=RESEARCHER, request=request.id, output=output.key, method="round")
+            console.print(f"{RESEARCHER} rounded {output.key} instead: new version, checks {done.status}")
+            continue
+        console.print(
+            f"\n{RESEARCHER} suppressed the small cells of {output.key} (research-kit outputs mitigate "
+            f"{request.id} {output.key} --method suppress): new version, checks {done.status}"
+        )
+        print_protection(console, done.checks.protection)
 
 
 def _demo_key(console: Console, ws: Workspace) -> Key:

@@ -163,18 +163,23 @@ def test_demo_runs_the_flow_and_says_where_to_look(cli: Run, home: Path, tmp_pat
     # The example's outputs were checked into a request, and submitted by the demo's researcher.
     assert "counts/table  fail" in out
     assert "row 3, n: 1 patients, fewer than the minimum 10" in out
+    # The researcher tried to suppress its small cells: too small a table to protect against a solver (1,500
+    # patients), so it is rounded instead.
+    assert "counts/table: suppression refused: counts_by_letter.csv: suppression cannot protect" in out
+    assert "rita rounded counts/table instead: new version, checks" in out
     assert "rita (the researcher) submitted request 1" in out
     assert "research-kit --as carla review approve 1" in out
     # init, 2 exports, 2 extracts, risk, the twin refused, 1 grant, 4 DP answers; 4 users; the pipeline
     # registered, 3 actions, 3 outputs queued, a request opened and checked, 2 runs; the request submitted
     # (and checked again); the three studies that need no twin: 3 grants, 3 registrations, 19 DP queries, 3
     # actions, 23 outputs queued, 3 requests opened, checked, run, checked and submitted (66); web passwords
-    # for the 4 demo users; each of the 4 studies' pseudonym secret, made by its first run
+    # for the 4 demo users; each of the 4 studies' pseudonym secret, made by its first run; the rounding of the
+    # example's table (its suppression refused) and its new version's checks
     assert "request 2 (registry-overview): submitted, 13 outputs: 13 pass" in out
     assert "request 3 (diagnostic-delay): submitted, 4 outputs: 4 pass" in out
     assert "request 4 (survival): submitted, 6 outputs: 6 pass" in out
     assert "phenotype-prediction: skipped: it trains on the synthetic twin, and none is published" in out
-    assert "audit log intact: 107 entries" in out  # ... and each of the 4 studies' owner, named at its first grant
+    assert "audit log intact: 109 entries" in out  # ... and each of the 4 studies' owner, named at its first grant
     logins = home / "demo-logins.tsv"
     assert logins.stat().st_mode & 0o777 == 0o600
     assert [line.split("\t")[:2] for line in logins.read_text().splitlines()] == [
@@ -197,7 +202,7 @@ def test_demo_runs_the_flow_and_says_where_to_look(cli: Run, home: Path, tmp_pat
     assert "run 6 of example on demo-2: succeeded (3 ran;" in rerun
     assert "run 10 of survival on demo-2: succeeded (1 ran;" in rerun
     assert "granted" not in rerun.split("11. four studies")[1]
-    assert "audit log intact: 134 entries" in rerun  # ... and the new overview study's owner
+    assert "audit log intact: 136 entries" in rerun  # ... and the new overview study's owner
 
 
 def test_key_ingest_and_risk_from_the_shell(signed_in: Run, home: Path, tmp_path: Path) -> None:

@@ -210,7 +210,7 @@ def test_review_show_gives_one_request_with_checks_and_the_comments_its_reader_m
     assert set(shown) == SUMMARY_KEYS | {"comments"}
     assert (shown["id"], shown["study"], shown["state"]) == (shell.request, STUDY, "submitted")
     big, small = shown["outputs"]
-    assert set(small) == OUTPUT_KEYS | {"gate_reasons", "notes", "flags", "differencing", "provenance"}
+    assert set(small) == OUTPUT_KEYS | {"gate_reasons", "notes", "flags", "differencing", "protection", "provenance"}
     assert small["key"] == "make/small"
     assert small["gate_reasons"] == []
     fail = [f for f in small["flags"] if f["severity"] == "fail"]

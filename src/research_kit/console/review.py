@@ -186,7 +186,7 @@ def print_request(
         console.print(f"comment by {escape(comment.author)}{where}{private}: {escape(comment.body)}")
 
 
-def _print_protection(console: Console, intervals: tuple[Interval, ...]) -> None:
+def print_protection(console: Console, intervals: tuple[Interval, ...]) -> None:
     """Each suppressed cell's feasible interval against a solver, the narrow ones first."""
     if not intervals:
         return
@@ -229,7 +229,7 @@ def _print_output(console: Console, request: Request, output: Output, prov: dict
         console.print(f"  ... and {len(flags) - MAX_FLAGS} more flagged cells (all of them in the web app)")
     for pair in checks.differencing:
         console.print(f"  fail (differencing): {escape(pair.reason)}")
-    _print_protection(console, checks.protection)
+    print_protection(console, checks.protection)
     if prov:
         console.print(
             f"  from {prov.get('notebook')} (run {prov.get('run')}, extract {output.extract}, commit "

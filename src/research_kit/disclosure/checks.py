@@ -44,6 +44,7 @@ import json
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, replace
 from datetime import UTC, datetime
+from math import inf
 from pathlib import Path
 
 import pandas as pd
@@ -269,7 +270,8 @@ def check_protection(run: Run) -> None:
         narrowest = min((i.width for i in draft.protection), default=None)
         note = (
             f"protection: {len(draft.protection)} suppressed cell(s) attacked with a solver"
-            + (f", the narrowest interval {narrowest:g} wide" if narrowest is not None else "")
+            + (f", the narrowest interval {narrowest:g} wide" if narrowest is not None and narrowest < inf else "")
+            + (", none bounded from above" if narrowest == inf else "")
             + f" (width asked: {attack.required_width(run.policy.sdc, 0.0):g})"
         )
         draft.sdc = result([*draft.sdc.flags, *flags], [*draft.sdc.notes, note], [*draft.sdc.rules, "protection"])
