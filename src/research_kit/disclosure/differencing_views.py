@@ -200,7 +200,7 @@ class CountedCells:
         """Every table of ``unit`` whose labels include ``level``, viewed at ``level`` (see the module docstring).
 
         Columns: t, col, ckey, key, value (NaN when unknown), known (sum of the known cells),
-        nnan (suppressed cells in it), nanrow (a suppressed cell's row, or -1), cells, kind.
+        nnan (suppressed cells in it), kind.
         """
         tables: Bools = np.array([i.unit == unit and level <= i.lset for i in self.infos], dtype=bool)
         sel: Ints = np.flatnonzero(tables[self.t]) if len(self.t) else np.zeros(0, dtype=np.int64)
@@ -215,7 +215,6 @@ class CountedCells:
         direct = (margin | ~has).all(axis=1)  # all labels outside the level are margins (every row when full)
         summed = ~full & ~margin.any(axis=1)
         known = np.where(isnan, 0.0, value)
-        nanrow = np.where(isnan, sel, -1)
 
         parts = []
         if direct.any():
@@ -228,8 +227,6 @@ class CountedCells:
                         "value": value[direct],
                         "known": known[direct],
                         "nnan": isnan[direct].astype(np.int64),
-                        "nanrow": nanrow[direct],
-                        "cells": np.ones(int(direct.sum()), dtype=np.int64),
                         "kind": np.where(full[direct], CELL, PUBLISHED),
                     }
                 )
@@ -242,7 +239,6 @@ class CountedCells:
                     "key": key[summed],
                     "known": known[summed],
                     "nnan": isnan[summed].astype(np.int64),
-                    "nanrow": nanrow[summed],
                 }
             )
             grouped = (
@@ -250,8 +246,6 @@ class CountedCells:
                 .agg(
                     known=("known", "sum"),
                     nnan=("nnan", "sum"),
-                    nanrow=("nanrow", "max"),
-                    cells=("known", "size"),
                 )
                 .reset_index()
             )

@@ -58,6 +58,11 @@ from research_kit.disclosure.attack import (
 Position = tuple[int, str]  # (row, column) of the table
 PARTNERS = 4  # single partners tried on a cell's lines before a cube
 _MOVED = 1e-6
+NOT_ADDING_UP = (
+    "suppression cannot be audited: the table's cells do not add up (its margins are not the sums of its cells, "
+    "e.g. patients counted in several groups): round it instead"
+)
+TOO_LARGE = "suppression cannot be audited: the table has too many groups for the solver: round or roll it up instead"
 
 
 class _Deviation:
@@ -404,10 +409,7 @@ class _Exact:
             elif status in (highspy.HighsModelStatus.kUnbounded, highspy.HighsModelStatus.kUnboundedOrInfeasible):
                 high[j] = math.inf
             else:
-                raise PolicyRefusal(
-                    "suppression cannot be audited: the table's cells do not add up (its margins are not the sums "
-                    "of its cells, e.g. patients counted in several groups): round it instead"
-                )
+                raise PolicyRefusal(NOT_ADDING_UP)
 
 
 def protect(
@@ -501,9 +503,6 @@ def _audit(spaces: list[Space], hidden: set[Position], policy: SdcPolicy) -> lis
         ]
         found = audit_space(shown, policy)
         if found.problem is not None:
-            raise PolicyRefusal(
-                f"suppression cannot be audited: the table's cells {found.problem} (its margins are not the sums "
-                "of its cells, e.g. patients counted in several groups): round it instead"
-            )
+            raise PolicyRefusal(NOT_ADDING_UP if found.problem == "do not add up" else TOO_LARGE)
         out += found.intervals
     return out
