@@ -1,8 +1,23 @@
-"""The raw export's tables: what a registry's clinical systems deliver.
+"""The raw export's tables: what a registry's sources deliver, in the registry's own layout.
 
-Every column of a raw export is text (as exports are), dates ISO 8601
-(``YYYY-MM-DD``), flags ``yes``/``no``. Child tables refer to patients by
-national ID. ``mandatory`` columns must be non-empty in every row.
+Every column of a raw table is text (as exports are), dates ISO 8601
+(``YYYY-MM-DD``), ages ISO 8601 durations (``P6Y3M``), flags ``yes``/``no``.
+Child tables refer to patients by ``national_id``, the person's identifier:
+a national ID (13 digits), or, for a source without one that the policy
+accepts (a public case collection), a registry identifier written
+``registry:<id>`` (:data:`REGISTRY_PREFIX`), which can never be mistaken for
+a national ID. ``mandatory`` columns must be non-empty in every row;
+``optional`` columns may be left out of a file altogether (they came with
+later sources: phenopackets, FHIR, mapped exports), and are then read empty.
+
+Other sources (a mapped CSV or Excel export, phenopackets, FHIR) are turned
+into these tables first (:mod:`research_kit.ingest.converted`), so that one
+set of rules validates every source.
+
+A diagnosis carries one or more codes, one column per system
+(:data:`CODE_COLUMNS`); a phenotype or a diagnosis may be ``excluded`` (a
+finding or disease ruled out); onsets may be dates, ages or HPO onset
+classes (:mod:`research_kit.model.onsets`).
 """
 
 from __future__ import annotations
@@ -16,7 +31,16 @@ class Table:
     columns: tuple[str, ...]
     mandatory: tuple[str, ...]
     direct_identifiers: tuple[str, ...] = ()
+    optional: tuple[str, ...] = ()  # may be absent from a file (read as empty)
 
+    @property
+    def required(self) -> tuple[str, ...]:
+        """The columns a file of this table must have."""
+        return tuple(c for c in self.columns if c not in self.optional)
+
+
+REGISTRY_PREFIX = "registry:"  # a registry identifier (no national ID), e.g. registry:PMID_28446873_Case_1
+SOURCE = "source"  # every table's column naming the source a row came from (a mapping's [source].name)
 
 PATIENTS = Table(
     "patients",
@@ -24,39 +48,50 @@ PATIENTS = Table(
         "national_id", "first_name", "last_name", "street", "house_number", "postcode", "commune",
         "canton", "country", "date_of_birth", "sex", "vital_status", "date_of_death",
         "cross_border_insured", "first_contact_date", "consent_reuse", "agrees_to_contact",
+        "age_at_last_record", "age_at_death", SOURCE,
     ),
-    mandatory=("national_id", "date_of_birth", "sex", "vital_status", "country"),
+    mandatory=("national_id", "sex", "vital_status", "country"),  # and a date of birth or an age (validate.py)
     direct_identifiers=("national_id", "first_name", "last_name", "street", "house_number"),
+    optional=("age_at_last_record", "age_at_death", SOURCE),
 )  # fmt: skip
+
+# A diagnosis's codes, one column per system (ORPHA preferred; at least one code given).
+CODE_COLUMNS: dict[str, str] = {
+    "ORPHA": "orpha_code", "OMIM": "omim_code", "ICD10": "icd10_code", "ICD11": "icd11_code", "MONDO": "mondo_code",
+}  # fmt: skip
 
 DIAGNOSES = Table(
     "diagnoses",
     (
-        "national_id", "orpha_code", "icd10_code", "status", "onset_date", "diagnosis_date",
-        "gene_symbol", "variant_hgvs",
+        "national_id", *CODE_COLUMNS.values(), "status", "excluded", "onset_date", "onset_age", "onset_class",
+        "diagnosis_date", "diagnosis_age", "gene_symbol", "variant_hgvs", SOURCE,
     ),
-    mandatory=("national_id", "orpha_code", "status", "diagnosis_date"),
+    mandatory=("national_id", "status"),  # and at least one code (validate.py)
     direct_identifiers=("national_id",),
+    optional=("omim_code", "icd11_code", "mondo_code", "excluded", "onset_age", "onset_class", "diagnosis_age", SOURCE),
 )  # fmt: skip
 
 PHENOTYPES = Table(
     "phenotypes",
-    ("national_id", "hpo_code", "observed_date"),
+    ("national_id", "hpo_code", "excluded", "observed_date", "onset_age", "onset_class", SOURCE),
     mandatory=("national_id", "hpo_code"),
     direct_identifiers=("national_id",),
+    optional=("excluded", "onset_age", "onset_class", SOURCE),
 )
 
 ENCOUNTERS = Table(
     "encounters",
-    ("national_id", "encounter_date", "centre_code", "centre_country", "encounter_type"),
+    ("national_id", "encounter_date", "centre_code", "centre_country", "encounter_type", SOURCE),
     mandatory=("national_id", "encounter_date", "centre_code", "encounter_type"),
     direct_identifiers=("national_id",),
+    optional=(SOURCE,),
 )
 
 TABLES: tuple[Table, ...] = (PATIENTS, DIAGNOSES, PHENOTYPES, ENCOUNTERS)
 TABLE_NAMES: tuple[str, ...] = tuple(t.name for t in TABLES)  # also an extract's, a twin's and the DP views' tables
 CHILD_TABLES: tuple[str, ...] = TABLE_NAMES[1:]  # one row per diagnosis, phenotype, encounter of a patient
 EXTRACT_KEY = "pseudonym"  # how an extract's (and a twin's) child tables refer to their patient
+BY_NAME: dict[str, Table] = {t.name: t for t in TABLES}
 
 SEXES = ("female", "male", "undetermined")
 VITAL_STATUSES = ("alive", "dead", "lost to follow-up", "opted out")
