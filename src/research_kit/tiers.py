@@ -211,6 +211,21 @@ def view_source(view: Path, *, twin: bool = False) -> tuple[Source, set[str]]:
     return source, set(manifest["tables"])
 
 
+def _read(table: str, path: Path, columns: list[str] | None) -> Any:
+    """One table as pandas, in the current schema (an older extract's table gains the columns added since)."""
+    import pandas as pd
+    import pyarrow.parquet as pq
+
+    from research_kit.model.extract_schema import ADDED, conform_pandas
+
+    if columns is None:
+        return conform_pandas(table, pd.read_parquet(path))
+    stored = set(pq.read_schema(path).names)
+    later = [c for c in columns if c not in stored and c in ADDED.get(table, {})]
+    frame = pd.read_parquet(path, columns=[c for c in columns if c not in later])
+    return conform_pandas(table, frame)[columns] if later else frame
+
+
 def load(
     table: str | None = None,
     *,
@@ -245,7 +260,7 @@ def load(
         if not path.is_file():
             raise MissingData(f"{source.name}: {name}.parquet is missing")
         try:
-            frames[name] = pd.read_parquet(path, columns=columns)
+            frames[name] = _read(name, path, columns)
         except (KeyError, ValueError) as exc:  # a column that does not exist
             raise BadInput(f"rk.load({name!r}, columns={columns}): {str(exc).splitlines()[0]}") from None
     return frames if table is None else frames[table]

@@ -114,7 +114,7 @@ def test_csv_blocks_split_only_between_records(tmp_path: Path, block: int, monke
     expected = pl.read_csv(
         text.removeprefix("\ufeff").encode(), separator=";", infer_schema=False, missing_utf8_is_empty_string=True
     )
-    assert got.to_dicts() == expected.select(got.columns).to_dicts()
+    assert got.select(expected.columns).to_dicts() == expected.to_dicts()
     assert got.height == 4  # the blank line is a row of empty values, as Polars reads it
 
 

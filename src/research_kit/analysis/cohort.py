@@ -20,7 +20,7 @@ import polars as pl
 from research_kit.core.errors import BadInput
 from research_kit.dp.columns import ABROAD
 from research_kit.model.codes import icd10_chapter_names, icd10_parents
-from research_kit.model.facts import YEAR_DAYS, age_bands, first_diagnosis_rows
+from research_kit.model.facts import YEAR_DAYS, age_bands, first_diagnosis_rows, observed_rows
 from research_kit.pseudonymise.population import age_band
 
 FIVE_YEAR_BANDS = (*(f"{a}-{a + 4}" for a in range(0, 85, 5)), "85+")  # the population table's bands, in order
@@ -67,11 +67,16 @@ def first_diagnoses(data: Mapping[str, pd.DataFrame]) -> pd.DataFrame:
     cohort = patients.merge(first[keep], on="pseudonym", how="inner").merge(counts, on="pseudonym", how="left")
 
     cohort["canton"] = cohort["canton"].fillna(ABROAD)
-    age = (cutoff.year - cohort["birth_year"].astype(int)).clip(0, 120)
+    # A source with ages only has no birth year: its age is the age at the last record.
+    age = cutoff.year - pd.to_numeric(cohort["birth_year"], errors="coerce")
+    if "age_at_last_record_years" in cohort:
+        age = age.fillna(pd.to_numeric(cohort["age_at_last_record_years"], errors="coerce").floordiv(1))
+    age = age.clip(0, 120)
     cohort["age"] = age
     cohort["age_band"] = _bands(age)
     # The population table's own banding, so that prevalence joins on the same labels.
-    bands = pl.DataFrame({"age": age.to_numpy()}).select(age_band(pl.col("age")))["age"].to_list()
+    ages = pl.Series("age", age.to_numpy(dtype="float64"), nan_to_null=True)
+    bands = pl.DataFrame({"age": ages}).select(age_band(pl.col("age")))["age"].to_list()
     cohort["age_band5"] = pd.Categorical(bands, categories=FIVE_YEAR_BANDS)
     _survival(cohort, data, cutoff)
     columns = [
@@ -79,6 +84,15 @@ def first_diagnoses(data: Mapping[str, pd.DataFrame]) -> pd.DataFrame:
         "vital_status", *keep[1:], "n_diagnoses", "died", "followup_end", "years_from_diagnosis",
     ]  # fmt: skip
     return cohort[columns].reset_index(drop=True)
+
+
+def observed_phenotypes(data: Mapping[str, pd.DataFrame]) -> pd.DataFrame:
+    """The phenotypes patients have: ``data["phenotypes"]`` without the excluded findings (ruled out).
+
+    An excluded finding says a feature was looked for and is absent; counting it as a phenotype would
+    turn "no seizures" into seizures. Use this, not the raw table, wherever a phenotype is counted.
+    """
+    return observed_rows(data["phenotypes"])
 
 
 def data_cutoff(data: Mapping[str, pd.DataFrame]) -> pd.Timestamp:

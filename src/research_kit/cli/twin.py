@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -29,3 +30,16 @@ def synth(
             workspace(), actor=actor(), extract=extract, model=model, seed=seed, replace=replace, progress=step
         )
     print_twin(console, result)
+
+
+@app.command()
+def export(
+    twin_id: Annotated[str, typer.Argument(metavar="ID", help="The published twin (its extract's id).")],
+    out: Annotated[Path, typer.Option("--out", help="A new (or empty) folder for the files.")],
+    fmt: Annotated[str, typer.Option("--format", help="phenopackets: one GA4GH Phenopacket v2 per patient.")] = (
+        "phenopackets"
+    ),
+) -> None:
+    """Export a published synthetic twin (the shareable tier) for the field's tools; audited."""
+    done = twin.export(workspace(), actor=actor(), twin_id=twin_id, out=out, fmt=fmt)
+    console.print(f"{done.count:,} phenopackets of twin {twin_id} (synthetic patients) in {done.folder}")

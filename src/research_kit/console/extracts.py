@@ -6,6 +6,7 @@ Only aggregates, hashes and paths are shown, never a registry row, an identifier
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -99,8 +100,59 @@ def print_ingest(console: Console, result: IngestResult) -> None:
     normalised = [f"{name}.{field} ({n:,})" for name, c in result.counts.items() for field, n in c.normalised.items()]
     if normalised:
         console.print("whitespace or case normalised (not quarantined): " + ", ".join(normalised))
+    _print_sources(console, result.reconciliation or {})
     console.print(f"extract {result.extract_id}: {result.path}  (content hash {result.content_hash[:16]})")
     console.print(f"quarantine (steward only, holds raw values): {result.quarantine}")
+
+
+def _print_sources(console: Console, rec: dict[str, Any]) -> None:
+    """Per source: records in = converted + refused; phenotypes observed and excluded; codes not checked; merges."""
+    sources = rec.get("sources") or {}
+    if sources:
+        table = Table(title="sources: records in = converted + refused (whole records a reader could not read)")
+        for col in ("source", "kind", "records in", "converted", "refused", "balanced"):
+            table.add_column(col, justify="left" if col in ("source", "kind") else "right")
+        for name, s in sources.items():
+            table.add_row(
+                name, s["kind"], f"{s['records_in']:,}", f"{s['converted']:,}", f"{s['refused']:,}",
+                "yes" if s["balanced"] else "[red]NO[/red]",
+            )  # fmt: skip
+        print_table(console, table)
+    kinds = (rec.get("phenotypes") or {}).get("by_kind") or {}
+    if kinds.get("excluded", {}).get("in"):
+        parts = [
+            f"{kind} {k['in']:,} in = {k['accepted']:,} accepted + {k['quarantined']:,} quarantined + "
+            f"{k['refused']:,} refused + {k['withheld']:,} withheld"
+            for kind, k in kinds.items()
+        ]
+        console.print("phenotypes: " + "; ".join(parts))
+    unchecked = (rec.get("diagnoses") or {}).get("unchecked_codes") or {}
+    if unchecked:
+        listed = ", ".join(f"{system} {n:,}" for system, n in sorted(unchecked.items()))
+        console.print(f"diagnosis codes accepted but not checked against a list (no full offline list): {listed}")
+    merge = rec.get("merge") or {}
+    if merge.get("patients_merged"):
+        conflicts = ", ".join(f"{f} {n:,}" for f, n in sorted(merge.get("conflicts", {}).items())) or "none"
+        console.print(
+            f"patients held by several sources, merged: {merge['patients_merged']:,}; "
+            f"fields where the sources disagreed (precedence decided): {conflicts}"
+        )
+
+
+def print_quality(console: Console, done: Any) -> None:
+    """The quality report's table: per common data element, completeness and validity."""
+    report = json.loads(done.json.read_text(encoding="utf-8"))
+    table = Table(title=f"EU common data set: coverage and quality of extract {done.extract}")
+    for col in ("#", "element", "completeness", "validity", "from"):
+        table.add_column(col, justify="right" if col in ("#", "completeness", "validity") else "left")
+    for e in report["elements"]:
+        validity = e.get("validity")
+        table.add_row(
+            str(e["number"]), e["name"], f"{e['completeness']:.0%}",
+            "" if validity is None else f"{validity:.0%}", ", ".join(e.get("columns", [])),
+        )  # fmt: skip
+    print_table(console, table)
+    console.print(f"report: {done.html}  (JSON: {done.json})")
 
 
 def print_extracts(console: Console, extracts: list[Extract]) -> None:

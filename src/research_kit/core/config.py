@@ -90,6 +90,13 @@ class IngestPolicy(_Section):
     earliest_date: str = _opt(
         "1900-01-01", "A date before this (YYYY-MM-DD) is out of range: a typing error, not a patient's history."
     )
+    identifier_kinds: list[str] = _opt(
+        ["national", "registry"],
+        "Identifiers a patient may have: 'national' (a national ID) and 'registry' (a source's own identifier, "
+        "for sources without national IDs such as public case collections). A patient with another kind is "
+        "quarantined.",
+        choices=["national", "registry"],
+    )
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -131,6 +138,11 @@ class RiskPolicy(_Section):
     quasi_identifiers: list[str] = _opt(
         ["birth_year", "sex", "canton"],
         "Columns an attacker could know about a patient from outside the registry.",
+    )
+    quasi_identifiers_without_dates: list[str] = _opt(
+        ["age_band_last_record", "sex", "country", "disease"],
+        "The same for an extract whose sources have no dates (ages only, e.g. published case collections): "
+        "age band at the last record, sex, country, and the (public) disease of a published case.",
     )
     k_anonymity: int = _opt(5, "Smallest equivalence class size considered safe (k).", min=1)
     risk_threshold: float = _opt(

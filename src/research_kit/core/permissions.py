@@ -209,6 +209,8 @@ class Duty(StrEnum):
     INGEST = "ingesting an export"
     ASSESS_RISK = "assessing an extract's re-identification risk"
     BUILD_TWIN = "building a synthetic twin"
+    EXPORT_TWIN = "exporting a synthetic twin (as phenopackets)"
+    REPORT_QUALITY = "reporting an extract's data quality"
     WAIVE_SANDBOX = "waiving the sandbox"
     ALLOW_DEMO = "allowing demo mode on real data"
     RERUN = "rerunning every study"
@@ -230,6 +232,8 @@ DUTIES: dict[Duty, tuple[Role, ...]] = {
     Duty.INGEST: (Role.STEWARD,),
     Duty.ASSESS_RISK: (Role.STEWARD,),
     Duty.BUILD_TWIN: (Role.STEWARD,),
+    Duty.EXPORT_TWIN: (Role.STEWARD, Role.RESEARCHER),  # the twin is the shareable tier
+    Duty.REPORT_QUALITY: (Role.STEWARD, Role.COMMITTEE),  # counts and shares only
     Duty.WAIVE_SANDBOX: (Role.STEWARD,),
     Duty.ALLOW_DEMO: (Role.STEWARD,),
     Duty.RERUN: (Role.STEWARD,),

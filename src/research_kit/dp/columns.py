@@ -29,13 +29,23 @@ from research_kit.core.errors import BadInput
 from research_kit.model import geography
 from research_kit.model import tables as schema
 from research_kit.model.codes import hpo_id, icd10_blocks, icd10_chapters, icd10_codes, load_code_systems, orpha_id
-from research_kit.model.facts import AGE_BANDS, age_band, diagnostic_delay_years, first_diagnoses, icd10_groups_frame
+from research_kit.model.disease_codes import omim_codes
+from research_kit.model.extract_schema import conform
+from research_kit.model.facts import (
+    AGE_BANDS,
+    age_band,
+    diagnostic_delay_years,
+    first_diagnoses,
+    icd10_groups_frame,
+    observed,
+)
 from research_kit.model.tables import CHILD_TABLES, TABLE_NAMES
 
 TABLES = TABLE_NAMES
 IDENTIFIER = "_id"
 ABROAD = "abroad"
 FIRST_YEAR = 1900
+VIEW_FORMAT = 2  # a view cached under an older format is built again (the views' columns changed)
 
 
 @dataclass(frozen=True)
@@ -94,19 +104,25 @@ COLUMNS: dict[str, Column] = {
                lambda _: list(icd10_chapters())),
         Column("primary_orpha", ("patients",), "category", "ORPHA code of the patient's first diagnosis.", _orpha_keys),
         Column("diagnoses", ("patients",), "int", "Number of diagnoses the patient has.", None, (0, 20)),
-        Column("phenotypes", ("patients",), "int", "Number of HPO terms recorded for the patient.", None, (0, 100)),
+        Column("phenotypes", ("patients",), "int", "Number of HPO terms the patient has (observed; excluded ones "
+               "not counted).", None, (0, 100)),
         Column("encounters", ("patients",), "int", "Number of encounters the patient has.", None, (0, 200)),
         Column("first_contact_year", ("patients",), "int", "Year of first contact with a specialised centre.",
                _years, (FIRST_YEAR, 2100)),
         # Diagnoses.
         Column("orpha_code", ("diagnoses",), "category", "ORPHA code.", _orpha_keys),
+        Column("omim_code", ("diagnoses",), "category", "OMIM code (keys: the OMIM diseases HPO annotates).",
+               lambda _: [f"OMIM:{n}" for n in sorted(omim_codes())]),
         Column("icd10_code", ("diagnoses",), "category", "ICD-10 code.", lambda _: sorted(icd10_codes())),
         Column("icd10_block", ("diagnoses",), "category", "ICD-10 block ('E70-E90').", lambda _: list(icd10_blocks())),
         Column("icd10_chapter", ("diagnoses",), "category", "ICD-10 chapter ('IV').", lambda _: list(icd10_chapters())),
         Column("status", ("diagnoses",), "category", "Confirmed, suspected, undiagnosed.",
                _const(schema.DIAGNOSIS_STATUSES)),
         Column("genetic", ("diagnoses",), "flag", "A causative gene is recorded (genetically confirmed).", FLAG_KEYS),
-        Column("onset_age_years", ("diagnoses",), "float", "Age at onset, in years.", None, (0.0, 120.0), 1),
+        Column("excluded", ("diagnoses", "phenotypes"), "flag", "Ruled out (an excluded disease or finding).",
+               FLAG_KEYS),
+        Column("onset_age_years", ("diagnoses", "phenotypes"), "float", "Age at onset, in years.", None,
+               (0.0, 120.0), 1),
         Column("diagnosis_age_years", ("diagnoses",), "float", "Age at diagnosis, in years.", None, (0.0, 120.0), 1),
         Column("onset_age_band", ("diagnoses",), "category", "Ten-year band of age at onset.", _const(AGE_BANDS)),
         Column("diagnostic_delay_days", ("diagnoses",), "int", "Days from onset to diagnosis.", None, (0, 36_525)),
@@ -164,9 +180,13 @@ def _identifier() -> pl.Expr:
 def build_view(folder: Path, table: str, reference_year: int) -> pl.DataFrame:
     """The ``table`` view of the extract (or twin) in ``folder``, in memory."""
     check_table(table)
-    scan = {t: pl.scan_parquet(folder / f"{t}.parquet") for t in TABLES}
+    scan = {t: conform(t, pl.scan_parquet(folder / f"{t}.parquet")) for t in TABLES}
     diagnoses = scan["diagnoses"].join(icd10_groups_frame().lazy(), on="icd10_code", how="left")
-    age = (pl.lit(reference_year) - pl.col("birth_year").cast(pl.Int32)).clip(0, 120)
+    # A source with ages only has no birth year: its age is the age at the last record.
+    age = pl.coalesce(
+        pl.lit(reference_year) - pl.col("birth_year").cast(pl.Int32),
+        pl.col("age_at_last_record_years").floor().cast(pl.Int32),
+    ).clip(0, 120)
     patients = scan["patients"].select(
         "pseudonym",
         "sex",
@@ -184,7 +204,8 @@ def build_view(folder: Path, table: str, reference_year: int) -> pl.DataFrame:
         first = first_diagnoses(diagnoses).select(
             "pseudonym", "disease_group", pl.col("orpha_code").alias("primary_orpha")
         )
-        counts = [scan[t].group_by("pseudonym").agg(pl.len().alias(t)) for t in CHILD_TABLES]
+        children = {**scan, "phenotypes": observed(scan["phenotypes"])}  # an excluded finding is no phenotype
+        counts = [children[t].group_by("pseudonym").agg(pl.len().alias(t)) for t in CHILD_TABLES]
         frame = patients.join(first, on="pseudonym", how="left")
         for c in counts:
             frame = frame.join(c, on="pseudonym", how="left")
@@ -197,7 +218,7 @@ def build_view(folder: Path, table: str, reference_year: int) -> pl.DataFrame:
             delay_years = diagnostic_delay_years(pl.col("diagnostic_delay_days"))
             frame = frame.with_columns(
                 pl.col("gene_symbol").is_not_null().alias("genetic"),
-                (onset + delay_years).round(1).alias("diagnosis_age_years"),
+                pl.coalesce("diagnosis_age_years", (onset + delay_years).round(1)).alias("diagnosis_age_years"),
                 age_band(onset).alias("onset_age_band"),
                 delay_years.round(2).alias("diagnostic_delay_years"),
                 pl.col("diagnosis_date").dt.year().cast(pl.Int32).alias("diagnosis_year"),
@@ -219,7 +240,7 @@ def view(folder: Path, table: str, reference_year: int, content_hash: str, cache
     OpenDP receives the query's data as a serialised plan: a Parquet scan is a
     few bytes, where an in-memory frame would be copied whole for every query.
     """
-    path = cache / f"{content_hash[:24]}-{reference_year}" / f"{table}.parquet"
+    path = cache / f"{content_hash[:24]}-{reference_year}-v{VIEW_FORMAT}" / f"{table}.parquet"
     if not path.exists():
         path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
         tmp = path.with_name(f".{table}.{os.getpid()}.tmp")

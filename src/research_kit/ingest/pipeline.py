@@ -33,7 +33,7 @@ from research_kit.core import audit
 from research_kit.core.catalog import transaction
 from research_kit.core.checksums import file_sha256
 from research_kit.core.config import Policy
-from research_kit.core.errors import PolicyRefusal
+from research_kit.core.errors import BadInput, PolicyRefusal
 from research_kit.core.extracts import (
     MANIFEST,
     RECONCILIATION,
@@ -47,6 +47,9 @@ from research_kit.core.faults import fault
 from research_kit.core.locks import hold
 from research_kit.core.workspace import Workspace, check_name
 from research_kit.ingest import readers
+from research_kit.ingest.inputs import Inputs as _Inputs
+from research_kit.ingest.inputs import read_inputs
+from research_kit.ingest.mapping import Mapping
 from research_kit.ingest.validate import (
     Validated,
     has_reasons,
@@ -55,15 +58,17 @@ from research_kit.ingest.validate import (
     reason_counts,
     reasons_text,
     staged_columns,
+    unchecked_codes,
     validate_child,
     validate_patients,
 )
 from research_kit.model.codes import load_code_systems
+from research_kit.model.extract_schema import SCHEMA_VERSION as EXTRACT_SCHEMA_VERSION
 from research_kit.model.tables import TABLES
 from research_kit.pseudonymise import transform
 from research_kit.pseudonymise.keys import Key
 
-EXTRACT_SCHEMA_VERSION = 1
+REFUSED = "refused.parquet"  # the quarantine's records a source reader refused whole (locator and reason)
 BUCKET_ROWS = 4_000_000  # rows sorted in memory at once when writing a table
 Step = Callable[[str], None]
 
@@ -90,6 +95,7 @@ class IngestResult:
     content_hash: str
     counts: dict[str, TableCount]
     manifest: dict[str, Any]
+    reconciliation: dict[str, Any] | None = None  # what reconciliation.json holds (per source, merge, kinds)
 
 
 def _clear_leftovers(ws: Workspace, say: Step) -> None:
@@ -198,8 +204,16 @@ def ingest(
     *,
     today: date | None = None,
     step: Step | None = None,
+    mappings: list[Mapping] | None = None,
 ) -> IngestResult:
-    """Ingest the raw export at ``raw`` as extract ``extract_id`` (see the module's docstring)."""
+    """Ingest the raw export at ``raw`` as extract ``extract_id`` (see the module's docstring).
+
+    Without ``mappings``, ``raw`` is one export in the registry's own layout (its folder or its table files).
+    With them, ``raw`` is one or more sources, each read as the mapping beside it says (the same person in
+    several sources becomes one patient: :mod:`research_kit.ingest.merge`).
+    """
+    if mappings is not None and len(mappings) != len(raw):
+        raise BadInput(f"{len(raw)} sources but {len(mappings)} mappings: give one mapping per source, in order")
     say = step or (lambda _msg: None)
     check_name(extract_id, "extract id")
     policy = ws.policy()
@@ -215,7 +229,10 @@ def ingest(
         quarantine_staging = ws.quarantine_dir / f"{STAGED}{extract_id}"
         try:
             with ThreadPoolExecutor(max_workers=1) as hashing:  # hashes the sources while Polars works
-                return _run(ws, raw, extract_id, key, policy, today, say, scratch, staging, quarantine_staging, hashing)
+                inputs = list(zip(raw, mappings, strict=True)) if mappings is not None else None
+                return _run(
+                    ws, raw, extract_id, key, policy, today, say, scratch, staging, quarantine_staging, hashing, inputs
+                )
         finally:
             shutil.rmtree(scratch, ignore_errors=True)
             if not is_registered(ws, extract_id):  # registered: its staged folders are the extract's data
@@ -235,10 +252,16 @@ def _run(
     staging: Path,
     quarantine_staging: Path,
     hashing: ThreadPoolExecutor,
+    inputs: list[tuple[Path, Mapping]] | None,
 ) -> IngestResult:
     say("reading and checking the files")
-    found = readers.find_sources(raw)
-    sources = {t.name: readers.read_source(t, found[t.name], scratch / "text") for t in TABLES}
+    read: _Inputs | None = None
+    if inputs is None:
+        found = readers.find_sources(raw)
+        sources = {t.name: readers.read_source(t, found[t.name], scratch / "text") for t in TABLES}
+    else:
+        read = read_inputs(inputs, scratch, say)
+        sources = read.sources
     # One pass over each file, beside Polars: its SHA-256, and whether every row may have the header's width.
     prints = {name: hashing.submit(readers.fingerprint, s) for name, s in sources.items()}
     codes = load_code_systems()
@@ -275,7 +298,13 @@ def _run(
     checked(
         "patients",
         lambda frame, rows, src: validate_patients(
-            frame, src.table, today=today, earliest=earliest, ragged=rows, extra=src.extra_columns
+            frame,
+            src.table,
+            today=today,
+            earliest=earliest,
+            ragged=rows,
+            extra=src.extra_columns,
+            identifier_kinds=policy.ingest.identifier_kinds,
         ),
     )
     ok = ~has_reasons()
@@ -342,9 +371,16 @@ def _run(
         )
         for name, c in counted.items()
     }
+    details = _details(validated["phenotypes"], staging, read)
 
     say("writing the quarantine")
     quarantine_staging.mkdir(mode=0o700, parents=True)
+    if read is not None and any(c.refused for c in read.converted):
+        pl.DataFrame(
+            [(c.name, r.locator, r.reason) for c in read.converted for r in c.refused],
+            schema=["source", "locator", "reason"],
+            orient="row",
+        ).write_parquet(quarantine_staging / REFUSED)
     for name, frame in validated.items():
         columns = [c for c in frame.collect_schema().names() if not c.startswith("_")]
         frame.filter(~ok).select("_row", *columns, reasons_text(labels[name])).sink_parquet(
@@ -352,9 +388,14 @@ def _run(
         )
 
     hashes = {name: future.result()[0] for name, future in prints.items()}
-    manifest = _manifest(extract_id, key, policy, sources, hashes, staging, out_rows, codes.versions)
+    manifest = _manifest(extract_id, key, policy, sources, hashes, staging, out_rows, codes.versions, read)
     (staging / MANIFEST).write_text(json.dumps(manifest, indent=2, sort_keys=True))
-    reconciliation = {name: {**c.__dict__, "balanced": c.balanced} for name, c in counts.items()}
+    reconciliation: dict[str, Any] = {name: {**c.__dict__, "balanced": c.balanced} for name, c in counts.items()}
+    for name, extra_counts in details.items():
+        reconciliation[name].update(extra_counts)
+    if read is not None:
+        reconciliation["sources"] = read.accounts()
+        reconciliation["merge"] = {"patients_merged": read.merged.merged, "conflicts": read.merged.conflicts}
     (staging / RECONCILIATION).write_text(json.dumps(reconciliation, indent=2, sort_keys=True))
 
     say("registering")
@@ -390,7 +431,37 @@ def _run(
         )
     fault("ingest.after_register")
     move_into_place(ws, extract_id)
-    return IngestResult(extract_id, final, quarantine_final, manifest["content_hash"], counts, manifest)
+    return IngestResult(extract_id, final, quarantine_final, manifest["content_hash"], counts, manifest, reconciliation)
+
+
+def _details(phenotypes: pl.LazyFrame, staging: Path, read: _Inputs | None) -> dict[str, dict[str, Any]]:
+    """What the reconciliation adds to the row counts: observed and excluded phenotypes in (rows, plus the
+    records a reader refused) equal out plus quarantined plus withheld; diagnoses whose codes are accepted but
+    could not be checked against a list."""
+    flagged = pl.col("_n_excluded") == "yes"
+    by_kind = (
+        phenotypes.group_by(flagged.alias("excluded"))
+        .agg(pl.len().alias("in"), has_reasons().sum().alias("quarantined"))
+        .collect(engine="streaming")
+    )
+    out = pl.scan_parquet(staging / "phenotypes.parquet").group_by("excluded").len().collect()
+    accepted = {bool(k): int(n) for k, n in out.iter_rows()}
+    refused = read.accounts() if read is not None else {}
+    split: dict[str, dict[str, int]] = {}
+    for kind, excluded in (("observed", False), ("excluded", True)):
+        row = by_kind.filter(pl.col("excluded") == excluded)
+        rows_in = int(row["in"].sum()) if row.height else 0
+        quarantined = int(row["quarantined"].sum()) if row.height else 0
+        refused_here = sum(int(a["refused_phenotypes"][kind]) for a in refused.values())
+        split[kind] = {
+            "in": rows_in + refused_here,
+            "accepted": accepted.get(excluded, 0),
+            "quarantined": quarantined,
+            "refused": refused_here,
+            "withheld": rows_in - quarantined - accepted.get(excluded, 0),
+        }
+    unchecked = unchecked_codes(pl.scan_parquet(staging / "diagnoses.parquet"))
+    return {"phenotypes": {"by_kind": split}, "diagnoses": {"unchecked_codes": unchecked}}
 
 
 def _manifest(
@@ -402,8 +473,9 @@ def _manifest(
     staging: Path,
     rows: dict[str, int],
     code_versions: dict[str, str],
+    read: _Inputs | None = None,
 ) -> dict[str, Any]:
-    content = {
+    content: dict[str, Any] = {
         "schema_version": EXTRACT_SCHEMA_VERSION,
         "tables": {name: {"rows": rows[name], "sha256": file_sha256(staging / f"{name}.parquet")} for name in rows},
         "key_fingerprint": key.fingerprint,
@@ -413,8 +485,11 @@ def _manifest(
             for name, s in sources.items()
         },
         "code_systems": code_versions,
-        "simulated": simulated(sources, hashes),
+        "simulated": simulated(sources, hashes) if read is None else False,
     }
+    if read is not None:
+        content["inputs"] = read.manifest()
+        content["ontology_versions"] = read.versions()
     canonical = json.dumps(content, sort_keys=True, separators=(",", ":"))
     return {"extract": extract_id, **content, "content_hash": hashlib.sha256(canonical.encode()).hexdigest()}
 

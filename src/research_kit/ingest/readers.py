@@ -21,6 +21,7 @@ from __future__ import annotations
 import codecs
 import csv
 import hashlib
+import re
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -36,6 +37,7 @@ from research_kit.model.tables import TABLES, Table
 
 FORMATS = {".csv": "csv", ".txt": "csv", ".parquet": "parquet", ".pq": "parquet", ".xlsx": "excel"}
 _BLOCK = 1 << 20
+_C1_CONTROLS = re.compile(rb"[\x80-\x9f]")  # what Latin-1 would decode into control characters
 CSV_BLOCK = 4 << 20  # bytes of CSV parsed at once
 MMAP_LIMIT = 512 << 20  # a CSV file up to this size is scanned by Polars directly (memory-mapped)
 
@@ -58,10 +60,11 @@ class Source:
     frame: pl.LazyFrame  # every schema column as String, plus any extra columns (a longer row: cut, see below)
     extra_columns: tuple[str, ...]
     layout: Layout | None = None  # a CSV's
+    absent: tuple[str, ...] = ()  # optional columns the file leaves out: read as empty
 
     def strict_frame(self) -> pl.LazyFrame:
         """The frame, read so that a row with more fields than the header stops it (:class:`MoreFields`)."""
-        return self.frame if self.layout is None else _csv_frame(self.layout, truncate=False)
+        return self.frame if self.layout is None else with_absent(_csv_frame(self.layout, truncate=False), self.absent)
 
     def count_ragged(self) -> dict[int, int]:
         """Rows (from 1) whose number of fields is not the header's (a pass over the file); none for Parquet."""
@@ -127,13 +130,14 @@ def find_sources(paths: list[Path]) -> dict[str, Path]:
     return found
 
 
-def read_source(table: Table, path: Path, scratch: Path) -> Source:
-    """Open one table's file lazily, as text, after checking that it is that table."""
+def read_source(table: Table, path: Path, scratch: Path, *, allow_empty: bool = False) -> Source:
+    """Open one table's file lazily, as text, after checking that it is that table (with rows, unless
+    ``allow_empty``: a child table of one of several sources may have none)."""
     fmt = FORMATS[path.suffix.lower()]
     layout: Layout | None = None
     if fmt == "csv":
-        encoding, text_path = _decode_csv(path, scratch)
-        frame, layout = _scan_csv(path, text_path)
+        encoding, text_path = decode_csv(path, scratch)
+        frame, layout = scan_csv(path, text_path)
     elif fmt == "parquet":
         encoding = "binary"
         try:
@@ -146,13 +150,27 @@ def read_source(table: Table, path: Path, scratch: Path) -> Source:
         encoding = "binary"
         frame = _read_excel(path)
     columns = frame.collect_schema().names()
-    missing = [c for c in table.columns if c not in columns]
+    missing = [c for c in table.required if c not in columns]
     if missing:
         raise BadInput(f"{path}: not a {table.name} table: missing columns {', '.join(missing)}")
-    if frame.head(1).collect().height == 0:
+    if not allow_empty and frame.head(1).collect().height == 0:
         raise BadInput(f"{path}: no rows")
     extra = tuple(c for c in columns if c not in table.columns)
-    return Source(table, path, fmt, encoding, frame, extra, layout)
+    absent = tuple(c for c in table.optional if c not in columns)
+    return Source(table, path, fmt, encoding, with_absent(frame, absent), extra, layout, absent)
+
+
+def converted_source(table: Table, path: Path) -> Source:
+    """A raw table a source reader made (Parquet of text, every column of the table; it may have no rows)."""
+    frame = pl.scan_parquet(path)
+    columns = frame.collect_schema().names()
+    extra = tuple(c for c in columns if c not in table.columns)
+    return Source(table, path, "parquet", "binary", frame, extra)
+
+
+def with_absent(frame: pl.LazyFrame, absent: tuple[str, ...]) -> pl.LazyFrame:
+    """``frame`` with each optional column it lacks, empty."""
+    return frame.with_columns(pl.lit(None, dtype=pl.String).alias(c) for c in absent) if absent else frame
 
 
 @contextmanager
@@ -181,7 +199,7 @@ def check_header(path: Path, names: list[str]) -> None:
         seen[key] = number
 
 
-def _decode_csv(path: Path, scratch: Path) -> tuple[str, Path]:
+def decode_csv(path: Path, scratch: Path) -> tuple[str, Path]:
     """Find the encoding by decoding the whole file; Latin-1 files are transcoded to UTF-8 in ``scratch``."""
     with path.open("rb") as fh:
         head = fh.read(4)
@@ -206,14 +224,14 @@ def _decode_csv(path: Path, scratch: Path) -> tuple[str, Path]:
     target = scratch / f"{path.stem}.utf8.csv"
     with path.open("rb") as src, target.open("w", encoding="utf-8", newline="") as dst:
         while block := src.read(_BLOCK):
-            if any(0x80 <= b <= 0x9F for b in block):
+            if _C1_CONTROLS.search(block):
                 target.unlink()
                 raise BadInput(f"{path}: text in an encoding that is neither UTF-8 nor Latin-1")
             dst.write(block.decode("latin-1"))
     return "latin-1", target
 
 
-def _scan_csv(path: Path, text_path: Path) -> tuple[pl.LazyFrame, Layout]:
+def scan_csv(path: Path, text_path: Path) -> tuple[pl.LazyFrame, Layout]:
     """The table, lazily (a row with more fields than the header loses the rest: the ingest counts such rows
     and quarantines them), and its layout. A bad header is refused."""
     with text_path.open(encoding="utf-8-sig", newline="") as fh:

@@ -16,7 +16,10 @@ Reasons: ``missing_mandatory``, ``invalid_value``, ``invalid_national_id``,
 YYYY-MM-DD), ``impossible_date`` (YYYY-MM-DD but no such day), ``future_date``,
 ``date_before_birth``, ``death_before_birth``, ``onset_before_birth``,
 ``onset_after_diagnosis``, ``event_after_death``, ``date_out_of_range``, ``unknown_code``,
-``unknown_patient``, ``patient_quarantined``; and, for any cell,
+``unknown_patient``, ``patient_quarantined``, ``identifier_not_accepted`` (a registry identifier where
+the policy accepts national IDs only), ``onset_after_diagnosis`` (also between ages); ``code:missing_mandatory`` (a
+diagnosis with no code of any system); ``source:<issue>`` (what a source reader found, see
+:mod:`research_kit.ingest.converted`); and, for any cell,
 ``cell:field_too_long`` (over :data:`MAX_FIELD_BYTES`), ``cell:formula_like``
 (a cell a spreadsheet would run: it starts with ``=`` or ``@``, or with ``+``
 or ``-`` followed by more than digits and number punctuation) and, for a whole row, ``row:wrong_field_count``
@@ -33,12 +36,17 @@ from functools import reduce
 import numpy as np
 import polars as pl
 
+from research_kit.ingest.converted import ISSUES, SOURCE_ISSUE
 from research_kit.model import geography
-from research_kit.model.codes import UNDIAGNOSED_ORPHA, CodeSystems, hpo_id, icd10_codes, orpha_id
+from research_kit.model.codes import UNDIAGNOSED_ORPHA, CodeSystems, hpo_id, orpha_id
+from research_kit.model.disease_codes import INVALID, UNLISTED, check_code
 from research_kit.model.national_id import check_digits
+from research_kit.model.onsets import ONSET_CLASSES, duration_years, is_duration
 from research_kit.model.tables import (
+    CODE_COLUMNS,
     DIAGNOSIS_STATUSES,
     ENCOUNTER_TYPES,
+    REGISTRY_PREFIX,
     SEXES,
     VITAL_STATUSES,
     Table,
@@ -50,7 +58,10 @@ MAX_FIELD_BYTES = 65_536  # no field of the registry's tables comes near; a long
 # a sign followed somewhere by more than digits and number punctuation (-5, +352 691 123, -, +/- are not; -1+cmd
 # is). Matched on the trimmed value; anchored, so most cells fail at their first character.
 FORMULA = r"^\s*([=@\x{FF1D}\x{FF20}]|[+\-\x{FF0B}\x{FF0D}].*[^0-9\s().,/\-])"
-HGVS = r"^c\.\d+(_\d+del|dup|[ACGT]>[ACGT])$"
+# An HGVS variant as sources write it: an optional reference sequence (NM_033305.3:), then c., g., n., m., r. or p.
+HGVS = r"^([A-Z]{1,2}_?[0-9]+(\.[0-9]+)?(\([A-Za-z0-9_.-]+\))?:)?[cgnmrp]\.\S+$"
+GENE = r"^[A-Za-z0-9][A-Za-z0-9@._-]{0,31}$"  # an HGNC symbol's shape (the offline list is partial)
+REGISTRY_ID = r"^registry:[^\x00-\x1f\x7f]{1,128}$"  # a registry identifier: printable, at most 128 characters
 FLAGS = ("yes", "no")
 # Coded columns compared without regard to case, and the canonical spelling of each value.
 CANONICAL: dict[str, tuple[str, ...]] = {
@@ -62,8 +73,23 @@ CANONICAL: dict[str, tuple[str, ...]] = {
     "canton": geography.CANTONS,
     "status": DIAGNOSIS_STATUSES,
     "encounter_type": ENCOUNTER_TYPES,
+    "excluded": FLAGS,
 }
-UPPER = ("country", "orpha_code", "icd10_code", "hpo_code", "centre_code", "centre_country")
+UPPER = ("country", "hpo_code", "onset_class", "centre_code", "centre_country")
+CODE_SYSTEMS = {column: system for system, column in CODE_COLUMNS.items()}
+AGES = ("age_at_last_record", "age_at_death", "onset_age", "diagnosis_age")
+
+
+def code_spelling(system: str) -> Callable[[str], str]:
+    """A disease code as the extract writes it (``ORPHA:558``, ``OMIM:154700``, ``Q87.4``); unreadable: as given."""
+
+    def spell(value: str) -> str:
+        found = check_code(value, system).code
+        if found is None:
+            return value
+        return found.code if system in ("ICD10", "ICD11") else found.curie
+
+    return spell
 
 
 def normalised(frame: pl.LazyFrame, table: Table) -> pl.LazyFrame:
@@ -79,6 +105,8 @@ def normalised(frame: pl.LazyFrame, table: Table) -> pl.LazyFrame:
         if name in CANONICAL:
             lookup = {v.lower(): v for v in CANONICAL[name]}
             settle = _per_distinct(lambda v, lookup=lookup: lookup.get(v.lower(), v))  # type: ignore[misc]
+        elif name in CODE_SYSTEMS:
+            settle = _per_distinct(code_spelling(CODE_SYSTEMS[name]))
         elif name in UPPER:
             settle = _per_distinct(str.upper)
         else:
@@ -95,7 +123,7 @@ def _per_distinct(change: Callable[[str], str]) -> Callable[[pl.Series], pl.Seri
     """
 
     def settle(batch: pl.Series) -> pl.Series:
-        mapping = {v: c for v in batch.unique().to_list() if v is not None and (c := change(v)) != v}
+        mapping = {v: c for v in batch.unique().to_list() if v and (c := change(v)) != v}
         if not mapping:  # the usual case: nothing to change, and nothing to copy
             return batch
         return batch.replace_strict(mapping, default=batch, return_dtype=pl.String)
@@ -257,6 +285,42 @@ def first_occurrences(frame: pl.LazyFrame) -> pl.DataFrame:
     return ids.select("_row", pl.col("national_id").is_first_distinct().alias("_first")).collect()
 
 
+def age_reasons(table: Table) -> list[Rule]:
+    """An age given that is not an ISO 8601 duration (``P6Y3M``)."""
+    return [_reason((_n(c) != "") & ~is_duration(_n(c)), c, "invalid_value") for c in AGES if c in table.columns]
+
+
+def source_reasons(extra: Iterable[str]) -> list[Rule]:
+    """What a source reader found in a row (its ``source_issue``): one rule per kind of issue."""
+    if SOURCE_ISSUE not in set(extra):
+        return []
+    issue = pl.col(SOURCE_ISSUE).fill_null("")
+    return [_reason(issue.str.contains(f":{kind}(;|$)"), "source", kind) for kind in ISSUES]
+
+
+def onset_class_reason(table: Table) -> list[Rule]:
+    value = _n("onset_class")
+    return [_reason((value != "") & ~value.is_in(list(ONSET_CLASSES)), "onset_class", "unknown_code")]
+
+
+def identifier_reasons(kinds: Iterable[str]) -> list[Rule]:
+    """A national ID's shape and check digits, or a registry identifier's shape and the policy's leave."""
+    nid = _n("national_id")
+    registry = nid.str.starts_with(REGISTRY_PREFIX)
+    shaped_id = (
+        nid.str.contains(r"^\d{13}$") & nid.str.slice(0, 8).str.strptime(pl.Date, "%Y%m%d", strict=False).is_not_null()
+    )
+    rules = [
+        _reason((nid != "") & ~registry & ~shaped_id, "national_id", "invalid_national_id"),
+        _reason(registry & ~nid.str.contains(REGISTRY_ID), "national_id", "invalid_national_id"),
+        _reason(shaped_id & ~pl.col("_id_ok"), "national_id", "bad_check_digit"),
+        _reason((nid != "") & ~pl.col("_first"), "national_id", "duplicate_patient"),
+    ]
+    if "registry" not in set(kinds):
+        rules.append(_reason(registry, "national_id", "identifier_not_accepted"))
+    return rules
+
+
 def validate_patients(
     frame: pl.LazyFrame,
     table: Table,
@@ -265,7 +329,10 @@ def validate_patients(
     earliest: date,
     ragged: Mapping[int, int] | None = None,
     extra: Iterable[str] = (),
+    identifier_kinds: Iterable[str] = ("national", "registry"),
 ) -> Validated:
+    """Patients' rules. A date of birth is mandatory unless the source gives an age at the last record instead
+    (a source with ages only); a dead patient needs a date of death or an age at death."""
     dates = ("date_of_birth", "first_contact_date", "date_of_death")
     staged = (
         normalised(frame.with_row_index("_row", offset=1), table)
@@ -275,30 +342,31 @@ def validate_patients(
         )
         .join(first_occurrences(frame).lazy(), on="_row", how="left", maintain_order="left")
     )
-    nid, birth, death = _n("national_id"), _d("date_of_birth"), _d("date_of_death")
-    shaped_id = (
-        nid.str.contains(r"^\d{13}$") & nid.str.slice(0, 8).str.strptime(pl.Date, "%Y%m%d", strict=False).is_not_null()
-    )
+    birth, death = _d("date_of_birth"), _d("date_of_death")
     resident = _n("country") == "LU"
+    aged = _n("age_at_last_record") != ""
+    dead = _n("vital_status") == "dead"
     reasons = [
-        *mandatory_reasons(table, skip=["date_of_birth"]),
-        _reason((nid != "") & ~shaped_id, "national_id", "invalid_national_id"),
-        _reason(shaped_id & ~pl.col("_id_ok"), "national_id", "bad_check_digit"),
-        _reason((nid != "") & ~pl.col("_first"), "national_id", "duplicate_patient"),
+        *mandatory_reasons(table),
+        *identifier_reasons(identifier_kinds),
         allowed_reason("sex", SEXES),
         allowed_reason("vital_status", VITAL_STATUSES),
         *(allowed_reason(c, FLAGS) for c in ("cross_border_insured", "consent_reuse", "agrees_to_contact")),
         _reason((_n("country") != "") & ~_n("country").str.contains(r"^[A-Z]{2}$"), "country", "invalid_value"),
         _reason(resident & (_n("canton") == ""), "canton", "missing_mandatory"),
         _reason(resident & (_n("canton") != "") & ~_n("canton").is_in(geography.CANTONS), "canton", "invalid_value"),
-        *date_reasons("date_of_birth", mandatory=True, today=today, earliest=earliest),
+        *date_reasons("date_of_birth", mandatory=False, today=today, earliest=earliest),
+        _reason((_n("date_of_birth") == "") & ~aged, "date_of_birth", "missing_mandatory"),
         *date_reasons("first_contact_date", mandatory=False, today=today, earliest=earliest),
         *date_reasons("date_of_death", mandatory=False, today=today, earliest=earliest),
+        *age_reasons(table),
         _reason((_n("postcode") != "") & ~_n("postcode").str.contains(r"^\d{4,5}$"), "postcode", "invalid_value"),
         _reason(_d("first_contact_date") < birth, "first_contact_date", "date_before_birth"),
         _reason(death < birth, "date_of_death", "death_before_birth"),
-        _reason((_n("date_of_death") != "") & (_n("vital_status") != "dead"), "date_of_death", "invalid_value"),
-        _reason((_n("date_of_death") == "") & (_n("vital_status") == "dead"), "date_of_death", "missing_mandatory"),
+        _reason((_n("date_of_death") != "") & ~dead, "date_of_death", "invalid_value"),
+        _reason((_n("age_at_death") != "") & ~dead, "age_at_death", "invalid_value"),
+        _reason((_n("date_of_death") == "") & (_n("age_at_death") == "") & dead, "date_of_death", "missing_mandatory"),
+        *source_reasons(extra),
         *shape_reasons(table, ragged or {}, extra),
     ]
     done = with_reasons(staged, reasons)
@@ -306,12 +374,14 @@ def validate_patients(
 
 
 def patient_lookup(patients: pl.LazyFrame) -> pl.DataFrame:
-    """Every national ID of the patients file: ``_birth`` and ``_death`` where its patient was accepted.
+    """Every national ID of the patients file: ``_ok``, ``_birth`` and ``_death`` where its patient was accepted.
 
-    A national ID with a null ``_birth`` belongs to a quarantined patient row.
+    A national ID with a null ``_ok`` belongs to a quarantined patient row (``_birth`` is null also for an
+    accepted patient of a source with ages only).
     """
     accepted = patients.filter(~has_reasons()).select(
         pl.col("_n_national_id").alias("_nid"),
+        pl.lit(True).alias("_ok"),
         pl.col("_d_date_of_birth").alias("_birth"),
         pl.col("_d_date_of_death").alias("_death"),
     )
@@ -345,35 +415,43 @@ def validate_child(
             known.lazy(), left_on="_n_national_id", right_on="_nid", how="left", maintain_order="left", coalesce=False
         )
     )
-    has_patient = pl.col("_birth").is_not_null()
     nid = _n("national_id")
     reasons = [
         *mandatory_reasons(table, skip=date_cols),
         _reason((nid != "") & pl.col("_nid").is_null(), "national_id", "unknown_patient"),
-        _reason(pl.col("_nid").is_not_null() & ~has_patient, "national_id", "patient_quarantined"),
+        _reason(pl.col("_nid").is_not_null() & pl.col("_ok").is_null(), "national_id", "patient_quarantined"),
     ]
     for col in date_cols:
         reasons += date_reasons(col, mandatory=col in table.mandatory, today=today, earliest=earliest)
         if col != "onset_date":
             reasons.append(_reason(_d(col) < pl.col("_birth"), col, "date_before_birth"))
         reasons.append(_reason(_d(col) > pl.col("_death"), col, "event_after_death"))
+    if table.name in ("diagnoses", "phenotypes"):
+        reasons += [allowed_reason("excluded", FLAGS), *age_reasons(table), *onset_class_reason(table)]
     if table.name == "diagnoses":
         undiagnosed = orpha_id(UNDIAGNOSED_ORPHA)
         gene = _n("gene_symbol")
+        coded = pl.any_horizontal(_n(c) != "" for c in CODE_COLUMNS.values())
         reasons += [
-            _reason(
-                (_n("orpha_code") != "") & ~_n("orpha_code").is_in([orpha_id(o) for o in codes.orpha_codes]),
-                "orpha_code",
-                "unknown_code",
-            ),
-            _reason(
-                (_n("icd10_code") != "") & ~_n("icd10_code").is_in(sorted(icd10_codes())), "icd10_code", "unknown_code"
+            _reason(~coded, "code", "missing_mandatory"),
+            *(
+                _reason(
+                    _n(c).map_batches(_invalid_codes(s), return_dtype=pl.Boolean, is_elementwise=True),
+                    c,
+                    "unknown_code",
+                )
+                for s, c in CODE_COLUMNS.items()
             ),
             allowed_reason("status", DIAGNOSIS_STATUSES),
             _reason((_n("status") == "undiagnosed") != (_n("orpha_code") == undiagnosed), "status", "invalid_value"),
             _reason(_d("onset_date") < pl.col("_birth"), "onset_date", "onset_before_birth"),
             _reason(_d("onset_date") > _d("diagnosis_date"), "onset_date", "onset_after_diagnosis"),
-            _reason((gene != "") & ~gene.is_in(sorted(codes.genes)), "gene_symbol", "unknown_code"),
+            _reason(
+                duration_years(_n("onset_age")) > duration_years(_n("diagnosis_age")),
+                "onset_age",
+                "onset_after_diagnosis",
+            ),
+            _reason((gene != "") & ~gene.str.contains(GENE), "gene_symbol", "invalid_value"),
             _reason((_n("variant_hgvs") != "") & (gene == ""), "variant_hgvs", "invalid_value"),
             _reason(
                 (_n("variant_hgvs") != "") & ~_n("variant_hgvs").str.contains(HGVS), "variant_hgvs", "invalid_value"
@@ -387,5 +465,34 @@ def validate_child(
             allowed_reason("encounter_type", ENCOUNTER_TYPES),
             _reason(~_n("centre_country").str.contains(r"^([A-Z]{2})?$"), "centre_country", "invalid_value"),
         ]
-    done = with_reasons(staged, [*reasons, *shape_reasons(table, ragged or {}, extra)])
+    rules = [*reasons, *source_reasons(extra), *shape_reasons(table, ragged or {}, extra)]
+    done = with_reasons(staged, rules)
     return Validated(done.frame, done.labels)
+
+
+def _invalid_codes(system: str) -> Callable[[pl.Series], pl.Series]:
+    """True where a (normalised) code of ``system`` is given but is not a code of it (checked per distinct value).
+
+    A well-formed code absent from a partial list is not invalid: it is counted as "not checked against a
+    list" (:func:`unchecked_codes`).
+    """
+
+    def invalid(batch: pl.Series) -> pl.Series:
+        bad = [v for v in batch.unique().to_list() if v and check_code(v, system).status == INVALID]
+        return batch.is_in(bad).fill_null(False) if bad else pl.Series([False] * len(batch))
+
+    return invalid
+
+
+def unchecked_codes(diagnoses: pl.LazyFrame) -> dict[str, int]:
+    """Rows per code system whose code is accepted but not in an offline list (reconciliation's count)."""
+    counts: dict[str, int] = {}
+    names = diagnoses.collect_schema().names()
+    for system, column in CODE_COLUMNS.items():
+        if column not in names:
+            continue
+        values = diagnoses.group_by(column).len().drop_nulls(column).collect()
+        for value, rows in values.iter_rows():
+            if check_code(value, system).status == UNLISTED:
+                counts[system] = counts.get(system, 0) + rows
+    return counts

@@ -7,15 +7,19 @@ The DP views (:mod:`research_kit.dp.columns`), the risk report
 ages and bands from these functions, so a figure means the same wherever it
 is shown.
 
-- **first diagnosis**: the patient's diagnosis with the earliest diagnosis
-  date; an undated diagnosis comes after every dated one; a tie (extracts hold
-  dates to the month) goes to the lowest ORPHA code, then the lowest ICD-10
-  code (text order; a missing code last);
+- **first diagnosis**: the patient's diagnosis, not excluded (a disease ruled
+  out is no diagnosis), with the earliest diagnosis date; an undated diagnosis
+  comes after every dated one; a tie (extracts hold dates to the month) goes to
+  the lowest ORPHA code, then OMIM, ICD-10, ICD-11, MONDO (text order; a
+  missing code last);
 - **age at onset**: years from birth to onset, to 0.1 year (stored in the
-  extract as ``onset_age_years``);
+  extract as ``onset_age_years``), from the dates where the source has them,
+  else from the age the source gives (``onset_age_basis`` says which);
 - **diagnostic delay**: days from onset to diagnosis (``diagnostic_delay_days``),
-  in years of :data:`YEAR_DAYS`;
+  in years of :data:`YEAR_DAYS`, from dates or ages (``diagnostic_delay_basis``);
 - **age at diagnosis**: age at onset plus the diagnostic delay;
+- **a phenotype** of a patient is an observed one: an excluded finding
+  (``excluded``, a feature ruled out) never counts as one (:func:`observed`);
 - **diagnosis group**: the ICD-10 chapter of the diagnosis's ICD-10 code
   (none for a code outside WHO ICD-10 2019);
 - **age band**: ten-year bands ``0-9`` ... ``90+`` (:data:`AGE_BANDS`).
@@ -33,7 +37,7 @@ if TYPE_CHECKING:  # pandas only for the pandas adapters below: polars callers n
     import pandas as pd
 
 YEAR_DAYS = 365.25
-FIRST_DIAGNOSIS_ORDER = ("diagnosis_date", "orpha_code", "icd10_code")
+FIRST_DIAGNOSIS_ORDER = ("diagnosis_date", "orpha_code", "omim_code", "icd10_code", "icd11_code", "mondo_code")
 AGE_BANDS = ("0-9", "10-19", "20-29", "30-39", "40-49", "50-59", "60-69", "70-79", "80-89", "90+")
 KEY = "pseudonym"
 
@@ -43,19 +47,43 @@ Frame = TypeVar("Frame", pl.DataFrame, pl.LazyFrame)
 def first_diagnoses(diagnoses: Frame, key: str = KEY) -> Frame:
     """One row per patient of ``diagnoses``: their first diagnosis (see the module's definition).
 
-    >>> d = pl.DataFrame({"pseudonym": ["a", "a", "a", "b"], "diagnosis_date": [None, "2020-02", "2020-02", "2019-01"],
-    ...                   "orpha_code": ["1", "99", "7", "5"], "icd10_code": [None, None, None, "Q87.1"]})
+    >>> d = pl.DataFrame({"pseudonym": ["a", "a", "a", "b", "b"],
+    ...                   "diagnosis_date": [None, "2020-02", "2020-02", "2019-01", "2018-01"],
+    ...                   "orpha_code": ["1", "99", "7", "5", "3"], "icd10_code": [None, None, None, "Q87.1", None],
+    ...                   "excluded": [False, False, False, False, True]})
     >>> first_diagnoses(d).sort("pseudonym")["orpha_code"].to_list()
     ['7', '5']
     """
-    return diagnoses.sort([key, *FIRST_DIAGNOSIS_ORDER], nulls_last=True).group_by(key, maintain_order=True).first()
+    names = diagnoses.collect_schema().names()
+    by: list[str] = [c for c in FIRST_DIAGNOSIS_ORDER if c in names]  # an older extract's frame lacks new codes
+    kept = diagnoses.filter(~pl.col("excluded").fill_null(False)) if "excluded" in names else diagnoses
+    return kept.sort([key, *by], nulls_last=True).group_by(key, maintain_order=True).first()
 
 
 def first_diagnosis_rows(diagnoses: pd.DataFrame, key: str = KEY) -> pd.DataFrame:
     """:func:`first_diagnoses` for a pandas frame: its first-diagnosis rows, as they are (index kept)."""
-    order = pl.from_pandas(diagnoses[[key, *FIRST_DIAGNOSIS_ORDER]].reset_index(drop=True)).with_row_index("_row")
+    wanted = [key, *(c for c in (*FIRST_DIAGNOSIS_ORDER, "excluded") if c in diagnoses.columns)]
+    order = pl.from_pandas(diagnoses[wanted].reset_index(drop=True)).with_row_index("_row")
     rows = first_diagnoses(order, key)["_row"].to_list()
     return diagnoses.iloc[sorted(rows)]
+
+
+def observed(phenotypes: Frame) -> Frame:
+    """The phenotypes a patient has: excluded findings (ruled out) left out.
+
+    >>> observed(pl.DataFrame({"hpo_code": ["HP:1", "HP:2"], "excluded": [False, True]}))["hpo_code"].to_list()
+    ['HP:1']
+    """
+    if "excluded" not in phenotypes.collect_schema().names():
+        return phenotypes
+    return phenotypes.filter(~pl.col("excluded").fill_null(False))
+
+
+def observed_rows(phenotypes: pd.DataFrame) -> pd.DataFrame:
+    """:func:`observed` for a pandas frame."""
+    if "excluded" not in phenotypes.columns:
+        return phenotypes
+    return phenotypes[~phenotypes["excluded"].fillna(False).astype(bool)]
 
 
 def diagnosis_group(icd10_code: str | None) -> str | None:

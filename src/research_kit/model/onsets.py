@@ -46,23 +46,31 @@ ONSET_CLASSES: dict[str, tuple[str, float | None, float | None]] = {
 }
 
 
+def duration_days(text: pl.Expr) -> pl.Expr:
+    """An ISO 8601 duration (years, months, weeks, days) in days (a year of :data:`YEAR_DAYS`); null when not one.
+
+    >>> pl.select(duration_days(pl.lit(pl.Series(["P1Y", "P1M", "P2W3D", "6 years", "P"])))).to_series().to_list()
+    [365.25, 30.4375, 17.0, None, None]
+    """
+    parts = text.str.extract_groups(DURATION).struct
+
+    def number(i: int) -> pl.Expr:
+        return parts.field(str(i)).cast(pl.Float64).fill_null(0.0)
+
+    days = (number(1) + number(2) * MONTH_YEARS) * YEAR_DAYS + number(3) * 7 + number(4)
+    given = pl.any_horizontal(parts.field(str(i)).is_not_null() for i in range(1, 5))
+    return pl.when(text.str.contains(DURATION) & given).then(days).otherwise(None)
+
+
 def duration_years(text: pl.Expr) -> pl.Expr:
-    """An ISO 8601 duration (years, months, weeks, days) in years, to 0.1 year; null when not one.
+    """An ISO 8601 duration in years, to 0.1 year as every age of an extract; null when not one.
 
     >>> pl.select(duration_years(pl.lit(pl.Series(["P6Y6M", "P4W", "P0D", "6 years", "P"])))).to_series().to_list()
     [6.5, 0.1, 0.0, None, None]
     """
-    parts = text.str.extract_groups(DURATION)
-    field = parts.struct
-
-    def number(i: int) -> pl.Expr:
-        return field.field(str(i)).cast(pl.Float64).fill_null(0.0)
-
-    years = number(1) + number(2) * MONTH_YEARS + (number(3) * 7 + number(4)) / YEAR_DAYS
-    given = pl.any_horizontal(field.field(str(i)).is_not_null() for i in range(1, 5))
-    return pl.when(text.str.contains(DURATION) & given).then(years.round(1)).otherwise(None)
+    return (duration_days(text) / YEAR_DAYS).round(1)
 
 
 def is_duration(text: pl.Expr) -> pl.Expr:
-    """True where ``text`` is an ISO 8601 duration :func:`duration_years` reads."""
-    return duration_years(text).is_not_null()
+    """True where ``text`` is an ISO 8601 duration :func:`duration_days` reads."""
+    return duration_days(text).is_not_null()

@@ -41,6 +41,7 @@ class Table:
 
 REGISTRY_PREFIX = "registry:"  # a registry identifier (no national ID), e.g. registry:PMID_28446873_Case_1
 SOURCE = "source"  # every table's column naming the source a row came from (a mapping's [source].name)
+VALUE_SOURCES = "value_sources"  # a merged patient's fields whose value came from another source (ingest/merge.py)
 
 PATIENTS = Table(
     "patients",
@@ -48,11 +49,11 @@ PATIENTS = Table(
         "national_id", "first_name", "last_name", "street", "house_number", "postcode", "commune",
         "canton", "country", "date_of_birth", "sex", "vital_status", "date_of_death",
         "cross_border_insured", "first_contact_date", "consent_reuse", "agrees_to_contact",
-        "age_at_last_record", "age_at_death", SOURCE,
+        "age_at_last_record", "age_at_death", SOURCE, VALUE_SOURCES,
     ),
     mandatory=("national_id", "sex", "vital_status", "country"),  # and a date of birth or an age (validate.py)
     direct_identifiers=("national_id", "first_name", "last_name", "street", "house_number"),
-    optional=("age_at_last_record", "age_at_death", SOURCE),
+    optional=("age_at_last_record", "age_at_death", SOURCE, VALUE_SOURCES),
 )  # fmt: skip
 
 # A diagnosis's codes, one column per system (ORPHA preferred; at least one code given).

@@ -18,10 +18,13 @@ from typing import Any
 
 import polars as pl
 
+from research_kit.core.config import RiskPolicy
 from research_kit.core.errors import BadInput
 from research_kit.core.extracts import Extract, get_extract
 from research_kit.core.workspace import Workspace
+from research_kit.model.extract_schema import conform
 from research_kit.model.facts import first_diagnoses
+from research_kit.model.tables import CODE_COLUMNS
 from research_kit.pseudonymise.population import SOURCE, age_band, load_population
 from research_kit.pseudonymise.risk import Enforcement, RiskReport, assess, enforce_k
 
@@ -46,17 +49,43 @@ class Assessment:
 
 
 def risk_records(extract: Extract, as_of: date) -> pl.DataFrame:
-    """One row per patient: quasi-identifier candidates, first diagnosis, age band on ``as_of``."""
-    patients = pl.read_parquet(extract.table_path("patients"))
-    first = (
-        first_diagnoses(pl.scan_parquet(extract.table_path("diagnoses")))
-        .select("pseudonym", pl.col("orpha_code").alias(SENSITIVE))
-        .collect()
-    )
+    """One row per patient: quasi-identifier candidates, first diagnosis, age band on ``as_of``.
+
+    The first diagnosis is written in its preferred code (ORPHA, else OMIM, ICD-10, ICD-11, MONDO) as
+    ``diagnosis`` (the sensitive attribute) and as ``disease`` (a quasi-identifier for sources without dates:
+    a published case's disease is public). ``age_band_last_record`` is the band of the age at the last record,
+    what a source with ages only gives.
+    """
+    patients = conform("patients", pl.read_parquet(extract.table_path("patients")))
+    diagnoses = conform("diagnoses", pl.scan_parquet(extract.table_path("diagnoses")))
+    preferred = pl.coalesce(*(pl.col(c) for c in CODE_COLUMNS.values()))
+    first = first_diagnoses(diagnoses).select("pseudonym", preferred.alias(SENSITIVE)).collect()
     age = pl.lit(as_of.year) - pl.col("birth_year").cast(pl.Int32)
     # With the birth month known, a birthday not yet reached this year takes one year off.
     age = age - pl.when(pl.col("birth_month").cast(pl.Int32) > as_of.month).then(1).otherwise(0)
-    return patients.join(first, on="pseudonym", how="left").with_columns(age_band(age).alias("age_band"))
+    return patients.join(first, on="pseudonym", how="left").with_columns(
+        age_band(age).alias("age_band"),
+        age_band(pl.col("age_at_last_record_years")).alias("age_band_last_record"),
+        pl.col(SENSITIVE).alias("disease"),
+    )
+
+
+def quasi_identifiers(records: pl.DataFrame, policy: RiskPolicy) -> list[str]:
+    """The quasi-identifiers that apply: the policy's, or for a source without dates (no patient has a birth
+    year) the policy's set for such sources. Refused when the extract carries none of them: a table of
+    nulls would show no risk at all, which is not the same as no risk."""
+    dated = records.height == 0 or records["birth_year"].null_count() < records.height
+    chosen = list(policy.quasi_identifiers if dated else policy.quasi_identifiers_without_dates)
+    key = "quasi_identifiers" if dated else "quasi_identifiers_without_dates"
+    unknown = [q for q in chosen if q not in records.columns]
+    if unknown:
+        raise BadInput(f"research-kit.toml: [risk].{key} names columns not in the extract: {', '.join(unknown)}")
+    if records.height and all(records[q].null_count() == records.height for q in chosen):
+        raise BadInput(
+            f"the extract carries none of [risk].{key} ({', '.join(chosen)}): every patient's value is empty, "
+            "so no risk can be measured; set the quasi-identifiers an attacker could know for this source"
+        )
+    return chosen
 
 
 def assess_extract(
@@ -66,13 +95,9 @@ def assess_extract(
     policy = ws.policy().risk
     extract = get_extract(ws, extract_id)
     records = risk_records(extract, as_of or date.today())
-    unknown = [q for q in policy.quasi_identifiers if q not in records.columns]
-    if unknown:
-        raise BadInput(
-            f"research-kit.toml: [risk].quasi_identifiers names columns not in the extract: {', '.join(unknown)}"
-        )
+    chosen = quasi_identifiers(records, policy)
     common: dict[str, Any] = {
-        "quasi_identifiers": policy.quasi_identifiers,
+        "quasi_identifiers": chosen,
         "sensitive": SENSITIVE,
         "risk_threshold": policy.risk_threshold,
     }

@@ -11,8 +11,11 @@ What happens to each field, as the policy says:
 - event dates: truncated to the first of their month, or, with
   ``event_dates = "shift"``, moved by the patient's keyed shift, so intervals
   stay exact;
-- intervals a study needs (age at onset, diagnostic delay) are computed from
-  the exact dates before they are generalised;
+- intervals a study needs (age at onset, at diagnosis, diagnostic delay) are
+  computed from the exact dates before they are generalised; a source with
+  ages only (ISO 8601 durations) gives them from the ages instead, and the
+  ``*_basis`` column says which (``dates`` or ``ages``);
+- ages (at the last record, at death, at onset) become years to 0.1;
 - columns outside the schema (free text) are dropped unless the policy keeps them.
 """
 
@@ -22,6 +25,8 @@ import polars as pl
 
 from research_kit.core.config import PseudonymisePolicy
 from research_kit.model.facts import YEAR_DAYS
+from research_kit.model.onsets import duration_days, duration_years
+from research_kit.model.tables import CODE_COLUMNS, SOURCE, VALUE_SOURCES
 from research_kit.pseudonymise.keys import Key
 from research_kit.pseudonymise.pseudonyms import date_shifts, pseudonyms_with_order
 
@@ -99,6 +104,10 @@ def patients_table(
         _event("first_contact_date", policy),
         _flag("consent_reuse"),
         _flag("agrees_to_contact"),
+        duration_years(_n("age_at_last_record")).alias("age_at_last_record_years"),
+        duration_years(_n("age_at_death")).alias("age_at_death_years"),
+        _text(SOURCE).alias("sources"),
+        _text(VALUE_SOURCES),
         *_kept("patients", extra, policy),
         "_pidx",
     )
@@ -118,19 +127,49 @@ def child_table(
     frame = accepted.filter(pl.col("_pidx").is_not_null())
     dates = [_event(c, policy) for c in EVENT_DATES[table]]
     if table == "diagnoses":
-        onset, diagnosis = pl.col("_d_onset_date"), pl.col("_d_diagnosis_date")
         columns = [
-            _text("orpha_code"),
-            _text("icd10_code"),
+            *(_text(c) for c in CODE_COLUMNS.values()),
             _text("status"),
+            _flag("excluded").fill_null(False),
             *dates,
-            ((onset - pl.col("_birth")).dt.total_days() / YEAR_DAYS).round(1).alias("onset_age_years"),
-            (diagnosis - onset).dt.total_days().cast(pl.Int32).alias("diagnostic_delay_days"),
+            *_diagnosis_ages(),
             _text("gene_symbol"),
             _text("variant_hgvs"),
         ]
     elif table == "phenotypes":
-        columns = [_text("hpo_code"), *dates]
+        columns = [
+            _text("hpo_code"),
+            _flag("excluded").fill_null(False),
+            *dates,
+            duration_years(_n("onset_age")).alias("onset_age_years"),
+            _text("onset_class"),
+        ]
     else:
         columns = [*dates, _text("centre_code"), _text("centre_country"), _text("encounter_type")]
-    return frame.select(*columns, *_kept(table, extra, policy), "_pidx")
+    return frame.select(*columns, _text(SOURCE), *_kept(table, extra, policy), "_pidx")
+
+
+def _diagnosis_ages() -> list[pl.Expr]:
+    """Age at onset, at diagnosis and the diagnostic delay: from the exact dates where both are known, else
+    from the ages the source gives; each with the basis it came from."""
+    birth, onset, diagnosis = pl.col("_birth"), pl.col("_d_onset_date"), pl.col("_d_diagnosis_date")
+    onset_days = pl.coalesce((onset - birth).dt.total_days().cast(pl.Float64), duration_days(_n("onset_age")))
+    diagnosis_days = pl.coalesce(
+        (diagnosis - birth).dt.total_days().cast(pl.Float64), duration_days(_n("diagnosis_age"))
+    )
+    by_dates = onset.is_not_null() & diagnosis.is_not_null()
+    by_ages = (diagnosis_days - onset_days).round(0)
+    delay = pl.when(by_dates).then((diagnosis - onset).dt.total_days()).otherwise(by_ages)
+
+    def basis(dated: pl.Expr, value: pl.Expr) -> pl.Expr:
+        return pl.when(dated).then(pl.lit("dates")).when(value.is_not_null()).then(pl.lit("ages"))
+
+    onset_dated = onset.is_not_null() & birth.is_not_null()
+    return [
+        (onset_days / YEAR_DAYS).round(1).alias("onset_age_years"),
+        basis(onset_dated, onset_days).alias("onset_age_basis"),
+        _text("onset_class"),
+        (diagnosis_days / YEAR_DAYS).round(1).alias("diagnosis_age_years"),
+        delay.cast(pl.Int32).alias("diagnostic_delay_days"),
+        basis(by_dates, delay).alias("diagnostic_delay_basis"),
+    ]

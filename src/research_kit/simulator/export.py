@@ -128,7 +128,7 @@ def simulate_export(
         for table in TABLES:
             encoding = "latin-1" if spec.faults and spec.format == "csv" and table.name == LATIN1_TABLE else "utf-8"
             path = tmp / f"{table.name}.{spec.format}"
-            writers[table.name] = _TableWriter(path, spec.format, table.columns, encoding)
+            writers[table.name] = _TableWriter(path, spec.format, table.required, encoding)
         ids = NationalIds()
         all_faults: list[faults_mod.Fault] = []
         done = 0

@@ -17,7 +17,7 @@ from datetime import date
 import numpy as np
 import pandas as pd
 
-from research_kit.model.codes import icd10_codes
+from research_kit.model.disease_codes import INVALID, check_code
 from research_kit.model.national_id import make as make_national_id
 
 RATE = 0.0015  # share of a table's rows given each kind of fault (at least one each)
@@ -181,19 +181,26 @@ def _patient_faults(
     return bad
 
 
+def _not_icd10(rng: np.random.Generator) -> str:
+    """A well-shaped ICD-10 code that WHO does not have and that extends no WHO code (a national modification
+    one level below an undivided WHO code is accepted as unlisted, so it would be no fault)."""
+    while True:
+        code = f"{chr(65 + int(rng.integers(0, 26)))}{int(rng.integers(0, 100)):02d}.{int(rng.integers(0, 10))}"
+        if check_code(code, "ICD10").status == INVALID:
+            return code
+
+
 def _diagnosis_faults(
     rng: np.random.Generator, cols: Columns, pick: _Picker, out: _Faults, birth_of: dict[str, str]
 ) -> None:
     m = len(cols["national_id"])
     for i in pick.take(_count(m)):
-        cols["orpha_code"][i] = f"ORPHA:{9_000_000 + int(rng.integers(0, 99_999))}"
-        out.add("diagnoses", i, "orpha_code", "unknown_code", "ORPHA code does not exist")
-    valid = icd10_codes()
+        # A typo in the prefix: not a code of any system (a well-formed ORPHA number missing from the offline list
+        # is accepted and counted as not checked, so it is no fault).
+        cols["orpha_code"][i] = f"ORPH:{1 + int(rng.integers(0, 99_999))}"
+        out.add("diagnoses", i, "orpha_code", "unknown_code", "ORPHA code with a misspelt prefix")
     for i in pick.take(_count(m), where=cols["icd10_code"] != "R69"):
-        code = cols["icd10_code"][i]
-        cols["icd10_code"][i] = code + "7" if "." in code else code + ".97"  # one level deeper than WHO goes
-        if cols["icd10_code"][i] in valid:
-            raise AssertionError("an injected ICD-10 code must not exist")
+        cols["icd10_code"][i] = _not_icd10(rng)
         out.add("diagnoses", i, "icd10_code", "unknown_code", "ICD-10 code does not exist")
     for i in pick.take(_count(m), where=cols["onset_date"] < cols["diagnosis_date"]):
         cols["onset_date"][i], cols["diagnosis_date"][i] = cols["diagnosis_date"][i], cols["onset_date"][i]
@@ -202,8 +209,9 @@ def _diagnosis_faults(
         cols["onset_date"][i] = _shift_days(birth_of[cols["national_id"][i]], -int(rng.integers(20, 2000)))
         out.add("diagnoses", i, "onset_date", "onset_before_birth", "onset dated before birth")
     for i in pick.take(_count(m)):
-        field = ("orpha_code", "diagnosis_date", "status")[int(rng.integers(0, 3))]
-        cols[field][i] = ""
+        field = ("code", "status")[int(rng.integers(0, 2))]
+        for column in ("orpha_code", "icd10_code") if field == "code" else (field,):
+            cols[column][i] = ""
         out.add("diagnoses", i, field, "missing_mandatory", f"{field} left empty")
     for i in pick.take(_count(m)):
         cols["status"][i] = f" {cols['status'][i].capitalize()}  "

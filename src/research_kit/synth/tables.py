@@ -20,7 +20,8 @@ import pandas as pd
 import polars as pl
 
 from research_kit.core.errors import BadInput
-from research_kit.model.facts import YEAR_DAYS
+from research_kit.model.extract_schema import DEFAULTS, conform
+from research_kit.model.facts import YEAR_DAYS, observed
 from research_kit.model.tables import CHILD_TABLES, EXTRACT_KEY, TABLE_NAMES
 
 TABLES = TABLE_NAMES
@@ -75,14 +76,21 @@ class Tables:
 
 
 def read_tables(folder: Path) -> tuple[Tables, dict[str, pl.Schema]]:
-    """The extract's tables and their Polars schemas (to write a twin in the same types)."""
+    """The extract's tables and their Polars schemas (to write a twin in the same types).
+
+    Tables of an older extract gain the current schema's columns (:func:`conform`). Phenotypes are the
+    observed ones: an excluded finding (ruled out) is no phenotype, and the twin does not model them (it
+    writes none).
+    """
     frames: dict[str, pd.DataFrame] = {}
     schemas: dict[str, pl.Schema] = {}
     for name in TABLES:
         path = folder / f"{name}.parquet"
         if not path.is_file():
             raise BadInput(f"{folder}: no {name}.parquet (not an extract folder)")
-        frame = pl.read_parquet(path)
+        frame = conform(name, pl.read_parquet(path))
+        if name == "phenotypes":
+            frame = observed(frame)
         schemas[name] = frame.schema
         dates = [c for c, t in frame.schema.items() if t == pl.Date]
         frame = frame.with_columns(pl.col(dates).cast(pl.Datetime("ns")))
@@ -159,7 +167,8 @@ def write_tables(tables: Tables, schemas: dict[str, pl.Schema], folder: Path) ->
         schema = schemas[name]
         columns = {}
         for column, dtype in schema.items():
-            values = frame[column] if column in frame else pd.Series([None] * len(frame), dtype=object)
+            absent = DEFAULTS.get(column)  # a column the model does not draw: its value in the current schema
+            values = frame[column] if column in frame else pd.Series([absent] * len(frame), dtype=object)
             if dtype == pl.Date:
                 series = pl.Series(column, pd.to_datetime(values).to_numpy(dtype="datetime64[ns]")).cast(pl.Date)
             else:
