@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import os
 import secrets
+import shutil
 from pathlib import Path
 
 from rich.console import Console
@@ -103,12 +104,18 @@ def run_demo(console: Console, *, patients: int, seed: int) -> None:
         )
     show.print_ingest(console, faulty_ingest)
 
-    console.print(Rule("6. re-identification risk of the extract"))
+    console.print(Rule("   ... and two other kinds of source in one extract: a hospital's CSV (mapped), phenopackets"))
+    sources_extract = _sources(console, ws, operator, seed=seed + 2, patients=small, version=version)
+
+    console.print(Rule("6. re-identification risk of the extract, and its EU common data set quality"))
     k = ws.policy().risk.k_anonymity
     show.print_risk(console, extracts.risk(ws, actor=operator, extract=extract.extract_id, enforce_k=k))
+    for extract_id in (extract.extract_id, sources_extract):
+        show.print_quality(console, extracts.quality(ws, actor=operator, extract=extract_id))
 
     console.print(Rule("7. the synthetic twin researchers' notebooks run on"))
     _twin(console, ws, operator, extract.extract_id)
+    _export_twin(console, ws, extract.extract_id)
 
     console.print(Rule("8. differential privacy: the committee grants a budget, a study asks"))
     _dp_queries(console, ws, extract.extract_id)
@@ -136,6 +143,8 @@ def run_demo(console: Console, *, patients: int, seed: int) -> None:
     console.print(f"extracts      {ws.extracts_dir}  (research-kit extracts)")
     console.print(f"quarantine    {ws.quarantine_dir}  (rows refused at ingest, with reasons)")
     console.print(f"risk reports  {ws.root / 'reports' / 'risk'}")
+    console.print(f"quality       {ws.root / 'reports' / 'quality'}  (EU common data set; research-kit quality ID)")
+    console.print("sources       research-kit mapping draft SOURCE   |   research-kit ingest SOURCE --mapping M.toml")
     console.print(f"twins         {ws.synthetic_dir}  (with report.html)   |   research-kit synth --help")
     console.print(f"key           {key_path().resolve()}  (fingerprint {key.fingerprint}; back it up)")
     console.print("budgets       research-kit budget show   |   research-kit query --help")
@@ -167,6 +176,51 @@ def _twin(console: Console, ws: Workspace, operator: str, extract_id: str) -> No
         console.print(f"[yellow]{escape(str(refusal))}[/yellow]")
         return
     print_twin(console, result)
+
+
+def _sources(console: Console, ws: Workspace, operator: str, *, seed: int, patients: int, version: int) -> str:
+    """A hospital's export in its own layout (French columns, DD/MM/YYYY dates, Latin-1) read through its mapping,
+    and the same patients as a folder of GA4GH phenopackets: one extract, each patient once."""
+    from research_kit.simulator.phenopackets import write_phenopackets
+    from research_kit.simulator.reshaped import write_reshaped
+
+    spec = SimulationSpec(patients=patients, seed=seed, format="csv")
+    with patient_progress(console, patients) as advance:
+        _, base = simulation.simulate(
+            ws, actor=operator, spec=spec, name="demo-sources", replace=True, progress=advance
+        )
+    mapped, packets = ws.raw_dir / "demo-sources-mapped", ws.raw_dir / "demo-phenopackets"
+    for folder in (mapped, packets):
+        shutil.rmtree(folder, ignore_errors=True)
+    hospital = write_reshaped(base.path, mapped)["hospital-csv"]
+    written = write_phenopackets(base.path, packets, layout="files")
+    console.print(
+        f"hospital export: {hospital.with_suffix('')} read through {hospital} (research-kit mapping draft proposes "
+        f"one); {written:,} phenopackets in {packets} (the mapping's default: subject.id holds the national ID)"
+    )
+    mapping = packets.with_name("demo-phenopackets.toml")
+    draft = extracts.draft_mapping(ws, actor=operator, source=packets, kind="phenopackets", show_values=[])
+    # The steward's edit of the draft: these patients are the hospital's, whose export says where they live.
+    kept = [line for line in draft.splitlines() if not line.startswith("country =") and "set the country" not in line]
+    mapping.write_text("\n".join(kept) + "\n", encoding="utf-8")
+    with steps(console, "ingest") as step:
+        done = extracts.ingest(
+            ws, actor=operator, raw=[hospital.with_suffix(""), packets], extract=f"demo-sources-{version}",
+            mappings=[hospital, mapping], step=step,
+        )  # fmt: skip
+    show.print_ingest(console, done)
+    return done.extract_id
+
+
+def _export_twin(console: Console, ws: Workspace, extract_id: str) -> None:
+    """The published twin as phenopackets, for the field's tools (the shareable tier)."""
+    if extract_id not in dict(published_twins(ws)):
+        return
+    out = ws.root / "exports" / f"{extract_id}-phenopackets"
+    shutil.rmtree(out, ignore_errors=True)
+    out.parent.mkdir(mode=0o700, exist_ok=True)
+    done = twin.export(ws, actor=RESEARCHER, twin_id=extract_id, out=out)
+    console.print(f"the twin as GA4GH phenopackets: {done.count:,} files in {done.folder} (research-kit export)")
 
 
 def _dp_queries(console: Console, ws: Workspace, extract_id: str) -> None:

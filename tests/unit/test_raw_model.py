@@ -161,7 +161,8 @@ def test_the_same_person_from_two_sources_is_one_patient_with_each_value_from_it
         {
             "patients": [patient("registry:P1", date_of_birth="2001-05-02", sex="female"),
                          patient("registry:P2", date_of_birth="1980-01-01")],
-            "phenotypes": [{"national_id": "registry:P1", "hpo_code": "HP:0001250"}],
+            "phenotypes": [{"national_id": "registry:P1", "hpo_code": "HP:0001250"},
+                           {"national_id": "registry:P1", "hpo_code": "HP:0001263"}],
         },
     )  # fmt: skip
     b = write(
@@ -170,13 +171,18 @@ def test_the_same_person_from_two_sources_is_one_patient_with_each_value_from_it
             "patients": [patient("registry:P1", date_of_birth="2001-05-03", sex="male", vital_status="",
                                  age_at_last_record="P20Y"),
                          patient("registry:P3", age_at_last_record="P9Y")],
-            "phenotypes": [{"national_id": "registry:P1", "hpo_code": "HP:0000739", "excluded": "yes"}],
+            "phenotypes": [{"national_id": "registry:P1", "hpo_code": "HP:0000739", "excluded": "yes"},
+                           {"national_id": " registry:P1", "hpo_code": "HP:0001263 "}],  # also in a: one row
         },
     )  # fmt: skip
     # Source b takes precedence: its date of birth and sex win; a's vital status fills b's empty one.
     result = run(ws_key, [(a, registry("hospital", precedence=2)), (b, registry("cases", precedence=1))])
     rec = result.reconciliation or {}
-    assert rec["merge"] == {"patients_merged": 1, "conflicts": {"date_of_birth": 1, "sex": 1}}
+    assert rec["merge"] == {
+        "rows_from_sources": {"patients": 4, "diagnoses": 0, "phenotypes": 4, "encounters": 0},
+        "rows_merged": {"patients": 1, "phenotypes": 1},
+        "conflicts": {"patients.date_of_birth": 1, "patients.sex": 1},
+    }
     assert result.counts["patients"].rows_in == 3
     assert result.counts["patients"].accepted == 3
     patients = pl.read_parquet(result.path / "patients.parquet")
@@ -186,11 +192,11 @@ def test_the_same_person_from_two_sources_is_one_patient_with_each_value_from_it
     assert merged["value_sources"] == "vital_status=hospital"  # the one field b left empty
     phenotypes = pl.read_parquet(result.path / "phenotypes.parquet")
     assert phenotypes["pseudonym"].n_unique() == 1
-    assert sorted(phenotypes["source"].to_list()) == ["cases", "hospital"]
+    assert sorted(phenotypes["source"].to_list()) == ["cases", "cases;hospital", "hospital"]
     manifest = result.manifest
     assert [i["name"] for i in manifest["inputs"]] == ["hospital", "cases"]
     assert rec["sources"]["hospital"]["balanced"]
-    assert rec["sources"]["cases"]["records_in"] == 3
+    assert rec["sources"]["cases"]["records_in"] == 4
 
 
 def test_a_person_twice_in_one_source_is_still_a_duplicate(tmp_path: Path, ws_key: tuple[Workspace, Key]) -> None:
@@ -258,3 +264,50 @@ def test_the_risk_report_of_a_source_without_dates_uses_its_own_quasi_identifier
     with pytest.raises(BadInput, match="carries none of"):
         assess_extract(ws, "e1", as_of=TODAY)
     assert get_extract(ws, "e1").manifest["schema_version"] == 2
+
+
+def test_one_disease_from_two_sources_is_one_diagnosis_with_the_fields_of_both(
+    tmp_path: Path, ws_key: tuple[Workspace, Key]
+) -> None:
+    person = patient("registry:P1", date_of_birth="2001-05-02")
+    a = write(
+        tmp_path / "a",
+        {
+            "patients": [person],
+            "diagnoses": [
+                {"national_id": "registry:P1", "orpha_code": "ORPHA:558", "status": "confirmed",
+                 "diagnosis_date": "2010-03-01"},
+                {"national_id": "registry:P1", "orpha_code": "ORPHA:586", "status": "confirmed"},
+            ],
+            "encounters": [{"national_id": "registry:P1", "encounter_date": "2010-03-01", "centre_code": "LU-CHL",
+                            "encounter_type": "outpatient"}],
+        },
+    )  # fmt: skip
+    b = write(
+        tmp_path / "b",
+        {
+            "patients": [person],
+            "diagnoses": [
+                {"national_id": "registry:P1", "orpha_code": "Orphanet:558", "omim_code": "OMIM:154700",
+                 "status": "suspected", "onset_age": "P2Y", "gene_symbol": "FBN1"},
+                {"national_id": "registry:P1", "omim_code": "OMIM:200150", "status": "confirmed"},  # not linked
+            ],
+            "encounters": [{"national_id": "registry:P1", "encounter_date": "2010-03-01", "centre_code": "LU-CHL",
+                            "encounter_type": "outpatient", "centre_country": "LU"}],
+        },
+    )  # fmt: skip
+    result = run(ws_key, [(a, registry("registry", precedence=1)), (b, registry("lab", precedence=2))])
+    rec = result.reconciliation or {}
+    assert rec["merge"]["rows_merged"] == {"patients": 1, "diagnoses": 1, "encounters": 1}
+    assert rec["merge"]["conflicts"] == {"diagnoses.status": 1}
+    diagnoses = pl.read_parquet(result.path / "diagnoses.parquet").sort("orpha_code", "omim_code", nulls_last=True)
+    assert diagnoses.height == 3
+    one = diagnoses.row(0, named=True)
+    assert (one["orpha_code"], one["omim_code"], one["status"], one["gene_symbol"]) == (
+        "ORPHA:558", "OMIM:154700", "confirmed", "FBN1",
+    )  # fmt: skip
+    assert one["diagnosis_date"] is not None
+    assert one["source"] == "registry;lab"
+    encounters = pl.read_parquet(result.path / "encounters.parquet")
+    assert encounters["centre_country"].to_list() == ["LU"]
+    assert result.counts["diagnoses"].rows_in == 3

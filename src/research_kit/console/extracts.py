@@ -131,10 +131,11 @@ def _print_sources(console: Console, rec: dict[str, Any]) -> None:
         listed = ", ".join(f"{system} {n:,}" for system, n in sorted(unchecked.items()))
         console.print(f"diagnosis codes accepted but not checked against a list (no full offline list): {listed}")
     merge = rec.get("merge") or {}
-    if merge.get("patients_merged"):
+    if merge.get("rows_merged"):
+        merged = ", ".join(f"{t} {n:,}" for t, n in merge["rows_merged"].items())
         conflicts = ", ".join(f"{f} {n:,}" for f, n in sorted(merge.get("conflicts", {}).items())) or "none"
         console.print(
-            f"patients held by several sources, merged: {merge['patients_merged']:,}; "
+            f"rows several sources held, merged into one (rows in counts them once): {merged}; "
             f"fields where the sources disagreed (precedence decided): {conflicts}"
         )
 

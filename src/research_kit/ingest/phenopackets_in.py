@@ -12,23 +12,31 @@ read iff ``json_format.Parse`` accepts it. A record it refuses (not UTF-8,
 not JSON, a key twice in one object, an unknown field, a wrong type, an
 unknown enum value...) is :class:`~research_kit.ingest.converted.Refused`
 with a one-line reason that names the field's path, never a value.
-``json_format.Parse`` walks descriptors in Python (~0.4 ms for a small
-packet), so records are checked in parts instead (:class:`_Checker`): the
-standard library decodes the JSON (duplicate keys refused as ``Parse``
-does); then the record without its repeated parts (id, subject...) goes
-through ``json_format.ParseDict``, and each phenotypic feature, disease,
-interpretation and the metaData (apart from its ``created`` stamp) through
-``ParseDict`` into its own message type, memoised on its exact JSON text:
-the same feature, disease or metaData in many packets is checked once.
-That is exact, because ``json_format`` converts a message's fields
-independently (the only checks across fields, a field named twice and two
-members of a oneof, concern the top level, which is always checked whole),
-and the parts are checked at the depth limit they have in the whole.
-Anything unusual (a part that is not a JSON object, a field spelt both ways)
-and any record a part refuses is checked again by ``json_format.Parse``
-itself, which has the last word and gives the reason; a test holds the
-checker to ``Parse`` on a table of broken records. Values are read from the
-parsed messages, so a record's rows are the same on either path.
+
+``json_format.Parse`` walks descriptors in Python (~0.3 ms for a small
+packet), so :class:`Checker` does the same check faster. The standard
+library decodes the JSON (a key twice in one object refused, as ``Parse``
+does). The record's **skeleton** is the same JSON with the value of every
+string field emptied and of every timestamp replaced by one valid stamp,
+each timestamp checked apart by ``json_format`` (and remembered): whatever
+a string field holds, ``json_format`` takes it as long as it is a string
+with no unpaired surrogate, so a record is valid iff its skeleton is and its
+timestamps are. Ids, labels and codes vary from packet to packet, the
+skeletons hardly do: ``json_format.ParseDict`` checks each distinct skeleton
+once (the packet's top level with its phenotypic features, diseases and
+interpretations emptied, then each of those at the depth limit it has in the
+packet; remembered by its exact JSON text, as is each whole skeleton found
+valid). Splitting the packet so is exact, because ``json_format`` converts
+fields independently but for two checks across the fields of one message
+(a field under two spellings, two members of a oneof), and the packet's
+top level has no oneof and is checked whole. Anything else (a value of the
+wrong JSON type where a message is expected, a field under both its JSON and
+its proto name) and every record the skeleton fails goes to
+``json_format.Parse`` itself, which has the last word and gives the reason.
+A test holds the checker to ``Parse`` on a table of broken records and on
+generated ones. Values are then read from the record's JSON (or, for a record
+``Parse`` read, from ``MessageToDict`` of its message) as ``json_format``
+reads them: a null is the field's default, an enum a name or a number.
 
 **Rows.** Keys of the mapping: ``identity.field`` is where the person's
 identifier is: ``id`` (the packet's), ``subject.id`` or
@@ -90,6 +98,7 @@ import zipfile
 from collections import Counter
 from collections.abc import Callable, Iterator
 from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
 from datetime import date
 from functools import cache, lru_cache
@@ -130,7 +139,6 @@ PROGRESS = {"SOLVED": "confirmed", "COMPLETED": "confirmed", "IN_PROGRESS": "sus
 DEFAULT_STATUS = "confirmed"
 HGVS_PREFERENCE = ("hgvs.c", "hgvs.g", "hgvs.p")
 _CAUSATIVE = GenomicInterpretation.InterpretationStatus.Value("CAUSATIVE")
-_PROGRESS_NAMES = dict(Interpretation.ProgressStatus.items())
 _CODE_INDEX = {system: i for i, system in enumerate(CODE_COLUMNS)}
 _CURIE_SYSTEMS = ("ORPHA", "OMIM", "MONDO")  # written as CURIEs; ICD-10 and ICD-11 bare
 
@@ -175,10 +183,9 @@ def _plan(source: Path, settings: _Settings, workers: int | None) -> tuple[list[
     """The source's shares, how many processes read them, and the hashes known already (none yet)."""
     if not source.exists():
         raise MissingData(f"{source}: no such file or folder")
-    cores = workers if workers is not None else len(os.sched_getaffinity(0))
+    cores = len(os.sched_getaffinity(0)) if workers is None else -max(workers, 1)  # negative: as asked, whatever size
     if source.is_dir():
-        names = tuple(sorted(p.relative_to(source).as_posix() for p in source.rglob("*.json") if p.is_file()))
-        return _split_names("files", source, names, settings, cores)
+        return _split_names("files", source, tuple(sorted(_json_files(source))), settings, cores)
     suffix = source.suffix.lower()
     if suffix == ".zip":
         try:
@@ -194,6 +201,23 @@ def _plan(source: Path, settings: _Settings, workers: int | None) -> tuple[list[
     raise BadInput(f"{source}: not a folder, .zip, .json or JSON-lines (.jsonl, .ndjson) file of phenopackets")
 
 
+def _json_files(folder: Path, prefix: str = "") -> Iterator[str]:
+    """Every ``*.json`` file under ``folder`` (not through links to folders), as a path relative to it."""
+    with os.scandir(folder) as entries:
+        for entry in entries:
+            if entry.is_dir(follow_symlinks=False):
+                yield from _json_files(Path(entry.path), f"{prefix}{entry.name}/")
+            elif entry.name.endswith(".json") and entry.is_file():
+                yield prefix + entry.name
+
+
+def _processes(cores: int, large: bool) -> int:
+    """How many processes read the source: the number asked for (given negative), else every core if it is large."""
+    if cores < 0:
+        return -cores
+    return cores if large else 1
+
+
 def _zip_record(info: zipfile.ZipInfo) -> bool:
     return not info.is_dir() and info.filename.endswith(".json") and not info.filename.startswith("__MACOSX/")
 
@@ -203,7 +227,7 @@ def _split_names(
 ) -> tuple[list[_Task], int, dict[str, str]]:
     if not names:
         raise BadInput(f"{root}: no phenopackets (*.json) in it")
-    workers = cores if cores > 1 and len(names) >= PARALLEL_MIN_RECORDS else 1
+    workers = _processes(cores, len(names) >= PARALLEL_MIN_RECORDS)
     shares = workers * TASKS_PER_WORKER if workers > 1 else 1
     size = -(-len(names) // shares)
     tasks = [_Task(kind, str(root), names[i : i + size], settings=settings) for i in range(0, len(names), size)]
@@ -213,9 +237,8 @@ def _split_names(
 def _split_lines(path: Path, settings: _Settings, cores: int) -> tuple[list[_Task], int, dict[str, str]]:
     """Byte ranges of a JSON-lines file, cut after a newline, with the number of their first line; the hash."""
     size = path.stat().st_size
-    # A packet is ~2 to 10 KB: below this many bytes, one process.
-    parallel = cores > 1 and size >= PARALLEL_MIN_RECORDS * 2048
-    shares = cores * TASKS_PER_WORKER if parallel else 1
+    processes = _processes(cores, size >= PARALLEL_MIN_RECORDS * 2048)  # a packet is ~2 to 10 KB
+    shares = processes * TASKS_PER_WORKER if processes > 1 else 1
     targets = [size * k // shares for k in range(1, shares)]
     cuts, lines, digest, offset = [0], [1], hashlib.sha256(), 0
     newlines = 0
@@ -239,22 +262,31 @@ def _split_lines(path: Path, settings: _Settings, cores: int) -> tuple[list[_Tas
         for a, b, line in zip(cuts, cuts[1:], lines, strict=False)
         if b > a
     ]
-    return tasks, (cores if parallel else 1), {path.name: digest.hexdigest()}
+    return tasks, processes, {path.name: digest.hexdigest()}
 
 
-def _records(task: _Task) -> Iterator[tuple[str, bytes | None]]:
-    """Each record of the share: its locator and bytes (None when too large to read)."""
+TOO_LARGE = f"larger than {MAX_RECORD_BYTES >> 20} MB: not read"
+
+
+def _records(task: _Task) -> Iterator[tuple[str, bytes | str]]:
+    """Each record of the share: its locator and its bytes, or why they could not be read."""
     root = Path(task.root)
     if task.kind == "files":
         for name in task.names:
-            path = root / name
-            size = path.stat().st_size
-            yield name, (path.read_bytes() if size <= MAX_RECORD_BYTES else None)
+            with open(os.path.join(root, name), "rb") as fh:
+                data = fh.read(MAX_RECORD_BYTES + 1)
+            yield name, (data if len(data) <= MAX_RECORD_BYTES else TOO_LARGE)
     elif task.kind == "zip":
         with zipfile.ZipFile(root) as archive:
             for name in task.names:
                 info = archive.getinfo(name)
-                yield name, (archive.read(info) if info.file_size <= MAX_RECORD_BYTES else None)
+                if info.file_size > MAX_RECORD_BYTES:
+                    yield name, TOO_LARGE
+                    continue
+                try:
+                    yield name, archive.read(info)
+                except (zipfile.BadZipFile, NotImplementedError, OSError, EOFError, RuntimeError) as exc:
+                    yield name, f"not readable in the zip file ({type(exc).__name__})"
     else:
         with root.open("rb") as fh:
             fh.seek(task.start)
@@ -262,11 +294,11 @@ def _records(task: _Task) -> Iterator[tuple[str, bytes | None]]:
             while left > 0:
                 line = fh.readline(min(left, MAX_RECORD_BYTES + 1))
                 left -= len(line)
-                if len(line) > MAX_RECORD_BYTES:  # too large: skip the rest of the line unread
+                if len(line) > MAX_RECORD_BYTES:  # skip the rest of the line unread
                     while left > 0 and not line.endswith(b"\n"):
                         line = fh.readline(min(left, 1 << 20))
                         left -= len(line)
-                    yield f"{root.name}:{line_no}", None
+                    yield f"{root.name}:{line_no}", TOO_LARGE
                 elif line.strip():
                     yield f"{root.name}:{line_no}", line
                 line_no += 1
@@ -278,7 +310,7 @@ _SEX_ENUM = Sex.DESCRIPTOR
 _VITAL_ENUM = VitalStatus.Status.DESCRIPTOR
 _PROGRESS_ENUM = Interpretation.ProgressStatus.DESCRIPTOR
 _INTERPRETATION_STATUS = GenomicInterpretation.InterpretationStatus.DESCRIPTOR
-_PROGRESS_STATUS = {number: PROGRESS.get(name, "") for name, number in _PROGRESS_NAMES.items()}
+_PROGRESS_STATUS = {number: PROGRESS.get(name, "") for name, number in Interpretation.ProgressStatus.items()}
 
 Feature = tuple[str, str, str, str, str, int]  # hpo_code, excluded, date, age, class, times not read
 # term, codes, issue, excluded, onset date, age, class, times not read
@@ -355,7 +387,7 @@ def _fields(descriptor: Any) -> dict[str, _Field]:
     name), with what the skeleton does with their value."""
     out: dict[str, _Field] = {}
     for f in descriptor.fields:
-        repeated = f.label == f.LABEL_REPEATED
+        repeated = bool(f.is_repeated)
         kind, message = _AS_IS, None
         if f.type == f.TYPE_STRING:
             kind = _STRING
@@ -423,11 +455,13 @@ class Checker:
             if type(decoded) is not dict:
                 raise _Unusual
             self._check(self._skeleton(decoded, Phenopacket.DESCRIPTOR))
-            self.fast += 1
-            return extract(decoded, self.date)
+        except Warning:
+            raise  # a warning made an error (tests): never taken for a record's fault
         except Exception:  # noqa: BLE001 - anything the skeleton did not settle: json_format.Parse has the last word
             self.slow += 1
             return self._whole(data, decoded)
+        self.fast += 1
+        return extract(decoded, self.date)
 
     def date(self, stamp: str) -> str:
         """A timestamp's UTC date (``YYYY-MM-DD``), as the Timestamp message ``json_format`` makes of it holds."""
@@ -506,6 +540,8 @@ class Checker:
             raise Refusal("not UTF-8 text") from None
         except json_format.ParseError as exc:
             raise Refusal(parse_reason(exc), decoded) from None
+        except Warning:
+            raise
         except Exception as exc:  # noqa: BLE001 - Parse lets some errors through unwrapped
             raise Refusal(f"not a valid phenopacket ({type(exc).__name__})", decoded) from None
         return extract(json_format.MessageToDict(packet), self.date)
@@ -622,6 +658,7 @@ def time_values(element: Any, date_of: Callable[[str], str]) -> tuple[str, str, 
     return _NO_TIME
 
 
+@lru_cache(maxsize=65_536)
 def code_columns(term: str) -> tuple[tuple[str, ...], str]:
     """A disease term's code in its system's column (as given if malformed), or the issue when no system is known."""
     codes = [""] * len(CODE_COLUMNS)
@@ -719,6 +756,7 @@ class _Part:
     """What one share of the source gave: rows per table, refusals, versions, counts, file hashes."""
 
     rows: dict[str, list[tuple[str, ...]]] = field(default_factory=lambda: {t: [] for t in CARRIED})
+    frames: dict[str, pl.DataFrame] = field(default_factory=dict)  # the rows, once read (cheaper to send back)
     refused: list[Refused] = field(default_factory=list)
     versions: dict[str, set[str]] = field(default_factory=dict)
     facts: Counter[str] = field(default_factory=Counter)
@@ -740,7 +778,8 @@ class _Part:
         self.rows["phenotypes"].extend((nid, *f[:5], locator, "") for f in read.features)
         self._diagnoses(nid, locator, read)
         for prefix, version in read.versions:
-            self.versions.setdefault(prefix, set()).add(version)
+            if prefix and version:
+                self.versions.setdefault(prefix, set()).add(version)
         self.converted += 1
 
     def _diagnoses(self, nid: str, locator: str, read: Read) -> None:
@@ -772,18 +811,23 @@ def _read_share(task: _Task) -> _Part:
     assert settings is not None
     for locator, data in _records(task):
         part.records += 1
-        if task.kind == "files" and data is not None:
-            part.hashes[locator] = hashlib.sha256(data).hexdigest()
         try:
-            if data is None:
-                raise Refusal(f"larger than {MAX_RECORD_BYTES >> 20} MB")
+            if isinstance(data, str):
+                raise Refusal(data)
+            if task.kind == "files":
+                part.hashes[locator] = hashlib.sha256(data).hexdigest()
             part.add(checker.read(data), locator, settings)
         except Refusal as refusal:
             observed, excluded = _counts(refusal.decoded)
             part.refused.append(Refused(locator, refusal.reason, observed, excluded))
-    if task.kind == "files" and len(part.hashes) < part.records:  # too large to read: hashed in blocks
+    if task.kind == "files" and len(part.hashes) < part.records:  # a file too large to read: hashed in blocks
         for name in task.names:
-            part.hashes.setdefault(name, file_sha256(Path(task.root) / name))
+            if name not in part.hashes:
+                part.hashes[name] = file_sha256(Path(task.root) / name)
+    for name, rows in part.rows.items():
+        columns = (*CARRIED[name], SOURCE_RECORD, SOURCE_ISSUE)
+        part.frames[name] = pl.DataFrame(rows, schema=dict.fromkeys(columns, pl.String), orient="row")
+    part.rows = {}
     return part
 
 
@@ -815,6 +859,11 @@ def _settings(mapping: Mapping) -> _Settings:
         )
     if mapping.identity_kind not in ("national", "registry"):
         raise BadInput(f"{where}: identity.kind {quoted(mapping.identity_kind)}: national or registry")
+    for name, table in mapping.tables.items():
+        columns = BY_NAME[name].columns if name in BY_NAME else ()
+        unknown = [c for c in table.constants if c not in columns or c in ("national_id", SOURCE)]
+        if unknown:
+            raise BadInput(f"{where}: [tables.{name}.constants] {quoted(unknown[0])}: not a column of {name}")
     return _Settings(mapping.name, field_, mapping.identity_kind)
 
 
@@ -829,16 +878,20 @@ def read_phenopackets(source: Path, mapping: Mapping, scratch: Path, *, workers:
     """
     settings = _settings(mapping)
     tasks, processes, hashes = _plan(source, settings, workers)
+    parts: list[_Part] = []
     if processes > 1:
-        with ProcessPoolExecutor(processes, mp_context=get_context("spawn")) as pool:
-            results = pool.map(_read_share, tasks)
-            if source.suffix.lower() == ".zip":
-                hashes[source.name] = file_sha256(source)  # while the workers read
-            parts = list(results)
-    else:
+        try:
+            with ProcessPoolExecutor(processes, mp_context=get_context("spawn")) as pool:
+                results = pool.map(_read_share, tasks)
+                if source.suffix.lower() == ".zip":
+                    hashes[source.name] = file_sha256(source)  # while the workers read
+                parts = list(results)
+        except BrokenProcessPool:  # e.g. a script without `if __name__ == "__main__":` cannot spawn: read here
+            parts = []
+    if not parts:
         parts = [_read_share(task) for task in tasks]
-        if source.suffix.lower() == ".zip":
-            hashes[source.name] = file_sha256(source)
+    if source.suffix.lower() == ".zip" and source.name not in hashes:
+        hashes[source.name] = file_sha256(source)
     return _converted(mapping, parts, hashes)
 
 
@@ -850,13 +903,13 @@ def _converted(mapping: Mapping, parts: list[_Part], hashes: dict[str, str]) -> 
         facts.update(part.facts)
         for prefix, found in part.versions.items():
             versions.setdefault(prefix, set()).update(found)
-    tables = {table.name: _frame(table.name, [p.rows.get(table.name, []) for p in parts], mapping) for table in TABLES}
+    tables = {t.name: _frame(t.name, [p.frames[t.name] for p in parts if t.name in p.frames], mapping) for t in TABLES}
     refused = [r for p in parts for r in p.refused]
     records, converted = sum(p.records for p in parts), sum(p.converted for p in parts)
     phenotypes = tables["phenotypes"]["excluded"]
     facts_out: dict[str, Any] = {
-        "phenotypes_observed": int((phenotypes == "no").sum()) + sum(r.observed_phenotypes for r in refused),
-        "phenotypes_excluded": int((phenotypes == "yes").sum()) + sum(r.excluded_phenotypes for r in refused),
+        "observed_phenotypes_in": int((phenotypes == "no").sum()) + sum(r.observed_phenotypes for r in refused),
+        "excluded_phenotypes_in": int((phenotypes == "yes").sum()) + sum(r.excluded_phenotypes for r in refused),
         "times_not_read": facts["times_not_read"],
         "variants_not_kept": facts["variants_not_kept"],
     }
@@ -873,17 +926,12 @@ def _converted(mapping: Mapping, parts: list[_Part], hashes: dict[str, str]) -> 
     )
 
 
-def _frame(name: str, chunks: list[list[tuple[str, ...]]], mapping: Mapping) -> pl.DataFrame:
+def _frame(name: str, frames: list[pl.DataFrame], mapping: Mapping) -> pl.DataFrame:
     """A table's rows as text columns: what the packets carry, the mapping's constants where still empty."""
     table = BY_NAME[name]
     carried = (*CARRIED.get(name, ()), SOURCE_RECORD, SOURCE_ISSUE)
-    schema = dict.fromkeys(carried, pl.String)
-    frames = [pl.DataFrame(rows, schema=schema, orient="row") for rows in chunks if rows]
-    frame = pl.concat(frames) if frames else pl.DataFrame(schema=schema)
+    frame = pl.concat(frames, rechunk=False) if frames else pl.DataFrame(schema=dict.fromkeys(carried, pl.String))
     constants = mapping.tables[name].constants if name in mapping.tables else {}
-    unknown = [c for c in constants if c not in table.columns or c == "national_id"]
-    if unknown:
-        raise BadInput(f"{mapping.path or mapping.name}: [tables.{name}.constants] {quoted(unknown[0])}: not a column")
     frame = frame.with_columns(
         *(pl.lit("").alias(c) for c in table.columns if c not in frame.columns and c != SOURCE),
         pl.lit(mapping.name).alias(SOURCE),
@@ -895,3 +943,130 @@ def _frame(name: str, chunks: list[list[tuple[str, ...]]], mapping: Mapping) -> 
         pl.when(pl.col(c) == "").then(pl.lit(v)).otherwise(pl.col(c)).alias(c) for c, v in fill.items()
     )
     return frame.select(*table.columns, SOURCE_RECORD, SOURCE_ISSUE)
+
+
+# --- a draft mapping ------------------------------------------------------------------------------------------
+
+NATIONAL_SHARE = 0.9  # of the values of an id field that must be valid national IDs for it to be taken as one
+_PREFIX = re.compile(r"[A-Za-z][A-Za-z0-9._-]{0,31}")  # an alternate id's prefix, as a CURIE's (printed only so)
+
+
+@dataclass
+class _Survey:
+    """What a draft needs to know of a source: counts only (nothing of a value is kept but alternate id prefixes)."""
+
+    records: int = 0
+    objects: int = 0  # records that are JSON objects
+    subject_ids: Counter[str] = field(default_factory=Counter)
+    national_subject_ids: int = 0
+    packet_ids: Counter[str] = field(default_factory=Counter)
+    births: int = 0
+    no_vital_status: int = 0
+    prefixes: Counter[str] = field(default_factory=Counter)  # records with an alternate id of the prefix
+    national_prefixes: Counter[str] = field(default_factory=Counter)  # ... whose local part is a national ID
+
+    def add(self, packet: dict[str, Any]) -> None:
+        from research_kit.model.national_id import is_valid
+
+        self.objects += 1
+        subject = _obj(packet.get("subject"))
+        subject_id, packet_id = _text(subject.get("id")), _text(packet.get("id"))
+        if subject_id.strip():
+            self.subject_ids[subject_id] += 1
+            self.national_subject_ids += is_valid(subject_id.strip())
+        if packet_id.strip():
+            self.packet_ids[packet_id] += 1
+        self.births += subject.get("dateOfBirth", subject.get("date_of_birth")) is not None
+        self.no_vital_status += _obj(subject.get("vitalStatus", subject.get("vital_status"))).get("status") is None
+        seen: set[str] = set()
+        for alternate in _items(subject.get("alternateIds", subject.get("alternate_ids"))):
+            prefix, sep, local = _text(alternate).partition(":")
+            if sep and _PREFIX.fullmatch(prefix) and prefix not in seen:
+                seen.add(prefix)
+                self.prefixes[prefix] += 1
+                self.national_prefixes[prefix] += is_valid(local.strip())
+
+
+def _survey(source: Path) -> _Survey:
+    tasks, _, _ = _plan(source, _Settings("draft", "subject.id", "registry"), 1)
+    survey = _Survey()
+    for task in tasks:
+        for _, data in _records(task):
+            survey.records += 1
+            try:
+                packet = json.loads(data or b"")
+            except ValueError:
+                continue
+            if type(packet) is dict:
+                survey.add(packet)
+    return survey
+
+
+def draft_phenopackets(source: Path) -> str:
+    """A draft mapping (TOML) for the phenopackets at ``source``: where the identifier is and of which kind,
+    whether dates or ages, and the constants a reader needs, each line with a comment saying why.
+
+    Reads every record's JSON; prints counts and field names only, never a value from the source (an alternate
+    id's prefix, a namespace such as ``LU-NIN``, is the one thing named).
+    """
+    s = _survey(source)
+    n = s.objects
+    lines = [
+        f"# A draft mapping for a source of phenopackets: {s.records} records, {n} of them JSON objects.",
+        "# Check every line before using it (research-kit mapping check).",
+        "version = 1",
+        "",
+        "[source]",
+        'name = "phenopackets"',
+        'kind = "phenopackets"',
+        "precedence = 1",
+    ]
+    if s.births == 0:
+        lines += [
+            "# No subject has a date of birth: ages (ISO 8601 durations) and HPO onset classes stand in for dates."
+        ]
+        lines += ['dates = "ages"']
+    else:
+        lines += [f"# {s.births} of {n} subjects have a date of birth.", 'dates = "dates"']
+    lines += ["", "[identity]", *_identity(s)]
+    lines += ["", "[tables.patients.constants]"]
+    lines += [
+        "# TODO: the source does not say where its patients live; ZZ = unknown (set the country).",
+        'country = "ZZ"',
+    ]
+    if s.no_vital_status:
+        lines += [
+            f"# {s.no_vital_status} of {n} records have no vitalStatus: taken as alive.",
+            'vital_status = "alive"',
+        ]
+    lines += ["", "[tables.diagnoses.constants]"]
+    lines += ["# A disease no interpretation gives a progress status for: confirmed.", 'status = "confirmed"']
+    return "\n".join(lines) + "\n"
+
+
+def _identity(s: _Survey) -> list[str]:
+    n = s.objects
+    national = [p for p, k in s.prefixes.most_common() if k * 2 >= n and s.national_prefixes[p] >= NATIONAL_SHARE * k]
+    if national:
+        prefix = national[0]
+        why = (
+            f"# {s.national_prefixes[prefix]} of {n} subjects have an alternate id {prefix}:... that is a national ID."
+        )
+        return [why, f'field = "subject.alternateIds:{prefix}"', 'kind = "national"']
+    with_id = sum(s.subject_ids.values())
+    if with_id and s.national_subject_ids >= NATIONAL_SHARE * with_id:
+        why = f"# {s.national_subject_ids} of {n} subject ids are national IDs."
+        return [why, 'field = "subject.id"', 'kind = "national"']
+    lines = ["# The source carries no national ID (no subject id or alternate id is one): its identifier is a"]
+    lines += ["# registry identifier (registry:<id>), which the policy must accept."]
+    repeated = with_id > len(s.subject_ids)
+    packets_unique = sum(s.packet_ids.values()) == n and len(s.packet_ids) == n
+    if (repeated or with_id < n) and packets_unique:
+        what = "repeat across records" if repeated else f"are missing in {n - with_id} records"
+        lines += [f"# Subject ids {what} ({len(s.subject_ids)} distinct in {n} records): each packet's id is used."]
+        lines += ['field = "id"']
+    else:
+        if with_id < n:
+            lines += [f"# {n - with_id} of {n} records have no subject id: they will be refused."]
+        lines += ['field = "subject.id"']
+    return [*lines, 'kind = "registry"']

@@ -395,7 +395,11 @@ def _run(
         reconciliation[name].update(extra_counts)
     if read is not None:
         reconciliation["sources"] = read.accounts()
-        reconciliation["merge"] = {"patients_merged": read.merged.merged, "conflicts": read.merged.conflicts}
+        reconciliation["merge"] = {
+            "rows_from_sources": read.merged.rows_in,
+            "rows_merged": read.merged.merged,
+            "conflicts": read.merged.conflicts,
+        }
     (staging / RECONCILIATION).write_text(json.dumps(reconciliation, indent=2, sort_keys=True))
 
     say("registering")
