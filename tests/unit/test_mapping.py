@@ -166,16 +166,25 @@ def test_load_refuses_with_the_first_mistake_and_how_many_more(tmp_path: Path) -
 
 def test_phenopackets_and_fhir_mappings_take_constants_and_values_only(tmp_path: Path) -> None:
     base = 'version = 1\n[source]\nname = "cases"\nkind = "{kind}"\n[identity]\nfield = "{field}"\nkind = "registry"\n'
-    good = base + '[tables.patients.constants]\ncountry = "LU"\n[tables.patients.values.sex]\nMALE = "male"\n'
+    good = base + '[tables.patients.constants]\ncountry = "LU"\n'
+    values = '[tables.patients.values.sex]\nMALE = "male"\n'
     for kind, field in (("phenopackets", "subject.id"), ("phenopackets", "id"), ("fhir", "urn:oid:1.2.3")):
         assert check_mapping(write(tmp_path, good.format(kind=kind, field=field))) == []
+    # What check accepts is applied: FHIR maps the values of its coded columns; a phenopacket's are its enums.
+    assert check_mapping(write(tmp_path, (good + values).format(kind="fhir", field="urn:oid:1.2.3"))) == []
+    refused = check_mapping(write(tmp_path, (good + values).format(kind="phenopackets", field="id")))
+    assert refused == ["tables.patients.values: a phenopackets mapping takes only constants for a table"]
+    country = '[tables.patients.values.country]\nL = "LU"\n'
+    assert check_mapping(write(tmp_path, (good + country).format(kind="fhir", field="urn:oid:1.2.3"))) == [
+        "tables.patients.values.country: a FHIR mapping maps the values of sex only"
+    ]
     ok = good.format(kind="phenopackets", field="subject.alternateIds:LU-NIN")
     assert load_mapping(write(tmp_path, ok)).identity_field == "subject.alternateIds:LU-NIN"
     bad = base.format(kind="phenopackets", field="subject.name") + '[tables.patients]\nfiles = ["a.csv"]\n'
     problems = check_mapping(write(tmp_path, bad))
     assert any(p.startswith('identity.field: "subject.name" is not a phenopacket identifier field') for p in problems)
     assert any(
-        p.startswith("tables.patients.files: a phenopackets mapping takes only constants and values") for p in problems
+        p.startswith("tables.patients.files: a phenopackets mapping takes only constants") for p in problems
     )
     fhir = base.format(kind="fhir", field="national-id")
     assert any(p.startswith("identity.field:") for p in check_mapping(write(tmp_path, fhir)))

@@ -92,6 +92,7 @@ def test_the_draft_for_the_real_sample_says_registry_ids_and_ages_and_prints_no_
     assert 'vital_status = "alive"' in text
     assert 'country = "ZZ"' in text
     assert 'status = "confirmed"' in text
+    assert "have no sex (none, or UNKNOWN_SEX): read as unknown" in text  # the EU common data set's unknown
     assert "no national ID" in text
     for path in SAMPLE.glob("*.json"):
         packet = json.loads(path.read_text())
@@ -188,7 +189,8 @@ def test_the_draft_for_simulated_packets_finds_the_national_id(packets: Path) ->
     assert 'field = "subject.id"' in text
     assert 'kind = "national"' in text
     assert 'dates = "dates"' in text
-    assert "vital_status" not in text  # every packet has one
+    assert "vital_status =" not in text  # every packet has one
+    assert "UNKNOWN_STATUS" in text  # lost to follow-up, opted out
     assert not re.search(r"\d{13}", text)
 
 
@@ -228,7 +230,7 @@ def test_identity_from_an_alternate_id_and_constants_fill_what_is_empty(tmp_path
     got = read(source, mapping)
     patient = got.tables["patients"].row(0, named=True)
     assert patient["national_id"] == "1985031404207"
-    assert (patient["country"], patient["vital_status"], patient["sex"]) == ("LU", "alive", "")
+    assert (patient["country"], patient["vital_status"], patient["sex"]) == ("LU", "alive", "unknown")
     assert got.tables["diagnoses"].row(0, named=True)["status"] == "suspected"
     assert got.tables["diagnoses"].row(0, named=True)["orpha_code"] == "ORPHA:558"
     with pytest.raises(BadInput, match=r"identity\.field"):

@@ -311,3 +311,25 @@ def test_one_disease_from_two_sources_is_one_diagnosis_with_the_fields_of_both(
     encounters = pl.read_parquet(result.path / "encounters.parquet")
     assert encounters["centre_country"].to_list() == ["LU"]
     assert result.counts["diagnoses"].rows_in == 3
+
+
+def test_an_extract_of_the_simulators_sources_is_simulated_and_of_any_other_is_not(
+    tmp_path: Path, ws_key: tuple[Workspace, Key]
+) -> None:
+    from research_kit.simulator.export import SimulationSpec, simulate_export
+    from research_kit.simulator.phenopackets import write_phenopackets
+    from research_kit.simulator.reshaped import write_reshaped
+
+    raw = tmp_path / "raw"
+    simulate_export(SimulationSpec(patients=60, seed=4, format="csv"), raw)
+    shaped = write_reshaped(raw, tmp_path / "shaped")["hospital-csv"]
+    packets = tmp_path / "packets"
+    write_phenopackets(raw, packets, layout="files")
+    from research_kit.ingest.mapping import default_mapping, load_mapping
+
+    sources = [(shaped.with_suffix(""), load_mapping(shaped)), (packets, default_mapping("phenopackets"))]
+    assert run(ws_key, sources, "sim").manifest["simulated"] is True
+    # One file changed after the simulator wrote it: real data as far as anyone can tell.
+    first = sorted(packets.glob("*.json"))[0]
+    first.write_text(first.read_text() + "\n")
+    assert run(ws_key, sources, "edited").manifest["simulated"] is False

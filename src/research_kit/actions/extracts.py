@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import shutil
+import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -93,7 +95,12 @@ def draft_mapping(ws: Workspace, *, actor: str, source: Path, kind: str | None, 
     audited (which columns, never the values)."""
     with ws.catalog() as conn:
         users.require(conn, actor, Duty.INGEST)
-    text = as_user(actor, draft, source, kind, show_values)
+    ws.quarantine_dir.mkdir(mode=0o700, exist_ok=True)
+    scratch = Path(tempfile.mkdtemp(prefix=".draft-", dir=ws.quarantine_dir))  # copies of the source stay inside
+    try:
+        text = as_user(actor, draft, source, kind, show_values, scratch)
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
     if show_values:
         ws.audit("mapping.show_values", source=source.name, columns=sorted(show_values))
     return text

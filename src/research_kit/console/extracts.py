@@ -243,4 +243,15 @@ def print_risk(console: Console, assessment: Assessment) -> None:
                 "no generalisation of the quasi-identifiers keeps within it"
             )
             console.print(f"[yellow]{escape(warning)}[/]", soft_wrap=True)
+    apart = assessment.without_dates
+    if apart is not None:
+        table = Table(
+            title=f"... and its {apart.records:,} patients of sources without dates, on "
+            f"{', '.join(apart.quasi_identifiers)}"
+        )
+        table.add_column("measure")
+        table.add_column("as extracted", justify="right")
+        for name, value in _risk_rows(apart):
+            table.add_row(name, value)
+        print_table(console, table)
     console.print(f"report: {assessment.json_path}  plot: {assessment.plot_path}")

@@ -45,7 +45,7 @@ TABLES = TABLE_NAMES
 IDENTIFIER = "_id"
 ABROAD = "abroad"
 FIRST_YEAR = 1900
-VIEW_FORMAT = 2  # a view cached under an older format is built again (the views' columns changed)
+VIEW_FORMAT = 3  # a view cached under an older format is built again (the views' columns changed)
 
 
 @dataclass(frozen=True)
@@ -88,7 +88,7 @@ COLUMNS: dict[str, Column] = {
     c.name: c
     for c in (
         # The patient's attributes, in every view.
-        Column("sex", ALL, "category", "Sex.", _const(schema.SEXES)),
+        Column("sex", ALL, "category", "Sex.", _const(schema.SEX_VALUES)),
         Column("vital_status", ALL, "category", "Alive, dead, lost to follow-up, opted out.",
                _const(schema.VITAL_STATUSES)),
         Column("canton", ALL, "category", f"Canton of residence ('{ABROAD}' for cross-border residents).",
@@ -103,7 +103,8 @@ COLUMNS: dict[str, Column] = {
                "ICD-10 chapter of the patient's first diagnosis (in the diagnoses view: of that diagnosis).",
                lambda _: list(icd10_chapters())),
         Column("primary_orpha", ("patients",), "category", "ORPHA code of the patient's first diagnosis.", _orpha_keys),
-        Column("diagnoses", ("patients",), "int", "Number of diagnoses the patient has.", None, (0, 20)),
+        Column("diagnoses", ("patients",), "int", "Number of diagnoses the patient has (ruled-out ones not "
+               "counted).", None, (0, 20)),
         Column("phenotypes", ("patients",), "int", "Number of HPO terms the patient has (observed; excluded ones "
                "not counted).", None, (0, 100)),
         Column("encounters", ("patients",), "int", "Number of encounters the patient has.", None, (0, 200)),
@@ -204,7 +205,12 @@ def build_view(folder: Path, table: str, reference_year: int) -> pl.DataFrame:
         first = first_diagnoses(diagnoses).select(
             "pseudonym", "disease_group", pl.col("orpha_code").alias("primary_orpha")
         )
-        children = {**scan, "phenotypes": observed(scan["phenotypes"])}  # an excluded finding is no phenotype
+        # A ruled-out disease is no diagnosis, an excluded finding no phenotype.
+        children = {
+            **scan,
+            "diagnoses": scan["diagnoses"].filter(~pl.col("excluded").fill_null(False)),
+            "phenotypes": observed(scan["phenotypes"]),
+        }
         counts = [children[t].group_by("pseudonym").agg(pl.len().alias(t)) for t in CHILD_TABLES]
         frame = patients.join(first, on="pseudonym", how="left")
         for c in counts:

@@ -89,7 +89,7 @@ ABSENT = frozenset({(SNOMED, "410516002"), (SNOMED, "2667000"), (SNOMED, "373067
 NEGATIVE = "NEG"  # Observation.interpretation (v3 ObservationInterpretation): the finding was looked for, absent
 
 # Codes -> model values. A mapping's ``[tables.T.values]`` for the column adds to or overrides these.
-GENDERS = {"male": "male", "female": "female", "other": "undetermined", "unknown": ""}
+GENDERS = {"male": "male", "female": "female", "other": "undetermined", "unknown": "unknown"}
 VERIFICATION = {  # Condition.verificationStatus -> (status, excluded)
     "confirmed": ("confirmed", "no"),
     "provisional": ("suspected", "no"),
@@ -206,9 +206,11 @@ def records(path: Path, name: str) -> Iterator[tuple[str, Any, str]]:
         yield from _ndjson(path, name)
         return
     try:
-        data = json.loads(path.read_bytes().removeprefix(BOM))
+        data = json.loads(path.read_bytes().removeprefix(BOM), object_pairs_hook=_no_duplicates)
     except ValueError as exc:
         raise BadInput(f"{name}: not a JSON file ({_json_error(exc)})") from None
+    except RecursionError:
+        raise BadInput(f"{name}: not a FHIR file (JSON nested deeper than any resource is)") from None
     if not isinstance(data, dict):
         raise BadInput(f"{name}: not a FHIR resource or Bundle (a JSON object)")
     if data.get("resourceType") != "Bundle":
@@ -248,12 +250,29 @@ def decode(item: Any) -> Any:
     if not isinstance(item, bytes):
         return item
     try:
-        return json.loads(item)
+        return json.loads(item, object_pairs_hook=_no_duplicates)
     except ValueError as exc:
         return _Unreadable(f"not a JSON line ({_json_error(exc)})")
+    except RecursionError:
+        return _Unreadable("not a FHIR resource (JSON nested deeper than any resource is)")
+
+
+class DuplicateKey(ValueError):
+    """A JSON object that names one key twice: which value a reader takes is not defined, so it is refused."""
+
+
+def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in out:
+            raise DuplicateKey("an element is given twice")
+        out[key] = value
+    return out
 
 
 def _json_error(exc: ValueError) -> str:
+    if isinstance(exc, DuplicateKey):
+        return str(exc)
     if isinstance(exc, json.JSONDecodeError):
         return f"{exc.msg} at character {exc.pos + 1}"
     return "not UTF-8" if isinstance(exc, UnicodeDecodeError) else "unreadable"
@@ -357,7 +376,7 @@ class _Reader:
             self.patients.update(dict.fromkeys(keys, ""))
             self.refuse(locator, f"Patient: no identifier of system {quoted(self.system, 100)}")
             return
-        nid = REGISTRY_PREFIX + value if self.registry else value
+        nid = REGISTRY_PREFIX + value.strip() if self.registry else value  # trimmed first: one person
         self.patients.update(dict.fromkeys(keys, nid))
         row, issues = _patient(record, parsed)
         row["national_id"] = nid
@@ -373,7 +392,7 @@ class _Reader:
         ref, value = subject
         row, issues = found
         if value is not None:
-            row["national_id"] = REGISTRY_PREFIX + value if self.registry else value
+            row["national_id"] = REGISTRY_PREFIX + value.strip() if self.registry else value
         self.add(table, row, locator, issues, ref)
 
     def add(self, table: str, row: dict[str, str], locator: str, issues: list[str], ref: str | None) -> None:

@@ -9,6 +9,9 @@ source. Row numbers in the quarantine are the merged table's; each row's
 
 from __future__ import annotations
 
+import hashlib
+import json
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -33,11 +36,7 @@ class Inputs:
     def accounts(self) -> dict[str, Any]:
         """Per source: records in = converted + refused, with the refusals' reasons counted (reconciliation)."""
         out: dict[str, Any] = {}
-        for c in self.converted:
-            reasons: dict[str, int] = {}
-            for r in c.refused:
-                kind = r.reason.split(":", 1)[-1].strip() if ":" in r.reason else r.reason
-                reasons[kind] = reasons.get(kind, 0) + 1
+        for c in self.converted:  # counts only: a refusal's reason may name a source's own text (quarantine only)
             out[c.name] = {
                 "kind": c.kind,
                 "records_in": c.records_in,
@@ -48,7 +47,6 @@ class Inputs:
                     "observed": sum(r.observed_phenotypes for r in c.refused),
                     "excluded": sum(r.excluded_phenotypes for r in c.refused),
                 },
-                "reasons": reasons,
                 "rows": {name: frame.height for name, frame in c.tables.items()},
             }
         return out
@@ -57,26 +55,89 @@ class Inputs:
         """What the manifest records of each source: its kind, files and their hashes, the mapping's hash."""
         return [
             {
+                **_counts_only(c.facts),
                 "name": c.name,
                 "kind": c.kind,
                 "source": path.name,
                 "mapping_sha256": mapping.sha256,
                 "precedence": mapping.precedence,
-                "files": c.files,
+                "files": _files_digest(c.files),
                 "records_in": c.records_in,
-                **({"versions": c.versions} if c.versions else {}),
-                **c.facts,
+                **({"versions": _shaped_versions(c.versions)} if c.versions else {}),
             }
             for (path, mapping), c in zip(self.mappings, self.converted, strict=True)
         ]
+
+    def simulated(self) -> bool:
+        """Whether every file of every source is one the simulator wrote (its mark, beside the source, names
+        the file's SHA-256): only then may demo mode and an unconfined sandbox touch the extract."""
+        for (path, _), converted in zip(self.mappings, self.converted, strict=True):
+            if path.is_dir():  # a mark beside the folder (other kinds), or in it (the registry's own layout)
+                beside = _marked(path.parent)
+                marked = {
+                    **{k: v for k, v in _marked(path).items()},
+                    **{k.removeprefix(f"{path.name}/"): v for k, v in beside.items() if k.startswith(f"{path.name}/")},
+                }
+            else:
+                marked = _marked(path.parent)
+            if not converted.files or any(marked.get(n) != d for n, d in converted.files.items()):
+                return False
+        return True
 
     def versions(self) -> dict[str, str]:
         """The ontology versions the sources declare (prefix -> version; several are joined with ' | ')."""
         seen: dict[str, set[str]] = {}
         for c in self.converted:
-            for prefix, version in c.versions.items():
+            for prefix, version in _shaped_versions(c.versions).items():
                 seen.setdefault(prefix, set()).update(v.strip() for v in version.split("|"))
         return {prefix: " | ".join(sorted(v)) for prefix, v in sorted(seen.items())}
+
+
+PREFIX = re.compile(r"[A-Za-z][A-Za-z0-9_.-]{0,31}")  # an ontology's namespace prefix (HP, OMIM, ORPHA...)
+# A release as ontologies number them: a date (2024-04-26, 06/01/25, 20240426), or a version number (v4.0.0).
+VERSION = re.compile(r"v?(\d{4}-\d{2}-\d{2}|\d{2}/\d{2}/\d{2,4}|\d{8}|\d{1,4}(\.\d{1,4}){0,3})")
+
+
+def _counts_only(facts: dict[str, Any]) -> dict[str, Any]:
+    """What a reader adds to the manifest, as counts only (a reader's text may carry a source's own words)."""
+    out: dict[str, Any] = {}
+    for key, value in facts.items():
+        if isinstance(value, bool | int | float):
+            out[key] = value
+        elif isinstance(value, dict) and all(isinstance(v, int) for v in value.values()):
+            out[key] = {k: v for k, v in value.items() if PREFIX.fullmatch(str(k))}
+    return out
+
+
+def _shaped_versions(versions: dict[str, str]) -> dict[str, str]:
+    """A source's ontology versions as the manifest may hold them: a prefix and a release of their usual shapes
+    (free text of a source, which could be anything, never reaches the manifest)."""
+    out: dict[str, str] = {}
+    for prefix, version in versions.items():
+        if PREFIX.fullmatch(prefix):
+            shaped = sorted(
+                {v.strip() if VERSION.fullmatch(v.strip()) else "(not a version)" for v in version.split("|")}
+            )
+            out[prefix] = " | ".join(shaped)
+    return out
+
+
+def _files_digest(files: dict[str, str]) -> dict[str, Any]:
+    """The files a source was read from, as the manifest records them: how many, and one SHA-256 over their
+    paths and hashes. Not the names: a folder of phenopackets may name each file after its case."""
+    lines = "".join(f"{name}\t{digest}\n" for name, digest in sorted(files.items()))
+    return {"count": len(files), "sha256": hashlib.sha256(lines.encode()).hexdigest()}
+
+
+def _marked(folder: Path) -> dict[str, str]:
+    """The files the simulator's mark in ``folder`` names (relative path -> SHA-256); none without a mark."""
+    from research_kit.simulator.export import SIMULATED_MARK
+
+    try:
+        files = json.loads((folder / SIMULATED_MARK).read_text(encoding="utf-8"))["files"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return {}
+    return files if isinstance(files, dict) else {}
 
 
 def read_inputs(inputs: list[tuple[Path, Mapping]], scratch: Path, say: Callable[[str], None]) -> Inputs:

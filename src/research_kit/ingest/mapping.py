@@ -56,7 +56,7 @@ from research_kit.model.tables import (
     CODE_COLUMNS,
     DIAGNOSIS_STATUSES,
     ENCOUNTER_TYPES,
-    SEXES,
+    SEX_VALUES,
     SOURCE,
     TABLE_NAMES,
     TABLES,
@@ -76,7 +76,7 @@ NAME = re.compile(r"[a-z0-9_-]{1,64}")
 FLAGS = ("yes", "no")
 # The values the model allows in each coded column: a value map or a constant must land on one of them.
 VOCABULARY: dict[str, tuple[str, ...]] = {
-    "sex": SEXES,
+    "sex": SEX_VALUES,
     "vital_status": VITAL_STATUSES,
     "status": DIAGNOSIS_STATUSES,
     "encounter_type": ENCOUNTER_TYPES,
@@ -92,7 +92,9 @@ TOP_KEYS = ("version", "source", "identity", "tables")
 SOURCE_KEYS = ("name", "kind", "precedence", "dates")
 IDENTITY_KEYS = ("field", "kind")
 TABLE_KEYS = ("files", "sheet", "columns", "dates", "values", "codes", "constants")
-RECORD_KEYS = ("constants", "values")  # all a phenopackets or FHIR mapping says about a table
+# All a phenopackets or FHIR mapping says about a table: what its reader applies.
+RECORD_KEYS: dict[str, tuple[str, ...]] = {"phenopackets": ("constants",), "fhir": ("constants", "values")}
+FHIR_VALUE_MAPS = {"patients": "sex", "diagnoses": "status", "encounters": "encounter_type"}  # coded, not coding
 PHENOPACKET_FIELDS = ("id", "subject.id")
 ALTERNATE_ID = "subject.alternateIds:"
 URI = re.compile(r"(https?://|urn:)\S+")
@@ -263,10 +265,26 @@ def _table(table: str, spec: dict[str, Any], kind: str, identity: str, problems:
     columns_of = BY_NAME[table].columns
     tabular = kind in TABULAR_KINDS or not kind
     problems.unknown(key, spec, TABLE_KEYS)
-    if not tabular:
+    if kind == "registry":  # what check accepts is applied: a registry mapping reads the layout as it is
         for extra in spec:
-            if extra in TABLE_KEYS and extra not in RECORD_KEYS:
-                problems.add(f"{key}.{extra}", f"a {kind} mapping takes only constants and values for a table")
+            problems.add(
+                f"{key}.{extra}", "a registry mapping reads the registry's own layout as it is: no table settings"
+            )
+    elif not tabular:
+        for extra in spec:
+            if extra in TABLE_KEYS and extra not in RECORD_KEYS.get(kind, ()):
+                allowed = " and ".join(RECORD_KEYS.get(kind, ()))
+                problems.add(f"{key}.{extra}", f"a {kind} mapping takes only {allowed} for a table")
+        if kind == "fhir" and isinstance(spec.get("values"), dict):
+            for column in spec["values"]:
+                if column != FHIR_VALUE_MAPS.get(table):
+                    what = FHIR_VALUE_MAPS.get(table)
+                    problems.add(
+                        f"{key}.values.{column}",
+                        f"a FHIR mapping maps the values of {what} only"
+                        if what
+                        else "a FHIR mapping maps no value here",
+                    )
     files: tuple[str, ...] = ()
     if tabular and (kind or "files" in spec):
         files = _files(spec.get("files"), f"{key}.files", problems)

@@ -10,7 +10,8 @@ table                   one thing is
 ======================  =====================================================
 patients                a person (identifier)
 diagnoses               a person's disease: its preferred code (ORPHA, else
-                        OMIM, ICD-10, ICD-11, MONDO), in the extract's spelling
+                        OMIM, ICD-10, ICD-11, MONDO), in the extract's spelling,
+                        stated or ruled out
 phenotypes              a person's HPO term, observed or excluded
 encounters              a person's encounter: date, centre and type
 ======================  =====================================================
@@ -26,7 +27,10 @@ Rows of *different* sources that describe one thing become one row:
 - the row's ``source`` names every source that holds it (``;``-separated, in
   precedence order); a merged patient's ``value_sources`` names which source
   each field's value came from where it is not the first
-  (``date_of_birth=hospital_b;sex=phenopackets``).
+  (``date_of_birth=hospital_b;sex=phenopackets``);
+- a refusal wins whatever the precedence: a patient any source records as
+  not consenting to reuse (``consent_reuse = no``) or not to be contacted
+  (``agrees_to_contact = no``) is merged with that ``no``.
 
 Merging is across sources only: a person (or a row) twice in one source is
 that source's own, and stays (validation quarantines a second patient row as
@@ -62,6 +66,8 @@ def aligned(table: str, frame: pl.DataFrame) -> pl.DataFrame:
     """``frame`` with every column of ``table`` (absent ones empty) plus the reader's two columns, as text."""
     wanted = (*BY_NAME[table].columns, SOURCE_RECORD, SOURCE_ISSUE)
     have = set(frame.columns)
+    if frame.height == 0 and not have:  # no source feeds the table: no rows (a select of literals would make one)
+        return pl.DataFrame(schema={c: pl.String for c in wanted})
     return frame.select(
         (pl.col(c).cast(pl.String) if c in have else pl.lit(None, dtype=pl.String)).alias(c) for c in wanted
     )
@@ -100,7 +106,9 @@ def thing(table: str) -> pl.Expr:
             for c in CODE_COLUMNS.values()
         ]
         code = pl.coalesce(*(pl.when(s != "").then(s) for s in spelt)).fill_null("")
-        what = pl.when(code != "").then(code)
+        # A disease ruled out is another statement than the disease: the two never merge into one row.
+        ruled_out = _trimmed("excluded").str.to_lowercase() == "yes"
+        what = pl.when(code != "").then(code + pl.when(ruled_out).then(pl.lit("|excluded")).otherwise(pl.lit("")))
     elif table == "phenotypes":
         excluded = _trimmed("excluded").str.to_lowercase() == "yes"
         term = _trimmed("hpo_code").str.to_uppercase()
@@ -123,6 +131,17 @@ def _spelling(system: str):  # type: ignore[no-untyped-def]
         return batch.replace_strict(mapping, default=batch, return_dtype=pl.String) if mapping else batch
 
     return settle
+
+
+REFUSALS = ("consent_reuse", "agrees_to_contact")  # a "no" in any source wins
+
+
+def _merged_value(column: str, given: pl.Expr) -> pl.Expr:
+    first = pl.col(column).filter(given != "").first()
+    if column not in REFUSALS:
+        return first.alias(column)
+    refused = (given.str.to_lowercase() == "no").any()
+    return pl.when(refused).then(pl.lit("no")).otherwise(first).alias(column)
 
 
 def _merge_on(table: str, rows: pl.DataFrame) -> tuple[pl.DataFrame, dict[str, int], int]:
@@ -150,7 +169,7 @@ def _merge_on(table: str, rows: pl.DataFrame) -> tuple[pl.DataFrame, dict[str, i
         pl.col("_pos").min(),
         pl.col("_prec").min(),
         pl.col("_src").min(),
-        *(pl.col(c).filter(given[c] != "").first().alias(c) for c in fields),
+        *(_merged_value(c, given[c]) for c in fields),
         *(given[c].str.to_lowercase().filter(given[c] != "").n_unique().alias(f"_n:{c}") for c in fields),
         *(pl.col(SOURCE).filter(given[c] != "").first().alias(f"_s:{c}") for c in fields),
         pl.col(SOURCE).drop_nulls().unique(maintain_order=True).str.join(";").alias(SOURCE),

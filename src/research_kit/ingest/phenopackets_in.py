@@ -26,13 +26,14 @@ skeletons hardly do: ``json_format.ParseDict`` checks each distinct skeleton
 once (the packet's top level with its phenotypic features, diseases and
 interpretations emptied, then each of those at the depth limit it has in the
 packet; remembered by its exact JSON text, as is each whole skeleton found
-valid). Splitting the packet so is exact, because ``json_format`` converts
-fields independently but for two checks across the fields of one message
-(a field under two spellings, two members of a oneof), and the packet's
-top level has no oneof and is checked whole. Anything else (a value of the
-wrong JSON type where a message is expected, a field under both its JSON and
-its proto name) and every record the skeleton fails goes to
-``json_format.Parse`` itself, which has the last word and gives the reason.
+valid). Splitting the packet so is exact: ``json_format`` converts a
+message's fields independently but for two checks across them (a field
+under both its JSON and its proto name, two members of a oneof); the first
+the skeleton leaves to ``Parse``, and a part is checked whole, the packet's
+top level (which has no oneof) with its parts in place, emptied. Anything
+else (a value of the wrong JSON type where a message is expected) and every
+record the skeleton fails goes to ``json_format.Parse`` itself, which has
+the last word and gives the reason.
 A test holds the checker to ``Parse`` on a table of broken records and on
 generated ones. Values are then read from the record's JSON (or, for a record
 ``Parse`` read, from ``MessageToDict`` of its message) as ``json_format``
@@ -45,9 +46,9 @@ without its prefix); a record with none there is refused ("no identifier at
 subject.id"). ``identity.kind`` ``registry`` makes it ``registry:<id>``.
 
 - ``patients``: ``subject.dateOfBirth`` (the UTC date), ``sex`` (FEMALE,
-  MALE, OTHER_SEX -> female, male, undetermined; UNKNOWN_SEX left empty),
+  MALE, OTHER_SEX, UNKNOWN_SEX -> female, male, undetermined, unknown),
   ``vitalStatus`` (ALIVE -> alive, DECEASED -> dead, UNKNOWN_STATUS or none
-  left empty), its ``timeOfDeath`` (a timestamp -> ``date_of_death``, an age
+  left empty: a mapping's constant may fill it), its ``timeOfDeath`` (a timestamp -> ``date_of_death``, an age
   -> ``age_at_death``), ``timeAtLastEncounter``'s age ->
   ``age_at_last_record``.
 - ``diagnoses``: one row per ``diseases`` entry: the term's code in its
@@ -80,12 +81,22 @@ interval) is left empty and counted in ``facts["times_not_read"]``. After
 all that, each of the mapping's ``constants`` fills its column where it is
 still empty (e.g. ``country``, ``vital_status``). ``source`` is the mapping's
 name, ``source_record`` the locator. ``versions`` holds each
-``metaData.resources`` prefix's version (distinct ones joined by ``" | "``).
+``metaData.resources`` prefix's version (distinct ones joined by ``" | "``);
+``files`` each file's SHA-256 (the zip's or JSON-lines file's for those);
+``facts`` also ``observed_phenotypes_in`` and ``excluded_phenotypes_in``
+(rows, plus what the refused records held).
 
-**Speed.** Above :data:`PARALLEL_MIN_RECORDS` records the work is spread
-over the machine's cores (one spawned process each; each reads its own share
-of the files or lines), and the tables are built from lists as Polars frames.
-Nothing is written to ``scratch``.
+**Draft.** :func:`draft_phenopackets` proposes a mapping from counts over
+the records (national IDs among subject or alternate ids, repeated subject
+ids, dates of birth, vital statuses), printing no value.
+
+**Speed.** Above :data:`PARALLEL_MIN_RECORDS` records (or as ``workers``
+says) the records are read by one spawned process per core, each reading its
+own share of the files or lines and sending back Polars frames; a script
+that cannot spawn (no ``if __name__ == "__main__":``) is read in this process
+instead. About 0.1 ms a small packet a core, against 0.3 ms for
+``json_format.Parse`` alone (``benchmarks/cases_phenopackets.py``). Nothing
+is written to ``scratch``.
 """
 
 from __future__ import annotations
@@ -130,11 +141,11 @@ JSONL_SUFFIXES = (".jsonl", ".ndjson")
 MAX_RECORD_BYTES = 64 << 20  # a phenopacket is kilobytes; a larger record is refused unread
 PARALLEL_MIN_RECORDS = 5_000  # below this, starting processes costs more than it saves
 TASKS_PER_WORKER = 8  # shares per process: the slow ones even out
-MEMO_LIMIT = 200_000  # parts remembered per kind; the memo starts afresh beyond (memory stays bounded)
+MEMO_LIMIT = 50_000  # skeletons (or stamps) remembered per kind; a memo starts afresh beyond (memory stays bounded)
 VERSION_JOIN = " | "
 
-SEXES = {"FEMALE": "female", "MALE": "male", "OTHER_SEX": "undetermined", "UNKNOWN_SEX": ""}
-VITAL = {"ALIVE": "alive", "DECEASED": "dead", "UNKNOWN_STATUS": ""}
+SEXES = {"FEMALE": "female", "MALE": "male", "OTHER_SEX": "undetermined", "UNKNOWN_SEX": "unknown"}
+VITAL = {"ALIVE": "alive", "DECEASED": "dead", "UNKNOWN_STATUS": ""}  # not known: a mapping's constant may fill it
 PROGRESS = {"SOLVED": "confirmed", "COMPLETED": "confirmed", "IN_PROGRESS": "suspected", "UNSOLVED": "undiagnosed"}
 DEFAULT_STATUS = "confirmed"
 HGVS_PREFERENCE = ("hgvs.c", "hgvs.g", "hgvs.p")
@@ -268,14 +279,27 @@ def _split_lines(path: Path, settings: _Settings, cores: int) -> tuple[list[_Tas
 TOO_LARGE = f"larger than {MAX_RECORD_BYTES >> 20} MB: not read"
 
 
+def _read_file(path: str) -> bytes | str:
+    """A file's bytes (or why not): os.read sized by fstat is several times faster than open().read() here."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        size = os.fstat(fd).st_size
+        if size > MAX_RECORD_BYTES:
+            return TOO_LARGE
+        chunks = []
+        while chunk := os.read(fd, max(size + 1, 1 << 16)):
+            chunks.append(chunk)
+        return chunks[0] if len(chunks) == 1 else b"".join(chunks)
+    finally:
+        os.close(fd)
+
+
 def _records(task: _Task) -> Iterator[tuple[str, bytes | str]]:
     """Each record of the share: its locator and its bytes, or why they could not be read."""
     root = Path(task.root)
     if task.kind == "files":
         for name in task.names:
-            with open(os.path.join(root, name), "rb") as fh:
-                data = fh.read(MAX_RECORD_BYTES + 1)
-            yield name, (data if len(data) <= MAX_RECORD_BYTES else TOO_LARGE)
+            yield name, _read_file(os.path.join(root, name))
     elif task.kind == "zip":
         with zipfile.ZipFile(root) as archive:
             for name in task.names:
@@ -356,6 +380,8 @@ def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
 
 
 class _Memo(dict[str, Any]):
+    """A dict that starts afresh when full: a whole packet's skeleton is ~1 KB of text, 50,000 of them 50 MB."""
+
     def remember(self, key: str, value: Any) -> Any:
         if len(self) >= MEMO_LIMIT:
             self.clear()
@@ -408,6 +434,7 @@ class _Layout:
     names: tuple[str, ...]  # the keys in their JSON spelling
     strings: bool  # every key a singular string field's
     respelt: tuple[tuple[str, str], ...]  # (key, JSON name) of keys in their proto spelling
+    empty: dict[str, str]  # the skeleton when ``strings`` and every value is clean (shared: never changed)
 
 
 @lru_cache(maxsize=4096)
@@ -423,7 +450,7 @@ def _layout(descriptor: Any, keys: tuple[str, ...]) -> _Layout:
         raise _Unusual  # one field under both spellings: Parse merges them in their order
     strings = all(kind == _STRING and not repeated for _, kind, repeated, _ in actions)
     respelt = tuple((key, name) for key, name in zip(keys, names, strict=True) if key != name)
-    return _Layout(tuple(actions), names, strings, respelt)
+    return _Layout(tuple(actions), names, strings, respelt, dict.fromkeys(names, ""))
 
 
 def _respell(node: dict[str, Any], respelt: tuple[tuple[str, str], ...]) -> None:
@@ -483,9 +510,9 @@ class Checker:
             if clean:
                 if layout.respelt:
                     _respell(node, layout.respelt)
-                return dict.fromkeys(layout.names, "")
+                return layout.empty
         out: dict[str, Any] = {}
-        for (name, kind, repeated, message), value in zip(layout.actions, node.values(), strict=True):
+        for (name, kind, repeated, message), value in zip(layout.actions, node.values()):  # noqa: B905 - as long
             if value is None or kind == _AS_IS:
                 out[name] = value
             elif kind == _STRING:
@@ -495,7 +522,8 @@ class Checker:
                     out[name] = "" if _clean(value) else value
             elif kind == _TIMESTAMP:
                 if type(value) is str:
-                    self.date(value)
+                    if value not in self.stamps:
+                        self.date(value)  # checks it
                     value = _EPOCH_STAMP
                 out[name] = value
             elif repeated:
@@ -604,7 +632,10 @@ def parse_reason(exc: json_format.ParseError) -> str:
 # --- reading a valid record's values ----------------------------------------------------------------------------
 # From its JSON (keys in their JSON spelling): the decoded record the checker passed, or MessageToDict of the
 # message json_format.Parse made. Values are read as json_format reads them: null is the field's default, an enum
-# may be a name or a number.
+# may be a name or a number. Being valid (and walked by the skeleton), a message is an object or null, a list a
+# list or null, a string a string or null: ``value or _NONE`` reads an absent message as an empty one.
+
+_NONE: dict[str, Any] = {}  # an absent message (shared: never changed)
 
 _EPOCH_ORDINAL = 719_163  # date(1970, 1, 1).toordinal()
 _NO_TIME = ("", "", "", 0)
@@ -643,17 +674,19 @@ def _named(value: Any, enum: Any, labels: dict[str, str], column: str) -> tuple[
     return labels[known.name], ""
 
 
-def time_values(element: Any, date_of: Callable[[str], str]) -> tuple[str, str, str, int]:
+def time_values(element: dict[str, Any] | None, date_of: Callable[[str], str]) -> tuple[str, str, str, int]:
     """A TimeElement as (date, age, onset class, 1 when given in a form no column holds)."""
-    for key, value in _obj(element).items():
+    if not element:
+        return _NO_TIME
+    for key, value in element.items():
         if value is None:
             continue  # a oneof member set to null is cleared
         if key == "timestamp":
             return date_of(value), "", "", 0
         if key == "age":
-            return "", _text(_obj(value).get("iso8601duration")), "", 0
+            return "", value.get("iso8601duration") or "", "", 0
         if key == "ontologyClass":
-            return "", "", _text(_obj(value).get("id")), 0
+            return "", "", value.get("id") or "", 0
         return "", "", "", 1
     return _NO_TIME
 
@@ -705,20 +738,21 @@ def _interpretation(item: dict[str, Any]) -> Interpreted:
 def extract(packet: dict[str, Any], date_of: Callable[[str], str]) -> Read:
     """A valid record's values, from its JSON (see above)."""
     features = []
-    for item in _items(packet.get("phenotypicFeatures")):
+    for item in packet.get("phenotypicFeatures") or ():
         day, age, onset_class, unread = time_values(item.get("onset"), date_of)
-        excluded = "yes" if item.get("excluded") else "no"
-        features.append((_text(_obj(item.get("type")).get("id")), excluded, day, age, onset_class, unread))
+        hpo = (item.get("type") or _NONE).get("id") or ""
+        features.append((hpo, "yes" if item.get("excluded") else "no", day, age, onset_class, unread))
     diseases = []
-    for item in _items(packet.get("diseases")):
-        term = _text(_obj(item.get("term")).get("id"))
+    for item in packet.get("diseases") or ():
+        term = (item.get("term") or _NONE).get("id") or ""
         codes, issue = code_columns(term)
         day, age, onset_class, unread = time_values(item.get("onset"), date_of)
         diseases.append((term, codes, issue, "yes" if item.get("excluded") else "no", day, age, onset_class, unread))
-    interpretations = [_interpretation(item) for item in _items(packet.get("interpretations"))]
-    resources = _items(_obj(packet.get("metaData")).get("resources"))
-    versions = tuple((_text(r.get("namespacePrefix")), _text(r.get("version"))) for r in resources)
-    return Read(packet, _subject(_obj(packet.get("subject")), date_of), features, diseases, interpretations, versions)
+    interpretations = [_interpretation(item) for item in packet.get("interpretations") or ()]
+    resources = (packet.get("metaData") or _NONE).get("resources") or ()
+    versions = tuple((r.get("namespacePrefix") or "", r.get("version") or "") for r in resources)
+    subject = _subject(packet.get("subject") or _NONE, date_of)
+    return Read(packet, subject, features, diseases, interpretations, versions)
 
 
 def _subject(subject: dict[str, Any], date_of: Callable[[str], str]) -> Subject:
@@ -771,7 +805,7 @@ class _Part:
             observed = sum(f[1] == "no" for f in read.features)
             raise Refusal(f"no identifier at {settings.identity_field}", (observed, len(read.features) - observed))
         if settings.identity_kind == "registry":
-            nid = REGISTRY_PREFIX + nid
+            nid = REGISTRY_PREFIX + nid.strip()  # trimmed first: " P1" and "P1" are one person
         birth, sex, status, death_date, last_age, death_age, issue, unread = read.subject
         self.rows["patients"].append((nid, birth, sex, status, death_date, last_age, death_age, locator, issue))
         self.facts["times_not_read"] += unread + sum(f[5] for f in read.features) + sum(d[7] for d in read.diseases)
@@ -876,6 +910,7 @@ def read_phenopackets(source: Path, mapping: Mapping, scratch: Path, *, workers:
     record that cannot be read is a :class:`Refused` in the result.
     ``scratch`` is not used.
     """
+    global _CHECKER
     settings = _settings(mapping)
     tasks, processes, hashes = _plan(source, settings, workers)
     parts: list[_Part] = []
@@ -890,6 +925,7 @@ def read_phenopackets(source: Path, mapping: Mapping, scratch: Path, *, workers:
             parts = []
     if not parts:
         parts = [_read_share(task) for task in tasks]
+        _CHECKER = None  # read in this process: the memo goes with the read
     if source.suffix.lower() == ".zip" and source.name not in hashes:
         hashes[source.name] = file_sha256(source)
     return _converted(mapping, parts, hashes)
@@ -961,7 +997,11 @@ class _Survey:
     national_subject_ids: int = 0
     packet_ids: Counter[str] = field(default_factory=Counter)
     births: int = 0
-    no_vital_status: int = 0
+    no_vital_status: int = 0  # none
+    unknown_vital_status: int = 0  # UNKNOWN_STATUS
+    no_sex: int = 0  # none, or UNKNOWN_SEX
+    dead_untimed: int = 0  # DECEASED with no time of death
+    ageless: int = 0  # neither a date of birth nor an age at the last encounter
     prefixes: Counter[str] = field(default_factory=Counter)  # records with an alternate id of the prefix
     national_prefixes: Counter[str] = field(default_factory=Counter)  # ... whose local part is a national ID
 
@@ -976,8 +1016,15 @@ class _Survey:
             self.national_subject_ids += is_valid(subject_id.strip())
         if packet_id.strip():
             self.packet_ids[packet_id] += 1
-        self.births += subject.get("dateOfBirth", subject.get("date_of_birth")) is not None
-        self.no_vital_status += _obj(subject.get("vitalStatus", subject.get("vital_status"))).get("status") is None
+        born = subject.get("dateOfBirth", subject.get("date_of_birth")) is not None
+        last = _obj(subject.get("timeAtLastEncounter", subject.get("time_at_last_encounter")))
+        vital = _obj(subject.get("vitalStatus", subject.get("vital_status")))
+        self.births += born
+        self.ageless += not born and last.get("age") is None
+        self.no_vital_status += vital.get("status") is None
+        self.unknown_vital_status += vital.get("status") in ("UNKNOWN_STATUS", 0)
+        self.dead_untimed += vital.get("status") in ("DECEASED", 2) and vital.get("timeOfDeath") is None
+        self.no_sex += subject.get("sex") in (None, "UNKNOWN_SEX", 0)
         seen: set[str] = set()
         for alternate in _items(subject.get("alternateIds", subject.get("alternate_ids"))):
             prefix, sep, local = _text(alternate).partition(":")
@@ -995,7 +1042,7 @@ def _survey(source: Path) -> _Survey:
             survey.records += 1
             try:
                 packet = json.loads(data or b"")
-            except ValueError:
+            except (ValueError, RecursionError):
                 continue
             if type(packet) is dict:
                 survey.add(packet)
@@ -1033,12 +1080,26 @@ def draft_phenopackets(source: Path) -> str:
     lines += [
         "# TODO: the source does not say where its patients live; ZZ = unknown (set the country).",
         'country = "ZZ"',
+        "# A phenopacket carries no consent to the reuse of data: with [pseudonymise].exclude_without_consent",
+        "# (the default) every patient is withheld. Uncomment only where the registry holds that consent, or",
+        "# the cases are published ones whose reuse the registry's legal basis covers:",
+        '# consent_reuse = "yes"',
     ]
+    unknown = s.unknown_vital_status
     if s.no_vital_status:
-        lines += [
-            f"# {s.no_vital_status} of {n} records have no vitalStatus: taken as alive.",
-            'vital_status = "alive"',
-        ]
+        also = f" (and so would the {unknown} whose status is UNKNOWN_STATUS)" if unknown else ""
+        lines += [f"# {s.no_vital_status} of {n} subjects have no vitalStatus: taken as alive{also}."]
+        lines += ['vital_status = "alive"']
+    elif unknown:
+        lines += [f"# Note: {unknown} of {n} have vitalStatus UNKNOWN_STATUS (validation quarantines them)."]
+    if s.no_sex:
+        lines += [f"# Note: {s.no_sex} of {n} subjects have no sex (none, or UNKNOWN_SEX): read as unknown."]
+    if s.dead_untimed:
+        lines += [f"# Note: {s.dead_untimed} of {n} are DECEASED with no timeOfDeath: accepted from a source of"]
+        lines += ['# ages (dates = "ages"), counted as incomplete in the quality report; quarantined otherwise.']
+    if s.ageless:
+        lines += [f"# Note: {s.ageless} of {n} have neither a date of birth nor an age at the last encounter:"]
+        lines += ['# accepted from a source of ages (dates = "ages"), as incomplete; quarantined otherwise.']
     lines += ["", "[tables.diagnoses.constants]"]
     lines += ["# A disease no interpretation gives a progress status for: confirmed.", 'status = "confirmed"']
     return "\n".join(lines) + "\n"

@@ -305,6 +305,7 @@ def _run(
             ragged=rows,
             extra=src.extra_columns,
             identifier_kinds=policy.ingest.identifier_kinds,
+            undated_sources=[m.name for _, m in inputs or [] if m.dates == "ages"],
         ),
     )
     ok = ~has_reasons()
@@ -323,6 +324,11 @@ def _run(
     out_rows["patients"] = _write_sorted(
         patients_frame, staging / "patients.parquet", pseudonyms, len(pseudonyms), scratch
     )
+    if out_rows["patients"] == 0:
+        raise PolicyRefusal(
+            "no patient would be in the extract (each was quarantined, or withheld without consent to reuse: "
+            "[pseudonymise].exclude_without_consent); an extract without patients is not registered"
+        )
     # One lookup for the other tables: is the patient known, accepted (birth, death), in the extract (_pidx)?
     lookup = patient_lookup(validated["patients"]).join(mapping.drop("pseudonym"), on="_nid", how="left")
     del mapping
@@ -345,11 +351,21 @@ def _run(
     counted = {name: _count(validated[name], sources[name].table.columns, labels[name]) for name in validated}
     rate_limit = policy.ingest.max_quarantine_rate
     for name, c in counted.items():
+        where = sources[name].path if read is None else f"table {name} of the sources"
         if c.rows and c.quarantined / c.rows > rate_limit:
             raise PolicyRefusal(
-                f"{sources[name].path}: {c.quarantined:,} of {c.rows:,} rows ({c.quarantined / c.rows:.1%}) would "
+                f"{where}: {c.quarantined:,} of {c.rows:,} rows ({c.quarantined / c.rows:.1%}) would "
                 f"be quarantined, above the policy's {rate_limit:.0%}; nothing was registered"
             )
+    if read is not None:  # records a reader refused whole count against the same limit, per source
+        for converted in read.converted:
+            refused = len(converted.refused)
+            if converted.records_in and refused / converted.records_in > rate_limit:
+                raise PolicyRefusal(
+                    f"source {converted.name}: {refused:,} of {converted.records_in:,} records "
+                    f"({refused / converted.records_in:.1%}) were refused (could not be read), above the policy's "
+                    f"{rate_limit:.0%}; nothing was registered"
+                )
 
     for name in ("diagnoses", "phenotypes", "encounters"):
         say(f"pseudonymising {name}")
@@ -489,7 +505,7 @@ def _manifest(
             for name, s in sources.items()
         },
         "code_systems": code_versions,
-        "simulated": simulated(sources, hashes) if read is None else False,
+        "simulated": simulated(sources, hashes) if read is None else read.simulated(),
     }
     if read is not None:
         content["inputs"] = read.manifest()

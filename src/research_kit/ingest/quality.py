@@ -64,7 +64,7 @@ from research_kit.model.onsets import ONSET_CLASSES
 from research_kit.model.tables import (
     CODE_COLUMNS,
     DIAGNOSIS_STATUSES,
-    SEXES,
+    SEX_VALUES,
     SOURCE,
     TABLE_NAMES,
     VALUE_SOURCES,
@@ -529,7 +529,7 @@ def _dead(data: _Data) -> pl.DataFrame:
 MEASURES: dict[int, _Measure] = {
     1: _Measure("patients", ("pseudonym",), PATIENTS, _patients, _judge_pseudonym),
     2: _Measure("patients", ("birth_year", "birth_month"), PATIENTS, _patients, _judge_birth),
-    3: _Measure("patients", ("sex",), PATIENTS, _patients, _categorical("sex", SEXES)),
+    3: _Measure("patients", ("sex",), PATIENTS, _patients, _categorical("sex", SEX_VALUES)),
     4: _Measure("patients", ("vital_status",), PATIENTS, _patients, _categorical("vital_status", VITAL_STATUSES)),
     5: _Measure("patients", ("death_date", "age_at_death_years"), DEAD, _dead, _judge_death),
     6: _Measure("patients", ("first_contact_date",), PATIENTS, _patients, _judge_first_contact),
@@ -671,7 +671,9 @@ def _summary(info: Any) -> dict[str, Any]:
         key = str(key)
         if key == "name":
             continue
-        if key in SUMMARISED and isinstance(value, dict | list):
+        if key == "files" and isinstance(value, dict) and isinstance(value.get("count"), int):
+            out[key] = _items(value["count"])  # the manifest's digest of a source's files
+        elif key in SUMMARISED and isinstance(value, dict | list):
             out[key] = _items(len(value))
         elif _is_plain(value):
             out[key] = _plain(value)

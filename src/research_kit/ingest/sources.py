@@ -96,14 +96,15 @@ def _json_kind(path: Path | None) -> str:
     return "fhir" if b'"resourceType"' in head else "phenopackets"
 
 
-def draft(path: Path, kind: str | None, show_values: list[str]) -> str:
+def draft(path: Path, kind: str | None, show_values: list[str], scratch: Path | None = None) -> str:
     """A mapping proposed for the source at ``path`` (TOML), printing no value unless ``show_values`` names
-    columns the steward says identify no one."""
+    columns the steward says identify no one. ``scratch``: where a Latin-1 file's UTF-8 copy goes (inside the
+    workspace's quarantine, the steward's, like the source)."""
     kind = kind or detect_kind(path)
     if kind in ("csv", "excel", "parquet"):
         from research_kit.ingest.tabular import draft_tabular
 
-        return draft_tabular([path], kind, show_values)
+        return draft_tabular([path], kind, show_values, scratch=scratch)
     if show_values:
         raise BadInput(f"--show-values is for tabular sources (csv, excel, parquet), not {kind}")
     if kind == "phenopackets":

@@ -289,7 +289,8 @@ def _shape(mapping: Mapping, table: str, spec: TableMapping, opened: _File) -> p
     else:
         identity = opened.column(mapping.identity_field, "identity.field")
     if mapping.identity_kind == "registry":
-        given = identity.fill_null("").str.strip_chars() != ""
+        identity = identity.str.strip_chars()  # trimmed first: " P1" and "P1" are one person
+        given = identity.fill_null("") != ""
         prefixed = identity.str.starts_with(REGISTRY_PREFIX)
         identity = pl.when(given & ~prefixed).then(pl.lit(REGISTRY_PREFIX) + identity).otherwise(identity)
     columns = [identity.alias("national_id")]
@@ -360,11 +361,20 @@ def _codes(frame: pl.LazyFrame, table: str, spec: TableMapping) -> pl.LazyFrame:
             code = column.replace_strict(keys, spellings, default=None, return_dtype=pl.String)
             candidates.setdefault(CODE_COLUMNS[each], []).append(code)
         unknown.append(pl.col(name).is_in([v for v, (_, bad) in cells.items() if bad]))
-    out = [pl.coalesce(exprs).alias(column) for column, exprs in candidates.items()]
+    # Two code columns of one system: their distinct codes joined, so that validation refuses two codes in one
+    # cell rather than one being dropped unseen.
+    out = [_joined(exprs).alias(column) for column, exprs in candidates.items()]
     if unknown:
         issue = pl.when(pl.any_horizontal(unknown)).then(pl.lit(f"{table}:unknown_code_system"))
         out.append(issue.alias(f"{ISSUE}_codes"))
     return frame.with_columns(out).drop(names)
+
+
+def _joined(exprs: list[pl.Expr]) -> pl.Expr:
+    if len(exprs) == 1:
+        return exprs[0]
+    found = pl.concat_list(exprs).list.drop_nulls().list.unique(maintain_order=True)
+    return pl.when(found.list.len() > 0).then(found.list.join(";"))
 
 
 def _spelled(code: DiseaseCode) -> str:
@@ -564,6 +574,11 @@ class _Part:
     identity: str | None = None
 
 
+# A header cell that looks like a value rather than a name: it starts with a digit, or holds a run of digits (an
+# identifier, a date) or a date.
+VALUE_LIKE = re.compile(r"^\s*[0-9+-]|[0-9]{4,}|[0-9]{1,2}[/.-][0-9]{1,2}[/.-][0-9]{2,4}")
+
+
 def draft_tabular(
     paths: list[Path],
     fmt: str | None = None,
@@ -588,6 +603,12 @@ def draft_tabular(
             for i, path in enumerate(files)
             for p in _profile(kind, path, folder, (scratch or Path(tmp)) / str(i), books)
         ]
+    for part in parts:  # a file without a header row would have its first record printed as column names
+        if any(VALUE_LIKE.search(c.name) for c in part.columns):
+            raise BadInput(
+                f"{part.locator}: its first row does not look like a header (a cell is a number or a date, as "
+                "values are): a mapping needs named columns; add the header row to the export"
+            )
     headers = {c.name for p in parts for c in p.columns}
     unknown = [name for name in show_values if name.strip() not in headers]
     if unknown:

@@ -41,13 +41,13 @@ from research_kit.model import geography
 from research_kit.model.codes import UNDIAGNOSED_ORPHA, CodeSystems, hpo_id, orpha_id
 from research_kit.model.disease_codes import INVALID, UNLISTED, check_code
 from research_kit.model.national_id import check_digits
-from research_kit.model.onsets import ONSET_CLASSES, duration_years, is_duration
+from research_kit.model.onsets import ONSET_CLASSES, duration_days, duration_years, is_duration
 from research_kit.model.tables import (
     CODE_COLUMNS,
     DIAGNOSIS_STATUSES,
     ENCOUNTER_TYPES,
     REGISTRY_PREFIX,
-    SEXES,
+    SEX_VALUES,
     VITAL_STATUSES,
     Table,
 )
@@ -65,7 +65,7 @@ REGISTRY_ID = r"^registry:[^\x00-\x1f\x7f]{1,128}$"  # a registry identifier: pr
 FLAGS = ("yes", "no")
 # Coded columns compared without regard to case, and the canonical spelling of each value.
 CANONICAL: dict[str, tuple[str, ...]] = {
-    "sex": SEXES,
+    "sex": SEX_VALUES,
     "vital_status": VITAL_STATUSES,
     "cross_border_insured": FLAGS,
     "consent_reuse": FLAGS,
@@ -285,9 +285,22 @@ def first_occurrences(frame: pl.LazyFrame) -> pl.DataFrame:
     return ids.select("_row", pl.col("national_id").is_first_distinct().alias("_first")).collect()
 
 
+OLDEST = 130  # years: an age above this is a typing error, not a person
+
+
 def age_reasons(table: Table) -> list[Rule]:
-    """An age given that is not an ISO 8601 duration (``P6Y3M``)."""
-    return [_reason((_n(c) != "") & ~is_duration(_n(c)), c, "invalid_value") for c in AGES if c in table.columns]
+    """An age given that is not an ISO 8601 duration (``P6Y3M``), or older than anyone is."""
+    return [
+        _reason((_n(c) != "") & (~is_duration(_n(c)) | (duration_years(_n(c)) > OLDEST)), c, "invalid_value")
+        for c in AGES
+        if c in table.columns
+    ]
+
+
+def _days_from_birth(date_column: str, age_column: str) -> pl.Expr:
+    """Days from birth to an event, from its date where the birth date is known, else from its age."""
+    by_date = (_d(date_column) - pl.col("_birth")).dt.total_days().cast(pl.Float64)
+    return pl.coalesce(by_date, duration_days(_n(age_column)))
 
 
 def source_reasons(extra: Iterable[str]) -> list[Rule]:
@@ -330,9 +343,12 @@ def validate_patients(
     ragged: Mapping[int, int] | None = None,
     extra: Iterable[str] = (),
     identifier_kinds: Iterable[str] = ("national", "registry"),
+    undated_sources: Iterable[str] = (),
 ) -> Validated:
-    """Patients' rules. A date of birth is mandatory unless the source gives an age at the last record instead
-    (a source with ages only); a dead patient needs a date of death or an age at death."""
+    """Patients' rules. A date of birth is mandatory unless the source gives an age at the last record instead;
+    a dead patient needs a date of death or an age at death. A patient only sources without dates hold
+    (``undated_sources``: their mappings say ``dates = "ages"``, e.g. published cases) is asked for neither:
+    what such a source does not record is incomplete (the quality report counts it), not invalid."""
     dates = ("date_of_birth", "first_contact_date", "date_of_death")
     staged = (
         normalised(frame.with_row_index("_row", offset=1), table)
@@ -346,17 +362,24 @@ def validate_patients(
     resident = _n("country") == "LU"
     aged = _n("age_at_last_record") != ""
     dead = _n("vital_status") == "dead"
+    undated = set(undated_sources)
+    # Every source holding the patient (a merged one has several, ";"-separated) has no dates.
+    ageless_ok = (
+        _n("source").str.split(";").list.eval(pl.element().is_in(sorted(undated))).list.all().fill_null(False)
+        if undated
+        else pl.lit(False)
+    )
     reasons = [
         *mandatory_reasons(table),
         *identifier_reasons(identifier_kinds),
-        allowed_reason("sex", SEXES),
+        allowed_reason("sex", SEX_VALUES),
         allowed_reason("vital_status", VITAL_STATUSES),
         *(allowed_reason(c, FLAGS) for c in ("cross_border_insured", "consent_reuse", "agrees_to_contact")),
         _reason((_n("country") != "") & ~_n("country").str.contains(r"^[A-Z]{2}$"), "country", "invalid_value"),
         _reason(resident & (_n("canton") == ""), "canton", "missing_mandatory"),
         _reason(resident & (_n("canton") != "") & ~_n("canton").is_in(geography.CANTONS), "canton", "invalid_value"),
         *date_reasons("date_of_birth", mandatory=False, today=today, earliest=earliest),
-        _reason((_n("date_of_birth") == "") & ~aged, "date_of_birth", "missing_mandatory"),
+        _reason((_n("date_of_birth") == "") & ~aged & ~ageless_ok, "date_of_birth", "missing_mandatory"),
         *date_reasons("first_contact_date", mandatory=False, today=today, earliest=earliest),
         *date_reasons("date_of_death", mandatory=False, today=today, earliest=earliest),
         *age_reasons(table),
@@ -365,7 +388,16 @@ def validate_patients(
         _reason(death < birth, "date_of_death", "death_before_birth"),
         _reason((_n("date_of_death") != "") & ~dead, "date_of_death", "invalid_value"),
         _reason((_n("age_at_death") != "") & ~dead, "age_at_death", "invalid_value"),
-        _reason((_n("date_of_death") == "") & (_n("age_at_death") == "") & dead, "date_of_death", "missing_mandatory"),
+        _reason(
+            duration_days(_n("age_at_last_record")) > duration_days(_n("age_at_death")),
+            "age_at_last_record",
+            "event_after_death",
+        ),
+        _reason(
+            (_n("date_of_death") == "") & (_n("age_at_death") == "") & dead & ~ageless_ok,
+            "date_of_death",
+            "missing_mandatory",
+        ),
         *source_reasons(extra),
         *shape_reasons(table, ragged or {}, extra),
     ]
@@ -384,6 +416,8 @@ def patient_lookup(patients: pl.LazyFrame) -> pl.DataFrame:
         pl.lit(True).alias("_ok"),
         pl.col("_d_date_of_birth").alias("_birth"),
         pl.col("_d_date_of_death").alias("_death"),
+        duration_days(pl.col("_n_age_at_last_record")).alias("_last_days"),
+        duration_days(pl.col("_n_age_at_death")).alias("_death_days"),
     )
     known = patients.select(pl.col("_n_national_id").unique().alias("_nid"))
     return known.join(accepted, on="_nid", how="left").collect(engine="streaming")
@@ -428,6 +462,13 @@ def validate_child(
         reasons.append(_reason(_d(col) > pl.col("_death"), col, "event_after_death"))
     if table.name in ("diagnoses", "phenotypes"):
         reasons += [allowed_reason("excluded", FLAGS), *age_reasons(table), *onset_class_reason(table)]
+        for age in ("onset_age", "diagnosis_age"):
+            if age in table.columns:  # an age after the patient's death, or after their last record
+                days = duration_days(_n(age))
+                reasons += [
+                    _reason(days > pl.col("_death_days"), age, "event_after_death"),
+                    _reason(days > pl.col("_last_days"), age, "event_after_last_record"),
+                ]
     if table.name == "diagnoses":
         undiagnosed = orpha_id(UNDIAGNOSED_ORPHA)
         gene = _n("gene_symbol")
@@ -446,8 +487,10 @@ def validate_child(
             _reason((_n("status") == "undiagnosed") != (_n("orpha_code") == undiagnosed), "status", "invalid_value"),
             _reason(_d("onset_date") < pl.col("_birth"), "onset_date", "onset_before_birth"),
             _reason(_d("onset_date") > _d("diagnosis_date"), "onset_date", "onset_after_diagnosis"),
+            # Onset after diagnosis when either is an age: compared in days from birth, whatever each is given as.
             _reason(
-                duration_years(_n("onset_age")) > duration_years(_n("diagnosis_age")),
+                ~(_d("onset_date").is_not_null() & _d("diagnosis_date").is_not_null())
+                & (_days_from_birth("onset_date", "onset_age") > _days_from_birth("diagnosis_date", "diagnosis_age")),
                 "onset_age",
                 "onset_after_diagnosis",
             ),

@@ -94,7 +94,8 @@ CHILD_TABLES: tuple[str, ...] = TABLE_NAMES[1:]  # one row per diagnosis, phenot
 EXTRACT_KEY = "pseudonym"  # how an extract's (and a twin's) child tables refer to their patient
 BY_NAME: dict[str, Table] = {t.name: t for t in TABLES}
 
-SEXES = ("female", "male", "undetermined")
+SEXES = ("female", "male", "undetermined")  # what the simulator draws
+SEX_VALUES = (*SEXES, "unknown")  # what a source may say (the EU common data set's "unknown": not recorded)
 VITAL_STATUSES = ("alive", "dead", "lost to follow-up", "opted out")
 DIAGNOSIS_STATUSES = ("confirmed", "suspected", "undiagnosed")
 ENCOUNTER_TYPES = (

@@ -40,6 +40,7 @@ class Assessment:
     json_path: Path
     plot_path: Path
     max_suppression: float = 1.0  # the policy's [risk].max_suppression when this was measured
+    without_dates: RiskReport | None = None  # the patients of sources without dates, beside dated ones
 
     @property
     def over_suppression(self) -> bool:
@@ -70,11 +71,12 @@ def risk_records(extract: Extract, as_of: date) -> pl.DataFrame:
     )
 
 
-def quasi_identifiers(records: pl.DataFrame, policy: RiskPolicy) -> list[str]:
-    """The quasi-identifiers that apply: the policy's, or for a source without dates (no patient has a birth
-    year) the policy's set for such sources. Refused when the extract carries none of them: a table of
+def quasi_identifiers(records: pl.DataFrame, policy: RiskPolicy, *, dated: bool | None = None) -> list[str]:
+    """The quasi-identifiers that apply: the policy's, or for patients of sources without dates (no birth
+    year) the policy's set for such sources. Refused when the records carry none of them: a table of
     nulls would show no risk at all, which is not the same as no risk."""
-    dated = records.height == 0 or records["birth_year"].null_count() < records.height
+    if dated is None:
+        dated = records.height == 0 or records["birth_year"].null_count() < records.height
     chosen = list(policy.quasi_identifiers if dated else policy.quasi_identifiers_without_dates)
     key = "quasi_identifiers" if dated else "quasi_identifiers_without_dates"
     unknown = [q for q in chosen if q not in records.columns]
@@ -94,8 +96,19 @@ def assess_extract(
     """Measure (and with ``enforce``, enforce k on a copy of) the risk of extract ``extract_id``; write the report."""
     policy = ws.policy().risk
     extract = get_extract(ws, extract_id)
-    records = risk_records(extract, as_of or date.today())
+    everyone = risk_records(extract, as_of or date.today())
+    # Patients without a birth year (sources with ages only) beside dated ones: on the dated quasi-identifiers
+    # they would share one class of nulls and look safe; they are measured apart, on their own set.
+    undated = everyone.filter(pl.col("birth_year").is_null())
+    records = everyone if undated.height == everyone.height else everyone.filter(pl.col("birth_year").is_not_null())
     chosen = quasi_identifiers(records, policy)
+    without_dates = None
+    if 0 < undated.height < everyone.height:
+        alone = quasi_identifiers(undated, policy, dated=False)
+        without_dates = assess(
+            undated, quasi_identifiers=alone, sensitive=SENSITIVE, risk_threshold=policy.risk_threshold,
+            k_target=policy.k_anonymity,
+        )  # fmt: skip
     common: dict[str, Any] = {
         "quasi_identifiers": chosen,
         "sensitive": SENSITIVE,
@@ -121,6 +134,7 @@ def assess_extract(
         "content_hash": extract.content_hash,
         "as_of": (as_of or date.today()).isoformat(),
         "risk": report.to_dict(),
+        "without_dates": None if without_dates is None else without_dates.to_dict(),
         "population_source": SOURCE,
         "enforce_k": None
         if enforcement is None
@@ -146,7 +160,7 @@ def assess_extract(
         enforce_k=enforce,
         rows_suppressed=None if enforcement is None else enforcement.rows_suppressed,
     )
-    return Assessment(extract_id, report, enforcement, json_path, plot_path, policy.max_suppression)
+    return Assessment(extract_id, report, enforcement, json_path, plot_path, policy.max_suppression, without_dates)
 
 
 def _write(path: Path, content: bytes) -> None:

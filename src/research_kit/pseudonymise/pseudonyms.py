@@ -21,6 +21,7 @@ import hmac
 import numpy as np
 import polars as pl
 
+from research_kit.model.tables import REGISTRY_PREFIX
 from research_kit.pseudonymise.keys import Key
 
 PSEUDONYM_HEX = 32
@@ -28,8 +29,14 @@ CHUNK = 250_000  # national IDs hashed per batch
 
 
 def normalise_national_id(value: str) -> str:
-    """The national ID as compared and hashed: digits only (spaces, dots and dashes removed)."""
-    return value if value.isdigit() else "".join(ch for ch in value if ch.isdigit())
+    """The identifier as compared and hashed: a national ID's digits only (spaces, dots and dashes removed);
+    a registry identifier (``registry:...``) whole, trimmed, so that two of them never share a pseudonym
+    with each other or with a national ID."""
+    if value.isdigit():
+        return value
+    if value.startswith(REGISTRY_PREFIX):
+        return value.strip()
+    return "".join(ch for ch in value if ch.isdigit())
 
 
 def pseudonym(key: Key, national_id: str) -> str:

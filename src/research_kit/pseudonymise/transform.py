@@ -24,6 +24,7 @@ from __future__ import annotations
 import polars as pl
 
 from research_kit.core.config import PseudonymisePolicy
+from research_kit.core.errors import BadInput
 from research_kit.model.facts import YEAR_DAYS
 from research_kit.model.onsets import duration_days, duration_years
 from research_kit.model.tables import CODE_COLUMNS, SOURCE, VALUE_SOURCES
@@ -72,6 +73,11 @@ def patient_map(patients: pl.DataFrame, key: Key, policy: PseudonymisePolicy) ->
     """
     ids = patients.get_column("_n_national_id")
     names, order = pseudonyms_with_order(key, ids)
+    if names.n_unique() != len(names):  # distinct identifiers that one normalisation makes equal: never merged
+        raise BadInput(
+            f"{len(names) - names.n_unique():,} accepted patients share a pseudonym with another one (their "
+            "identifiers differ only in punctuation): fix the export so that each person has one identifier"
+        )
     mapping = pl.DataFrame({"_nid": ids, "pseudonym": names, "_order": order})
     if policy.event_dates == "shift":
         mapping = mapping.with_columns(date_shifts(key, ids, policy.max_shift_days))
@@ -165,11 +171,22 @@ def _diagnosis_ages() -> list[pl.Expr]:
         return pl.when(dated).then(pl.lit("dates")).when(value.is_not_null()).then(pl.lit("ages"))
 
     onset_dated = onset.is_not_null() & birth.is_not_null()
+    diagnosis_dated = diagnosis.is_not_null() & birth.is_not_null()
+    # A delay from a date on one side and an age on the other says so.
+    delay_basis = (
+        pl.when(by_dates)
+        .then(pl.lit("dates"))
+        .when(delay.is_null())
+        .then(pl.lit(None, dtype=pl.String))
+        .when(onset_dated | diagnosis_dated)
+        .then(pl.lit("dates and ages"))
+        .otherwise(pl.lit("ages"))
+    )
     return [
         (onset_days / YEAR_DAYS).round(1).alias("onset_age_years"),
         basis(onset_dated, onset_days).alias("onset_age_basis"),
         _text("onset_class"),
         (diagnosis_days / YEAR_DAYS).round(1).alias("diagnosis_age_years"),
         delay.cast(pl.Int32).alias("diagnostic_delay_days"),
-        basis(by_dates, delay).alias("diagnostic_delay_basis"),
+        delay_basis.alias("diagnostic_delay_basis"),
     ]

@@ -42,6 +42,23 @@ SIMULATED_MARK = "simulated.json"
 LATIN1_TABLE = "patients"
 
 
+def mark_simulated(folder: Path, written: list[Path]) -> None:
+    """Add ``written`` (files under ``folder``, at any depth) to the simulator's mark in ``folder``: the same
+    registry written as another kind of source (a reshaped export, phenopackets, FHIR) is still simulated
+    data. Callers mark a source's parent folder, so that the mark is never read as one of its records."""
+    mark_path = folder / SIMULATED_MARK
+    try:
+        mark = json.loads(mark_path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        mark = {}
+    files = mark.get("files") if isinstance(mark.get("files"), dict) else {}
+    files.update({p.relative_to(folder).as_posix(): file_sha256(p) for p in written})
+    mark["files"] = dict(sorted(files.items()))
+    tmp = mark_path.with_name(f".{SIMULATED_MARK}.tmp")
+    tmp.write_text(json.dumps(mark, indent=1, sort_keys=True), encoding="utf-8")
+    os.replace(tmp, mark_path)
+
+
 @dataclass(frozen=True)
 class SimulationSpec:
     patients: int = 30_000

@@ -43,6 +43,7 @@ import polars as pl
 
 from research_kit.core.errors import BadInput, MissingData
 from research_kit.model.tables import CENTRES, CODE_COLUMNS, REGISTRY_PREFIX, TABLES
+from research_kit.simulator.export import mark_simulated
 
 LAYOUTS = ("bundle", "ndjson")
 BUNDLE_FILE = "bundle.json"
@@ -116,12 +117,14 @@ def write_fhir(
         ]  # fmt: skip
         document = {"resourceType": "Bundle", "type": "collection", "entry": entries}
         (out / BUNDLE_FILE).write_text(json.dumps(document, ensure_ascii=False), encoding="utf-8")
+        mark_simulated(out.parent, [out / BUNDLE_FILE])  # beside the source: never read as a resource
         return len(entries)
     for table in build:
         with (out / f"{RESOURCE_TYPES[table]}.ndjson").open("w", encoding="utf-8") as handle:
             for resource in resources(table):
                 handle.write(json.dumps(resource, ensure_ascii=False) + "\n")
                 written += 1
+    mark_simulated(out.parent, sorted(out.glob("*.ndjson")))
     return written
 
 

@@ -53,6 +53,7 @@ import polars as pl
 
 from research_kit.core.errors import BadInput, MissingData
 from research_kit.model.codes import UNDIAGNOSED_ORPHA, load_code_systems, orpha_id
+from research_kit.simulator.export import mark_simulated
 from research_kit.simulator.simulate import AS_OF
 
 Layout = Literal["files", "jsonl"]
@@ -104,6 +105,8 @@ def write_phenopackets(raw_folder: Path, out: Path, *, layout: Layout, ages: boo
     try:
         count = _write_files(packets, tmp) if layout == "files" else _write_jsonl(packets, tmp)
         os.replace(tmp, out)
+        # The mark sits beside the source, never in it (a reader of the folder would take it for a record).
+        mark_simulated(out.parent, sorted(p for p in out.rglob("*.json")) if out.is_dir() else [out])
     except BaseException:
         if tmp.is_dir():
             shutil.rmtree(tmp, ignore_errors=True)

@@ -39,6 +39,7 @@ import polars as pl
 
 from research_kit.core.errors import MissingData
 from research_kit.model.tables import DIAGNOSIS_STATUSES, ENCOUNTER_TYPES, SEXES, TABLES, VITAL_STATUSES
+from research_kit.simulator.export import mark_simulated
 
 EPOCH_1904 = date(1904, 1, 1)
 CENTRE = "LU-CHL"  # the centre whose Parquet export is written (its encounters only)
@@ -158,6 +159,7 @@ def write_reshaped(raw_folder: Path, out_folder: Path) -> dict[str, Path]:
         shutil.rmtree(folder, ignore_errors=True)
         folder.mkdir()
         mapping = write(raw, folder)
+        mark_simulated(out_folder, sorted(p for p in folder.rglob("*") if p.is_file()))
         path = out_folder / f"{name}.toml"
         path.write_text(toml(mapping), encoding="utf-8")
         out[name] = path
