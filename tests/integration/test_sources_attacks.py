@@ -273,11 +273,14 @@ def test_a_refusal_of_consent_in_any_source_withholds_the_patient(
     precedence number says yes. The conflict is counted, but the patient's refusal is overruled; with
     [pseudonymise].exclude_without_consent a "no" anywhere should withhold them."""
     nid = "registry:P1"
-    a = write_registry(tmp_path / "a", {"patients": [patient(nid, age_at_last_record="P30Y", consent_reuse="yes")]})
+    other = patient("registry:P2", age_at_last_record="P40Y", consent_reuse="yes")  # an extract needs a patient
+    a = write_registry(
+        tmp_path / "a", {"patients": [patient(nid, age_at_last_record="P30Y", consent_reuse="yes"), other]}
+    )
     b = write_registry(tmp_path / "b", {"patients": [patient(nid, age_at_last_record="P30Y", consent_reuse="no")]})
     result = run(lenient, [(a, registry("registry", 1)), (b, registry("hospital", 2))])
     assert (result.reconciliation or {})["merge"]["conflicts"] == {"patients.consent_reuse": 1}
-    assert (result.counts["patients"].accepted, result.counts["patients"].withheld) == (0, 1)
+    assert (result.counts["patients"].accepted, result.counts["patients"].withheld) == (1, 1)
 
 
 def test_two_code_columns_of_one_system_never_drop_a_code(tmp_path: Path) -> None:
