@@ -177,7 +177,18 @@ def test_demo_mode_believes_as_and_says_so_and_refuses_real_data(cli: Run, home:
 
 
 # Commands that act for no one, or bootstrap: they run without a sign-in (serve and lab start servers: not run here).
-NO_SIGN_IN = {"init", "login", "logout", "simulate", "audit verify", "pipeline check", "mapping check", "demo", "serve", "lab"}
+NO_SIGN_IN = {
+    "init",
+    "login",
+    "logout",
+    "simulate",
+    "audit verify",
+    "pipeline check",
+    "mapping check",
+    "demo",
+    "serve",
+    "lab",
+}
 
 
 def _leaves() -> list[tuple[str, ...]]:

@@ -183,9 +183,7 @@ def test_phenopackets_and_fhir_mappings_take_constants_and_values_only(tmp_path:
     bad = base.format(kind="phenopackets", field="subject.name") + '[tables.patients]\nfiles = ["a.csv"]\n'
     problems = check_mapping(write(tmp_path, bad))
     assert any(p.startswith('identity.field: "subject.name" is not a phenopacket identifier field') for p in problems)
-    assert any(
-        p.startswith("tables.patients.files: a phenopackets mapping takes only constants") for p in problems
-    )
+    assert any(p.startswith("tables.patients.files: a phenopackets mapping takes only constants") for p in problems)
     fhir = base.format(kind="fhir", field="national-id")
     assert any(p.startswith("identity.field:") for p in check_mapping(write(tmp_path, fhir)))
 
