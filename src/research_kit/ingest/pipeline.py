@@ -146,17 +146,35 @@ class _Counted:
     normalised: dict[str, int]
 
 
-def _write_sorted(frame: pl.LazyFrame, target: Path, pseudonyms: pl.Series, rows: int, scratch: Path) -> int:
+def _write_sorted(
+    frame: pl.LazyFrame,
+    target: Path,
+    pseudonyms: pl.Series,
+    rows: int,
+    scratch: Path,
+    constants: dict[str, pl.Expr] | None = None,
+) -> int:
     """Write ``frame`` in ``_pidx`` order with each row's pseudonym first, a range of patients at a time.
 
     The sort is stable: a patient's rows keep their order in the source, which
     says nothing about national IDs; the order of patients is the pseudonyms'.
     ``rows`` (an upper bound) sets the number of buckets: memory holds about
-    :data:`BUCKET_ROWS` rows at once.
+    :data:`BUCKET_ROWS` rows at once. ``constants`` (columns the same in every
+    row: those a source does not have) are left out of the sort and added to
+    each part as it is written.
     """
+    full = frame.collect_schema()
+    order = ["pseudonym", *(c for c in full.names() if c != "_pidx")]
+    constants = {c: e for c, e in (constants or {}).items() if c in full}
+    frame = frame.drop(list(constants))
+
+    def finish(part: pl.DataFrame) -> pl.DataFrame:
+        part = _in_pidx_order(part, pseudonyms)
+        return part.with_columns(e.alias(c) for c, e in constants.items()).select(order) if constants else part
+
     buckets = max(1, -(-rows // BUCKET_ROWS))
     if buckets == 1:
-        whole = _in_pidx_order(frame.collect(engine="streaming"), pseudonyms)
+        whole = finish(frame.collect(engine="streaming"))
         whole.write_parquet(target, compression="zstd")
         return whole.height
     unsorted = scratch / f"{target.stem}.unsorted.parquet"  # computed once; each bucket then reads its range
@@ -171,12 +189,11 @@ def _write_sorted(frame: pl.LazyFrame, target: Path, pseudonyms: pl.Series, rows
                 .filter(pl.col("_pidx").is_between(bucket * span, (bucket + 1) * span, closed="left"))
                 .collect(engine="streaming")
             )
-            part = _in_pidx_order(part, pseudonyms)
+            part = finish(part)
             counted[0] += part.height
             yield part
 
-    fields = {name: dtype for name, dtype in pl.read_parquet_schema(unsorted).items() if name != "_pidx"}
-    schema = pl.Schema({"pseudonym": pl.String(), **fields})
+    schema = pl.Schema({"pseudonym": pl.String(), **{c: full[c] for c in order[1:]}})
     try:
         # Polars writes the buckets as they come, in order, into one file (and faster than pyarrow's writer).
         source = register_io_source(lambda *_args: parts(), schema=schema)
@@ -324,17 +341,20 @@ def _run(
     staging.mkdir(mode=0o700, parents=True)  # removed if the ingest stops
     out_rows: dict[str, int] = {}
     extra = sources["patients"].extra_columns
-    patients_frame = transform.patients_table(included, mapping, policy.pseudonymise, extra)
+    patients_frame = transform.patients_table(included, mapping, policy.pseudonymise, extra, sources["patients"].absent)
     out_rows["patients"] = _write_sorted(
-        patients_frame, staging / "patients.parquet", pseudonyms, len(pseudonyms), scratch
-    )
+        patients_frame, staging / "patients.parquet", pseudonyms, len(pseudonyms), scratch,
+        transform.constant_columns("patients", sources["patients"].absent),
+    )  # fmt: skip
     if out_rows["patients"] == 0:
         raise PolicyRefusal(
             "no patient would be in the extract (each was quarantined, or withheld without consent to reuse: "
             "[pseudonymise].exclude_without_consent); an extract without patients is not registered"
         )
     # One lookup for the other tables: is the patient known, accepted (birth, death), in the extract (_pidx)?
-    lookup = patient_lookup(validated["patients"]).join(mapping.drop("pseudonym"), on="_nid", how="left")
+    lookup = patient_lookup(validated["patients"], sources["patients"].absent).join(
+        mapping.drop("pseudonym"), on="_nid", how="left"
+    )
     del mapping
 
     def child_table(
@@ -374,10 +394,11 @@ def _run(
     for name in ("diagnoses", "phenotypes", "encounters"):
         say(f"pseudonymising {name}")
         child = transform.child_table(
-            name, validated[name].filter(ok), policy.pseudonymise, sources[name].extra_columns
+            name, validated[name].filter(ok), policy.pseudonymise, sources[name].extra_columns, sources[name].absent
         )
         bound = counted[name].rows - counted[name].quarantined
-        out_rows[name] = _write_sorted(child, staging / f"{name}.parquet", pseudonyms, bound, scratch)
+        constants = transform.constant_columns(name, sources[name].absent)
+        out_rows[name] = _write_sorted(child, staging / f"{name}.parquet", pseudonyms, bound, scratch, constants)
     del pseudonyms
 
     counts = {

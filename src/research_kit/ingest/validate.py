@@ -226,6 +226,17 @@ def _formula_like(cell: pl.Expr) -> pl.Expr:
     return cell.str.contains(FORMULA)
 
 
+# A rule on a column the file does not have cannot fire (its value is empty), except this one, which also
+# compares a date with an age.
+READS_OTHERS = frozenset({"onset_age:onset_after_diagnosis"})
+
+
+def present(rules: list[Rule], absent: Iterable[str]) -> list[Rule]:
+    """The rules that can fire on a file without the ``absent`` columns (the others would only cost time)."""
+    missing = set(absent)
+    return [r for r in rules if r.label.split(":", 1)[0] not in missing or r.label in READS_OTHERS]
+
+
 def with_reasons(frame: pl.LazyFrame, rules: list[Rule]) -> Validated:
     """Add ``_flags``: bit i set where the row breaks the i-th distinct label's rules."""
     by_label: dict[str, pl.Expr] = {}
@@ -447,11 +458,11 @@ def validate_patients(
         *source_reasons(extra),
         *shape_reasons(table, ragged or {}, extra, absent),
     ]
-    done = with_reasons(staged, reasons)
+    done = with_reasons(staged, present(reasons, absent))
     return Validated(done.frame.drop("_id_ok", "_first"), done.labels)
 
 
-def patient_lookup(patients: pl.LazyFrame) -> pl.DataFrame:
+def patient_lookup(patients: pl.LazyFrame, absent: Iterable[str] = ()) -> pl.DataFrame:
     """Every national ID of the patients file: ``_ok``, ``_birth`` and ``_death`` where its patient was accepted.
 
     A national ID with a null ``_ok`` belongs to a quarantined patient row (``_birth`` is null also for an
@@ -462,8 +473,10 @@ def patient_lookup(patients: pl.LazyFrame) -> pl.DataFrame:
         pl.lit(True).alias("_ok"),
         pl.col("_d_date_of_birth").alias("_birth"),
         pl.col("_d_date_of_death").alias("_death"),
-        duration_days(pl.col("_n_age_at_last_record")).alias("_last_days"),  # once per patient
-        duration_days(pl.col("_n_age_at_death")).alias("_death_days"),
+        *(
+            (pl.lit(None, dtype=pl.Float64) if age in set(absent) else duration_days(pl.col(f"_n_{age}"))).alias(name)
+            for age, name in (("age_at_last_record", "_last_days"), ("age_at_death", "_death_days"))
+        ),
     )
     known = patients.select(pl.col("_n_national_id").unique().alias("_nid"))
     return known.join(accepted, on="_nid", how="left").collect(engine="streaming")
@@ -556,7 +569,7 @@ def validate_child(
             _reason(~_n("centre_country").str.contains(r"^([A-Z]{2})?$"), "centre_country", "invalid_value"),
         ]
     rules = [*reasons, *source_reasons(extra), *shape_reasons(table, ragged or {}, extra, absent)]
-    done = with_reasons(staged, rules)
+    done = with_reasons(staged, present(rules, absent))
     return Validated(done.frame, done.labels)
 
 

@@ -21,6 +21,8 @@ What happens to each field, as the policy says:
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 import polars as pl
 
 from research_kit.core.config import PseudonymisePolicy
@@ -85,7 +87,11 @@ def patient_map(patients: pl.DataFrame, key: Key, policy: PseudonymisePolicy) ->
 
 
 def patients_table(
-    included: pl.LazyFrame, mapping: pl.DataFrame, policy: PseudonymisePolicy, extra: tuple[str, ...] = ()
+    included: pl.LazyFrame,
+    mapping: pl.DataFrame,
+    policy: PseudonymisePolicy,
+    extra: tuple[str, ...] = (),
+    absent: Iterable[str] = (),
 ) -> pl.LazyFrame:
     """The extract's patients, generalised, with ``_pidx``: the caller writes the pseudonym (as for other tables)."""
     frame = included.join(
@@ -110,8 +116,8 @@ def patients_table(
         _event("first_contact_date", policy),
         _flag("consent_reuse"),
         _flag("agrees_to_contact"),
-        duration_years(_n("age_at_last_record")).alias("age_at_last_record_years"),
-        duration_years(_n("age_at_death")).alias("age_at_death_years"),
+        _years("age_at_last_record", absent).alias("age_at_last_record_years"),
+        _years("age_at_death", absent).alias("age_at_death_years"),
         _text(SOURCE).alias("sources"),
         _text(VALUE_SOURCES),
         *_kept("patients", extra, policy),
@@ -124,6 +130,7 @@ def child_table(
     accepted: pl.LazyFrame,
     policy: PseudonymisePolicy,
     extra: tuple[str, ...] = (),
+    absent: Iterable[str] = (),
 ) -> pl.LazyFrame:
     """Accepted rows of the extract's patients (those with a ``_pidx``), generalised, with ``_pidx``.
 
@@ -138,7 +145,7 @@ def child_table(
             _text("status"),
             _flag("excluded").fill_null(False),
             *dates,
-            *_diagnosis_ages(),
+            *_diagnosis_ages(absent),
             _text("gene_symbol"),
             _text("variant_hgvs"),
         ]
@@ -147,7 +154,7 @@ def child_table(
             _text("hpo_code"),
             _flag("excluded").fill_null(False),
             *dates,
-            duration_years(_n("onset_age")).alias("onset_age_years"),
+            _years("onset_age", absent).alias("onset_age_years"),
             _text("onset_class"),
         ]
     else:
@@ -155,14 +162,52 @@ def child_table(
     return frame.select(*columns, _text(SOURCE), *_kept(table, extra, policy), "_pidx")
 
 
-def _diagnosis_ages() -> list[pl.Expr]:
+# Extract columns that hold one value in every row when the source lacks the column they come from: (that
+# column, the value). Written apart from the sort of a table (ingest.pipeline._write_sorted): a constant need
+# not be sorted.
+CONSTANT_WHEN_ABSENT: dict[str, dict[str, tuple[str, pl.Expr]]] = {
+    "patients": {
+        "age_at_last_record_years": ("age_at_last_record", pl.lit(None, dtype=pl.Float64)),
+        "age_at_death_years": ("age_at_death", pl.lit(None, dtype=pl.Float64)),
+        "sources": (SOURCE, pl.lit(None, dtype=pl.String)),
+        VALUE_SOURCES: (VALUE_SOURCES, pl.lit(None, dtype=pl.String)),
+    },
+    "diagnoses": {
+        **{c: (c, pl.lit(None, dtype=pl.String)) for c in ("omim_code", "icd11_code", "mondo_code", "onset_class")},
+        "excluded": ("excluded", pl.lit(False)),
+        SOURCE: (SOURCE, pl.lit(None, dtype=pl.String)),
+    },
+    "phenotypes": {
+        "excluded": ("excluded", pl.lit(False)),
+        "onset_age_years": ("onset_age", pl.lit(None, dtype=pl.Float64)),
+        "onset_class": ("onset_class", pl.lit(None, dtype=pl.String)),
+        SOURCE: (SOURCE, pl.lit(None, dtype=pl.String)),
+    },
+    "encounters": {SOURCE: (SOURCE, pl.lit(None, dtype=pl.String))},
+}
+
+
+def constant_columns(table: str, absent: Iterable[str]) -> dict[str, pl.Expr]:
+    """The extract columns of ``table`` that are constant because the source lacks what they come from."""
+    missing = set(absent)
+    return {out: value for out, (source, value) in CONSTANT_WHEN_ABSENT[table].items() if source in missing}
+
+
+def _days(column: str, absent: Iterable[str]) -> pl.Expr:
+    """An age column in days; a constant null where the source does not have the column (nothing to parse)."""
+    return pl.lit(None, dtype=pl.Float64) if column in set(absent) else duration_days(_n(column))
+
+
+def _years(column: str, absent: Iterable[str]) -> pl.Expr:
+    return pl.lit(None, dtype=pl.Float64) if column in set(absent) else duration_years(_n(column))
+
+
+def _diagnosis_ages(absent: Iterable[str] = ()) -> list[pl.Expr]:
     """Age at onset, at diagnosis and the diagnostic delay: from the exact dates where both are known, else
     from the ages the source gives; each with the basis it came from."""
     birth, onset, diagnosis = pl.col("_birth"), pl.col("_d_onset_date"), pl.col("_d_diagnosis_date")
-    onset_days = pl.coalesce((onset - birth).dt.total_days().cast(pl.Float64), duration_days(_n("onset_age")))
-    diagnosis_days = pl.coalesce(
-        (diagnosis - birth).dt.total_days().cast(pl.Float64), duration_days(_n("diagnosis_age"))
-    )
+    onset_days = pl.coalesce((onset - birth).dt.total_days().cast(pl.Float64), _days("onset_age", absent))
+    diagnosis_days = pl.coalesce((diagnosis - birth).dt.total_days().cast(pl.Float64), _days("diagnosis_age", absent))
     by_dates = onset.is_not_null() & diagnosis.is_not_null()
     by_ages = (diagnosis_days - onset_days).round(0)
     delay = pl.when(by_dates).then((diagnosis - onset).dt.total_days()).otherwise(by_ages)
