@@ -1,7 +1,9 @@
 """``research-kit ingest``: a raw export in, a validated, pseudonymised, registered extract out.
 
 Steps: read and check every file (nothing is written until all of them are
-tables of the right shape); validate every row; stop if any table's
+tables of the right shape; other sources than the registry's own layout are
+first read through their mappings into its raw tables and merged,
+:mod:`research_kit.ingest.inputs`); validate every row; stop if any table's
 quarantine rate exceeds the policy; pseudonymise the accepted rows into a
 temporary folder; write the quarantine (steward only, outside the extract);
 then register the extract, audit it and move its folder into place in one
