@@ -179,7 +179,14 @@ def test_demo_runs_the_flow_and_says_where_to_look(cli: Run, home: Path, tmp_pat
     assert "request 3 (diagnostic-delay): submitted, 4 outputs: 4 pass" in out
     assert "request 4 (survival): submitted, 6 outputs: 6 pass" in out
     assert "phenotype-prediction: skipped: it trains on the synthetic twin, and none is published" in out
-    assert "audit log intact: 109 entries" in out  # ... and each of the 4 studies' owner, named at its first grant
+    # Other sources: a third export simulated, ingested from its hospital CSV (mapped) with the same patients'
+    # phenopackets, and the common data set reports of both extracts (4 more).
+    assert "reconciliation of extract demo-sources-1" in out
+    assert re.search(r"hospital-csv\s+│\s+csv\s+│", out)
+    assert re.search(r"phenopackets\s+│\s+phenopackets\s+│", out)
+    assert "EU common data set: coverage and quality of extract demo-sources-1" in out
+    assert (home / "reports" / "quality" / "demo-1" / "quality.html").is_file()
+    assert "audit log intact: 113 entries" in out  # ... and each of the 4 studies' owner, named at its first grant
     logins = home / "demo-logins.tsv"
     assert logins.stat().st_mode & 0o777 == 0o600
     assert [line.split("\t")[:2] for line in logins.read_text().splitlines()] == [
@@ -202,7 +209,8 @@ def test_demo_runs_the_flow_and_says_where_to_look(cli: Run, home: Path, tmp_pat
     assert "run 6 of example on demo-2: succeeded (3 ran;" in rerun
     assert "run 10 of survival on demo-2: succeeded (1 ran;" in rerun
     assert "granted" not in rerun.split("11. four studies")[1]
-    assert "audit log intact: 136 entries" in rerun  # ... and the new overview study's owner
+    assert "reconciliation of extract demo-sources-2" in rerun
+    assert "audit log intact: 144 entries" in rerun  # ... and the new overview study's owner; 4 more for the sources
 
 
 def test_key_ingest_and_risk_from_the_shell(signed_in: Run, home: Path, tmp_path: Path) -> None:
