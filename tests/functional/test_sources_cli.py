@@ -89,7 +89,12 @@ def test_real_published_phenopackets_in_as_a_registry_would_take_them(
     assert_one_line_error(withheld, 5, "no patient would be in the extract")
     # The steward's decision: these are published cases whose reuse the registry's legal basis covers.
     mapping.write_text(draft.replace('# consent_reuse = "yes"', 'consent_reuse = "yes"'))
-    out = cli("ingest", str(cases), "--mapping", str(mapping), "--extract", "cases", env=env).stdout
+    wrong = cli("ingest", str(cases), "--format", "fhir", "--mapping", str(mapping), "--extract", "cases", env=env,
+                check=False)  # fmt: skip
+    assert_one_line_error(wrong, 3, "source.kind is not 'fhir', as --format says")
+    out = cli(
+        "ingest", str(cases), "--format", "phenopackets", "--mapping", str(mapping), "--extract", "cases", env=env
+    ).stdout
     assert "reconciliation of extract cases" in out
     rec = json.loads((home / "extracts" / "cases" / "reconciliation.json").read_text())
     assert rec["patients"]["accepted"] == 24

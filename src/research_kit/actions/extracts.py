@@ -51,14 +51,16 @@ def ingest(
 
 def _mappings(raw: list[Path], files: list[Path] | None, kind: str | None) -> list[Mapping] | None:
     if files:
-        if kind is not None:
-            raise BadInput("give --mapping or --format, not both: a mapping names its source's kind")
         if len(files) != len(raw):
             raise BadInput(f"{len(raw)} sources but {len(files)} mappings: give one --mapping per source, in order")
         missing = [s for s in raw if not s.exists()]
         if missing:
             raise MissingData(f"{missing[0]}: no such file or folder")
-        return [load_mapping(f) for f in files]
+        loaded = [load_mapping(f) for f in files]
+        other = next((f for f, m in zip(files, loaded, strict=True) if kind is not None and m.kind != kind), None)
+        if other is not None:  # --format beside a mapping only confirms the mapping's kind
+            raise BadInput(f"{other}: source.kind is not {kind!r}, as --format says")
+        return loaded
     if kind is None or (kind == "registry" and len(raw) == 1):
         return None
     if kind not in KINDS:
