@@ -23,6 +23,7 @@ def steward(signed_in: Run, tmp_path: Path) -> tuple[Run, dict[str, str]]:
     return signed_in, env
 
 
+@pytest.mark.slow  # a few seconds or more: make test-slow runs it
 def test_a_hospital_export_through_a_drafted_mapping(
     steward: tuple[Run, dict[str, str]], home: Path, tmp_path: Path
 ) -> None:
@@ -69,6 +70,7 @@ def test_a_hospital_export_through_a_drafted_mapping(
     assert (home / "reports" / "quality" / "h1" / "quality.html").is_file()
 
 
+@pytest.mark.slow  # a few seconds or more: make test-slow runs it
 def test_real_published_phenopackets_in_as_a_registry_would_take_them(
     steward: tuple[Run, dict[str, str]], home: Path, tmp_path: Path
 ) -> None:
@@ -115,6 +117,7 @@ def test_real_published_phenopackets_in_as_a_registry_would_take_them(
     cli("quality", "cases")
 
 
+@pytest.mark.slow  # a few seconds or more: make test-slow runs it
 def test_a_malformed_phenopacket_is_refused_whole_and_counted(
     steward: tuple[Run, dict[str, str]], home: Path, tmp_path: Path
 ) -> None:

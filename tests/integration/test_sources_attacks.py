@@ -857,6 +857,7 @@ def test_deeply_nested_json_is_a_one_line_refusal_not_an_internal_error(shell: A
     assert failures == {}
 
 
+@pytest.mark.slow  # a few seconds or more: make test-slow runs it
 def test_a_users_mistakes_are_one_line_and_leave_nothing_behind(shell: Any, home: Path, tmp_path: Path) -> None:
     """Malformed TOML, a source that does not exist, a glob or a column the export lacks, an empty file, a file
     named .xlsx that is not Excel: one line naming the file and key, a user's exit

@@ -168,6 +168,7 @@ def test_with_ages_no_date_is_written_and_ages_match_the_dates(raw: Path, tmp_pa
     assert 'dates = "ages"' in draft_phenopackets(tmp_path / "ages")
 
 
+@pytest.mark.slow  # a few seconds or more: make test-slow runs it
 def test_folder_zip_jsonl_and_several_processes_give_the_same_tables(raw: Path, packets: Path, tmp_path: Path) -> None:
     write_phenopackets(raw, tmp_path / "p.jsonl", layout="jsonl")
     with zipfile.ZipFile(tmp_path / "p.zip", "w") as archive:
