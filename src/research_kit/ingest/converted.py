@@ -37,6 +37,18 @@ SOURCE_RECORD = "source_record"
 ISSUES = ("unmapped_value", "unknown_code_system", "unreadable_value")
 
 
+class DuplicateKey(ValueError):
+    """A JSON object that names one key twice: which value a reader takes is not defined, so it is refused."""
+
+
+def no_duplicate_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    """``json.loads``'s ``object_pairs_hook`` for records of a source: a key given twice is refused."""
+    out = dict(pairs)
+    if len(out) != len(pairs):
+        raise DuplicateKey("an element is given twice")
+    return out
+
+
 @dataclass(frozen=True)
 class Refused:
     """A whole record a reader could not turn into rows: where it was, and why (one line, no value quoted)."""

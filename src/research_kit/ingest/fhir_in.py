@@ -58,7 +58,14 @@ from pydantic import BaseModel, ValidationError
 
 from research_kit.core.checksums import file_sha256
 from research_kit.core.errors import BadInput, MissingData, quoted
-from research_kit.ingest.converted import SOURCE_ISSUE, SOURCE_RECORD, Converted, Refused
+from research_kit.ingest.converted import (
+    SOURCE_ISSUE,
+    SOURCE_RECORD,
+    Converted,
+    DuplicateKey,
+    Refused,
+    no_duplicate_keys,
+)
 from research_kit.ingest.mapping import Mapping
 from research_kit.model.codes import UNDIAGNOSED_ORPHA, orpha_id
 from research_kit.model.disease_codes import read_code
@@ -206,7 +213,7 @@ def records(path: Path, name: str) -> Iterator[tuple[str, Any, str]]:
         yield from _ndjson(path, name)
         return
     try:
-        data = json.loads(path.read_bytes().removeprefix(BOM), object_pairs_hook=_no_duplicates)
+        data = json.loads(path.read_bytes().removeprefix(BOM), object_pairs_hook=no_duplicate_keys)
     except ValueError as exc:
         raise BadInput(f"{name}: not a JSON file ({_json_error(exc)})") from None
     except RecursionError:
@@ -250,24 +257,11 @@ def decode(item: Any) -> Any:
     if not isinstance(item, bytes):
         return item
     try:
-        return json.loads(item, object_pairs_hook=_no_duplicates)
+        return json.loads(item, object_pairs_hook=no_duplicate_keys)
     except ValueError as exc:
         return _Unreadable(f"not a JSON line ({_json_error(exc)})")
     except RecursionError:
         return _Unreadable("not a FHIR resource (JSON nested deeper than any resource is)")
-
-
-class DuplicateKey(ValueError):
-    """A JSON object that names one key twice: which value a reader takes is not defined, so it is refused."""
-
-
-def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for key, value in pairs:
-        if key in out:
-            raise DuplicateKey("an element is given twice")
-        out[key] = value
-    return out
 
 
 def _json_error(exc: ValueError) -> str:

@@ -132,7 +132,7 @@ from phenopackets import (
 
 from research_kit.core.checksums import file_sha256
 from research_kit.core.errors import BadInput, MissingData, quoted
-from research_kit.ingest.converted import SOURCE_ISSUE, SOURCE_RECORD, Converted, Refused
+from research_kit.ingest.converted import SOURCE_ISSUE, SOURCE_RECORD, Converted, Refused, no_duplicate_keys
 from research_kit.ingest.mapping import Mapping
 from research_kit.model.disease_codes import PREFIXES, DiseaseCode, read_code
 from research_kit.model.tables import BY_NAME, CODE_COLUMNS, REGISTRY_PREFIX, SOURCE, TABLES
@@ -348,10 +348,6 @@ class _Unusual(Exception):
     """A record the checker leaves to ``json_format.Parse`` (not an object, a field spelt both ways...)."""
 
 
-class _Duplicate(ValueError):
-    """A key given twice in one JSON object (``json_format.Parse`` refuses those)."""
-
-
 class Refusal(Exception):
     """A record that cannot be read: the one-line reason (no value in it) and the JSON, when it could be decoded."""
 
@@ -370,13 +366,6 @@ class Read:
     diseases: list[Diagnosis]
     interpretations: list[Interpreted]
     versions: tuple[tuple[str, str], ...]
-
-
-def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-    out = dict(pairs)
-    if len(out) != len(pairs):
-        raise _Duplicate("duplicate key")
-    return out
 
 
 class _Memo(dict[str, Any]):
@@ -478,7 +467,7 @@ class Checker:
     def read(self, data: bytes) -> Read:
         decoded: Any = None
         try:
-            decoded = json.loads(data.decode("utf-8"), object_pairs_hook=_no_duplicates)
+            decoded = json.loads(data.decode("utf-8"), object_pairs_hook=no_duplicate_keys)
             if type(decoded) is not dict:
                 raise _Unusual
             self._check(self._skeleton(decoded, Phenopacket.DESCRIPTOR))
