@@ -1,4 +1,4 @@
-"""``budget grant|show|reset-sandbox``: privacy budgets."""
+"""``budget grant|show|reset-sandbox``: privacy budgets, a study's or (``--twin``) the registry's DP-twin budget."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ from research_kit.actions import budget
 from research_kit.cli.common import actor, console, workspace
 from research_kit.console import budget as show
 from research_kit.console.output import print_json
+from research_kit.core.errors import BadInput
 from research_kit.tiers import Tier
 
 app = typer.Typer(add_completion=False)
@@ -19,7 +20,10 @@ app.add_typer(budget_app, name="budget")
 
 @budget_app.command("grant")
 def grant(
-    study: Annotated[str, typer.Argument(help="The study (its pipeline's id).")],
+    study: Annotated[str | None, typer.Argument(help="The study (its pipeline's id); or --twin.")] = None,
+    twin: Annotated[
+        bool, typer.Option("--twin", help="The registry's DP-twin budget (spent by 'synth --model aim|mst').")
+    ] = False,
     rho: Annotated[str | None, typer.Option("--rho", help="Budget to add, in rho (zCDP).")] = None,
     epsilon: Annotated[str | None, typer.Option("--epsilon", help="... or in epsilon, at --delta.")] = None,
     delta: Annotated[float | None, typer.Option("--delta", help="Delta for --epsilon [default: [dp].delta].")] = None,
@@ -29,8 +33,18 @@ def grant(
         typer.Option("--owner", help="A researcher who owns the study (repeat; needed at the first grant)."),
     ] = None,
 ) -> None:
-    """Grant a study privacy budget (a committee member; added to what it has), naming its owners; audited."""
+    """Grant a study privacy budget (a committee member; added to what it has), naming its owners; with --twin,
+    the registry's DP-twin budget instead. Audited."""
+    if (study is None) == (not twin):
+        raise BadInput("give a STUDY, or --twin for the registry's DP-twin budget (one of the two)")
     ws = workspace()
+    if twin:
+        if owner:
+            raise BadInput("--owner goes with a study: the DP-twin budget is the registry's, it has no owners")
+        balance = budget.grant_twin(ws, actor=actor(), rho=rho, epsilon=epsilon, delta=delta, note=note)
+        show.print_twin_balance(console, balance, ws.policy().dp.delta)
+        return
+    assert study is not None
     balance = budget.grant(
         ws, actor=actor(), study=study, rho=rho, epsilon=epsilon, delta=delta, note=note, owners=owner or ()
     )
@@ -41,13 +55,33 @@ def grant(
 def show_budget(
     study: Annotated[str | None, typer.Argument(help="One study, with its spend history [default: all].")] = None,
     sandbox: Annotated[bool, typer.Option("--sandbox", help="The synthetic twin's sandbox ledger.")] = False,
+    twin: Annotated[
+        bool, typer.Option("--twin", help="The registry's DP-twin budget, with the DP twins that spent it.")
+    ] = False,
     as_json: Annotated[
-        bool, typer.Option("--json", help="Print JSON: an array of budgets; with a study, one object with its spends.")
+        bool,
+        typer.Option(
+            "--json",
+            help="Print JSON: an array of budgets; with a study or --twin, one object with its spends.",
+        ),
     ] = False,
 ) -> None:
-    """Granted, spent, reserved and remaining budget; with a study, its spend history."""
+    """Granted, spent, reserved and remaining budget; with a study (or --twin), its spend history."""
     ws = workspace()
     delta = ws.policy().dp.delta
+    if twin:
+        if study is not None or sandbox:
+            raise BadInput("--twin shows the registry's DP-twin budget alone: no STUDY, no --sandbox")
+        who = actor(ws)
+        balance = budget.twin_shown(ws, actor=who)
+        twin_spends = budget.twin_history(ws, actor=who)
+        if as_json:
+            print_json(show.twin_budget_json(balance, twin_spends, delta))
+        else:
+            show.print_twin_balance(console, balance, delta)
+            if twin_spends:
+                show.print_twin_history(console, twin_spends, delta)
+        return
     tier: Tier = "sandbox" if sandbox else "real"
     balances = budget.shown(ws, actor=actor(ws), study=study, tier=tier)
     spends = budget.history(ws, study=study, tier=tier) if study else []

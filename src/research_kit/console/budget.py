@@ -109,6 +109,61 @@ def print_history(console: Console, spends: list[Spend], delta: float) -> None:
     print_table(console, table)
 
 
+def print_twin_balance(console: Console, balance: Balance, delta: float) -> None:
+    """The registry's DP-twin budget: granted, spent, reserved, remaining."""
+    if balance.granted == 0 and balance.spent == 0 and balance.reserved == 0:
+        console.print("no DP-twin budget granted yet ('research-kit budget grant --twin --rho R')")
+        return
+    table = Table(title=f"DP-twin budget of the registry (rho, zCDP; ε at δ = {delta:.0e})")
+    for name in AMOUNTS:
+        table.add_column(name, justify="right")
+    table.add_row(*(_rho(amount, delta) for amount in _amounts(balance).values()))
+    print_table(console, table)
+
+
+def print_twin_history(console: Console, spends: list[Spend], delta: float) -> None:
+    """The DP twins that spent the registry's DP-twin budget: when, who, extract, twin, mechanism, rho."""
+    history = Table(title="DP twins that spent it")
+    for name in ("#", "when", "who", "extract", "twin", "mechanism", "rho", "ε", "state"):
+        history.add_column(name, justify="right" if name in ("#", "rho", "ε") else "left")
+    for s in spends:
+        history.add_row(
+            str(s.id),
+            (s.spent_at or s.reserved_at).replace("T", " ").removesuffix("+00:00"),
+            s.who,
+            str(s.query.get("extract", "")),
+            s.source,
+            s.mechanism,
+            f"{s.rho:.4g}",
+            f"{epsilon_of(s.rho, delta):.3g}",
+            s.state,
+        )
+    print_table(console, history)
+
+
+def twin_spend_json(spend: Spend, delta: float) -> dict[str, Any]:
+    """One DP twin's spend: ``id``, ``reserved_at``, ``spent_at``, ``who``, ``extract``, ``twin``, ``mechanism``,
+    ``rho``, ``epsilon`` (at ``delta``), ``state``."""
+    return {
+        "id": spend.id,
+        "reserved_at": spend.reserved_at,
+        "spent_at": spend.spent_at,
+        "who": spend.who,
+        "extract": spend.query.get("extract"),
+        "twin": spend.source,
+        "mechanism": spend.mechanism,
+        "rho": spend.rho,
+        "epsilon": epsilon_of(spend.rho, delta),
+        "state": spend.state,
+    }
+
+
+def twin_budget_json(balance: Balance, spends: list[Spend], delta: float) -> dict[str, Any]:
+    """``budget show --twin --json``: :func:`balance_json` of the DP-twin budget (``study`` is ``@twin``) with
+    ``spends``, its history (:func:`twin_spend_json`)."""
+    return {**balance_json(balance, delta), "spends": [twin_spend_json(s, delta) for s in spends]}
+
+
 def print_answer(console: Console, answer: Answer, *, max_rows: int = 60) -> None:
     console.print(answer.summary())
     if answer.table is None:

@@ -159,6 +159,9 @@ class DpPolicy(_Section):
     title: ClassVar[str] = "Differential privacy: budgets (zero-concentrated DP, rho)"
     default_study_rho: float = _opt(1.0, "Budget a study is granted when the committee does not name one.", min=0.0)
     max_study_rho: float = _opt(5.0, "Largest budget the committee may grant one study.", min=0.0)
+    max_twin_rho: float = _opt(
+        5.0, "Largest DP-twin budget the committee may grant the registry (spent by DP synthetic twins).", min=0.0
+    )
     default_query_rho: float = _opt(0.01, "Cost of one query when the caller does not name one.", min=0.0)
     delta: float = _opt(1e-7, "Delta used when budgets are shown as (epsilon, delta).", min=0.0, max=1.0)
     confidence: float = _opt(0.95, "Confidence level of the interval given with every answer.", min=0.5, max=0.999)

@@ -15,6 +15,15 @@ Two ledgers share the tables, told apart by ``tier``:
   notebook runs out of budget on the twin where it would on the extract. Its
   grant mirrors the real one (or the policy's default before there is one).
 
+The registry's **DP-twin budget** lives in the same tables under the reserved
+study name :data:`TWIN_BUDGET` (``@twin``; no study can be named so, as
+:func:`~research_kit.core.workspace.check_name` refuses ``@``). The committee
+grants it (:func:`grant_twin`, capped by ``[dp].max_twin_rho``); a steward's
+differentially private twin (``research-kit synth ID --model aim|mst``)
+reserves its cost (:func:`reserve_twin`) and commits it when the mechanism has
+run, whether or not a gate then refuses the twin: the mechanism read the real
+extract, so the loss is spent. It has no owners and is never listed as a study.
+
 OpenDP's Context keeps a budget too, but only inside one Python process; this
 ledger is the source of truth.
 """
@@ -24,6 +33,7 @@ from __future__ import annotations
 import json
 import os
 import sqlite3
+import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -37,8 +47,11 @@ from research_kit.core.errors import BadInput, MissingData, PolicyRefusal
 from research_kit.core.permissions import Duty
 from research_kit.core.workspace import Workspace, check_name
 from research_kit.dp import accounting
-from research_kit.dp.accounting import describe, from_picorho, rho_text, to_picorho
+from research_kit.dp.accounting import describe, epsilon_of, from_picorho, rho_text, to_picorho
 from research_kit.tiers import TIERS, Tier
+
+TWIN_BUDGET = "@twin"  # the registry's DP-twin budget: a study name check_name refuses, so no study can take it
+TWIN_SPEND = "dp-twin"  # the ``kind`` of a DP twin's spend (its ``query``)
 
 
 @dataclass(frozen=True)
@@ -199,7 +212,8 @@ def reserve(
 
 
 def commit(ws: Workspace, spend_id: int, answer: dict[str, Any]) -> None:
-    """Turn a reservation into a spend, with its answer kept for replays; audited in the same transaction."""
+    """Turn a reservation into a spend, with its answer kept for replays; audited in the same transaction
+    (``dp.query``; a DP twin's, ``dp.twin_spend``)."""
     with ws.catalog() as conn, transaction(conn):
         row = conn.execute("SELECT * FROM dp_spends WHERE id = ? AND state = 'reserved'", (spend_id,)).fetchone()
         if row is None:
@@ -208,6 +222,9 @@ def commit(ws: Workspace, spend_id: int, answer: dict[str, Any]) -> None:
             "UPDATE dp_spends SET state = 'spent', spent_at = ?, answer = ? WHERE id = ?",
             (_now(), json.dumps(answer, sort_keys=True), spend_id),
         )
+        if row["study"] == TWIN_BUDGET:
+            _audit_twin_spend(conn, ws, row)
+            return
         audit.append(
             conn,
             ws.audit_path,
@@ -306,9 +323,14 @@ def grants(ws: Workspace, study: str) -> list[Grant]:
 
 
 def studies(ws: Workspace) -> list[str]:
-    """Every study with a grant or a spend, in name order."""
+    """Every study with a grant or a spend, in name order; the registry's DP-twin budget is no study, and is
+    left out (``budget show``, the web app's budgets page and the lab list what this returns)."""
     with ws.catalog() as conn:
-        rows = conn.execute("SELECT study FROM dp_grants UNION SELECT study FROM dp_spends ORDER BY 1").fetchall()
+        rows = conn.execute(
+            "SELECT study FROM dp_grants WHERE study != ? UNION SELECT study FROM dp_spends WHERE study != ? "
+            "ORDER BY 1",
+            (TWIN_BUDGET, TWIN_BUDGET),
+        ).fetchall()
     return [r[0] for r in rows]
 
 
@@ -319,3 +341,128 @@ def reset_sandbox(ws: Workspace, study: str) -> int:
         n = conn.execute("DELETE FROM dp_spends WHERE study = ? AND tier = 'sandbox'", (study,)).rowcount
         audit.append(conn, ws.audit_path, "dp.sandbox_reset", {"study": study, "spends": n})
     return int(n)
+
+
+# -- the registry's DP-twin budget ----------------------------------------------------------------------------------
+
+_NO_TWIN_BUDGET = (
+    "the registry has no DP-twin budget: a committee member grants one with 'research-kit budget grant --twin --rho R'"
+)
+
+
+def twin_balance(ws: Workspace) -> Balance:
+    """The registry's DP-twin budget: granted, spent and reserved (study :data:`TWIN_BUDGET`, tier ``real``)."""
+    with ws.catalog() as conn:
+        return _balance(conn, ws, TWIN_BUDGET, "real")
+
+
+def grant_twin(ws: Workspace, rho: Decimal | float | str, *, note: str = "") -> Balance:
+    """Add ``rho`` to the registry's DP-twin budget (a committee member's decision; it has no owners), refused
+    above ``[dp].max_twin_rho``; audited as ``dp.twin_grant`` in the same transaction."""
+    policy = ws.policy().dp
+    amount = to_picorho(accounting.amount(rho, "a grant's rho"), round_up=False)
+    who = audit.current_actor()
+    with ws.catalog() as conn, transaction(conn):
+        users.require(conn, who, Duty.GRANT)
+        total = _real_granted(conn, TWIN_BUDGET) + amount
+        ceiling = to_picorho(policy.max_twin_rho, round_up=False)
+        if total > ceiling:
+            raise PolicyRefusal(
+                f"the DP-twin budget: granting {describe(amount, policy.delta)} would bring it to "
+                f"rho {rho_text(total)}, above [dp].max_twin_rho = {policy.max_twin_rho:g}"
+            )
+        conn.execute(
+            "INSERT INTO dp_grants (study, tier, picorho, granted_by, granted_at, note) VALUES (?, 'real', ?, ?, ?, ?)",
+            (TWIN_BUDGET, amount, who, _now(), note),
+        )
+        audit.append(
+            conn,
+            ws.audit_path,
+            "dp.twin_grant",
+            {"rho": from_picorho(amount), "total_rho": from_picorho(total), "note": note},
+        )
+        return _balance(conn, ws, TWIN_BUDGET, "real")
+
+
+def _refuse_unaffordable_twin(current: Balance, cost: int, delta: float) -> None:
+    """One line when the DP-twin budget cannot pay ``cost``: none granted, or too little left."""
+    if cost < 0:
+        raise ValueError(f"a DP twin's cost is a number of picorho >= 0, not {cost!r}")
+    if current.granted == 0:
+        raise PolicyRefusal(_NO_TWIN_BUDGET)
+    if cost > current.remaining:
+        raise PolicyRefusal(
+            f"this DP twin costs {describe(cost, delta)} but only {describe(max(current.remaining, 0), delta)} "
+            "of the registry's DP-twin budget remains"
+        )
+
+
+def check_twin_budget(ws: Workspace, cost_picorho: int) -> None:
+    """Refuse, in one line, a DP twin the budget cannot pay, before anything is read or spent.
+
+    Only an early answer: :func:`reserve_twin` checks again as it reserves (another twin may spend meanwhile).
+    """
+    _refuse_unaffordable_twin(twin_balance(ws), cost_picorho, ws.policy().dp.delta)
+
+
+def reserve_twin(ws: Workspace, *, cost: int, extract: str, twin: str, mechanism: str, details: dict[str, Any]) -> int:
+    """Hold ``cost`` picorho of the DP-twin budget for one run of ``mechanism`` on ``extract`` (building ``twin``);
+    return the reservation's id, which :func:`commit` spends (once the mechanism ran) or :func:`cancel` gives back.
+
+    The check and the reservation are one write transaction: processes racing for the last of the budget are
+    serialised, only the affordable ones get a reservation. ``details`` (JSON) is kept as the spend's query;
+    its ``extract_hash``, when given, as the spend's source hash (the extract's content hash).
+    """
+    check_name(extract, "extract")
+    delta = ws.policy().dp.delta
+    query = {**details, "kind": TWIN_SPEND, "extract": extract, "twin": twin, "mechanism": mechanism}
+    with ws.catalog() as conn, transaction(conn):
+        _refuse_unaffordable_twin(_balance(conn, ws, TWIN_BUDGET, "real"), cost, delta)
+        cursor = conn.execute(
+            """INSERT INTO dp_spends (study, tier, state, picorho, query_key, source, source_hash, query,
+                                      mechanism, scale, who, pid, reserved_at)
+               VALUES (?, 'real', 'reserved', ?, ?, ?, ?, ?, ?, 0.0, ?, ?, ?)""",
+            (
+                TWIN_BUDGET,
+                cost,
+                f"{TWIN_SPEND}:{uuid.uuid4().hex}",  # never replayed: each run draws a new twin
+                twin,
+                str(details.get("extract_hash", "")),
+                json.dumps(query, sort_keys=True),
+                mechanism,
+                audit.current_actor(),
+                os.getpid(),
+                _now(),
+            ),
+        )
+        assert cursor.lastrowid is not None
+        return int(cursor.lastrowid)
+
+
+def _audit_twin_spend(conn: sqlite3.Connection, ws: Workspace, row: sqlite3.Row) -> None:
+    delta = ws.policy().dp.delta
+    rho = from_picorho(row["picorho"])
+    query = json.loads(row["query"])
+    audit.append(
+        conn,
+        ws.audit_path,
+        "dp.twin_spend",
+        {
+            "spend": row["id"],
+            "extract": query.get("extract"),
+            "twin": row["source"],
+            "mechanism": row["mechanism"],
+            "rho": rho,
+            "epsilon": epsilon_of(rho, delta),
+            "delta": delta,
+        },
+    )
+
+
+def twin_history(ws: Workspace) -> list[Spend]:
+    """The DP-twin budget's spends and open reservations, oldest first (each ``query`` names its extract)."""
+    with ws.catalog() as conn:
+        rows = conn.execute(
+            "SELECT * FROM dp_spends WHERE study = ? AND tier = 'real' ORDER BY id", (TWIN_BUDGET,)
+        ).fetchall()
+    return [_spend(r) for r in rows]
