@@ -4,8 +4,8 @@ The kernels of this JupyterLab never see the registry's workspace. They get a
 workspace of their own, the *lab home* (default ``.lab/`` in the current
 folder), made from the real one at each start:
 
-- the published synthetic twins (``synthetic/ID/``: the shareable tier) and
-  a copy of the policy;
+- the published synthetic twins (``synthetic/ID/``: the shareable tier),
+  DP twins (``synthetic/ID@dp/``) among them, and a copy of the policy;
 - its own catalog and audit log, whose sandbox ledger charges ``rk.dp`` on
   the twin as the real ledger would (each study's grants are copied in, so
   a notebook runs out of budget on the twin where it would on the extract);
@@ -13,9 +13,10 @@ folder), made from the real one at each start:
 
 The server (and so every kernel) starts with an environment from which every
 ``RESEARCH_KIT_*`` variable is removed, then ``RESEARCH_KIT_HOME`` set to the
-lab home and ``RESEARCH_KIT_TIER=synthetic``; any variable naming the real
-workspace or the key file is dropped too. ``rk.load()`` in a notebook reads
-the twin; asked for the real tier, it finds no extract. The runner
+lab home and ``RESEARCH_KIT_TIER=synthetic`` (and ``RESEARCH_KIT_TWIN`` when ``--twin`` names
+the twin to read); any variable naming the real workspace or the key file is
+dropped too. ``rk.load()`` in a notebook reads the twin (the newest default
+one, or the one ``--twin dp|ID`` chose); asked for the real tier, it finds no extract. The runner
 (``research-kit run``) is the only way a notebook meets the real extract.
 
 The whole lab runs in the sandbox (:mod:`research_kit.sandbox`), the
@@ -74,7 +75,7 @@ from research_kit.core.workspace import HOME_ENV, Workspace, init_workspace
 from research_kit.pseudonymise.keys import key_path
 from research_kit.sandbox.confine import Sandbox, python_folders
 from research_kit.sandbox.limits import Limits
-from research_kit.tiers import TIER_ENV, published_twins
+from research_kit.tiers import TIER_ENV, TWIN_ENV, published_twins, twin_label, twin_source
 
 if TYPE_CHECKING:
     import psutil
@@ -215,26 +216,24 @@ def run_lab(
     notebooks: Path,
     console: Console,
     open_browser: bool = False,
+    twin: str | None = None,
 ) -> None:
     """Prepare ``owner``'s lab home and run JupyterLab in its sandbox, reached on loopback, until Ctrl-C or SIGTERM:
-    then the server and every process under it are stopped, and this raises ``SystemExit(130 or 143)``."""
+    then the server and every process under it are stopped, and this raises ``SystemExit(130 or 143)``.
+
+    ``twin`` (a kind, ``"dp"``, or a twin's id) is the twin ``rk.load()`` reads; by default the newest default
+    twin."""
     from research_kit.sandbox.limits import Watcher
 
     folder = check_notebooks_folder(ws, notebooks)
     lab = prepare_lab_home(ws, home, owner)
+    reads = twin_source(lab, twin)  # refuses, in one line, a twin that is not published
     with StopSignals() as stopping:
         run_dir = Path(tempfile.mkdtemp(prefix="rk-lab-"))
         box = lab_sandbox(ws, lab, folder, run_dir)
         token = secrets.token_urlsafe(24)
         socket_path = run_dir / SOCKET
-        env = box.environment(
-            {
-                HOME_ENV: box.path("home"),
-                TIER_ENV: "synthetic",
-                ACTOR_ENV: owner,  # the lab's sandbox ledger records its owner's spending
-                "RESEARCH_KIT_CACHE": str(Path(box.path("codes")).parent),
-            }
-        )
+        env = box.environment(lab_environment(box.path("home"), box.path("codes"), owner, twin))
         env["JUPYTER_RUNTIME_DIR"] = f"{env['TMPDIR']}/jupyter-runtime"  # kernels' sockets stay in the private /tmp
         command = [
             sys.executable, "-m", "jupyterlab", f"--ServerApp.sock={box.path('run')}/{SOCKET}",
@@ -245,8 +244,7 @@ def run_lab(
         if box.mode != "bwrap" and hasattr(os, "geteuid") and os.geteuid() == 0:
             command.append("--allow-root")  # unconfined in a container run as root; Jupyter refuses it unless told
         plan = box.write_plan(run_dir.parent / f"{run_dir.name}-plan.json", command, env)
-        twins = ", ".join(twin_id for twin_id, _ in published_twins(lab))
-        console.print(f"JupyterLab on the synthetic twin ({escape(twins)}); notebooks from {escape(str(folder))}")
+        console.print(f"{escape(startup_line(lab, reads.name))}; notebooks from {escape(str(folder))}")
         console.print(f"sandbox: {box.mode}; lab home {escape(str(lab.root))}: twins, policy and sandbox ledger only")
         server = subprocess.Popen(
             die_with_parent(box.command(plan)), env={}, cwd=folder, stdin=subprocess.DEVNULL,
@@ -275,6 +273,26 @@ def run_lab(
         name = signal.Signals(stopping.signum).name
         console.print(f"lab stopped ({name}): JupyterLab and its kernels have ended")
         raise SystemExit(stopping.exit_code)
+
+
+def lab_environment(home: str, codes: str, owner: str, twin: str | None) -> dict[str, str]:
+    """The variables the lab's server and kernels get beyond the sandbox's own: the lab home, the synthetic
+    tier, the owner, the code lists and, with ``--twin``, the twin ``rk.load()`` reads."""
+    env = {
+        HOME_ENV: home,
+        TIER_ENV: "synthetic",
+        ACTOR_ENV: owner,  # the lab's sandbox ledger records its owner's spending
+        "RESEARCH_KIT_CACHE": str(Path(codes).parent),
+    }
+    if twin:
+        env[TWIN_ENV] = twin
+    return env
+
+
+def startup_line(lab: Workspace, reads: str) -> str:
+    """``JupyterLab on the synthetic twins demo (default), demo@dp (DP: AIM, epsilon 4); rk.load() reads demo``."""
+    twins = ", ".join(twin_label(twin_id, manifest) for twin_id, manifest in published_twins(lab))
+    return f"JupyterLab on the synthetic twins {twins}; rk.load() reads {reads.removeprefix('twin:')}"
 
 
 def _forward_until_stopped(

@@ -6,6 +6,16 @@ calls read the latest published synthetic twin and charge the sandbox ledger,
 so a notebook behaves the same on the twin and on the extract. The shell's
 ``research-kit query`` is the researcher's explicit door to the real extract.
 
+**Which twin.** An extract may have two twins side by side: its default twin
+(``synthetic/ID/``, the model of ``research-kit synth``) and a differentially
+private one (``synthetic/ID@dp/``, ``--model aim|mst``). A call that does not
+name one reads the newest *default* twin: a notebook never moves silently to
+a DP twin because one was published later. ``rk.load(twin="dp")`` names the
+newest DP twin, ``rk.load(twin="ID@dp")`` one twin; ``RESEARCH_KIT_TWIN``
+(set by ``research-kit lab --twin dp|ID``) gives the twin that ``rk.load()``
+and ``rk.dp`` read in the sandbox tier. Whichever twin answers, ``rk.dp``
+charges the same study's sandbox ledger.
+
 Inside the sandbox (``RESEARCH_KIT_VIEW`` set by the runner or the lab) no
 workspace is reachable: ``rk.load()`` reads the action's input view (see
 :mod:`research_kit.sandbox.views`) and :func:`current_policy` its copy of the
@@ -13,7 +23,10 @@ policy.
 
 A published twin is a folder ``synthetic/ID/`` holding the four tables as
 Parquet and ``twin.json`` (``extract``, ``content_hash``, ``reference_year``,
-``published_at``); only twins that passed their privacy gate are published.
+``published_at``, and since DP twins ``twin``: its id, ``kind``: ``default``
+or ``dp``, and for a DP twin ``dp``: mechanism, epsilon, rho); only twins that
+passed their privacy gate are published. A twin published before DP twins
+has neither ``twin`` nor ``kind``: it is a default twin, its id its folder's name.
 """
 
 from __future__ import annotations
@@ -41,6 +54,8 @@ TIER_ENV = "RESEARCH_KIT_TIER"
 EXTRACT_ENV = "RESEARCH_KIT_EXTRACT"
 STUDY_ENV = "RESEARCH_KIT_STUDY"
 VIEW_ENV = "RESEARCH_KIT_VIEW"
+TWIN_ENV = "RESEARCH_KIT_TWIN"  # the twin rk.load() reads in the sandbox tier: a kind ("default", "dp") or an id
+TWIN_KINDS = ("default", "dp")
 TWIN_MANIFEST = "twin.json"
 log = logging.getLogger("research_kit")
 VIEW_MANIFEST = "view.json"
@@ -110,7 +125,8 @@ def finish_publications(ws: Workspace) -> list[str]:
     """Move into place each twin whose publication committed but whose folder a kill left staged; their ids.
 
     A staged twin is moved only if it is the one the audit log's last committed ``synth.publish`` of its
-    extract names (by content hash) and another (or none) is in place.
+    twin id names (by content hash) and another (or none) is in place. Keyed by twin id (``synthetic/ID@dp``
+    for a DP twin), so a staged DP twin never lands on its extract's default twin, nor the reverse.
     """
     root = ws.synthetic_dir / STAGING
     staged = sorted(root.glob(f"*/{TWIN_MANIFEST}")) if root.is_dir() else []
@@ -121,23 +137,31 @@ def finish_publications(ws: Workspace) -> list[str]:
     latest: dict[str, str] = {}
     for entry in audit.read_entries(ws.audit_path):
         if entry.get("action") == "synth.publish" and int(entry.get("seq", anchored + 1)) <= anchored:
-            latest[str(entry["details"]["extract"])] = str(entry["details"]["twin_content_hash"])
+            details = entry["details"]
+            latest[str(details.get("twin") or details["extract"])] = str(details["twin_content_hash"])
     done = []
     for manifest in staged:
         facts = json.loads(manifest.read_text(encoding="utf-8"))
-        extract_id, twin_hash = str(facts.get("extract")), str(facts.get("content_hash"))
-        final = ws.synthetic_dir / extract_id
+        twin_id, twin_hash = str(facts.get("twin") or facts.get("extract")), str(facts.get("content_hash"))
+        if not _plain_name(twin_id):
+            continue
+        final = ws.synthetic_dir / twin_id
         in_place = final / TWIN_MANIFEST
         current = json.loads(in_place.read_text(encoding="utf-8")).get("content_hash") if in_place.is_file() else None
-        if latest.get(extract_id) == twin_hash and current != twin_hash:
+        if latest.get(twin_id) == twin_hash and current != twin_hash:
             try:
                 place_twin(manifest.parent, final)
             except FileNotFoundError:  # its own publication moved it first
                 continue
-            log.warning("research-kit: finished publishing the twin of %s (its publication stopped after "
-                        "committing)", extract_id)  # fmt: skip
-            done.append(extract_id)
+            log.warning("research-kit: finished publishing the twin %s (its publication stopped after "
+                        "committing)", twin_id)  # fmt: skip
+            done.append(twin_id)
     return done
+
+
+def _plain_name(twin_id: str) -> bool:
+    """A twin id names one folder of synthetic/: never a path, never the staging folder."""
+    return bool(twin_id) and "/" not in twin_id and "\\" not in twin_id and not twin_id.startswith(".")
 
 
 def published_twins(ws: Workspace) -> list[tuple[str, dict[str, object]]]:
@@ -152,15 +176,82 @@ def published_twins(ws: Workspace) -> list[tuple[str, dict[str, object]]]:
     return sorted(twins, key=lambda t: (str(t[1].get("published_at", "")), t[0]))
 
 
-def twin_source(ws: Workspace, twin_id: str | None = None) -> Source:
+def twin_kind(manifest: dict[str, object]) -> str:
+    """A published twin's kind: ``"dp"`` or ``"default"`` (a twin published before DP twins has no ``kind``)."""
+    return str(manifest.get("kind") or "default")
+
+
+def twin_label(twin_id: str, manifest: dict[str, object]) -> str:
+    """``demo (default)``, ``demo@dp (DP: AIM, epsilon 4)``: a twin and its kind, as lists of twins show it."""
+    if twin_kind(manifest) != "dp":
+        return f"{twin_id} ({twin_kind(manifest)})"
+    dp = manifest.get("dp")
+    facts = dp if isinstance(dp, dict) else {}
+    parts = [str(facts["mechanism"]).upper()] if facts.get("mechanism") else []
+    if facts.get("epsilon") is not None:
+        parts.append(f"epsilon {_figure(facts['epsilon'])}")
+    elif facts.get("rho") is not None:
+        parts.append(f"rho {_figure(facts['rho'])}")
+    return f"{twin_id} (DP{': ' + ', '.join(parts) if parts else ''})"
+
+
+def _figure(value: object) -> str:
+    try:
+        return f"{float(str(value)):g}"
+    except ValueError:
+        return str(value)
+
+
+def chosen_twin() -> str | None:
+    """The twin named by ``RESEARCH_KIT_TWIN`` (``research-kit lab --twin``), or None: the newest default one."""
+    return os.environ.get(TWIN_ENV, "").strip() or None
+
+
+def twin_source(ws: Workspace, twin: bool | str | None = None) -> Source:
+    """A published twin: ``None``/``True``/``"default"`` the newest default twin, ``"dp"`` the newest DP twin,
+    any other text the twin of that id; refused in one line (saying what is published) when there is none."""
     twins = dict(published_twins(ws))
     if not twins:
         raise MissingData("no synthetic twin published yet (the steward runs 'research-kit synth EXTRACT')")
-    if twin_id is None:
-        twin_id = list(twins)[-1]
-    elif twin_id not in twins:
-        raise MissingData(f"no published twin {twin_id!r} (published: {', '.join(twins)})")
-    manifest = twins[twin_id]
+    listing = ", ".join(twin_label(t, m) for t, m in twins.items())
+    if not twin or twin is True or twin == "default":
+        found = newest_twin_id(twins, "default")
+        if found is None:
+            raise MissingData(
+                f"no default synthetic twin published, only DP ones ({listing}): read one with "
+                "rk.load(twin='dp') or start the lab with 'research-kit lab --twin dp'"
+            )
+    elif twin == "dp":
+        found = newest_twin_id(twins, "dp")
+        if found is None:
+            raise MissingData(
+                f"no DP twin published (published: {listing}; the steward runs "
+                "'research-kit synth EXTRACT --model aim')"
+            )
+    elif not isinstance(twin, str) or twin not in twins:
+        raise MissingData(f"no published twin {twin!r} (published: {listing})")
+    else:
+        found = twin
+    return _twin(ws, found, twins[found])
+
+
+def newest_twin(ws: Workspace, kind: str, *, extract: str | None = None) -> Source | None:
+    """The newest published twin of ``kind`` (of ``extract`` when given), or None."""
+    twins = dict(published_twins(ws))
+    found = newest_twin_id(twins, kind, extract)
+    return None if found is None else _twin(ws, found, twins[found])
+
+
+def newest_twin_id(twins: dict[str, dict[str, object]], kind: str, extract: str | None = None) -> str | None:
+    """The newest of ``twins`` (oldest first, as :func:`published_twins` gives them) of ``kind``; of ``extract``
+    too when given."""
+    found = [
+        t for t, m in twins.items() if twin_kind(m) == kind and (extract is None or str(m.get("extract")) == extract)
+    ]
+    return found[-1] if found else None
+
+
+def _twin(ws: Workspace, twin_id: str, manifest: dict[str, object]) -> Source:
     return Source(
         "sandbox",
         f"twin:{twin_id}",
@@ -171,7 +262,9 @@ def twin_source(ws: Workspace, twin_id: str | None = None) -> Source:
 
 
 def source_for(ws: Workspace, tier: Tier, name: str | None = None) -> Source:
-    return real_source(ws, name) if tier == "real" else twin_source(ws, name)
+    """The extract ``name`` (real tier), or the twin ``name`` (sandbox tier; by default the lab's choice,
+    ``RESEARCH_KIT_TWIN``, else the newest default twin)."""
+    return real_source(ws, name) if tier == "real" else twin_source(ws, name or chosen_twin())
 
 
 TABLES = TABLE_NAMES
@@ -191,24 +284,43 @@ def current_policy(workspace: str | Path | None = None) -> Policy:
     return open_workspace(Path(workspace) if workspace is not None else None).policy()
 
 
-def view_source(view: Path, *, twin: bool = False) -> tuple[Source, set[str]]:
-    """(the source in the view, the tables it holds): the action's extract, or with ``twin`` the twin."""
+VIEW_TWINS = {"default": "twin", "dp": "twins/dp"}  # where an input view holds each kind of twin
+
+
+def view_source(view: Path, *, twin: bool | str = False) -> tuple[Source, set[str]]:
+    """(the source in the view, the tables it holds): the action's extract, or with ``twin`` one of its twins
+    (``True``/``"default"``: the default twin at ``twin/``; ``"dp"``: the DP twin at ``twins/dp/``; or an id)."""
     path = view / VIEW_MANIFEST
     if not path.is_file():
         raise MissingData(f"{VIEW_ENV}={view}: not an input view (no {VIEW_MANIFEST})")
     manifest = json.loads(path.read_text(encoding="utf-8"))
-    if twin:
-        facts = manifest.get("twin")
-        if not facts:
-            raise MissingData("no synthetic twin was published when this action started: rk.load(twin=True) has none")
-        return Source(
-            "sandbox", str(facts["name"]), view / "twin", str(facts["content_hash"]), int(facts["reference_year"])
-        ), set(TABLES)
+    if twin is not False:
+        return _view_twin(view, manifest, twin), set(TABLES)
     tier: Tier = "real" if manifest["tier"] == "real" else "sandbox"
     source = Source(
         tier, str(manifest["extract"]), view / "extract", str(manifest["content_hash"]), int(manifest["reference_year"])
     )
     return source, set(manifest["tables"])
+
+
+def _view_twin(view: Path, manifest: dict[str, Any], twin: bool | str) -> Source:
+    """The twin ``twin`` names among those of the view (a view written before DP twins has only ``twin``)."""
+    held: dict[str, dict[str, Any]] = {k: f for k, f in (manifest.get("twins") or {}).items() if f}
+    if manifest.get("twin"):
+        held.setdefault("default", manifest["twin"])
+    names = {str(f["name"]).removeprefix("twin:"): kind for kind, f in held.items()}
+    kind = "default" if twin is True else str(twin) if twin in TWIN_KINDS else names.get(str(twin), "")
+    if kind not in held:
+        listing = ", ".join(f"{n} ({k})" for n, k in names.items()) or "none"
+        if twin is True or twin == "default":
+            raise MissingData(
+                "no default synthetic twin was published when this action started: rk.load(twin=True) has none "
+                f"(this action's twins: {listing})"
+            )
+        raise MissingData(f"rk.load(twin={twin!r}): this action's view holds no such twin (its twins: {listing})")
+    facts = held[kind]
+    folder = view / str(facts.get("folder") or VIEW_TWINS.get(kind, "twin"))
+    return Source("sandbox", str(facts["name"]), folder, str(facts["content_hash"]), int(facts["reference_year"]))
 
 
 def _read(table: str, path: Path, columns: list[str] | None) -> Any:
@@ -230,15 +342,18 @@ def load(
     table: str | None = None,
     *,
     columns: list[str] | None = None,
-    twin: bool = False,
+    twin: bool | str = False,
     workspace: str | Path | None = None,
 ) -> Any:
     """The registry's tables as pandas DataFrames: the synthetic twin, or the real extract under the runner.
 
     ``rk.load()`` gives ``{"patients": df, "diagnoses": df, ...}``;
     ``rk.load("patients")`` gives one table (``columns`` to read fewer).
-    ``twin=True`` reads the newest published twin whatever the tier (a study
-    that trains on the twin and tests on the real extract, for instance).
+    ``twin`` reads a twin whatever the tier (a study that trains on the twin
+    and tests on the real extract, for instance): ``True`` the newest default
+    twin, ``"dp"`` the newest differentially private one, ``"ID"`` that twin.
+    Without it, outside the runner, ``rk.load()`` reads the twin the lab was
+    started on (``research-kit lab --twin``), else the newest default twin.
     """
     import pandas as pd
 
@@ -249,7 +364,7 @@ def load(
         source, readable = view_source(view, twin=twin)
     else:
         ws = open_workspace(Path(workspace) if workspace is not None else None)
-        source = twin_source(ws) if twin else source_for(ws, current_tier())
+        source = source_for(ws, current_tier()) if twin is False else twin_source(ws, twin)
         readable = set(TABLES)
     names = tuple(t for t in TABLES if t in readable) if table is None else (table,)
     if table is not None and table not in readable:

@@ -30,14 +30,27 @@ def unwaive(ws: Workspace, *, actor: str) -> int:
 
 
 def lab(
-    ws: Workspace, *, actor: str, home: Path, port: int, notebooks: Path, console: Console, open_browser: bool = False
+    ws: Workspace,
+    *,
+    actor: str,
+    home: Path,
+    port: int,
+    notebooks: Path,
+    console: Console,
+    open_browser: bool = False,
+    twin: str | None = None,
 ) -> None:
-    """A researcher's JupyterLab on the synthetic twin, in its sandbox, until Ctrl-C; it is theirs (its sandbox
-    ledger holds the studies they own) and its start is audited."""
+    """A researcher's JupyterLab on the synthetic twin (``twin``: the kind or id ``rk.load()`` reads), in its
+    sandbox, until Ctrl-C; it is theirs (its sandbox ledger holds the studies they own) and its start is audited."""
+    from research_kit.tiers import twin_source
+
+    with ws.catalog() as conn:
+        users.require(conn, actor, Duty.START_LAB)  # the role first: its refusal says what is missing
+    twin_source(ws, twin)  # no twin to read (none, only DP ones, not that one): refused before the start is audited
     with ws.catalog() as conn, transaction(conn):
         users.require(conn, actor, Duty.START_LAB)
-        audit.append(conn, ws.audit_path, "lab.start", {"port": port}, actor=actor)
+        audit.append(conn, ws.audit_path, "lab.start", {"port": port, **({"twin": twin} if twin else {})}, actor=actor)
     as_user(
         actor, run_lab, ws, owner=actor, home=home, port=port, notebooks=notebooks, console=console,
-        open_browser=open_browser,
+        open_browser=open_browser, twin=twin,
     )  # fmt: skip

@@ -23,9 +23,17 @@ def lab(
         Path, typer.Option(help="The lab's own workspace: twins, policy, sandbox ledger (outside the real one).")
     ] = Path(".lab"),
     open_browser: Annotated[bool, typer.Option("--open/--no-open", help="Open a browser tab.")] = False,
+    twin: Annotated[
+        str | None,
+        typer.Option(
+            metavar="KIND_OR_ID",
+            help="The twin rk.load() reads: 'dp' (the newest DP twin), a twin's id, or 'default' (the newest "
+            "default twin, as without --twin). Every published twin is in the lab whichever is chosen.",
+        ),
+    ] = None,
 ) -> None:
     """JupyterLab for researchers on the synthetic twin, server and kernels in a sandbox reached on loopback."""
     confinement.lab(
         workspace(), actor=actor(), home=home, port=port, notebooks=notebooks, console=console,
-        open_browser=open_browser,
+        open_browser=open_browser, twin=twin,
     )  # fmt: skip

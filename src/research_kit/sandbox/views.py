@@ -2,10 +2,11 @@
 
 A view is a folder (mounted read-only at ``/rk/view`` in the sandbox)::
 
-    view.json                what it holds: the extract's id, hash and year, its tables, the twin
+    view.json                what it holds: the extract's id, hash and year, its tables, the twins
     research-kit.toml        the workspace policy (thresholds the analysis helpers apply)
     extract/TABLE.parquet    the extract's tables the action may read
-    twin/TABLE.parquet       the newest published synthetic twin (``rk.load(twin=True)``)
+    twin/TABLE.parquet       the newest published default synthetic twin (``rk.load(twin=True)``)
+    twins/dp/TABLE.parquet   the DP twin, when one is published (``rk.load(twin="dp")``)
     upstream/PATH            the declared outputs of the actions it needs
 
 Files are hard links to the stored ones, never copies of a large extract; a
@@ -43,7 +44,7 @@ from typing import TYPE_CHECKING
 from research_kit.core.config import POLICY_FILE
 from research_kit.core.errors import BadInput, MissingData
 from research_kit.model.tables import EXTRACT_KEY
-from research_kit.tiers import TABLES, TWIN_MANIFEST, VIEW_MANIFEST, Source
+from research_kit.tiers import TABLES, TWIN_MANIFEST, VIEW_MANIFEST, VIEW_TWINS, Source
 
 if TYPE_CHECKING:
     import polars as pl
@@ -93,10 +94,13 @@ def build_view(
     upstream: list[tuple[str, str]] = (),  # type: ignore[assignment]
     twin: Source | None = None,
     projection: Projection | None = None,
+    dp_twin: Source | None = None,
 ) -> InputView:
     """Make ``folder`` (replaced if there) the view of ``source``, ``twin`` and ``upstream`` under ``projection``.
 
     With ``pseudonyms``, every table shows the study's pseudonyms; a view of the real extract must have them.
+    ``twin`` (the default twin) is held at ``twin/``, ``dp_twin`` at ``twins/dp/``; ``view.json`` names both
+    under ``twins`` and the default one under ``twin`` too (what views held before DP twins).
     """
     projection = projection or Projection()
     if pseudonyms is None and source.tier == "real":
@@ -115,14 +119,20 @@ def build_view(
         else:
             _project(stored, target, columns)
         tables.append(table)
-    twin_facts = None
-    if twin is not None:
-        present = [t for t in TABLES if (twin.folder / f"{t}.parquet").is_file()]
-        for table, stored in _tables(twin, present, pseudonyms).items():
-            bound += _link(stored, folder / "twin" / f"{table}.parquet")
-        if (twin.folder / TWIN_MANIFEST).is_file():
-            bound += _link(twin.folder / TWIN_MANIFEST, folder / "twin" / TWIN_MANIFEST)
-        twin_facts = {"name": twin.name, "content_hash": twin.content_hash, "reference_year": twin.reference_year}
+    twins: dict[str, dict[str, object]] = {}
+    for kind, held in (("default", twin), ("dp", dp_twin)):
+        if held is None:
+            continue
+        place = VIEW_TWINS[kind]
+        present = [t for t in TABLES if (held.folder / f"{t}.parquet").is_file()]
+        for table, stored in _tables(held, present, pseudonyms).items():
+            bound += _link(stored, folder / place / f"{table}.parquet")
+        if (held.folder / TWIN_MANIFEST).is_file():
+            bound += _link(held.folder / TWIN_MANIFEST, folder / place / TWIN_MANIFEST)
+        twins[kind] = {
+            "name": held.name, "content_hash": held.content_hash, "reference_year": held.reference_year,
+            "folder": place,
+        }  # fmt: skip
     for relative, stored_file in upstream:
         target = folder / "upstream" / relative
         if not target.resolve().is_relative_to((folder / "upstream").resolve()):
@@ -135,7 +145,8 @@ def build_view(
         "content_hash": source.content_hash,
         "reference_year": source.reference_year,
         "tables": {t: (None if c is None else list(c)) for t, c in projection.tables.items()},
-        "twin": twin_facts,
+        "twin": twins.get("default"),
+        "twins": twins,
         "pseudonyms": "extract" if pseudonyms is None else "study",
     }
     (folder / VIEW_MANIFEST).write_text(json.dumps(manifest, indent=1, sort_keys=True) + "\n", encoding="utf-8")

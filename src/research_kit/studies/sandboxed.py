@@ -48,7 +48,7 @@ class ActionSandbox:
         from research_kit.core.workspace import open_workspace
         from research_kit.model.codes import cache_file, load_code_systems
         from research_kit.pseudonymise.study_secrets import require_secret
-        from research_kit.tiers import published_twins, real_source, twin_source
+        from research_kit.tiers import newest_twin, real_source
 
         ws = open_workspace(Path(task.workspace))
         limits = Limits.from_policy(ws.policy().runner)
@@ -59,7 +59,9 @@ class ActionSandbox:
             if problem:
                 raise PolicyRefusal(f"cannot confine researcher code ({problem}): {FIX}")
         source = real_source(ws, task.extract)
-        twin = twin_source(ws) if published_twins(ws) else None
+        twin = newest_twin(ws, "default")  # rk.load(twin=True): the default twin, as in the lab
+        # rk.load(twin="dp"): the DP twin of this extract, else the newest one (the lab's twin="dp")
+        dp_twin = newest_twin(ws, "dp", extract=source.name) or newest_twin(ws, "dp")
         with ws.catalog() as conn:  # the study's secret (its run made it), never the pseudonymisation key
             pseudonyms = StudyPseudonyms(require_secret(conn, task.study), ws.cache_dir / STUDY_VIEWS)
         view = build_view(
@@ -69,6 +71,7 @@ class ActionSandbox:
             pseudonyms=pseudonyms,
             upstream=task.inputs,
             twin=twin,
+            dp_twin=dp_twin,
         )
         box = Sandbox(mode=task.sandbox, limits=limits, bwrap=bwrap)
         box.add("work", work_root / "work", "/rk/work", writable=True)
