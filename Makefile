@@ -32,7 +32,7 @@ $(STAMP):
 	@echo "Installing dependencies into $(VENV) (first time: a few minutes) ..."
 	@# torch first, pinned: it takes the local CPU build instead of a multi-GB CUDA download.
 	@$(BIN)/pip install --quiet $(TORCH) $(PIP_QUIET)
-	@$(BIN)/pip install --quiet -e '.[dev]' $(PIP_QUIET)
+	@$(BIN)/pip install --quiet -e '.[dev,dp-twin]' $(PIP_QUIET)
 	@rm -f $(VENV)/.installed-*
 	@touch $@
 

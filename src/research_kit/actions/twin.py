@@ -27,11 +27,14 @@ def twin(
     seed: int = 0,
     replace: bool = False,
     progress: Callable[[str], None] | None = None,
+    rho: str | None = None,
+    epsilon: str | None = None,
 ) -> TwinResult:
-    """Build ``extract``'s synthetic twin; published only if every policy figure holds."""
+    """Build ``extract``'s synthetic twin (a DP one with ``model`` aim or mst, at ``rho`` or ``epsilon``, charged to
+    the registry's DP-twin budget); published only if every policy figure holds."""
     return on_duty(
         ws, actor, Duty.BUILD_TWIN, _build_twin, ws, extract, model=model, seed=seed, progress=progress,
-        replace=replace,
+        replace=replace, rho=rho, epsilon=epsilon,
     )  # fmt: skip
 
 

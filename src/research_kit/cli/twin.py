@@ -19,16 +19,24 @@ app = typer.Typer(add_completion=False)
 def synth(
     extract: Annotated[str, typer.Argument(help="Id of the extract.")],
     model: Annotated[
-        str, typer.Option(help="Patients' model: gaussian_copula, ctgan, tvae or copulagan.")
+        str,
+        typer.Option(
+            help="Patients' model: gaussian_copula, ctgan, tvae or copulagan; or a DP twin: aim or mst "
+            "(with --rho or --epsilon, charged to the registry's DP-twin budget)."
+        ),
     ] = "gaussian_copula",
     seed: Annotated[int, typer.Option(help="The same extract and seed give the same twin.")] = 0,
     replace: Annotated[bool, typer.Option("--replace", help="Replace the extract's published twin.")] = False,
+    rho: Annotated[str | None, typer.Option("--rho", help="A DP twin's budget, in rho (zCDP).")] = None,
+    epsilon: Annotated[str | None, typer.Option("--epsilon", help="... or in epsilon, at [dp].delta.")] = None,
 ) -> None:
-    """Build an extract's synthetic twin; publish it to synthetic/ID/ only if every policy figure holds."""
+    """Build an extract's synthetic twin; publish it to synthetic/ID/ (a DP twin: synthetic/ID@dp/) only if every
+    policy figure holds."""
     with steps(console, f"synthetic twin of {extract}") as step:
         result = twin.twin(
-            workspace(), actor=actor(), extract=extract, model=model, seed=seed, replace=replace, progress=step
-        )
+            workspace(), actor=actor(), extract=extract, model=model, seed=seed, replace=replace, progress=step,
+            rho=rho, epsilon=epsilon,
+        )  # fmt: skip
     print_twin(console, result)
 
 

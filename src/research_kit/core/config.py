@@ -172,7 +172,13 @@ class SynthPolicy(_Section):
     name: ClassVar[str] = "synth"
     title: ClassVar[str] = "Synthetic twins: what must hold before one is published"
     rare_category_k: int = _opt(10, "A category held by fewer real patients than this never appears in a twin.", min=1)
-    min_quality: float = _opt(0.85, "Smallest acceptable SDV quality score.", min=0.0, max=1.0)
+    min_quality: float = _opt(
+        0.85,
+        "Smallest acceptable SDV quality score, against the extract coarsened as the twin is (the raw one is "
+        "reported beside it).",
+        min=0.0,
+        max=1.0,
+    )
     min_dcr_baseline_protection: float = _opt(
         0.35,
         "Smallest acceptable SDMetrics DCR baseline protection (held-out real patients score about 0.4).",

@@ -397,12 +397,28 @@ def _refuse_unaffordable_twin(current: Balance, cost: int, delta: float) -> None
         )
 
 
-def check_twin_budget(ws: Workspace, cost_picorho: int) -> None:
-    """Refuse, in one line, a DP twin the budget cannot pay, before anything is read or spent.
+def check_twin_budget(ws: Workspace, cost_picorho: int, *, spender: str | None = None) -> None:
+    """Refuse, in one line, a DP twin the budget cannot pay (or that its granter would spend), before anything is
+    read or spent.
 
     Only an early answer: :func:`reserve_twin` checks again as it reserves (another twin may spend meanwhile).
     """
+    if spender is not None:
+        with ws.catalog() as conn:
+            _refuse_own_grant(conn, spender)
     _refuse_unaffordable_twin(twin_balance(ws), cost_picorho, ws.policy().dp.delta)
+
+
+def _refuse_own_grant(conn: sqlite3.Connection, who: str) -> None:
+    """Two people: whoever granted any of the DP-twin budget does not spend it (as an owner never grants a study)."""
+    row = conn.execute(
+        "SELECT 1 FROM dp_grants WHERE study = ? AND tier = 'real' AND granted_by = ? LIMIT 1", (TWIN_BUDGET, who)
+    ).fetchone()
+    if row is not None:
+        raise PolicyRefusal(
+            f"{who} granted the registry's DP-twin budget: another steward builds the DP twin "
+            "(no one spends a budget they granted)"
+        )
 
 
 def reserve_twin(ws: Workspace, *, cost: int, extract: str, twin: str, mechanism: str, details: dict[str, Any]) -> int:
@@ -417,6 +433,7 @@ def reserve_twin(ws: Workspace, *, cost: int, extract: str, twin: str, mechanism
     delta = ws.policy().dp.delta
     query = {**details, "kind": TWIN_SPEND, "extract": extract, "twin": twin, "mechanism": mechanism}
     with ws.catalog() as conn, transaction(conn):
+        _refuse_own_grant(conn, audit.current_actor())
         _refuse_unaffordable_twin(_balance(conn, ws, TWIN_BUDGET, "real"), cost, delta)
         cursor = conn.execute(
             """INSERT INTO dp_spends (study, tier, state, picorho, query_key, source, source_hash, query,

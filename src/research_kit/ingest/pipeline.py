@@ -70,6 +70,7 @@ from research_kit.model.extract_schema import SCHEMA_VERSION as EXTRACT_SCHEMA_V
 from research_kit.model.tables import TABLES
 from research_kit.pseudonymise import transform
 from research_kit.pseudonymise.keys import Key
+from research_kit.tiers import TWIN_KINDS
 
 REFUSED = "refused.parquet"  # the quarantine's records a source reader refused whole (locator and reason)
 BUCKET_ROWS = 4_000_000  # rows sorted in memory at once when writing a table
@@ -236,6 +237,8 @@ def ingest(
         raise BadInput(f"{len(raw)} sources but {len(mappings)} mappings: give one mapping per source, in order")
     say = step or (lambda _msg: None)
     check_name(extract_id, "extract id")
+    if extract_id in TWIN_KINDS:
+        raise BadInput(f"extract id {extract_id!r} is reserved: it names a kind of twin (rk.load(twin={extract_id!r}))")
     policy = ws.policy()
     today = today or date.today()
     with hold(ws.extracts_dir / ".ingest.lock", "an ingest", wait=True):

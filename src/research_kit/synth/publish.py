@@ -25,13 +25,15 @@ value held by fewer than k real patients.
 from __future__ import annotations
 
 import contextlib
+import hmac
 import json
 import secrets
 import shutil
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -46,22 +48,35 @@ from research_kit.core.extracts import Extract, get_extract
 from research_kit.core.faults import fault
 from research_kit.core.locks import hold
 from research_kit.core.workspace import Workspace, check_name
-from research_kit.synth import constraints, evaluate, profiles
+from research_kit.dp import ledger
+from research_kit.dp.accounting import epsilon_of, rho_from, to_picorho
+from research_kit.synth import constraints, dp_twin, evaluate, fidelity, profiles
 from research_kit.synth import report as report_mod
-from research_kit.synth.model import SampleStats, TwinModel
+from research_kit.synth.model import TwinModel
 from research_kit.synth.rare import TooRare, patients_per_value
 from research_kit.synth.synthesizers import check_model
 from research_kit.synth.tables import KEY, Granularity, Tables, content_hash, patient_index, read_tables, write_tables
-from research_kit.tiers import STAGING, TWIN_MANIFEST, finish_publications, place_twin
+from research_kit.tiers import STAGING, TWIN_MANIFEST, finish_publications, place_twin, published_twins
 
 CONTROL_SHARE = 0.2  # real patients held out of training, as anonymeter's control set
 CATEGORIES = (
-    "patients.sex", "patients.vital_status", "patients.canton", "patients.country", "diagnoses.orpha_code",
-    "diagnoses.icd10_code", "diagnoses.status", "diagnoses.gene_symbol", "diagnoses.variant_hgvs",
-    "phenotypes.hpo_code", "encounters.centre_code", "encounters.centre_country", "encounters.encounter_type",
-)  # fmt: skip
+    "patients.sex",
+    "patients.vital_status",
+    "patients.canton",
+    "patients.country",
+    "diagnoses.orpha_code",
+    "diagnoses.icd10_code",
+    "diagnoses.status",
+    "diagnoses.gene_symbol",
+    "diagnoses.variant_hgvs",
+    "phenotypes.hpo_code",
+    "encounters.centre_code",
+    "encounters.centre_country",
+    "encounters.encounter_type",
+)
 FRESH = ("diagnoses.variant_hgvs",)  # never a real value at all: drawn fresh
 Step = Callable[[str], None]
+DP_SUFFIX = "@dp"  # a DP twin's id: the extract's and this (no extract or study name holds an '@')
 
 
 @dataclass(frozen=True)
@@ -75,11 +90,14 @@ class TwinResult:
     timings: dict[str, float]
     model: str
     seed: int
+    twin_id: str = ""
+    fidelity: dict[str, float] = field(default_factory=dict)  # raw and coarsened SDV scores, TSTR and TRTR
+    guarantee: dict[str, Any] = field(default_factory=dict)  # a DP twin's: mechanism, rho, epsilon, delta
 
 
-def reports_dir(ws: Workspace, extract_id: str) -> Path:
-    """Where the steward finds the latest report of an extract's twin, published or refused."""
-    return ws.root / "reports" / "synth" / extract_id
+def reports_dir(ws: Workspace, twin_id: str) -> Path:
+    """Where the steward finds the latest report of a twin (``ID`` or ``ID@dp``), published or refused."""
+    return ws.root / "reports" / "synth" / twin_id
 
 
 class _Laps:
@@ -95,6 +113,25 @@ class _Laps:
         self._clock = now
 
 
+def held_out_patients(pseudonyms: np.ndarray, seed: int) -> np.ndarray:
+    """Which patients are held out as the control set: each decided by a keyed hash of their own pseudonym.
+
+    One patient more or less changes the training set by that patient alone (a permutation of the whole list
+    would reshuffle it), so a DP twin's guarantee, measured on the training patients, holds for the extract.
+    """
+    key = f"research-kit control set {seed}".encode()
+    cut = int(CONTROL_SHARE * 2**64)
+    return np.array(
+        [int.from_bytes(hmac.digest(key, str(p).encode(), "sha256")[:8], "big") < cut for p in pseudonyms],
+        dtype=bool,
+    )
+
+
+def twin_id_of(extract_id: str, model: str) -> str:
+    """The id (and folder) of an extract's twin: the extract's id, or ``ID@dp`` for a DP twin (beside it)."""
+    return f"{extract_id}{DP_SUFFIX}" if model in dp_twin.MECHANISMS else extract_id
+
+
 def build_twin(
     ws: Workspace,
     extract_id: str,
@@ -103,81 +140,142 @@ def build_twin(
     seed: int = 0,
     progress: Step | None = None,
     replace: bool = False,
+    rho: str | float | Decimal | None = None,
+    epsilon: str | float | Decimal | None = None,
 ) -> TwinResult:
     """Build the synthetic twin of extract ``extract_id`` and publish it to ``synthetic/ID/`` if the policy allows.
 
-    Raises :class:`PolicyRefusal` (nothing published) when a figure misses its
-    policy threshold, or when a twin of the extract exists and ``replace`` is false.
-    ``progress`` is called with the name of each step.
+    ``model`` ``aim`` or ``mst`` builds a differentially private twin (``synthetic/ID@dp/``) at ``rho`` (or
+    ``epsilon`` at the policy's delta), charged to the registry's DP-twin budget when the mechanism runs.
+    Raises :class:`PolicyRefusal` (nothing published) when a figure misses its policy threshold, or when the
+    twin exists and ``replace`` is false. ``progress`` is called with the name of each step.
     """
     say = progress or (lambda _message: None)
     check_name(extract_id, "extract id")
-    check_model(model)
+    mechanism = model if model in dp_twin.MECHANISMS else None
+    if mechanism is None:
+        check_model(model)
+        if rho is not None or epsilon is not None:
+            raise BadInput("--rho and --epsilon go with a DP twin (--model aim or mst)")
     if seed < 0:
         raise BadInput(f"--seed must be zero or more, got {seed}")
+    dp_rho = _dp_rho(ws, rho, epsilon) if mechanism else None
     policy = ws.policy().synth
     extract = get_extract(ws, extract_id)
-    final = ws.synthetic_dir / extract_id
+    twin_id = twin_id_of(extract_id, model)
+    final = ws.synthetic_dir / twin_id
     with hold(ws.synthetic_dir / ".synth.lock", "a twin build", wait=True):
         if final.exists() and not replace:
             raise PolicyRefusal(
-                f"a twin of extract {extract_id!r} is already published at {final}; replace it explicitly (--replace)"
+                f"twin {twin_id!r} of extract {extract_id!r} is already published at {final}; "
+                "replace it explicitly (--replace)"
             )
+        cost = to_picorho(dp_rho, round_up=True) if dp_rho is not None else 0
+        if mechanism:
+            try:
+                ledger.check_twin_budget(ws, cost, spender=audit.current_actor())  # before anything is spent
+            except PolicyRefusal as exc:
+                ws.audit("synth.refuse", extract=extract_id, twin=twin_id, model=model, seed=seed,
+                         failed={"budget": str(exc)})  # fmt: skip
+                raise
         lap = _Laps()
         say("reading the extract")
         tables, schemas = read_tables(extract.path)
-        split, fitting, sampling = (np.random.default_rng(s) for s in np.random.SeedSequence(seed).spawn(3))
+        _, fitting, sampling = (np.random.default_rng(s) for s in np.random.SeedSequence(seed).spawn(3))
         ids = tables.patients[KEY].to_numpy()
-        held_out = split.permutation(len(ids))[: round(len(ids) * CONTROL_SHARE)]
+        held_out = held_out_patients(ids, seed)
         control = tables.subset(pd.Index(ids[held_out]))
-        train = tables.subset(pd.Index(np.delete(ids, held_out)))
-        lap("read")
-
-        say(f"fitting the twin model ({model})")
-        twin_model = TwinModel(
-            granularity=Granularity.of(extract.manifest), k=policy.rare_category_k, model=model, seed=seed
-        )
+        train = tables.subset(pd.Index(ids[~held_out]))
         real_profiles = profiles.real_profiles(tables)
-        try:
-            twin_model.fit(train, fitting, real_variants=frozenset(tables.diagnoses["variant_hgvs"].dropna()))
-            lap("fit")
-            sampled, stats = twin_model.sample(len(ids), sampling, real_profiles, taken=set(ids), step=say)
-        except TooRare as exc:
-            ws.audit("synth.refuse", extract=extract_id, model=model, seed=seed, failed={"too_small": str(exc)})
-            raise PolicyRefusal(
-                f"twin of extract {extract_id!r} not published: {exc} (rare_category_k = {policy.rare_category_k}; "
-                f"the extract has {len(ids):,} patients)"
-            ) from None
-        lap("sample")
+        lap("read")
+        refuse = _refuser(ws, extract_id, twin_id, model, seed)
+        facts: dict[str, Any]
+        release: dp_twin.Release | None = None
+        if mechanism and dp_rho is not None:
+            release = _measure_dp(ws, extract, twin_id, mechanism, dp_rho, cost, train, policy.rare_category_k, say)
+            lap("measure")
+            say("generating the twin from the release")
+            try:
+                sampled = dp_twin.generate(release, None, seed=seed, taken=set(ids))
+            except TooRare as exc:
+                raise refuse({"too_small": str(exc)}, f"{exc} (the budget was spent: rho {float(dp_rho):g})") from None
+            lap("sample")
+            stats: dict[str, Any] = {}
+            bounds = _dp_bounds(release, extract)
+            facts = {
+                "name": model,
+                "seed": seed,
+                "rare_category_k": policy.rare_category_k,
+                "granularity": release.granularity.__dict__,
+                "dp": _guarantee(release, ws.policy().dp.delta),
+            }
+        else:
+            say(f"fitting the twin model ({model})")
+            twin_model = TwinModel(
+                granularity=Granularity.of(extract.manifest), k=policy.rare_category_k, model=model, seed=seed
+            )
+            try:
+                twin_model.fit(train, fitting, real_variants=frozenset(tables.diagnoses["variant_hgvs"].dropna()))
+                lap("fit")
+                sampled, sample_stats = twin_model.sample(len(ids), sampling, real_profiles, taken=set(ids), step=say)
+            except TooRare as exc:
+                raise refuse(
+                    {"too_small": str(exc)},
+                    f"{exc} (rare_category_k = {policy.rare_category_k}; the extract has {len(ids):,} patients)",
+                ) from None
+            lap("sample")
+            stats = sample_stats.__dict__
+            bounds = _model_bounds(twin_model, extract)
+            facts = {
+                "name": model,
+                "seed": seed,
+                "rare_category_k": policy.rare_category_k,
+                "granularity": twin_model.granularity.__dict__,
+            }
 
-        staging = _staging(ws, extract_id)
+        staging = _staging(ws, twin_id)
         try:
             file_hashes = write_tables(sampled, schemas, staging)
             twin, _ = read_tables(staging)  # what is measured is exactly what would be published
             lap("write")
+            facts |= {
+                "control_patients": len(control.patients),
+                "training_patients": len(train.patients),
+                "sampling": stats,
+            }
+            possible = release.possible_values() if release is not None else None
             report, figures = _measure(
-                policy, extract, twin_model, tables, train, control, twin, real_profiles, stats, seed, say, lap
+                ws,
+                policy,
+                extract,
+                twin_id,
+                facts,
+                bounds,
+                tables,
+                train,
+                control,
+                twin,
+                real_profiles,
+                possible,
+                seed,
+                say,
+                lap,
             )
             say("writing the report")
-            steward = reports_dir(ws, extract_id)
+            steward = reports_dir(ws, twin_id)
             report_mod.write(steward, report, train, twin, policy.rare_category_k)
             failed = [f for f in figures.values() if not f.passed]
             if failed:
-                ws.audit(
-                    "synth.refuse",
-                    extract=extract_id,
-                    model=model,
-                    seed=seed,
-                    failed={f.key: {"value": f.value, "limit": f.limit} for f in failed},
+                more = f" (and {len(failed) - 1} more)" if len(failed) > 1 else ""
+                raise refuse(
+                    {f.key: {"value": f.value, "limit": f.limit} for f in failed},
+                    f"{failed[0].refusal()}{more}; report: {steward / 'report.html'}",
                     report=str(steward / "report.json"),
                 )
-                more = f" (and {len(failed) - 1} more)" if len(failed) > 1 else ""
-                raise PolicyRefusal(
-                    f"twin of extract {extract_id!r} not published: {failed[0].refusal()}{more}; "
-                    f"report: {steward / 'report.html'}"
-                )
             say("publishing")
-            twin_hash = _publish(ws, extract, staging, file_hashes, report, train, twin, policy.rare_category_k)
+            twin_hash = _publish(
+                ws, extract, twin_id, staging, file_hashes, report, train, twin, policy.rare_category_k
+            )
             lap("publish")
         finally:
             shutil.rmtree(staging, ignore_errors=True)  # published: renamed away already
@@ -191,38 +289,154 @@ def build_twin(
         timings=lap.seconds,
         model=model,
         seed=seed,
+        twin_id=twin_id,
+        fidelity=report["fidelity"],
+        guarantee=facts.get("dp", {}),
     )
 
 
-def _measure(
-    policy: SynthPolicy,
+def _refuser(ws: Workspace, extract_id: str, twin_id: str, model: str, seed: int) -> Callable[..., PolicyRefusal]:
+    """A function that audits a refusal and gives the one-line error to raise."""
+
+    def refuse(failed: dict[str, Any], why: str, **more: str) -> PolicyRefusal:
+        ws.audit("synth.refuse", extract=extract_id, twin=twin_id, model=model, seed=seed, failed=failed, **more)
+        name = f"DP twin {twin_id!r} of extract" if twin_id != extract_id else "twin of extract"
+        return PolicyRefusal(f"{name} {extract_id!r} not published: {why}")
+
+    return refuse
+
+
+def _dp_rho(ws: Workspace, rho: str | float | Decimal | None, epsilon: str | float | Decimal | None) -> Decimal:
+    """The DP twin's budget, given as rho or as epsilon at the policy's delta; checked before anything runs."""
+    dp_twin.require_mbi()
+    amount = rho_from(
+        None if rho is None else str(rho), None if epsilon is None else str(epsilon), ws.policy().dp.delta
+    )
+    if amount is None or amount <= 0:
+        raise BadInput("a DP twin needs its budget: --rho R or --epsilon E (more than zero)")
+    return amount
+
+
+def _measure_dp(
+    ws: Workspace,
     extract: Extract,
-    twin_model: TwinModel,
-    tables: Tables,
+    twin_id: str,
+    mechanism: str,
+    rho: Decimal,
+    cost: int,
     train: Tables,
-    control: Tables,
-    twin: Tables,
-    real_profiles: pd.DataFrame,
-    stats: SampleStats,
-    seed: int,
+    k: int,
     say: Step,
-    lap: _Laps,
-) -> tuple[dict[str, Any], dict[str, evaluate.Figure]]:
-    """Constraints, rare values, quality and privacy: the report and the gated figures."""
-    say("checking constraints and rare values")
+) -> dp_twin.Release:
+    """Reserve the cost, run the mechanism, record the spend (before any gate: the budget is spent once the
+    mechanism has seen the data, whether or not the twin is published)."""
+    delta = ws.policy().dp.delta
+    spend = ledger.reserve_twin(
+        ws,
+        cost=cost,
+        extract=extract.id,
+        twin=twin_id,
+        mechanism=mechanism,
+        details={
+            "rho": float(rho),
+            "epsilon": round(epsilon_of(float(rho), delta), 6),
+            "delta": delta,
+            "extract_hash": extract.content_hash,
+        },
+    )
+    reference = float(np.datetime64(extract.created_at[:10], "D").astype(np.int64))
+    touched: list[bool] = []
+    try:
+        release = dp_twin.measure(
+            train,
+            mechanism=mechanism,
+            rho=float(rho),
+            k=k,
+            reference_date=reference,
+            granularity=Granularity.of(extract.manifest),
+            step=say,
+            touching=lambda: touched.append(True),
+        )
+    except BaseException as exc:
+        if touched:  # a mechanism ran on the data: spent, whatever failed after (a failure may depend on data)
+            ledger.commit(ws, spend, {"twin": twin_id, "failed": type(exc).__name__})
+        else:  # nothing was measured yet: the reservation goes back
+            ledger.cancel(ws, spend)
+        raise
+    ledger.commit(ws, spend, {"twin": twin_id, **release.summary()})
+    return release
+
+
+def _guarantee(release: dp_twin.Release, delta: float) -> dict[str, Any]:
+    """What twin.json and the report state about the DP guarantee."""
+    return {
+        **release.summary(),
+        "mechanism": release.mechanism.upper(),
+        "rho": release.rho,
+        "epsilon": round(epsilon_of(release.rho, delta), 4),
+        "delta": delta,
+        "privacy_unit": "one patient (all their rows)",
+        "domain": "public lists and fixed bins (research_kit.synth.dp_domain), never values of the extract",
+        "outside_the_guarantee": "the publication gates, which read the real extract and can only refuse",
+    }
+
+
+def _dp_bounds(release: dp_twin.Release, extract: Extract) -> constraints.Bounds:
     pseudonymise = extract.manifest.get("policy", {}).get("pseudonymise", {})
-    bounds = constraints.Bounds(
+    return constraints.Bounds(
+        granularity=release.granularity,
+        horizon=release.horizon,
+        counts=dp_twin.count_bounds(),
+        max_shift_days=int(pseudonymise.get("max_shift_days", 0)),
+    )
+
+
+def _model_bounds(twin_model: TwinModel, extract: Extract) -> constraints.Bounds:
+    pseudonymise = extract.manifest.get("policy", {}).get("pseudonymise", {})
+    return constraints.Bounds(
         granularity=twin_model.granularity,
         horizon=twin_model.horizon,
         counts=twin_model.count_bounds(),
         max_shift_days=int(pseudonymise.get("max_shift_days", 0)),
     )
+
+
+def _measure(
+    ws: Workspace,
+    policy: SynthPolicy,
+    extract: Extract,
+    twin_id: str,
+    facts: dict[str, Any],
+    bounds: constraints.Bounds,
+    tables: Tables,
+    train: Tables,
+    control: Tables,
+    twin: Tables,
+    real_profiles: pd.DataFrame,
+    possible: dict[str, set[str]] | None,
+    seed: int,
+    say: Step,
+    lap: _Laps,
+) -> tuple[dict[str, Any], dict[str, evaluate.Figure]]:
+    """Constraints, rare values, quality and privacy: the report and the gated figures.
+
+    ``possible``: per column, the values the twin could hold (a DP twin's release says); else the values the
+    rare-category rule allows. The coarsened quality compares the twin against the training patients with
+    every other value rolled up as the twin rolls it up.
+    """
+    say("checking constraints and rare values")
     violations = constraints.check(twin, bounds)
     allowed, forbidden = _category_rule(train, tables, policy.rare_category_k)
     rare = constraints.rare_values(twin, allowed, forbidden)
     lap("checks")
-    say("evaluating quality (SDV)")
+    say("evaluating quality (SDV, raw and coarsened)")
     quality = evaluate.quality(train, twin, seed=seed)
+    reachable = (
+        allowed if possible is None else {key: allowed.get(key, set()) & possible.get(key, set()) for key in allowed}
+    )
+    coarsened = evaluate.quality(fidelity.coarsen(train, reachable, seed=seed), twin, seed=seed)
+    say("evaluating quality (train on the twin, test on held-out patients)")
+    task = fidelity.tstr(train, control, twin, min_cell=ws.policy().sdc.min_cell_count, seed=seed)
     lap("quality")
     twin_profiles = profiles.real_profiles(twin)
     privacy = evaluate.privacy(
@@ -234,25 +448,57 @@ def _measure(
         step=say,
     )
     lap("privacy")
-    figures = _figures(policy, quality, privacy, violations, rare)
+    figures = _figures(policy, quality, coarsened, privacy, violations, rare)
+    fairness = {
+        "quality_raw": quality["score"],
+        "quality_coarsened": coarsened["score"],
+        "tstr_accuracy": task["accuracy"],
+        "trtr_accuracy": task["trtr"]["accuracy"],
+    }
     report = {
         "extract": extract.id,
+        "twin": twin_id,
+        "kind": "dp" if "dp" in facts else "default",
         "extract_content_hash": extract.content_hash,
         "published": all(f.passed for f in figures.values()),
-        "model": {
-            "name": twin_model.model, "seed": seed, "rare_category_k": policy.rare_category_k,
-            "control_patients": len(control.patients), "training_patients": len(train.patients),
-            "sampling": stats.__dict__, "granularity": twin_model.granularity.__dict__,
-        },
+        "model": facts,
         "gate": {key: f.as_dict() for key, f in figures.items()},
+        "fidelity": fairness,
+        "beside": _other_twins(ws, extract.id, twin_id),
+        "refusals_before": _refusals(ws, twin_id),
         "quality": quality,
+        "quality_coarsened": coarsened,
+        "tstr": task,
         "privacy": privacy,
         "constraint_violations": violations,
         "rare_values_in_twin": rare,
         "rare_share_of_real_rows": _rare_shares(train, allowed),
         "timings_s": dict(lap.seconds),
-    }  # fmt: skip
+    }
     return report, figures
+
+
+def _other_twins(ws: Workspace, extract_id: str, twin_id: str) -> dict[str, dict[str, Any]]:
+    """The fidelity figures of the extract's other published twins (the default one beside a DP one, ...)."""
+    out: dict[str, dict[str, Any]] = {}
+    for other, manifest in published_twins(ws):
+        if other == twin_id or manifest.get("extract") != extract_id:
+            continue
+        path = ws.synthetic_dir / other / "report.json"
+        if path.is_file():
+            data = json.loads(path.read_text(encoding="utf-8"))
+            out[other] = {"model": data.get("model", {}).get("name"), **data.get("fidelity", {})}
+    return out
+
+
+def _refusals(ws: Workspace, twin_id: str) -> int:
+    """How many builds of this twin the gates refused before (each a refusal a steward saw)."""
+    return sum(
+        1
+        for entry in audit.read_entries(ws.audit_path)
+        if entry.get("action") == "synth.refuse"
+        and entry.get("details", {}).get("twin", entry.get("details", {}).get("extract")) == twin_id
+    )
 
 
 def _category_rule(train: Tables, real: Tables, k: int) -> tuple[dict[str, set[str]], dict[str, set[str]]]:
@@ -284,13 +530,16 @@ def _rare_shares(train: Tables, allowed: dict[str, set[str]]) -> dict[str, float
 def _figures(
     policy: SynthPolicy,
     quality: dict[str, Any],
+    coarsened: dict[str, Any],
     privacy: dict[str, Any],
     violations: dict[str, int],
     rare: dict[str, int],
 ) -> dict[str, evaluate.Figure]:
     F = evaluate.Figure
     figures = [
-        F("quality", "SDV quality score", quality["score"], policy.min_quality, True),
+        # Gated on the extract as the rare-category rule leaves it (the raw score is reported beside it).
+        F("quality", "SDV quality score (coarsened as the twin is)", coarsened["score"],
+          policy.min_quality, True),
         F("dcr_baseline_protection", "SDMetrics DCR baseline protection",
           privacy["dcr_baseline_protection"]["value"], policy.min_dcr_baseline_protection, True),
         F("dcr_overfitting_protection", "SDMetrics DCR overfitting protection",
@@ -309,14 +558,14 @@ def _figures(
     return {f.key: f for f in figures}
 
 
-def _staging(ws: Workspace, extract_id: str) -> Path:
+def _staging(ws: Workspace, twin_id: str) -> Path:
     """A fresh folder under ``synthetic/.staging/`` (never listed as a twin: no twin.json at its top)."""
     root = ws.synthetic_dir / STAGING
     root.mkdir(mode=0o700, parents=True, exist_ok=True)
     finish_publications(ws)  # a publication a kill left staged after it committed is finished, not removed
     for leftover in root.iterdir():  # under the lock: leftovers of an interrupted run
         shutil.rmtree(leftover, ignore_errors=True)
-    folder = root / f"{extract_id}-{secrets.token_hex(4)}"
+    folder = root / f"{twin_id}-{secrets.token_hex(4)}"
     folder.mkdir(mode=0o700)
     return folder
 
@@ -324,6 +573,7 @@ def _staging(ws: Workspace, extract_id: str) -> Path:
 def _publish(
     ws: Workspace,
     extract: Extract,
+    twin_id: str,
     staging: Path,
     file_hashes: dict[str, str],
     report: dict[str, Any],
@@ -332,12 +582,17 @@ def _publish(
     k: int,
 ) -> str:
     """Complete the staged twin, then audit and move it into place in one catalog transaction; its hash."""
-    final = ws.synthetic_dir / extract.id
+    final = ws.synthetic_dir / twin_id
     twin_hash = content_hash(file_hashes)
     (staging / "metadata.json").write_text(json.dumps(evaluate.metadata_dict(twin), indent=2, sort_keys=True))
-    report_mod.write(staging, report, train, twin, k)
+    if report["kind"] == "dp":  # scores and the guarantee only: the steward's copy holds the rest
+        report_mod.write(staging, report_mod.public(report), train, twin, k, real_plots=False)
+    else:
+        report_mod.write(staging, report, train, twin, k)
     manifest = {
         "extract": extract.id,
+        "twin": twin_id,
+        "kind": report["kind"],
         "content_hash": twin_hash,
         "extract_content_hash": extract.content_hash,
         "reference_year": datetime.fromisoformat(extract.created_at).year,
@@ -348,7 +603,13 @@ def _publish(
         "rows": twin.rows(),
         "files": file_hashes,
         "figures": {key: g["value"] for key, g in report["gate"].items()},
+        "fidelity": report["fidelity"],
     }
+    if "dp" in report["model"]:
+        manifest["dp"] = {
+            key: report["model"]["dp"][key]
+            for key in ("mechanism", "rho", "epsilon", "delta", "privacy_unit", "domain", "split")
+        }
     (staging / TWIN_MANIFEST).write_text(json.dumps(manifest, indent=2, sort_keys=True), encoding="utf-8")
     with ws.catalog() as conn, transaction(conn):
         audit.append(
@@ -357,6 +618,7 @@ def _publish(
             "synth.publish",
             {
                 "extract": extract.id,
+                "twin": twin_id,
                 "extract_content_hash": extract.content_hash,
                 "twin_content_hash": twin_hash,
                 "model": manifest["model"],

@@ -43,7 +43,7 @@ def _png(fig: Any) -> str:
     return base64.b64encode(buffer.getvalue()).decode("ascii")
 
 
-def _figures(report: dict[str, Any], real: Tables, twin: Tables, k: int) -> list[tuple[str, str]]:
+def _figures(report: dict[str, Any], real: Tables, twin: Tables, k: int, *, real_plots: bool) -> list[tuple[str, str]]:
     import matplotlib
 
     matplotlib.use("Agg", force=True)
@@ -63,6 +63,24 @@ def _figures(report: dict[str, Any], real: Tables, twin: Tables, k: int) -> list
     out.append(("Gate: every figure against its policy limit", _png(fig)))
     plt.close(fig)
 
+    fidelity = {report.get("twin", report["extract"]): report.get("fidelity", {})} | {
+        name: figures for name, figures in report.get("beside", {}).items()
+    }
+    measures = ("quality_raw", "quality_coarsened", "tstr_accuracy", "trtr_accuracy")
+    if any(fidelity.values()):
+        fig, ax = plt.subplots(figsize=(8, 3.2))
+        x = np.arange(len(measures))
+        width = 0.8 / len(fidelity)
+        for i, (name, figures) in enumerate(fidelity.items()):
+            ax.bar(x + i * width, [float(figures.get(m) or 0) for m in measures], width, label=name)
+        ax.set_xticks(x + 0.4 - width / 2, ["SDV raw", "SDV coarsened", "TSTR accuracy", "TRTR accuracy"])
+        ax.set_ylim(0, 1)
+        ax.legend(fontsize=8)
+        out.append(("Quality measured fairly: this twin beside the extract's other twins", _png(fig)))
+        plt.close(fig)
+
+    if not real_plots:  # a DP twin's published report: scores only, no statistic of the real extract
+        return out
     shapes = report["quality"]["column_shapes"]
     rows = [(f"{t}.{c}", v) for t, cols in shapes.items() for c, v in cols.items()]
     fig, ax = plt.subplots(figsize=(8, 0.3 * len(rows) + 1))
@@ -107,10 +125,26 @@ def _figures(report: dict[str, Any], real: Tables, twin: Tables, k: int) -> list
     return out
 
 
-def write(folder: Path, report: dict[str, Any], real: Tables, twin: Tables, k: int) -> tuple[Path, Path]:
-    """Write ``report.json`` and ``report.html`` into ``folder``; return their paths."""
+PUBLIC_KEYS = ("extract", "twin", "kind", "published", "gate", "fidelity", "beside", "constraint_violations",
+               "rare_values_in_twin", "timings_s")  # fmt: skip
+PRIVATE_FACTS = ("control_patients", "training_patients", "sampling")  # exact real counts
+
+
+def public(report: dict[str, Any]) -> dict[str, Any]:
+    """A DP twin's published report: its scores and the guarantee, no statistic of the real extract (the
+    steward's copy in reports/synth/ holds everything)."""
+    out = {key: report[key] for key in PUBLIC_KEYS if key in report}
+    out["model"] = {key: value for key, value in report["model"].items() if key not in PRIVATE_FACTS}
+    return out
+
+
+def write(
+    folder: Path, report: dict[str, Any], real: Tables, twin: Tables, k: int, *, real_plots: bool = True
+) -> tuple[Path, Path]:
+    """Write ``report.json`` and ``report.html`` into ``folder``; return their paths. ``real_plots`` false: no
+    plot of the real extract's percentiles or shares (a DP twin's published report)."""
     folder.mkdir(mode=0o700, parents=True, exist_ok=True)
-    page = _html(report, _figures(report, real, twin, k))
+    page = _html(report, _figures(report, real, twin, k, real_plots=real_plots))
     json_path, html_path = folder / "report.json", folder / "report.html"
     for path, text in ((json_path, json.dumps(report, indent=2, sort_keys=True)), (html_path, page)):
         tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")  # a reader never sees half a report
@@ -131,17 +165,43 @@ def _html(report: dict[str, Any], figures: list[tuple[str, str]]) -> str:
         f"<h2>{html.escape(title)}</h2><img alt='{html.escape(title)}' src='data:image/png;base64,{png}'>"
         for title, png in figures
     )
-    details = html.escape(json.dumps({k: report[k] for k in ("quality", "privacy", "model")}, indent=1))
+    details = html.escape(
+        json.dumps(
+            {k: report[k] for k in ("fidelity", "beside", "quality", "privacy", "model") if k in report}, indent=1
+        )
+    )
+    sizes = (
+        f"{report['quality']['rows']['twin']['patients']:,} synthetic patients, trained on "
+        f"{report['quality']['rows']['real']['patients']:,} real patients "
+        f"({report['model']['control_patients']:,} held out as the control set)"
+        if "quality" in report
+        else "the extract's exact sizes are in the steward's copy of this report"
+    )
+    guarantee = _guarantee_html(report["model"].get("dp"))
+    refusals = report.get("refusals_before", "(in the steward's copy)")
     return (
         "<!doctype html><html><head><meta charset='utf-8'>"
         f"<title>Synthetic twin of {html.escape(report['extract'])}</title>"
         "<style>body{font-family:sans-serif;max-width:1100px;margin:2em auto}td,th{padding:2px 10px}"
         "img{max-width:100%}pre{background:#f6f6f6;padding:1em;font-size:80%}</style></head><body>"
         f"<h1>Synthetic twin of extract {html.escape(report['extract'])}: {verdict}</h1>"
-        f"<p>Model {html.escape(report['model']['name'])}, seed {report['model']['seed']}, "
-        f"{report['quality']['rows']['twin']['patients']:,} synthetic patients, trained on "
-        f"{report['quality']['rows']['real']['patients']:,} real patients "
-        f"({report['model']['control_patients']:,} held out as the control set). Timings: {timings}.</p>"
+        f"<p>Model {html.escape(report['model']['name'])}, seed {report['model']['seed']}, {sizes}. "
+        f"Timings: {timings}.</p>"
+        f"{guarantee}<p>Gated on the coarsened SDV score (the extract as the rare-category rule leaves it); the "
+        f"raw score and the train-on-twin, test-on-held-out-patients accuracy are reported. Earlier builds of this "
+        f"twin refused by a gate: {refusals}.</p>"
         f"<table><tr><th>figure</th><th>value</th><th>policy</th><th></th></tr>{rows}</table>"
         f"{plots}<h2>Figures</h2><pre>{details}</pre></body></html>"
+    )
+
+
+def _guarantee_html(dp: dict[str, Any] | None) -> str:
+    """The DP guarantee, stated where the steward and researchers read the report (nothing for a default twin)."""
+    if not dp:
+        return ""
+    return (
+        f"<p><b>Differential privacy:</b> {html.escape(str(dp['mechanism']))}, rho {dp['rho']:.6g} "
+        f"(epsilon {dp['epsilon']:g} at delta {dp['delta']:.0e}), privacy unit {html.escape(dp['privacy_unit'])}. "
+        f"Domain: {html.escape(dp['domain'])}. Outside the guarantee: {html.escape(dp['outside_the_guarantee'])} "
+        "(a refusal tells the steward that some figure failed on the real extract).</p>"
     )

@@ -233,7 +233,7 @@ def test_a_refused_twin_publishes_nothing_and_names_the_figure(
         registry.ws.policy_path.write_text(policy, encoding="utf-8")
     message = str(refused.value)
     assert "\n" not in message
-    assert re.search(r"SDV quality score 0\.\d+ is below the policy's minimum 1\b", message), message
+    assert re.search(r"SDV quality score \(coarsened as the twin is\) 0\.\d+ is below the policy's minimum 1\b", message), message
     assert not (registry.ws.synthetic_dir / "e2").exists()
     assert [name for name, _ in published_twins(registry.ws)] == ["e1"]
     assert not any((registry.ws.synthetic_dir / STAGING).iterdir())
