@@ -28,8 +28,8 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from research_kit.synth.children import ChildModel, Synthetic, ends
-from research_kit.synth.patients import SEP, PatientModel, RealPatients, real_patients, timeline
+from research_kit.synth.children import ChildModel, Synthetic, disease_contexts, ends, synthetic_contexts
+from research_kit.synth.patients import SEP, PatientModel, RealPatients, real_patients, score, timeline
 from research_kit.synth.profiles import copies, profile
 from research_kit.synth.rare import NONE, TooRare, clip_bounds
 from research_kit.synth.tables import (
@@ -105,7 +105,7 @@ class TwinModel:
         self.birth_years = clip_bounds(train.patients["birth_year"].to_numpy(dtype=np.float64), self.k)
         real = real_patients(train, self.k, self.horizon)
         self.fewest = {name: int(real.flat[f"n_{name}"].min()) for name in ("diagnoses", "phenotypes", "encounters")}
-        self.patients.fit(real, rng)
+        self.patients.fit(real, rng, later={"n_phenotypes": disease_contexts(real)})
         end = ends(real.death, self.horizon)
         self.children = ChildModel.fit(train, real, end, self.horizon, self.k)
         self.children.coder.real_variants = self.children.coder.real_variants | real_variants
@@ -126,7 +126,7 @@ class TwinModel:
     def _draw(self, m: int, rng: np.random.Generator, real: pd.DataFrame, stats: dict[str, int]) -> Draw:
         if self.children is None:
             raise RuntimeError("fit the twin model before sampling")
-        rows = self.patients.sample(m)
+        rows = self.patients.sample(m, rng)
         stats["drawn"] += len(rows)
         tl = timeline(rows, self.horizon)
         year, month = tl.birth_year_month()
@@ -156,6 +156,8 @@ class TwinModel:
             end=ends(death, self.horizon),
         )
         primary = self.children.primary_codes(s, rng)
+        scores = rows[score("n_phenotypes")].to_numpy(dtype=np.float64)
+        s.n_phenotypes = self.patients.decode("n_phenotypes", scores, synthetic_contexts(s, primary)).astype(np.int64)
         coded = np.where(s.n_diagnoses > 0, primary["icd10_code"].notna().to_numpy(), True)
         stats["no_common_code"] += int((~coded).sum())
         patients = self._patient_columns(rows, s, death)

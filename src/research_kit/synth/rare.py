@@ -10,8 +10,9 @@ Values that depend on a context (the ICD-10 code of an ORPHA code, the HPO
 terms of a disease) are drawn by :class:`Backoff`: from the cells
 (context, value) held by at least ``k`` real patients, falling back to a
 coarser context (the disease's ICD-10 block, then chapter, then none) for the
-share of rows whose cell is rare. No pattern of fewer than ``k`` patients is
-ever sampled.
+share of rows whose cell is rare; fitted ``residual``, a coarser context
+learns only from the rows no finer one kept (Katz's back-off). No pattern of
+fewer than ``k`` patients is ever sampled.
 """
 
 from __future__ import annotations
@@ -84,17 +85,40 @@ class Backoff:
         self.levels = levels
 
     @classmethod
-    def fit(cls, values: np.ndarray, patient: np.ndarray, contexts: Sequence[np.ndarray], k: int) -> Backoff:
-        """``contexts``: one array per level (finest first), each a context key per row of ``values``."""
+    def fit(
+        cls,
+        values: np.ndarray,
+        patient: np.ndarray,
+        contexts: Sequence[np.ndarray],
+        k: int,
+        *,
+        residual: bool = False,
+    ) -> Backoff:
+        """``contexts``: one array per level (finest first), each a context key per row of ``values``.
+
+        ``residual``: each coarser level learns only from the rows that no
+        finer level could keep (their cell there held by fewer than ``k``
+        patients), as in Katz's back-off: the rows a finer level did not keep
+        are the ones a sample backs off with, so a value spread thinly over
+        many contexts gets back its own share instead of the share of values
+        every finer level already draws. Every cell drawn is still held by at
+        least ``k`` patients among the rows it is learnt from. For samplers
+        that back off only where a context is unknown (``greedy``), leave it off.
+        """
         levels = []
+        pending = np.ones(len(values), dtype=bool)
+        present = pd.notna(values) & (np.asarray(values, dtype=object) != NONE)
         for context in contexts:
             frame = pd.DataFrame({"c": context, "v": values, "p": patient})
-            frame = frame[frame["v"].notna() & (frame["v"] != NONE)]
+            frame = frame[present & pending]
             cells = frame.groupby(["c", "v"], sort=True).agg(rows=("p", "size"), patients=("p", "nunique"))
             rows_per_context = cells.groupby(level="c")["rows"].sum()
             kept = cells[cells["patients"] >= k]
             kept_rows = kept.groupby(level="c")["rows"].sum()
             contexts_kept = kept_rows.index
+            if residual:
+                held = pd.MultiIndex.from_arrays([np.asarray(context, dtype=object), np.asarray(values, dtype=object)])
+                pending &= ~held.isin(kept.index)
             share = kept["rows"] / kept_rows.reindex(kept.index.get_level_values("c")).to_numpy()
             position = pd.Index(contexts_kept).get_indexer(kept.index.get_level_values("c"))
             within = share.groupby(level="c").cumsum().to_numpy()
@@ -123,25 +147,35 @@ class Backoff:
         the next, coarser level: the rare cells' mass is spread as the coarser
         context spreads it. ``greedy`` keeps every row at the finest level
         that knows its context (a stand-in drawn among the context's common
-        values, as for an ORPHA code given its disease group). Rows reaching
-        the coarsest level stay there.
+        values, as for a stand-in ORPHA code given an ICD-10 code). Rows reaching
+        the coarsest level stay there; a row that moved on and that no coarser
+        level knows is drawn at the last level that knew it.
         """
         n = len(contexts[0])
         out = np.full(n, None, dtype=object)
         pending = np.arange(n)
+        last_depth = np.full(n, -1)  # per row: the last level that knew its context, and where
+        last_where = np.full(n, -1)
         for depth, (level, context) in enumerate(zip(self.levels, contexts, strict=True)):
             if len(pending) == 0 or len(level.contexts) == 0:
                 continue
             where = level.contexts.get_indexer(np.asarray(context, dtype=object)[pending])
             known = where >= 0
+            last_depth[pending[known]], last_where[pending[known]] = depth, where[known]
             stay = known.copy()
             if not greedy and depth < len(self.levels) - 1:
                 u = rng.random(len(pending))
                 stay[known] = u[known] < level.stay[where[known]]
-            chosen = pending[stay]
-            if len(chosen):
-                target = where[stay] + rng.random(len(chosen))
-                pick = np.searchsorted(level.keys, target, side="right")
-                out[chosen] = level.values[np.minimum(pick, len(level.values) - 1)]
+            self._draw(level, pending[stay], where[stay], out, rng)
             pending = pending[~stay]
+        for depth, level in enumerate(self.levels):
+            back = pending[last_depth[pending] == depth]
+            self._draw(level, back, last_where[back], out, rng)
         return out
+
+    @staticmethod
+    def _draw(level: _Level, rows: np.ndarray, where: np.ndarray, out: np.ndarray, rng: np.random.Generator) -> None:
+        """``out[rows]``: values drawn among the common cells of their contexts (``where``) at ``level``."""
+        if len(rows):
+            pick = np.searchsorted(level.keys, where + rng.random(len(rows)), side="right")
+            out[rows] = level.values[np.minimum(pick, len(level.values) - 1)]
