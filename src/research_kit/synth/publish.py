@@ -76,6 +76,18 @@ CATEGORIES = (
 )
 FRESH = ("diagnoses.variant_hgvs",)  # never a real value at all: drawn fresh
 Step = Callable[[str], None]
+# What would lift a refused figure, said with the refusal (never by loosening the policy's threshold).
+LIFTS = {
+    "quality": "more patients lift it: the report's column shapes and pairs say which columns pull it down",
+    "dcr_baseline_protection": "another --seed; if it persists, a DP twin (--model mst)",
+    "dcr_overfitting_protection": "another --seed; if it persists, a DP twin (--model mst)",
+    "new_row_copies": "another --seed",
+    "singling_out_risk": "another --seed (anonymeter varies between runs); if it persists, a DP twin",
+    "linkability_risk": "another --seed; if it persists, a DP twin",
+    "inference_risk": "another --seed; if it persists, a DP twin",
+    "constraint_violations": "a defect of the twin model: the report counts each rule",
+    "rare_values": "a defect of the twin model: the report names the columns",
+}
 DP_SUFFIX = "@dp"  # a DP twin's id: the extract's and this (no extract or study name holds an '@')
 
 
@@ -269,7 +281,8 @@ def build_twin(
                 more = f" (and {len(failed) - 1} more)" if len(failed) > 1 else ""
                 raise refuse(
                     {f.key: {"value": f.value, "limit": f.limit} for f in failed},
-                    f"{failed[0].refusal()}{more}; report: {steward / 'report.html'}",
+                    f"{failed[0].refusal()}{more} ({LIFTS.get(failed[0].key, 'see the report')}); "
+                    f"report: {steward / 'report.html'}",
                     report=str(steward / "report.json"),
                 )
             say("publishing")

@@ -38,7 +38,7 @@ def test_synth_publishes_then_refuses_to_overwrite(registry: Registry, tmp_path:
     shutil.copytree(registry.ws.root, home, ignore=shutil.ignore_patterns("synthetic", "reports"))
     done = _synth(home, "e1", "--seed", "0")
     assert done.returncode == 0, done.stderr
-    assert "synthetic twin of extract e1 (gaussian_copula, seed 0)" in done.stdout
+    assert "synthetic twin e1 of extract e1 (gaussian_copula, seed 0)" in done.stdout
     assert "SDMetrics DCR overfitting protection" in done.stdout
     assert f"published: {home / 'synthetic' / 'e1'}" in done.stdout.replace("\n", "")
     assert (home / "synthetic" / "e1" / "twin.json").is_file()

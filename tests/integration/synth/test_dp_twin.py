@@ -57,7 +57,7 @@ def test_without_the_extra_the_user_is_told_which_install_to_run(monkeypatch: py
 @pytest.fixture(scope="module")
 def published(registry: Registry) -> dict[str, Any]:
     """One DP twin (MST, rho 1) published beside the default twin; the release kept for the determinism test."""
-    _grant(registry, 3.0)
+    _grant(registry, 5.0)
     default_hash = json.loads((registry.ws.synthetic_dir / "e1" / "twin.json").read_text())["content_hash"]
     kept: dict[str, Any] = {}
     measure = dp_twin.measure
@@ -139,7 +139,7 @@ def test_a_dp_twin_refused_by_a_gate_publishes_nothing_but_its_spend_is_recorded
         with pytest.MonkeyPatch.context() as mp, audit.acting(STEWARD):
             fast(mp)
             with pytest.raises(PolicyRefusal) as refused:
-                build_twin(registry.ws, "e1", model="mst", rho="0.5", seed=4, replace=True)
+                build_twin(registry.ws, "e1", model="mst", rho="2", seed=4, replace=True)
     finally:
         registry.ws.policy_path.write_text(text)
     assert "not published" in str(refused.value)
@@ -147,7 +147,7 @@ def test_a_dp_twin_refused_by_a_gate_publishes_nothing_but_its_spend_is_recorded
     assert (folder / "twin.json").read_text() == manifest  # the published DP twin stays as it was
     after = [s for s in ledger.twin_history(registry.ws) if s.state == "spent"]
     assert len(after) == before + 1
-    assert after[-1].rho == pytest.approx(0.5)
+    assert after[-1].rho == pytest.approx(2.0)
     report = json.loads((registry.ws.root / "reports" / "synth" / TWIN / "report.json").read_text())
     assert report["published"] is False
     assert report["refusals_before"] >= 0

@@ -190,7 +190,7 @@ def test_the_report_records_every_figure_and_its_subsample(registry: Registry) -
     assert privacy["new_row_copies"]["all_profiles_checked"] == len(registry.real.patients)
     assert report["quality"]["properties"].keys() >= {"Column Shapes", "Column Pair Trends", "Cardinality"}
     page = (registry.twin.path / "report.html").read_text()
-    assert page.count("src='data:image/png;base64,") == 4
+    assert page.count("src='data:image/png;base64,") == 5  # the gate, fidelity, shapes, numbers, categories
 
 
 def test_publishing_is_audited(registry: Registry) -> None:
@@ -233,7 +233,8 @@ def test_a_refused_twin_publishes_nothing_and_names_the_figure(
         registry.ws.policy_path.write_text(policy, encoding="utf-8")
     message = str(refused.value)
     assert "\n" not in message
-    assert re.search(r"SDV quality score \(coarsened as the twin is\) 0\.\d+ is below the policy's minimum 1\b", message), message
+    pattern = r"SDV quality score \(coarsened as the twin is\) 0\.\d+ is below the policy's minimum 1\b"
+    assert re.search(pattern, message), message
     assert not (registry.ws.synthetic_dir / "e2").exists()
     assert [name for name, _ in published_twins(registry.ws)] == ["e1"]
     assert not any((registry.ws.synthetic_dir / STAGING).iterdir())
