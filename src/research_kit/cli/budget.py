@@ -35,18 +35,19 @@ def grant(
 ) -> None:
     """Grant a study privacy budget (a committee member; added to what it has), naming its owners; with --twin,
     the registry's DP-twin budget instead. Audited."""
+    ws = workspace()
+    who = actor()  # signed in first, whatever else is wrong with the command
     if (study is None) == (not twin):
         raise BadInput("give a STUDY, or --twin for the registry's DP-twin budget (one of the two)")
-    ws = workspace()
     if twin:
         if owner:
             raise BadInput("--owner goes with a study: the DP-twin budget is the registry's, it has no owners")
-        balance = budget.grant_twin(ws, actor=actor(), rho=rho, epsilon=epsilon, delta=delta, note=note)
+        balance = budget.grant_twin(ws, actor=who, rho=rho, epsilon=epsilon, delta=delta, note=note)
         show.print_twin_balance(console, balance, ws.policy().dp.delta)
         return
     assert study is not None
     balance = budget.grant(
-        ws, actor=actor(), study=study, rho=rho, epsilon=epsilon, delta=delta, note=note, owners=owner or ()
+        ws, actor=who, study=study, rho=rho, epsilon=epsilon, delta=delta, note=note, owners=owner or ()
     )
     show.print_balances(console, [balance], ws.policy().dp.delta)
 
@@ -70,9 +71,9 @@ def show_budget(
     ws = workspace()
     delta = ws.policy().dp.delta
     if twin:
+        who = actor(ws)
         if study is not None or sandbox:
             raise BadInput("--twin shows the registry's DP-twin budget alone: no STUDY, no --sandbox")
-        who = actor(ws)
         balance = budget.twin_shown(ws, actor=who)
         twin_spends = budget.twin_history(ws, actor=who)
         if as_json:
