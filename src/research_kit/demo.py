@@ -45,12 +45,12 @@ from research_kit.console.twin import print_twin
 from research_kit.core import identity
 from research_kit.core.errors import MissingData, PolicyRefusal
 from research_kit.core.workspace import Workspace
-from research_kit.dp.accounting import to_picorho
+from research_kit.dp.accounting import rho_of, to_picorho
 from research_kit.pseudonymise.keys import Key, key_path, load_key
 from research_kit.review.requests import OPEN, Request
 from research_kit.simulator.export import SimulationSpec
 from research_kit.studies.records import queued_by_run
-from research_kit.tiers import published_twins
+from research_kit.tiers import newest_twin, published_twins
 
 FAULTY_SHARE = 10  # the faulty export is this many times smaller than the clean one ...
 FAULTY_MIN = 1_000  # ... but large enough that its fault rates are those of a real export
@@ -116,6 +116,8 @@ def run_demo(console: Console, *, patients: int, seed: int) -> None:
     console.print(Rule("7. the synthetic twin researchers' notebooks run on"))
     _twin(console, ws, operator, extract.extract_id)
     _export_twin(console, ws, extract.extract_id)
+    console.print(Rule("   ... and a differentially private twin beside it, charged to the registry's DP-twin budget"))
+    _dp_twin(console, ws, operator, extract.extract_id)
 
     console.print(Rule("8. differential privacy: the committee grants a budget, a study asks"))
     _dp_queries(console, ws, extract.extract_id)
@@ -176,6 +178,30 @@ def _twin(console: Console, ws: Workspace, operator: str, extract_id: str) -> No
         console.print(f"[yellow]{escape(str(refusal))}[/yellow]")
         return
     print_twin(console, result)
+
+
+DP_TWIN_EPSILON = 4  # the demo's DP twin: MST at epsilon 4 (at the policy's delta)
+DP_TWIN_GRANT = 1.0  # rho the committee grants the registry's DP-twin budget (several twins' worth)
+
+
+def _dp_twin(console: Console, ws: Workspace, operator: str, extract_id: str) -> None:
+    """A committee member grants the DP-twin budget (once); the steward builds the DP twin (MST) beside the
+    default one; a refusal by a gate is shown, not raised (its spend stays recorded)."""
+    delta = ws.policy().dp.delta
+    if budget.twin_shown(ws, actor=COMMITTEE[0]).remaining < to_picorho(rho_of(DP_TWIN_EPSILON, delta), round_up=True):
+        budget.grant_twin(ws, actor=COMMITTEE[0], rho=str(DP_TWIN_GRANT), note="demo")
+        console.print(f"{COMMITTEE[0]} (committee) granted the registry's DP-twin budget rho {DP_TWIN_GRANT:g}")
+    try:
+        with steps(console, f"DP twin of {extract_id} (MST, epsilon {DP_TWIN_EPSILON})") as step:
+            result = twin.twin(
+                ws, actor=operator, extract=extract_id, model="mst", epsilon=str(DP_TWIN_EPSILON), replace=True,
+                progress=step,
+            )  # fmt: skip
+    except PolicyRefusal as refusal:
+        console.print(f"[yellow]{escape(str(refusal))}[/yellow]")
+        return
+    print_twin(console, result)
+    console.print("researchers read it with rk.load(twin='dp'), or in JupyterLab with research-kit lab --twin dp")
 
 
 def _sources(console: Console, ws: Workspace, operator: str, *, seed: int, patients: int, version: int) -> str:
@@ -259,7 +285,7 @@ def _studies(console: Console, ws: Workspace, extract_id: str) -> None:
     """Run the four example studies on the extract (the committee grants what each asks) and submit their outputs."""
     for name in STUDIES:
         pipeline = pipelines.check_pipeline(example_pipeline(name))
-        if name == "phenotype_prediction" and not published_twins(ws):
+        if name == "phenotype_prediction" and newest_twin(ws, "default") is None:
             console.print(f"[yellow]{pipeline.study}: skipped: it trains on the synthetic twin, and none is "
                           "published for this registry[/yellow]")  # fmt: skip
             continue

@@ -157,7 +157,7 @@ def test_demo_runs_the_flow_and_says_where_to_look(cli: Run, home: Path, tmp_pat
     assert "run again with nothing changed: 3 of 3 actions reused" in out
     assert "queued for review: counts/table: first version" in out
     # At 1,500 patients the default policy (set for the 30,000-patient registry) refuses the twin, and says why.
-    assert "twin of extract 'demo-1' not published: SDV quality score" in out
+    assert "twin of extract 'demo-1' not published: " in out  # 1,500 patients: a figure the policy refuses
     assert (home / "reports" / "synth" / "demo-1" / "report.html").is_file()
     assert not (home / "synthetic" / "demo-1").exists()
     # The example's outputs were checked into a request, and submitted by the demo's researcher.
@@ -186,7 +186,9 @@ def test_demo_runs_the_flow_and_says_where_to_look(cli: Run, home: Path, tmp_pat
     assert re.search(r"phenopackets\s+│\s+phenopackets\s+│", out)
     assert "EU common data set: coverage and quality of extract demo-sources-1" in out
     assert (home / "reports" / "quality" / "demo-1" / "quality.html").is_file()
-    assert "audit log intact: 113 entries" in out  # ... and each of the 4 studies' owner, named at its first grant
+    # The DP twin beside it: the committee's grant of the DP-twin budget, its spend, its publication or refusal.
+    assert "granted the registry's DP-twin budget rho 1" in out
+    assert "audit log intact: 116 entries" in out  # ... and each of the 4 studies' owner, named at its first grant
     logins = home / "demo-logins.tsv"
     assert logins.stat().st_mode & 0o777 == 0o600
     assert [line.split("\t")[:2] for line in logins.read_text().splitlines()] == [
@@ -210,7 +212,9 @@ def test_demo_runs_the_flow_and_says_where_to_look(cli: Run, home: Path, tmp_pat
     assert "run 10 of survival on demo-2: succeeded (1 ran;" in rerun
     assert "granted" not in rerun.split("11. four studies")[1]
     assert "reconciliation of extract demo-sources-2" in rerun
-    assert "audit log intact: 144 entries" in rerun  # ... and the new overview study's owner; 4 more for the sources
+    assert "granted the registry's DP-twin budget" not in rerun  # what the first grant left pays for the second
+    # ... and the new overview study's owner; 4 more for the sources; the second DP twin's spend and its outcome
+    assert "audit log intact: 149 entries" in rerun
 
 
 def test_key_ingest_and_risk_from_the_shell(signed_in: Run, home: Path, tmp_path: Path) -> None:
