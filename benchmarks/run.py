@@ -166,6 +166,29 @@ def cases(quick: bool) -> list[Case]:
             goal="under 60 s on 2 cores, quality >= 0.85, every privacy threshold met",
             large=True,
         ),
+        *(
+            Case(
+                name=f"DP twin, {mechanism.upper()} at epsilon {epsilon}, {patients:,} patients",
+                description=(
+                    f"research-kit synth --model {mechanism} --epsilon {epsilon} (OpenDP's {mechanism.upper()} on "
+                    "the patient table, Gaussian histograms of the codes, gates, report) against the default "
+                    "twin model on the same extract: time, SDV quality raw and coarsened, TSTR and TRTR accuracy."
+                ),
+                ours=Side(
+                    f"DP twin ({mechanism.upper()}, epsilon {epsilon})",
+                    "benchmarks.cases_dp_twin:dp",
+                    {"patients": patients, "mechanism": mechanism, "epsilon": epsilon},
+                ),
+                baseline=Side("default twin model", "benchmarks.cases_dp_twin:default", {"patients": patients}),
+                throughput_unit="patients/s",
+                goal="at epsilon 4 on 30,000 patients: TSTR within 0.05 of the default's; the faster under 120 s",
+                repeats=1,
+                large=patients > 3_000,
+            )
+            for patients in (3_000, 30_000)
+            for mechanism in ("mst", "aim")
+            for epsilon in (1, 4)
+        ),
         Case(
             name="suppression of a 20 x 20 x 10 table",
             description=(
