@@ -137,24 +137,45 @@ def grant(
             raise PolicyRefusal(f"{who} owns study {study}: an owner never grants their own study a budget")
         study_owners.add(conn, ws.audit_path, study, owners, by=who)
         study_owners.evict(conn, ws.audit_path, study)
-        total = _real_granted(conn, study) + amount
-        ceiling = to_picorho(policy.max_study_rho, round_up=False)
-        if total > ceiling:
-            raise PolicyRefusal(
-                f"study {study}: granting {describe(amount, policy.delta)} would bring its budget to "
-                f"rho {rho_text(total)}, above [dp].max_study_rho = {policy.max_study_rho:g}"
-            )
-        conn.execute(
-            "INSERT INTO dp_grants (study, tier, picorho, granted_by, granted_at, note) VALUES (?, 'real', ?, ?, ?, ?)",
-            (study, amount, who, _now(), note),
-        )
-        audit.append(
-            conn,
-            ws.audit_path,
-            "dp.grant",
-            {"study": study, "rho": from_picorho(amount), "total_rho": from_picorho(total), "note": note},
-        )
+        _add_grant(
+            conn, ws, study, amount, who, note, ceiling=policy.max_study_rho, key="max_study_rho",
+            what=f"study {study}", action="dp.grant", details={"study": study},
+        )  # fmt: skip
         return _balance(conn, ws, study, "real")
+
+
+def _add_grant(
+    conn: sqlite3.Connection,
+    ws: Workspace,
+    study: str,
+    amount: int,
+    who: str,
+    note: str,
+    *,
+    ceiling: float,
+    key: str,
+    what: str,
+    action: str,
+    details: dict[str, Any],
+) -> None:
+    """Add a grant under its ceiling (``[dp].key``) and audit it as ``action``, on the caller's transaction."""
+    delta = ws.policy().dp.delta
+    total = _real_granted(conn, study) + amount
+    if total > to_picorho(ceiling, round_up=False):
+        raise PolicyRefusal(
+            f"{what}: granting {describe(amount, delta)} would bring its budget to rho {rho_text(total)}, "
+            f"above [dp].{key} = {ceiling:g}"
+        )
+    conn.execute(
+        "INSERT INTO dp_grants (study, tier, picorho, granted_by, granted_at, note) VALUES (?, 'real', ?, ?, ?, ?)",
+        (study, amount, who, _now(), note),
+    )
+    audit.append(
+        conn,
+        ws.audit_path,
+        action,
+        {**details, "rho": from_picorho(amount), "total_rho": from_picorho(total), "note": note},
+    )
 
 
 def reserve(
@@ -364,23 +385,10 @@ def grant_twin(ws: Workspace, rho: Decimal | float | str, *, note: str = "") -> 
     who = audit.current_actor()
     with ws.catalog() as conn, transaction(conn):
         users.require(conn, who, Duty.GRANT)
-        total = _real_granted(conn, TWIN_BUDGET) + amount
-        ceiling = to_picorho(policy.max_twin_rho, round_up=False)
-        if total > ceiling:
-            raise PolicyRefusal(
-                f"the DP-twin budget: granting {describe(amount, policy.delta)} would bring it to "
-                f"rho {rho_text(total)}, above [dp].max_twin_rho = {policy.max_twin_rho:g}"
-            )
-        conn.execute(
-            "INSERT INTO dp_grants (study, tier, picorho, granted_by, granted_at, note) VALUES (?, 'real', ?, ?, ?, ?)",
-            (TWIN_BUDGET, amount, who, _now(), note),
-        )
-        audit.append(
-            conn,
-            ws.audit_path,
-            "dp.twin_grant",
-            {"rho": from_picorho(amount), "total_rho": from_picorho(total), "note": note},
-        )
+        _add_grant(
+            conn, ws, TWIN_BUDGET, amount, who, note, ceiling=policy.max_twin_rho, key="max_twin_rho",
+            what="the DP-twin budget", action="dp.twin_grant", details={},
+        )  # fmt: skip
         return _balance(conn, ws, TWIN_BUDGET, "real")
 
 

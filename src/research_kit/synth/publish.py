@@ -214,13 +214,7 @@ def build_twin(
             lap("sample")
             stats: dict[str, Any] = {}
             bounds = _dp_bounds(release, extract)
-            facts = {
-                "name": model,
-                "seed": seed,
-                "rare_category_k": policy.rare_category_k,
-                "granularity": release.granularity.__dict__,
-                "dp": _guarantee(release, ws.policy().dp.delta),
-            }
+            facts = {"granularity": release.granularity.__dict__, "dp": _guarantee(release, ws.policy().dp.delta)}
         else:
             say(f"fitting the twin model ({model})")
             twin_model = TwinModel(
@@ -238,12 +232,8 @@ def build_twin(
             lap("sample")
             stats = sample_stats.__dict__
             bounds = _model_bounds(twin_model, extract)
-            facts = {
-                "name": model,
-                "seed": seed,
-                "rare_category_k": policy.rare_category_k,
-                "granularity": twin_model.granularity.__dict__,
-            }
+            facts = {"granularity": twin_model.granularity.__dict__}
+        facts = {"name": model, "seed": seed, "rare_category_k": policy.rare_category_k, **facts}
 
         staging = _staging(ws, twin_id)
         try:
