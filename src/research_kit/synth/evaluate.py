@@ -177,22 +177,29 @@ def privacy(
         evaluators.LinkabilityEvaluator,
         evaluators.InferenceEvaluator,
     )
+    # A column no training or held-out patient has a value in (no one dead in a small extract, say) has no
+    # range to scale distances by: SDMetrics would divide by NaT. It tells nothing apart; it is left out.
+    empty = {c for c in train.columns if not train[c].notna().any() or not control[c].notna().any()}
     meta = profiles.metadata()
+    meta["columns"] = {c: v for c, v in meta["columns"].items() if c not in empty}  # type: ignore[attr-defined]
+    d_train, d_control, d_twin = (
+        frame.drop(columns=sorted(empty & set(frame.columns))) for frame in (train, control, twin)
+    )
     rows = min(DCR_ROWS, len(train), len(control), len(twin))
     dcr: Any = type("SeededDCR", (metrics.DCRBaselineProtection,), {"_seed": seed})
     out: dict[str, Any] = {}
     step("privacy: distance to closest record")
     with seeded(seed), _library_notices():
         baseline = dcr.compute_breakdown(
-            train, twin, meta, None, num_rows_subsample=rows, num_iterations=DCR_ITERATIONS
+            d_train, d_twin, meta, None, num_rows_subsample=rows, num_iterations=DCR_ITERATIONS
         )
         holdout = dcr.compute_breakdown(
-            train, control, meta, None, num_rows_subsample=rows, num_iterations=DCR_ITERATIONS
+            d_train, d_control, meta, None, num_rows_subsample=rows, num_iterations=DCR_ITERATIONS
         )
         # Training and holdout sets of equal size, as DCROverfittingProtection expects.
-        same = train.sample(n=min(len(train), len(control)), random_state=seed)
+        same = d_train.sample(n=min(len(train), len(control)), random_state=seed)
         overfitting = metrics.DCROverfittingProtection.compute_breakdown(
-            same, twin, control, meta, None, num_rows_subsample=rows, num_iterations=DCR_ITERATIONS
+            same, d_twin, d_control, meta, None, num_rows_subsample=rows, num_iterations=DCR_ITERATIONS
         )
     out["dcr_baseline_protection"] = {
         "value": round(float(baseline["score"]), 4),
@@ -208,7 +215,7 @@ def privacy(
     step("privacy: new-row synthesis")
     sample = min(NEW_ROW_SAMPLE, len(twin))
     with seeded(seed), _library_notices():
-        new_rows = metrics.NewRowSynthesis.compute_breakdown(train, twin, meta, None, synthetic_sample_size=sample)
+        new_rows = metrics.NewRowSynthesis.compute_breakdown(d_train, d_twin, meta, None, synthetic_sample_size=sample)
     sampled_copies = 1.0 - float(new_rows["score"])
     out["new_row_copies"] = {
         "value": round(max(sampled_copies, copies_all / max(len(twin), 1)), 6),
