@@ -5,15 +5,13 @@ The command line runs in process (its real entry point, as tests/functional/test
 
 from __future__ import annotations
 
-import contextlib
-import contextvars
-import io
 import json
 
 import pytest
 from tests.conftest import MEMBER, STEWARD, sign_in
+from tests.functional.test_one_line_errors import one_line
+from tests.generative.test_fuzz_cli import run
 
-from research_kit.cli import common, main
 from research_kit.core import audit
 from research_kit.core.errors import BadInput, PolicyRefusal
 from research_kit.core.workspace import Workspace
@@ -26,25 +24,9 @@ BALANCE_KEYS = {"study", "ledger", "delta"} | {
 SPEND_KEYS = {"id", "reserved_at", "spent_at", "who", "extract", "twin", "mechanism", "rho", "epsilon", "state"}
 
 
-def run(*argv: str) -> tuple[int, str, str]:
-    """``research-kit ARGV`` in this process: (exit code, stdout, stderr)."""
-    out, err = io.StringIO(), io.StringIO()
-    common._acting.clear()
-    code = 0
-    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-        try:
-            contextvars.copy_context().run(main, list(argv))
-        except SystemExit as stop:
-            code = stop.code if isinstance(stop.code, int) else 1
-    return code, out.getvalue(), err.getvalue()
-
-
 def refused(argv: tuple[str, ...], exit_code: int, says: str) -> None:
     code, _, err = run(*argv)
-    assert code == exit_code, err
-    assert "Traceback" not in err
-    assert err.count("\n") == 1, err
-    assert says in err, err
+    one_line(code, err, exit_code, says)
 
 
 @pytest.fixture

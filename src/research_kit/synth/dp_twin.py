@@ -51,7 +51,8 @@ from research_kit.model.codes import UNDIAGNOSED_ORPHA, orpha_id
 from research_kit.model.facts import first_diagnosis_rows
 from research_kit.model.tables import CENTRES
 from research_kit.synth import dp_domain as dom
-from research_kit.synth.rare import TooRare
+from research_kit.synth.patients import flag_text, text
+from research_kit.synth.rare import NONE, TooRare
 from research_kit.synth.synthesizers import seeded
 from research_kit.synth.tables import (
     KEY,
@@ -224,15 +225,17 @@ class Release:
 
 
 def _flag(values: pd.Series) -> np.ndarray:
-    out = np.full(len(values), None, dtype=object)
-    known = values.notna().to_numpy()
-    out[known] = np.where(values[known].astype(bool).to_numpy(), "yes", "no")
-    return out
+    """A nullable flag as ``yes``, ``no`` or ``None`` (missing is a category of its own for OpenDP)."""
+    return _none_for_missing(flag_text(values))
 
 
 def _text(values: pd.Series) -> np.ndarray:
-    out = values.astype(object).to_numpy(dtype=object).copy()
-    out[values.isna().to_numpy()] = None
+    return _none_for_missing(text(values))
+
+
+def _none_for_missing(values: np.ndarray) -> np.ndarray:
+    out = values.copy()
+    out[out == NONE] = None
     return out
 
 
