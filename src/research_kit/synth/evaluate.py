@@ -140,14 +140,20 @@ def quality(real: Tables, twin: Tables, *, seed: int) -> dict[str, Any]:
     }
 
 
-def _for_attacks(frame: pd.DataFrame) -> pd.DataFrame:
-    """Profiles as anonymeter takes them: dates as day numbers, missing categories as their own value."""
+def _dates_as_days(frame: pd.DataFrame) -> pd.DataFrame:
+    """The profiles with their dates as day numbers (float, NaN where missing)."""
     out = frame.copy()
     for column in profiles.DATETIME:
         stamps = out[column].to_numpy(dtype="datetime64[ns]")
         days = stamps.astype("datetime64[D]").astype(np.int64).astype(np.float64)
         days[np.isnat(stamps)] = np.nan
         out[column] = days
+    return out
+
+
+def _for_attacks(frame: pd.DataFrame) -> pd.DataFrame:
+    """Profiles as anonymeter takes them: dates as day numbers, missing categories as their own value."""
+    out = _dates_as_days(frame)
     for column in profiles.CATEGORICAL:
         out[column] = out[column].astype(object).where(out[column].notna(), "(none)")
     return out.reset_index(drop=True)
@@ -177,13 +183,20 @@ def privacy(
         evaluators.LinkabilityEvaluator,
         evaluators.InferenceEvaluator,
     )
-    # A column no training or held-out patient has a value in (no one dead in a small extract, say) has no
-    # range to scale distances by: SDMetrics would divide by NaT. It tells nothing apart; it is left out.
-    empty = {c for c in train.columns if not train[c].notna().any() or not control[c].notna().any()}
+    # Dates as day numbers, declared numerical: SDMetrics scales a distance by the range of the reference rows it
+    # sampled, and a sparse date (the date of death in a small extract) can be missing from all of them, a range
+    # of NaT it cannot divide by. As a number the range is NaN and SDMetrics' own rule decides: distance 1 for a
+    # value missing on one side, 0 on both. A column no training patient has a value in tells nothing apart and
+    # gives the random baseline no range to draw from; it is left out.
+    empty = {c for c in train.columns if not train[c].notna().any()}
     meta = profiles.metadata()
-    meta["columns"] = {c: v for c, v in meta["columns"].items() if c not in empty}  # type: ignore[attr-defined]
+    meta["columns"] = {  # type: ignore[index]
+        c: ({"sdtype": "numerical"} if c in profiles.DATETIME else v)
+        for c, v in meta["columns"].items()  # type: ignore[attr-defined]
+        if c not in empty
+    }
     d_train, d_control, d_twin = (
-        frame.drop(columns=sorted(empty & set(frame.columns))) for frame in (train, control, twin)
+        _dates_as_days(frame).drop(columns=sorted(empty & set(frame.columns))) for frame in (train, control, twin)
     )
     rows = min(DCR_ROWS, len(train), len(control), len(twin))
     dcr: Any = type("SeededDCR", (metrics.DCRBaselineProtection,), {"_seed": seed})
