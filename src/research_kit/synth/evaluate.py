@@ -190,7 +190,7 @@ def privacy(
     # gives the random baseline no range to draw from; it is left out.
     empty = {c for c in train.columns if not train[c].notna().any()}
     meta = profiles.metadata()
-    meta["columns"] = {  # type: ignore[index]
+    meta["columns"] = {
         c: ({"sdtype": "numerical"} if c in profiles.DATETIME else v)
         for c, v in meta["columns"].items()  # type: ignore[attr-defined]
         if c not in empty
