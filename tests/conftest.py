@@ -39,14 +39,15 @@ def sign_in(ws: Workspace, **roles: str) -> None:
 
 def people(ws: Workspace, **roles: str) -> None:
     """Make sure these users exist (name=role), as a steward adds them; a steward and a committee member too."""
-    known = {u.name: u.role for u in users.all_users(ws)}
-    steward = next((n for n, r in known.items() if r == "steward"), None)
+    everyone = users.all_users(ws)
+    known = {u.name: u.roles for u in everyone}
+    steward = next((u.name for u in everyone if "steward" in u.roles and u.active), None)
     if steward is None:
         steward = STEWARD
         with audit.acting(steward):
             users.add(ws, steward, "steward")
-        known[steward] = "steward"
-    if "committee" not in known.values():
+        known[steward] = frozenset({"steward"})
+    if not any("committee" in r for r in known.values()):
         roles = {MEMBER: "committee", **roles}
     for name, role in roles.items():
         if name not in known:
@@ -61,6 +62,51 @@ def grant(ws: Workspace, study: str, rho: float, *, owner: str | None = None, no
     member = next(u.name for u in users.all_users(ws) if u.role == "committee" and u.active)
     with audit.acting(member):
         return ledger.grant(ws, study, rho, note=note, owners=[owner])
+
+
+def permit(ws: Workspace, study: str, *names: str, tier: str = "real", tables: str = "all") -> int:
+    """A committee member (none of ``names``) grants ``study`` a data permit for ``names`` (researchers, added
+    as such if new), for a year; with one in force already, its users are joined by ``names``. Its number."""
+    from datetime import date, timedelta
+
+    from research_kit.actions import permits as permit_actions
+    from research_kit.core import permits as core_permits
+
+    people(ws, **dict.fromkeys(names, "researcher"))
+    member = next(u.name for u in users.all_users(ws) if "committee" in u.roles and u.active and u.name not in names)
+    with ws.catalog() as conn:
+        current = core_permits.in_force(conn, study)
+    if current is not None:
+        if set(names) <= set(current.users):
+            return current.id
+        joined = ",".join(sorted({*current.users, *names}))
+        return permit_actions.amend(ws, actor=member, permit_id=current.id, note="test", users_named=joined).id
+    return permit_actions.grant_directly(
+        ws,
+        actor=member,
+        study=study,
+        users_named=",".join(names),
+        holder="Test Institute",
+        purpose="a test study",
+        category="scientific-research",
+        tier=tier,
+        tables=tables,
+        until=str(date.today() + timedelta(days=365)),
+        legal_basis="test: granted by the suite",
+    ).id
+
+
+def fixed_key(path: Path, label: str) -> Path:
+    """A key file (mode 0600) whose key is fixed by ``label``: the pseudonyms, and so a twin's held-out patients
+    and every figure measured on them, are the same on every run (a random key makes them change per run)."""
+    import hashlib
+    import os
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w") as fh:
+        fh.write(hashlib.sha256(label.encode()).hexdigest() + "\n")
+    return path
 
 
 @pytest.fixture(scope="session")
@@ -161,7 +207,16 @@ class Project:
         path.write_text(json.dumps(notebook))
         return f"notebooks/{name}.ipynb"
 
-    def pipeline(self, study: str, actions: dict[str, Any], name: str | None = None) -> Path:
+    def pipeline(self, study: str, actions: dict[str, Any], name: str | None = None, *, permitted: bool = True) -> Path:
+        """Write the study's pipeline file; ``permitted``: a study without a data permit in force gets one for the
+        acting user (the suite's tests are about what a permitted study does; tests of permits say False)."""
+        if permitted:
+            from research_kit.core import permits as core_permits
+
+            with self.ws.catalog() as conn:
+                unpermitted = core_permits.in_force(conn, study) is None
+            if unpermitted:
+                permit(self.ws, study, audit.current_actor())
         path = self.root / "pipelines" / f"{name or study}.yaml"
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(yaml.safe_dump({"study": study, "title": f"Study {study}", "budget": {"rho": 0.5},

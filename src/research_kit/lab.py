@@ -68,6 +68,7 @@ from typing import TYPE_CHECKING, Any
 from rich.console import Console
 from rich.markup import escape
 
+from research_kit.core import owners
 from research_kit.core.audit import ACTOR_ENV
 from research_kit.core.catalog import transaction
 from research_kit.core.errors import BadInput, MissingData, PolicyRefusal
@@ -149,9 +150,10 @@ def _mirror_grants(ws: Workspace, lab: Workspace, owner: str) -> None:
     with ws.catalog() as conn:
         grants = conn.execute(
             "SELECT g.study, g.picorho, g.granted_by, g.granted_at, g.note FROM dp_grants g "
-            "JOIN study_owners o ON o.study = g.study AND o.owner = ? WHERE g.tier = 'real' ORDER BY g.id",
-            (owner,),
+            "WHERE g.tier = 'real' ORDER BY g.id"
         ).fetchall()
+        mine = owners.owned_by(conn, owner)
+    grants = [g for g in grants if g["study"] in mine]
     with lab.catalog() as conn, transaction(conn):
         conn.execute("DELETE FROM dp_grants WHERE tier = 'real'")
         conn.executemany(

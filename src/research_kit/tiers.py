@@ -44,7 +44,7 @@ from typing import Any, Literal, get_args
 from research_kit.core import audit
 from research_kit.core.config import Policy, load_policy
 from research_kit.core.errors import BadInput, MissingData
-from research_kit.core.extracts import get_extract, list_extracts
+from research_kit.core.extracts import check_current, get_extract, list_extracts
 from research_kit.core.workspace import Workspace, open_workspace
 from research_kit.model.tables import TABLE_NAMES
 
@@ -80,7 +80,8 @@ def current_tier() -> Tier:
 
 
 def real_source(ws: Workspace, extract_id: str | None = None) -> Source:
-    """The extract named (or ``RESEARCH_KIT_EXTRACT``, or the newest registered one)."""
+    """The extract named (or ``RESEARCH_KIT_EXTRACT``, or the newest registered one), for research use: refused
+    if it was built before the latest opt-out (:func:`~research_kit.core.extracts.check_current`)."""
     extract_id = extract_id or os.environ.get(EXTRACT_ENV) or None
     if extract_id is None:
         extracts = list_extracts(ws)
@@ -89,6 +90,7 @@ def real_source(ws: Workspace, extract_id: str | None = None) -> Source:
         extract = extracts[-1]
     else:
         extract = get_extract(ws, extract_id)
+    check_current(ws, extract)  # research use: never an extract built before the latest opt-out
     year = datetime.fromisoformat(extract.created_at).year
     return Source("real", extract.id, extract.path, extract.content_hash, year)
 

@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING
 
 import pytest
 from starlette.testclient import TestClient
-from tests.conftest import Project, built_once
+from tests.conftest import Project, built_once, permit
 
 from research_kit.actions import runs
 from research_kit.core import audit, users
@@ -111,6 +111,10 @@ def build_review_workspace(registry: Path, base: Path) -> Path:
                 users.set_password(ws, name, PASSWORD)
         with audit.acting("carla"):
             ledger.grant(ws, "s1", 0.5, note="granted at the March meeting", owners=["rita"])
+        with audit.acting("sam"):  # cora, on the committee, also runs a study of her own
+            users.add(ws, "cora", "researcher")
+        permit(ws, "s2", "rob")
+        permit(ws, "s3", "cora")
         s1 = project.notebook("s1", "shift = 0", S1_NOTEBOOK)
         other = project.notebook("other", "shift = 0", OTHER_NOTEBOOK)
         s1_outputs = {

@@ -81,7 +81,7 @@ def print_shape(console: Console, shape: dict[str, Any]) -> None:
 
 def print_ingest(console: Console, result: IngestResult) -> None:
     table = Table(title=f"reconciliation of extract {result.extract_id}: rows in = accepted + quarantined + withheld")
-    for col in ("table", "rows in", "accepted", "quarantined", "withheld (no consent)", "balanced"):
+    for col in ("table", "rows in", "accepted", "quarantined", "withheld", "balanced"):
         table.add_column(col, justify="left" if col == "table" else "right")
     for name, c in result.counts.items():
         table.add_row(
@@ -89,6 +89,7 @@ def print_ingest(console: Console, result: IngestResult) -> None:
             "yes" if c.balanced else "[red]NO[/red]",
         )  # fmt: skip
     print_table(console, table)
+    _print_withheld(console, result)
     reasons = Table(title="quarantine reasons (a row may have several)")
     for col in ("table", "field: reason", "rows"):
         reasons.add_column(col, justify="right" if col == "rows" else "left")
@@ -103,6 +104,23 @@ def print_ingest(console: Console, result: IngestResult) -> None:
     _print_sources(console, result.reconciliation or {})
     console.print(f"extract {result.extract_id}: {result.path}  (content hash {result.content_hash[:16]})")
     console.print(f"quarantine (steward only, holds raw values): {result.quarantine}")
+
+
+def _print_withheld(console: Console, result: IngestResult) -> None:
+    """Why patients were withheld (each for one reason), and the opt-outs the export holds but the register not."""
+    patients = result.counts.get("patients")
+    why = patients.withheld_reasons if patients is not None else {}
+    if why:
+        console.print("patients withheld: " + ", ".join(f"{reason} {n:,}" for reason, n in why.items()))
+    register = (result.reconciliation or {}).get("optout_register") or {}
+    if register:
+        console.print(f"built against opt-out register version {register['version']} ({register['count']:,} people)")
+    missing = int(register.get("export_opted_out_not_in_register") or 0)
+    if missing:
+        console.print(
+            f"[yellow]{missing:,} patients the export marks opted out are not in the opt-out register[/yellow] "
+            "(withheld all the same): record them with 'research-kit optout add' or 'optout import'"
+        )
 
 
 def _print_sources(console: Console, rec: dict[str, Any]) -> None:

@@ -386,6 +386,65 @@ MIGRATIONS: tuple[Migration, ...] = (
                )""",
         ),
     ),
+    Migration(
+        14,
+        "data permits (purpose, people, data, tier, period) and their users; the opt-out register (keyed hashes of "
+        "national IDs, never in clear); each study that had a budget gets one granted permit of the real tier over "
+        "every table, its owners its users, for three years from its first grant",
+        (
+            # A permit's life: applied -> granted | refused; granted -> revoked. It ends on ``until`` (expired is
+            # read from the date, never stored). ``data``: "*" (every table) or JSON {"table": null (every column)
+            # or [columns]}.
+            """CREATE TABLE permits (
+                   id INTEGER PRIMARY KEY,
+                   study TEXT NOT NULL,
+                   state TEXT NOT NULL CHECK (state IN ('applied', 'granted', 'refused', 'revoked')),
+                   holder TEXT NOT NULL,
+                   purpose TEXT NOT NULL,
+                   category TEXT NOT NULL,
+                   tier TEXT NOT NULL CHECK (tier IN ('twin', 'dp', 'real')),
+                   data TEXT NOT NULL,
+                   versions TEXT NOT NULL DEFAULT 'new',
+                   rho_asked TEXT,
+                   until TEXT NOT NULL,
+                   legal_basis TEXT NOT NULL DEFAULT '',
+                   optout_exception TEXT NOT NULL DEFAULT '',
+                   continuation_of INTEGER REFERENCES permits (id),
+                   applied_by TEXT NOT NULL,
+                   applied_at TEXT NOT NULL,
+                   decided_by TEXT,
+                   decided_at TEXT,
+                   decision_note TEXT NOT NULL DEFAULT '',
+                   revoked_by TEXT,
+                   revoked_at TEXT,
+                   ended_handled_at TEXT,
+                   publication TEXT NOT NULL DEFAULT 'not yet'
+               )""",
+            "CREATE INDEX permits_by_study ON permits (study, state)",
+            """CREATE TABLE permit_users (
+                   permit INTEGER NOT NULL REFERENCES permits (id),
+                   user TEXT NOT NULL,
+                   PRIMARY KEY (permit, user)
+               )""",
+            """CREATE TABLE optouts (
+                   id INTEGER PRIMARY KEY,
+                   person TEXT NOT NULL UNIQUE,
+                   effective TEXT NOT NULL,
+                   recorded_by TEXT NOT NULL,
+                   recorded_at TEXT NOT NULL
+               )""",
+            """INSERT INTO permits (study, state, holder, purpose, category, tier, data, until, legal_basis,
+                                    applied_by, applied_at, decided_by, decided_at, decision_note)
+               SELECT g.study, 'granted', '(not recorded before permits)', '(not recorded before permits)',
+                      'scientific research', 'real', '*', date(MIN(g.granted_at), '+3 years'),
+                      '(a budget grant made before permits)', MIN(g.granted_by), MIN(g.granted_at),
+                      MIN(g.granted_by), MIN(g.granted_at), 'migrated from the study''s budget grants'
+               FROM dp_grants g WHERE g.tier = 'real' AND g.study NOT LIKE '@%' GROUP BY g.study""",
+            """INSERT INTO permit_users (permit, user)
+               SELECT p.id, o.owner FROM permits p JOIN study_owners o ON o.study = p.study""",
+            "DROP TABLE study_owners",  # a study's owners are its permits' users from now on
+        ),
+    ),
 )
 
 

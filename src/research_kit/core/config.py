@@ -168,6 +168,16 @@ class DpPolicy(_Section):
 
 
 @dataclass(frozen=True)
+class PermitsPolicy(_Section):
+    name: ClassVar[str] = "permits"
+    title: ClassVar[str] = "Data permits (EHDS): their periods"
+    default_months: int = _opt(
+        36, "Period of a permit granted by 'research-kit budget grant' (the shorthand), in months.", min=1, max=120
+    )
+    notice_days: int = _opt(60, "A permit ending within this many days is listed as ending soon.", min=1, max=365)
+
+
+@dataclass(frozen=True)
 class SynthPolicy(_Section):
     name: ClassVar[str] = "synth"
     title: ClassVar[str] = "Synthetic twins: what must hold before one is published"
@@ -319,6 +329,7 @@ SECTIONS: tuple[type[_Section], ...] = (
     PseudonymisePolicy,
     RiskPolicy,
     DpPolicy,
+    PermitsPolicy,
     SynthPolicy,
     OutputsPolicy,
     SdcPolicy,
@@ -337,6 +348,7 @@ class Policy:
     pseudonymise: PseudonymisePolicy = field(default_factory=PseudonymisePolicy)
     risk: RiskPolicy = field(default_factory=RiskPolicy)
     dp: DpPolicy = field(default_factory=DpPolicy)
+    permits: PermitsPolicy = field(default_factory=PermitsPolicy)
     synth: SynthPolicy = field(default_factory=SynthPolicy)
     outputs: OutputsPolicy = field(default_factory=OutputsPolicy)
     sdc: SdcPolicy = field(default_factory=SdcPolicy)

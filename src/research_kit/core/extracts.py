@@ -12,11 +12,12 @@ from __future__ import annotations
 import json
 import logging
 import os
+import sqlite3
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from research_kit.core.errors import MissingData
+from research_kit.core.errors import MissingData, PolicyRefusal
 from research_kit.core.workspace import Workspace
 
 STAGED = ".tmp-"  # an extract's folder (and its quarantine) while the ingest writes it
@@ -24,6 +25,7 @@ SCRATCH = ".scratch-"  # an ingest's scratch files (raw identifiers: under quara
 MANIFEST = "manifest.json"
 log = logging.getLogger("research_kit")
 RECONCILIATION = "reconciliation.json"
+OPTOUT_REGISTER = "optout_register"  # the manifest's record of the opt-out register an extract was built against
 
 
 @dataclass(frozen=True)
@@ -108,3 +110,56 @@ def unsimulated_extracts(ws: Workspace) -> list[str]:
     with ws.catalog() as conn:
         rows = conn.execute("SELECT id, manifest FROM extracts ORDER BY id").fetchall()
     return [row["id"] for row in rows if json.loads(row["manifest"]).get("simulated") is not True]
+
+
+@dataclass(frozen=True)
+class OptoutRegister:
+    """The opt-out register's state (table ``optouts``; its entries: :mod:`research_kit.pseudonymise.optouts`).
+
+    Its *version* is its number of entries: the register only grows (an entry is never removed, and recording
+    a person again adds nothing), so every addition makes a new version. ``newest`` (when the newest entry was
+    recorded) tells two registers of one size apart, should one ever be restored from an older snapshot and
+    added to again. This is the one definition: ingest records it in each extract's manifest
+    (:data:`OPTOUT_REGISTER`), and :func:`check_current` compares it with the register's.
+    """
+
+    count: int
+    newest: str  # recorded_at of the newest entry ('' when the register is empty)
+
+    @property
+    def version(self) -> int:
+        return self.count
+
+    def as_manifest(self) -> dict[str, Any]:
+        return {"version": self.version, "count": self.count, "newest": self.newest}
+
+
+def optout_register(conn: sqlite3.Connection) -> OptoutRegister:
+    """The register's version, read in one cheap query (a count and a maximum: never an entry)."""
+    row = conn.execute("SELECT COUNT(*), COALESCE(MAX(recorded_at), '') FROM optouts").fetchone()
+    return OptoutRegister(count=int(row[0]), newest=str(row[1]))
+
+
+def check_current(ws: Workspace, extract: Extract) -> None:
+    """Refuse, in one line, research use of ``extract`` if it was built against another opt-out register than
+    today's (an older one: someone has opted out since). The steward's own commands (ingest, risk, synth,
+    quality) do not ask: they read the extract as it is."""
+    with ws.catalog() as conn:
+        current = optout_register(conn)
+    built = extract.manifest.get(OPTOUT_REGISTER)
+    built = built if isinstance(built, dict) else {}
+    version = built.get("version")
+    if version == current.version and built.get("newest", "") == current.newest:
+        return
+    if current.count == 0 and not version:  # no one has opted out, before or since
+        return
+    if isinstance(version, int) and version > current.version:
+        raise PolicyRefusal(
+            f"extract {extract.id!r} was built against opt-out register version {version}, but the register has "
+            f"{current.count} entries: opt-outs were lost (a restore from an older snapshot?); record them again "
+            "and ingest a new extract"
+        )
+    raise PolicyRefusal(
+        f"extract {extract.id!r} was built before the latest opt-out (register version {current.version}): "
+        "ingest a new one; older extracts serve only to reproduce past releases, for the steward"
+    )

@@ -214,11 +214,14 @@ class Duty(StrEnum):
     WAIVE_SANDBOX = "waiving the sandbox"
     ALLOW_DEMO = "allowing demo mode on real data"
     RERUN = "rerunning every study"
-    GRANT = "granting a study budget"
+    GRANT = "granting a study budget or a data permit"
+    APPLY_PERMIT = "applying for a data permit"
     START_LAB = "starting a lab"
     READ_AUDIT = "reading the audit log"
     BACKUP = "backing the workspace up"
     RESTORE = "restoring a workspace from a snapshot"
+    RECORD_OPTOUT = "recording opt-outs of secondary use"
+    READ_OPTOUTS = "reading the opt-out register's count"
 
 
 # Who may do each duty. A study's own acts (running its pipeline, spending its budget) are its owners'
@@ -238,10 +241,13 @@ DUTIES: dict[Duty, tuple[Role, ...]] = {
     Duty.ALLOW_DEMO: (Role.STEWARD,),
     Duty.RERUN: (Role.STEWARD,),
     Duty.GRANT: (Role.COMMITTEE,),
+    Duty.APPLY_PERMIT: (Role.RESEARCHER,),
     Duty.START_LAB: (Role.RESEARCHER,),
     Duty.READ_AUDIT: (Role.COMMITTEE, Role.STEWARD),  # it names every user's actions
     Duty.BACKUP: (Role.STEWARD,),
     Duty.RESTORE: (Role.STEWARD,),
+    Duty.RECORD_OPTOUT: (Role.STEWARD,),
+    Duty.READ_OPTOUTS: (Role.STEWARD, Role.COMMITTEE),  # a count and a version, never an entry
 }
 
 

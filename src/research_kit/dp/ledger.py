@@ -40,7 +40,7 @@ from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 
-from research_kit.core import audit, users
+from research_kit.core import audit, permits, users
 from research_kit.core import owners as study_owners
 from research_kit.core.catalog import transaction
 from research_kit.core.errors import BadInput, MissingData, PolicyRefusal
@@ -123,19 +123,18 @@ def balance(ws: Workspace, study: str, tier: Tier = "real") -> Balance:
 def grant(
     ws: Workspace, study: str, rho: Decimal | float | str, *, note: str = "", owners: Sequence[str] = ()
 ) -> Balance:
-    """Add ``rho`` to a study's real budget (a committee member's decision), naming its ``owners`` at the first
-    grant (more may be named later); audited in the same transaction."""
+    """Add ``rho`` to a study's real budget (a committee member's decision, never an owner's), under its data
+    permit in force, whose users ``owners`` join; a study without one gets the shorthand's permit (real tier,
+    every table, ``owners`` its users, for ``[permits].default_months``). Audited in the same transaction."""
     check_name(study, "study")
     policy = ws.policy().dp
     amount = to_picorho(accounting.amount(rho, "a grant's rho"), round_up=False)
     who = audit.current_actor()
     with ws.catalog() as conn, transaction(conn):
         users.require(conn, who, Duty.GRANT)
-        if not study_owners.owners(conn, study) and not owners:
-            raise BadInput(f"study {study} has no owner yet: name its researcher(s) with --owner NAME")
         if who in {*study_owners.owners(conn, study), *owners}:
             raise PolicyRefusal(f"{who} owns study {study}: an owner never grants their own study a budget")
-        study_owners.add(conn, ws.audit_path, study, owners, by=who)
+        permits.for_budget_grant(conn, ws.audit_path, study, owners, default_months=ws.policy().permits.default_months)
         study_owners.evict(conn, ws.audit_path, study)
         _add_grant(
             conn, ws, study, amount, who, note, ceiling=policy.max_study_rho, key="max_study_rho",

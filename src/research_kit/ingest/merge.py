@@ -30,7 +30,9 @@ Rows of *different* sources that describe one thing become one row:
   (``date_of_birth=hospital_b;sex=phenopackets``);
 - a refusal wins whatever the precedence: a patient any source records as
   not consenting to reuse (``consent_reuse = no``) or not to be contacted
-  (``agrees_to_contact = no``) is merged with that ``no``.
+  (``agrees_to_contact = no``) is merged with that ``no``, and one any source
+  records as opted out (``vital_status = opted out``) is merged opted out
+  (ingest then withholds them: see ``docs/steward.md``, the opt-out register).
 
 Merging is across sources only: a person (or a row) twice in one source is
 that source's own, and stays (validation quarantines a second patient row as
@@ -134,10 +136,14 @@ def _spelling(system: str):  # type: ignore[no-untyped-def]
 
 
 REFUSALS = ("consent_reuse", "agrees_to_contact")  # a "no" in any source wins
+OPTED_OUT = ("vital_status", "opted out")  # an opt-out in any source wins
 
 
 def _merged_value(column: str, given: pl.Expr) -> pl.Expr:
     first = pl.col(column).filter(given != "").first()
+    if column == OPTED_OUT[0]:
+        opted_out = (given.str.to_lowercase() == OPTED_OUT[1]).any()
+        return pl.when(opted_out).then(pl.lit(OPTED_OUT[1])).otherwise(first).alias(column)
     if column not in REFUSALS:
         return first.alias(column)
     refused = (given.str.to_lowercase() == "no").any()

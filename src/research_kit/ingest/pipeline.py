@@ -3,8 +3,10 @@
 Steps: read and check every file (nothing is written until all of them are
 tables of the right shape; other sources than the registry's own layout are
 first read through their mappings into its raw tables and merged,
-:mod:`research_kit.ingest.inputs`); validate every row; stop if any table's
-quarantine rate exceeds the policy; pseudonymise the accepted rows into a
+:mod:`research_kit.ingest.inputs`); validate every row; withhold the patients
+who opted out (the opt-out register, :mod:`research_kit.pseudonymise.optouts`,
+or the export's vital status) or did not consent, with all their rows; stop
+if any table's quarantine rate exceeds the policy; pseudonymise the accepted rows into a
 temporary folder; write the quarantine (steward only, outside the extract);
 then register the extract, audit it and move its folder into place in one
 catalog transaction. One ingest runs at a time (a lock file); leftovers of an
@@ -23,7 +25,7 @@ import json
 import shutil
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any
@@ -38,9 +40,11 @@ from research_kit.core.config import Policy
 from research_kit.core.errors import BadInput, PolicyRefusal
 from research_kit.core.extracts import (
     MANIFEST,
+    OPTOUT_REGISTER,
     RECONCILIATION,
     SCRATCH,
     STAGED,
+    OptoutRegister,
     finish_registrations,
     is_registered,
     move_into_place,
@@ -67,11 +71,17 @@ from research_kit.ingest.validate import (
 )
 from research_kit.model.codes import load_code_systems
 from research_kit.model.extract_schema import SCHEMA_VERSION as EXTRACT_SCHEMA_VERSION
-from research_kit.model.tables import TABLES
-from research_kit.pseudonymise import transform
+from research_kit.model.tables import TABLES, VITAL_STATUSES
+from research_kit.pseudonymise import optouts, transform
 from research_kit.pseudonymise.keys import Key
 from research_kit.tiers import TWIN_KINDS
 
+# Why an accepted patient is left out of the extract, each patient for the first that applies (reconciliation).
+WITHHELD_REGISTER = "opted out (register)"
+WITHHELD_EXPORT = "opted out (export)"
+WITHHELD_CONSENT = "no consent to reuse"
+OPTED_OUT = "opted out"  # the vital status an export gives a person who opted out
+assert OPTED_OUT in VITAL_STATUSES
 REFUSED = "refused.parquet"  # the quarantine's records a source reader refused whole (locator and reason)
 BUCKET_ROWS = 4_000_000  # rows sorted in memory at once when writing a table
 Step = Callable[[str], None]
@@ -82,9 +92,10 @@ class TableCount:
     rows_in: int
     accepted: int
     quarantined: int
-    withheld: int  # accepted, but left out: the patient did not consent to reuse
+    withheld: int  # accepted, but left out: the patient opted out, or did not consent to reuse
     reasons: dict[str, int]  # "field:reason" -> rows
     normalised: dict[str, int]  # field -> values whose whitespace or case was normalised
+    withheld_reasons: dict[str, int] = field(default_factory=dict)  # patients only: why -> patients withheld
 
     @property
     def balanced(self) -> bool:
@@ -335,10 +346,9 @@ def _run(
         ),
     )
     ok = ~has_reasons()
-    included = validated["patients"].filter(ok)
-    if policy.pseudonymise.exclude_without_consent:
-        included = included.filter(pl.col("_n_consent_reuse") == "yes")
-    ids = included.select("_n_national_id").collect()  # one column: the rest stays on disk
+    say("withholding patients who opted out or did not consent")
+    ids, withheld_why, register = _left_out(ws, key, validated["patients"].filter(ok), policy)
+    included = validated["patients"].filter(ok).join(ids.lazy(), on="_n_national_id", how="semi")
     say("pseudonymising patients")
     mapping = transform.patient_map(ids, key, policy.pseudonymise)
     del ids
@@ -353,8 +363,8 @@ def _run(
     )  # fmt: skip
     if out_rows["patients"] == 0:
         raise PolicyRefusal(
-            "no patient would be in the extract (each was quarantined, or withheld without consent to reuse: "
-            "[pseudonymise].exclude_without_consent); an extract without patients is not registered"
+            "no patient would be in the extract (each was quarantined, opted out, or withheld without consent to "
+            "reuse: [pseudonymise].exclude_without_consent); an extract without patients is not registered"
         )
     # One lookup for the other tables: is the patient known, accepted (birth, death), in the extract (_pidx)?
     lookup = patient_lookup(validated["patients"], sources["patients"].absent).join(
@@ -414,6 +424,7 @@ def _run(
             withheld=c.rows - c.quarantined - out_rows[name],
             reasons=c.reasons,
             normalised=c.normalised,
+            withheld_reasons=withheld_why if name == "patients" else {},
         )
         for name, c in counted.items()
     }
@@ -434,11 +445,16 @@ def _run(
         )
 
     hashes = {name: future.result()[0] for name, future in prints.items()}
-    manifest = _manifest(extract_id, key, policy, sources, hashes, staging, out_rows, codes.versions, read)
+    manifest = _manifest(extract_id, key, policy, sources, hashes, staging, out_rows, codes.versions, read, register)
     (staging / MANIFEST).write_text(json.dumps(manifest, indent=2, sort_keys=True))
     reconciliation: dict[str, Any] = {name: {**c.__dict__, "balanced": c.balanced} for name, c in counts.items()}
     for name, extra_counts in details.items():
         reconciliation[name].update(extra_counts)
+    reconciliation[OPTOUT_REGISTER] = {
+        **register.as_manifest(),
+        # Patients the export marks opted out whom the register does not hold yet: the steward records them.
+        "export_opted_out_not_in_register": withheld_why.get(WITHHELD_EXPORT, 0),
+    }
     if read is not None:
         reconciliation["sources"] = read.accounts()
         reconciliation["merge"] = {
@@ -477,11 +493,50 @@ def _run(
                 "key_fingerprint": key.fingerprint,
                 "sources": hashes,
                 "reconciliation": {n: [c.rows_in, c.accepted, c.quarantined, c.withheld] for n, c in counts.items()},
+                "withheld_patients": withheld_why,  # counts per reason only
+                "optout_register_version": register.version,
             },
         )
     fault("ingest.after_register")
     move_into_place(ws, extract_id)
     return IngestResult(extract_id, final, quarantine_final, manifest["content_hash"], counts, manifest, reconciliation)
+
+
+def _left_out(
+    ws: Workspace, key: Key, accepted: pl.LazyFrame, policy: Policy
+) -> tuple[pl.DataFrame, dict[str, int], OptoutRegister]:
+    """The national IDs of the accepted patients that go into the extract; how many of the others were withheld
+    for each reason; and the opt-out register read (its entries and version together).
+
+    Each patient is withheld for the first reason that applies: in the opt-out register (the one source of
+    truth for opting out of secondary use); marked "opted out" by the export (withheld the same, never recorded
+    in the register by the ingest: the steward records them); no consent to reuse, under
+    ``[pseudonymise].exclude_without_consent``.
+    """
+    hashes, register = optouts.register_hashes(ws)
+    people = accepted.select(
+        "_n_national_id",
+        (pl.col("_n_vital_status") == OPTED_OUT).alias("_export"),
+        (pl.col("_n_consent_reuse") != "yes").alias("_no_consent"),
+    ).collect()
+    if hashes:  # one HMAC per accepted patient, only when someone has opted out
+        listed = pl.Series(sorted(hashes), dtype=pl.String)
+        in_register = optouts.person_hashes(key, people.get_column("_n_national_id")).is_in(listed)
+    else:
+        in_register = pl.Series([False] * people.height, dtype=pl.Boolean)
+    people = people.with_columns(in_register.alias("_register"))
+    why = (
+        pl.when(pl.col("_register"))
+        .then(pl.lit(WITHHELD_REGISTER))
+        .when(pl.col("_export"))
+        .then(pl.lit(WITHHELD_EXPORT))
+        .when(pl.col("_no_consent") & pl.lit(policy.pseudonymise.exclude_without_consent))
+        .then(pl.lit(WITHHELD_CONSENT))
+    )
+    people = people.select("_n_national_id", why.alias("_why"))
+    counted = dict(people.get_column("_why").drop_nulls().value_counts().iter_rows())
+    withheld = {r: int(counted[r]) for r in (WITHHELD_REGISTER, WITHHELD_EXPORT, WITHHELD_CONSENT) if counted.get(r)}
+    return people.filter(pl.col("_why").is_null()).select("_n_national_id"), withheld, register
 
 
 def _details(phenotypes: pl.LazyFrame, staging: Path, read: _Inputs | None) -> dict[str, dict[str, Any]]:
@@ -524,6 +579,7 @@ def _manifest(
     rows: dict[str, int],
     code_versions: dict[str, str],
     read: _Inputs | None = None,
+    register: OptoutRegister | None = None,
 ) -> dict[str, Any]:
     content: dict[str, Any] = {
         "schema_version": EXTRACT_SCHEMA_VERSION,
@@ -537,6 +593,8 @@ def _manifest(
         "code_systems": code_versions,
         "simulated": simulated(sources, hashes) if read is None else read.simulated(),
     }
+    if register is not None:  # the opt-out register it was built against (research use checks it is current)
+        content[OPTOUT_REGISTER] = register.as_manifest()
     if read is not None:
         content["inputs"] = read.manifest()
         content["ontology_versions"] = read.versions()

@@ -13,7 +13,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from research_kit.core import audit, owners
+from research_kit.core import audit, permits
 from research_kit.core.catalog import transaction
 from research_kit.core.errors import PolicyRefusal
 from research_kit.core.workspace import Workspace
@@ -46,8 +46,9 @@ def register_pipeline(
 ) -> bool:
     """Register (or move, or update) a study's pipeline file as the acting user; True when the register changed.
 
-    Only the study's owners register it, or, while the committee has named none, whoever registered it first.
-    A ``rerun`` runs the registered file at its registered content only, as nobody in particular.
+    The study's data permit must let the acting user (a ``rerun``: the user who registered it) use the real
+    tier now (:func:`research_kit.core.permits.check`). A ``rerun`` runs the registered file at its registered
+    content only.
     """
     actor = audit.current_actor()
     row = conn.execute("SELECT path, registered_by, sha256 FROM pipelines WHERE study = ?", (study,)).fetchone()
@@ -57,13 +58,9 @@ def register_pipeline(
                 f"study {study}: {path} or one of its notebooks is not what its owner last ran, or was registered "
                 "before pipelines were fingerprinted (an owner runs it once to register it again)"
             )
+        permits.check(conn, study, row["registered_by"], tier="real", doing="rerunning its pipeline")
         return False
-    owners.require(conn, study, actor, doing="running its pipeline")
-    if not owners.owners(conn, study) and row is not None and row["registered_by"] != actor:
-        raise PolicyRefusal(
-            f"study {study} is registered to {row['registered_by']}'s pipeline: only they, or the owners the committee "
-            "names when it grants the study a budget, run or register it"
-        )
+    permits.check(conn, study, actor, tier="real", doing="running its pipeline")
     if row is not None and row["path"] == str(path) and row["sha256"] == sha256:
         return False
     with transaction(conn):

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-from tests.conftest import Project
+from tests.conftest import Project, permit
 
 from research_kit.actions import runs
 from research_kit.core import audit, users
@@ -52,6 +52,7 @@ def people(project: Project, monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def run_study(project: Project, monkeypatch: pytest.MonkeyPatch, *, shift: int = 0, actor: str = "rita") -> int:
+    permit(project.ws, "s1", actor)
     notebook = project.notebook("outputs", f"shift = {shift}", OUTPUTS)
     path = project.pipeline(
         "s1",
@@ -162,7 +163,8 @@ def test_two_committee_members_other_than_the_author_approve_then_release(
 def test_an_author_never_votes_on_their_own_outputs(
     project: Project, people: None, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    rid = run_study(project, monkeypatch, actor="cora")  # a committee member who also runs a study
+    users.add(project.ws, "cora", "researcher")  # a committee member who also runs a study (a permit names her)
+    rid = run_study(project, monkeypatch, actor="cora")
     as_user(monkeypatch, "cora")
     decisions.submit(project.ws, rid)
     with pytest.raises(PolicyRefusal, match=r"cora is the author of request \d+: an author never reviews"):
@@ -288,6 +290,7 @@ def test_one_person_may_hold_several_roles_but_never_reviews_their_own_request(
     both = users.add(ws, "sam", "committee")
     assert both.roles == {"steward", "committee"}
     assert both.role == "committee, steward"
+    users.add(ws, "sam", "researcher")  # and runs a study under a permit
     rid = run_study(project, monkeypatch, actor="sam")  # sam ran the study: the request is his
     as_user(monkeypatch, "sam")
     decisions.submit(ws, rid)

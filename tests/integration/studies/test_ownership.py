@@ -1,10 +1,11 @@
-"""A study belongs to the researchers the committee names: nobody else runs, registers or spends it."""
+"""A study belongs to the researchers its data permit names: nobody else runs, registers or spends it."""
 
 from __future__ import annotations
 
 import pytest
-from tests.conftest import STEWARD, Project, grant, people
+from tests.conftest import MEMBER, STEWARD, Project, grant, people, permit
 
+from research_kit.actions import permits as permit_actions
 from research_kit.actions import query, runs
 from research_kit.core import audit, users
 from research_kit.core.errors import PolicyRefusal
@@ -26,21 +27,28 @@ def test_another_researchers_pipeline_for_an_owned_study_is_refused(project: Pro
     mine = _pipeline(project, "owned", "mine")
     assert runs.run(project.ws, actor="ana", pipeline=mine, extract="e1").outcome == "succeeded"
     theirs = _pipeline(project, "owned", "theirs")
-    with pytest.raises(PolicyRefusal, match="study owned belongs to ana: running its pipeline is for its owners only"):
+    with pytest.raises(
+        PolicyRefusal, match=r"permit \d+ \(study owned\) does not name rob: running its pipeline is for"
+    ):
         runs.run(project.ws, actor="rob", pipeline=theirs, extract="e1")
-    with pytest.raises(PolicyRefusal, match="study owned belongs to ana: asking the real extract"):
+    with pytest.raises(
+        PolicyRefusal, match=r"does not name rob: asking the real extract on its budget is for its users"
+    ):
         query.query(project.ws, actor="rob", kind="count", table="patients", study="owned", preview=True)
     with project.ws.catalog() as conn:  # the register still names ana's pipeline
         registered = conn.execute("SELECT path, registered_by FROM pipelines WHERE study = 'owned'").fetchone()
     assert (registered["registered_by"], registered["path"]) == ("ana", str(mine.path.resolve()))
 
 
-def test_a_study_nobody_owns_yet_is_registered_to_its_first_researcher(project: Project) -> None:
-    people(project.ws, ana="researcher", rob="researcher")
-    first = runs.run(project.ws, actor="ana", pipeline=_pipeline(project, "free", "a1"), extract="e1")
-    assert first.outcome == "succeeded"
-    with pytest.raises(PolicyRefusal, match="study free is registered to ana's pipeline"):
-        runs.run(project.ws, actor="rob", pipeline=_pipeline(project, "free", "b1"), extract="e1")
+def test_a_study_without_a_data_permit_runs_nothing(project: Project) -> None:
+    people(project.ws, ana="researcher")
+    loose = load_pipeline(project.pipeline("free", {"a": {"notebook": project.notebook("n", "unused = 0", NOTEBOOK),
+                                                          "outputs": {"highly_sensitive": {"n": "n.txt"}}}},
+                                           permitted=False))  # fmt: skip
+    with pytest.raises(PolicyRefusal, match="study free has no data permit: running its pipeline needs one"):
+        runs.run(project.ws, actor="ana", pipeline=loose, extract="e1")
+    with project.ws.catalog() as conn:
+        assert conn.execute("SELECT COUNT(*) FROM runs WHERE study = 'free'").fetchone()[0] == 0
 
 
 def test_a_rerun_runs_only_the_registered_pipeline_and_notebooks_unchanged(project: Project) -> None:
@@ -83,15 +91,16 @@ def test_a_rerun_acts_as_the_service_identity_on_the_owners_behalf(project: Proj
         ledger.grant(project.ws, "svc", 0.5, owners=["ana"])
 
 
-def test_a_grant_evicts_a_pipeline_registered_by_someone_else_first(project: Project) -> None:
+def test_a_user_taken_off_the_permit_has_their_registration_rerun_no_more(project: Project) -> None:
     people(project.ws, mal="researcher", ana="researcher")
+    permit_id = permit(project.ws, "sq", "mal")
     squat = _pipeline(project, "sq", "squat")
     assert runs.run(project.ws, actor="mal", pipeline=squat, extract="e1").outcome == "succeeded"
-    grant(project.ws, "sq", 0.5, owner="ana")  # the committee gives the study to ana: mal's registration goes
+    with audit.acting(MEMBER):  # the committee gives the study to ana alone
+        permit_actions.amend(project.ws, actor=MEMBER, permit_id=permit_id, note="mal left", users_named="ana")
     report = runs.rerun(project.ws, actor=STEWARD, extract="e2")
     assert "sq" not in {r.study for r in report.runs}
-    with project.ws.catalog() as conn:
-        assert conn.execute("SELECT COUNT(*) FROM pipelines WHERE study = 'sq'").fetchone()[0] == 0
+    assert f"permit {permit_id} (study sq) does not name mal" in report.problems["sq"]
     mine = _pipeline(project, "sq", "ana-sq")
     assert runs.run(project.ws, actor="ana", pipeline=mine, extract="e1").outcome == "succeeded"
 
@@ -114,7 +123,7 @@ def test_the_python_api_refuses_a_non_owner_on_the_real_extract(project: Project
 
     grant(project.ws, "guarded", 0.5, owner="ana")
     people(project.ws, bob="researcher")
-    with audit.acting("bob"), pytest.raises(PolicyRefusal, match="study guarded belongs to ana"):
+    with audit.acting("bob"), pytest.raises(PolicyRefusal, match=r"permit \d+ \(study guarded\) does not name bob"):
         rk.dp.count("patients", study="guarded", tier="real", rho=0.01, workspace=project.ws.root)
     with audit.acting("ana"):
         assert rk.dp.count("patients", study="guarded", tier="real", rho=0.01, workspace=project.ws.root).rho > 0

@@ -12,6 +12,7 @@ import time
 import pytest
 from tests.conftest import STEWARD, Project, sign_in
 
+from research_kit.core import audit
 from research_kit.core.locks import Busy, hold
 from research_kit.studies.rerun import rerun_all
 from research_kit.studies.runner import run_pipeline, studies_dir
@@ -76,11 +77,11 @@ def test_a_rerun_killed_midway_resumes_where_it_stopped(project: Project) -> Non
             },
         },
     )
-    with project.ws.catalog() as conn:  # registered, as a first 'run' would
+    with project.ws.catalog() as conn:  # registered, as a first 'run' by the permit's user would
         conn.execute(
             "INSERT INTO pipelines (study, path, title, registered_at, registered_by, sha256)"
-            " VALUES ('k1', ?, 'k', '2026-01-01', 'test', ?)",
-            (str(path.resolve()), content_hash(load_pipeline(path))),
+            " VALUES ('k1', ?, 'k', '2026-01-01', ?, ?)",
+            (str(path.resolve()), audit.current_actor(), content_hash(load_pipeline(path))),
         )
     sign_in(project.ws)  # a steward starts the rerun
     process = subprocess.Popen(

@@ -1,0 +1,220 @@
+"""Data permits as people act on them: researchers apply, the committee decides, everyone reads what they may.
+
+The rules are :mod:`research_kit.core.permits`; here are the entry points the
+CLI (and, later, the web app) share: each checks who is acting, validates
+what they typed against the data model, and makes its change with its audit
+line (and, for a grant with a budget, the ledger's grant) in one transaction.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from datetime import date
+from decimal import Decimal
+
+from research_kit.core import audit, permits, users
+from research_kit.core.catalog import transaction
+from research_kit.core.errors import BadInput, PolicyRefusal
+from research_kit.core.permissions import Role
+from research_kit.core.permits import Permit
+from research_kit.core.workspace import Workspace, check_name
+from research_kit.dp import ledger
+from research_kit.dp.accounting import Typed, rho_from, to_picorho
+from research_kit.model.tables import TABLE_NAMES
+
+EVERY = "all"  # --tables all: every table of the data model
+
+
+def parse_tables(text: str) -> dict[str, None] | None:
+    """``--tables patients,diagnoses`` as the permit stores it (None: ``all``, every table)."""
+    names = [t.strip() for t in text.split(",") if t.strip()]
+    if names == [EVERY]:
+        return None
+    if not names:
+        raise BadInput(f"--tables: name tables ({', '.join(TABLE_NAMES)}) or '{EVERY}'")
+    for name in names:
+        if name not in TABLE_NAMES:
+            raise BadInput(f"--tables {name!r}: not a table of the data model ({', '.join(TABLE_NAMES)}, or '{EVERY}')")
+    return dict.fromkeys(names)
+
+
+def parse_users(text: str | None) -> list[str]:
+    return [n.strip() for n in (text or "").split(",") if n.strip()]
+
+
+def parse_until(text: str) -> date:
+    try:
+        return date.fromisoformat(text)
+    except ValueError:
+        raise BadInput(f"--until {text!r}: a date as YYYY-MM-DD") from None
+
+
+def _rho(ws: Workspace, rho: Typed | None) -> Decimal | None:
+    return rho_from(rho, None, ws.policy().dp.delta) if rho is not None else None
+
+
+def apply(
+    ws: Workspace,
+    *,
+    actor: str,
+    study: str,
+    holder: str,
+    purpose: str,
+    category: str,
+    tier: str,
+    tables: str,
+    until: str,
+    users_named: str | None = None,
+    rho: Typed | None = None,
+) -> Permit:
+    """A researcher applies for a data permit for ``study``: they and ``users_named`` its users."""
+    check_name(study, "study")
+    asked = _rho(ws, rho)
+    with audit.acting(actor), ws.catalog() as conn, transaction(conn):
+        return permits.apply(
+            conn, ws.audit_path, study=study, holder=holder, purpose=purpose, category=category, tier=tier,
+            data=parse_tables(tables), until=parse_until(until), users_named=parse_users(users_named),
+            rho_asked=str(asked) if asked is not None else None,
+        )  # fmt: skip
+
+
+def decide(
+    ws: Workspace,
+    *,
+    actor: str,
+    permit_id: int,
+    legal_basis: str,
+    note: str = "",
+    rho: Typed | None = None,
+    optout_exception: str = "",
+    continues: int | None = None,
+) -> Permit:
+    """A committee member grants an application, with its legal basis, and (``rho``) its study's budget."""
+    with audit.acting(actor), ws.catalog() as conn, transaction(conn):
+        permit = permits.grant(
+            conn, ws.audit_path, permit_id, legal_basis=legal_basis, note=note, optout_exception=optout_exception,
+            continuation_of=continues,
+        )  # fmt: skip
+        _budget(conn, ws, permit, _rho(ws, rho), actor, note)
+        return permit
+
+
+def grant_directly(
+    ws: Workspace,
+    *,
+    actor: str,
+    study: str,
+    users_named: str,
+    holder: str,
+    purpose: str,
+    category: str,
+    tier: str,
+    tables: str,
+    until: str,
+    legal_basis: str,
+    rho: Typed | None = None,
+    note: str = "",
+    optout_exception: str = "",
+) -> Permit:
+    """A committee member grants a permit nobody applied for (the application and its grant, one transaction)."""
+    check_name(study, "study")
+    named = parse_users(users_named)
+    if not named:
+        raise BadInput("--users: name the permit's users (researchers), comma-separated")
+    amount = _rho(ws, rho)
+    with audit.acting(actor), ws.catalog() as conn, transaction(conn):
+        applied = permits.apply(
+            conn, ws.audit_path, study=study, holder=holder, purpose=purpose, category=category, tier=tier,
+            data=parse_tables(tables), until=parse_until(until), users_named=named,
+            rho_asked=str(amount) if amount is not None else None, by_committee=True,
+        )  # fmt: skip
+        permit = permits.grant(
+            conn, ws.audit_path, applied.id, legal_basis=legal_basis, note=note, optout_exception=optout_exception
+        )
+        _budget(conn, ws, permit, amount, actor, note)
+        return permit
+
+
+def _budget(
+    conn: sqlite3.Connection, ws: Workspace, permit: Permit, amount: Decimal | None, actor: str, note: str
+) -> None:
+    """The study's budget grant that comes with a permit of the dp or real tier."""
+    if amount is None:
+        return
+    if permit.tier == "twin":
+        raise BadInput("--rho: a permit of the twin tier queries no real data; it has no budget")
+    policy = ws.policy().dp
+    ledger._add_grant(
+        conn, ws, permit.study, to_picorho(amount, round_up=False), actor, note or f"permit {permit.id}",
+        ceiling=policy.max_study_rho, key="max_study_rho", what=f"study {permit.study}", action="dp.grant",
+        details={"study": permit.study, "permit": permit.id},
+    )  # fmt: skip
+
+
+def refuse(ws: Workspace, *, actor: str, permit_id: int, note: str) -> Permit:
+    with audit.acting(actor), ws.catalog() as conn, transaction(conn):
+        return permits.refuse(conn, ws.audit_path, permit_id, note=note)
+
+
+def revoke(ws: Workspace, *, actor: str, permit_id: int, note: str) -> Permit:
+    with audit.acting(actor), ws.catalog() as conn, transaction(conn):
+        return permits.revoke(conn, ws.audit_path, permit_id, note=note)
+
+
+def amend(
+    ws: Workspace,
+    *,
+    actor: str,
+    permit_id: int,
+    note: str,
+    users_named: str | None = None,
+    tier: str | None = None,
+    tables: str | None = None,
+    until: str | None = None,
+    purpose: str | None = None,
+    optout_exception: str | None = None,
+) -> Permit:
+    """A committee member changes a permit (what is not given stays), saying why."""
+    with audit.acting(actor), ws.catalog() as conn, transaction(conn):
+        return permits.amend(
+            conn, ws.audit_path, permit_id, note=note,
+            users_named=parse_users(users_named) if users_named is not None else None, tier=tier,
+            data=parse_tables(tables) if tables is not None else permits.KEEP,
+            until=parse_until(until) if until is not None else None, purpose=purpose,
+            optout_exception=optout_exception,
+        )  # fmt: skip
+
+
+def _visible(conn: sqlite3.Connection, actor: str) -> tuple[bool, set[str]]:
+    """Whether ``actor`` sees every permit (committee, steward), and the studies they are a user of."""
+    user = users.get(conn, actor)
+    if user is None or not user.active:
+        raise PolicyRefusal(f"{actor!r} is not an active user of this workspace")
+    every = bool(user.roles & {Role.COMMITTEE, Role.STEWARD})
+    return every, permits.studies_of(conn, actor)
+
+
+def listed(ws: Workspace, *, actor: str, study: str | None = None) -> list[Permit]:
+    """The permits ``actor`` may see (the committee and stewards: all; a researcher: those naming them or that
+    they applied for), newest first; of one ``study`` if given."""
+    with ws.catalog() as conn:
+        every, _ = _visible(conn, actor)
+        found = permits.of_study(conn, study) if study else permits.listed(conn)
+    return [p for p in found if every or actor in p.users or p.applied_by == actor]
+
+
+def shown(ws: Workspace, *, actor: str, permit_id: int) -> Permit:
+    with ws.catalog() as conn:
+        every, _ = _visible(conn, actor)
+        permit = permits.get(conn, permit_id)
+    if not every and actor not in permit.users and permit.applied_by != actor:
+        raise PolicyRefusal(f"permit {permit_id} does not name {actor}: only its users and the committee read it")
+    return permit
+
+
+def ending_soon(ws: Workspace, *, actor: str) -> list[Permit]:
+    """Permits in force ending within ``[permits].notice_days`` that ``actor`` may see."""
+    days = ws.policy().permits.notice_days
+    seen = {p.id for p in listed(ws, actor=actor)}
+    with ws.catalog() as conn:
+        return [p for p in permits.ending_soon(conn, days) if p.id in seen]
