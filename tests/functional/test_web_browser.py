@@ -93,6 +93,7 @@ def approve_all(tab, comment: str) -> None:  # type: ignore[no-untyped-def]
     expect(tab.get_by_role("status")).to_have_text("Your vote is recorded.")
 
 
+@pytest.mark.slow  # a browser, ~15 s
 def test_a_whole_review_in_chromium(page: object, review_ws: Workspace, tmp_path: Path) -> None:
     from playwright.sync_api import expect
 

@@ -171,6 +171,7 @@ words = st.sampled_from(["", " ", "sex", "=", "female", "and", "in", "(", ")", "
 numbers = st.sampled_from(["0.01", "1e-300", "nan", "inf", "-1", "0", "abc", "", "1e9", "0.0000000000001", "1,2"])
 
 
+@pytest.mark.slow  # hypothesis drives the CLI with many examples, ~15 s
 @FUZZ
 @given(
     kind=st.sampled_from(["count", "crosstab", "sum", "mean", "median", "quantile", "histogram", "nope"]),
@@ -194,6 +195,7 @@ def test_malformed_query_arguments(
 cells = st.text(alphabet=st.characters(codec="utf-8", exclude_characters="\x00"), max_size=12)
 
 
+@pytest.mark.slow  # hypothesis drives the CLI with many examples, ~15 s
 @settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow], derandomize=True)
 @given(
     header=st.lists(cells, min_size=0, max_size=4),

@@ -235,6 +235,7 @@ def test_event_dates_shifted_keep_intervals_exact(tmp_path: Path, ingested: Inge
     assert abs(moved[0]) <= 30
 
 
+@pytest.mark.slow  # an ingest killed at each step, ~12 s
 def test_an_ingest_killed_at_any_moment_leaves_no_partial_extract(tmp_path: Path, ingested: Ingested) -> None:
     ws, _ = init_workspace(tmp_path / "ws")
     code = (

@@ -79,6 +79,7 @@ def test_a_failed_release_gives_its_reservation_back(registry: Registry, monkeyp
     assert ledger.history(ws, study) == []
 
 
+@pytest.mark.slow  # eight processes, ~13 s
 def test_eight_processes_racing_for_the_last_of_a_budget(
     registry: Registry, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -7,12 +7,13 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+from tests.conftest import fixed_key
 
 from research_kit.core.extracts import get_extract
 from research_kit.core.workspace import Workspace, init_workspace
 from research_kit.ingest.pipeline import ingest
 from research_kit.model.codes import hpo_id, load_code_systems, orpha_id
-from research_kit.pseudonymise.keys import load_key, new_key
+from research_kit.pseudonymise.keys import load_key
 from research_kit.simulator.export import SimulationSpec, simulate_export
 from research_kit.synth import build_twin, evaluate
 from research_kit.synth.publish import TwinResult
@@ -91,7 +92,7 @@ def registry(tmp_path_factory: pytest.TempPathFactory) -> Registry:
     raw = base / "raw"
     simulate_export(SimulationSpec(patients=PATIENTS, seed=3, format="parquet"), raw)
     planted = _plant(raw)
-    key, _ = new_key(base / "secrets" / "k.key")
+    key = fixed_key(base / "secrets" / "k.key", "synth test registry")
     ingest(ws, [raw], "e1", load_key(key))
     real, _ = read_tables(get_extract(ws, "e1").path)
     assert planted.orpha in set(real.diagnoses["orpha_code"])  # the planted rows were not quarantined

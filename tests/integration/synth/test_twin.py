@@ -209,6 +209,7 @@ def test_an_existing_twin_is_replaced_only_when_asked(registry: Registry) -> Non
         build_twin(registry.ws, "e1", model="gpt")
 
 
+@pytest.mark.slow  # a second twin build, ~16 s
 def test_same_seed_rebuilds_byte_identical_tables(registry: Registry, monkeypatch: pytest.MonkeyPatch) -> None:
     before = {n: (registry.twin.path / f"{n}.parquet").read_bytes() for n in TABLES}
     fast(monkeypatch)
