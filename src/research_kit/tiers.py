@@ -370,7 +370,10 @@ def load(
         readable = set(TABLES)
     names = tuple(t for t in TABLES if t in readable) if table is None else (table,)
     if table is not None and table not in readable:
-        raise MissingData(f"rk.load({table!r}): this action's view does not hold that table")
+        raise MissingData(
+            f"rk.load({table!r}): this action's view does not hold that table (its study's data permit does not "
+            "cover it)"
+        )
     frames: dict[str, pd.DataFrame] = {}
     for name in names:
         path = source.folder / f"{name}.parquet"

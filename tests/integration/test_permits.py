@@ -242,3 +242,40 @@ def test_the_notebook_api_is_refused_like_the_cli(signed: Project) -> None:
         assert _dp_count(signed.ws.root, "nb") > 0
     with audit.acting("ana"), pytest.raises(PolicyRefusal, match=r"does not cover table phenotypes"):
         _dp_count(signed.ws.root, "nb", "phenotypes")
+
+
+TABLES_SEEN = """
+import json
+import research_kit as rk
+
+seen = {"tables": sorted(rk.load())}
+try:
+    rk.load("encounters")
+except Exception as exc:
+    seen["encounters"] = str(exc)
+json.dump(seen, open("seen.json", "w"))
+"""
+
+
+def test_a_run_sees_only_the_tables_its_permit_covers(signed: Project) -> None:
+    permit_id = apply("narrow")  # patients and diagnoses
+    ok("--as", MEMBER, "permit", "grant", str(permit_id), "--legal-basis", "DAC 7")
+    signed.notebook("seen", "unused = 0", TABLES_SEEN)
+    action = {"notebook": "notebooks/seen.ipynb", "outputs": {"highly_sensitive": {"seen": "seen.json"}}}
+    pipeline = load_pipeline(signed.pipeline("narrow", {"a": action}, permitted=False))
+    report = runs.run(signed.ws, actor="ana", pipeline=pipeline, extract="e1")
+    assert report.outcome == "succeeded", report.actions
+    (outcome,) = report.actions.values()
+    assert outcome.folder is not None
+    seen = json.loads((outcome.folder / "outputs" / "seen.json").read_text())
+    assert seen["tables"] == ["diagnoses", "patients"]
+    assert "does not hold that table (its study's data permit does not cover it)" in seen["encounters"]
+    # The committee widens the permit: the next run sees every table (the action runs again: what it may read
+    # changed, so its cached result is not reused).
+    ok("--as", MEMBER, "permit", "amend", str(permit_id), "--tables", "all", "--note", "encounters needed")
+    again = runs.run(signed.ws, actor="ana", pipeline=pipeline, extract="e1")
+    (outcome,) = again.actions.values()
+    assert outcome.folder is not None
+    assert json.loads((outcome.folder / "outputs" / "seen.json").read_text())["tables"] == [
+        "diagnoses", "encounters", "patients", "phenotypes",
+    ]  # fmt: skip

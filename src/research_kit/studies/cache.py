@@ -79,6 +79,7 @@ def action_key(
     upstream: Mapping[str, str],
     environment_hash: str,
     pseudonyms: str,
+    tables: str = "every table",
 ) -> str:
     """The content key of one action: equal keys, equal inputs."""
     material = {
@@ -90,5 +91,6 @@ def action_key(
         "pseudonyms": pseudonyms,  # the study pseudonyms its view shows (the fingerprint of the study's secret)
         "upstream": dict(sorted(upstream.items())),
         "environment": environment_hash,
+        "tables": tables,  # what the study's data permit let its view hold
     }
     return hashlib.sha256(canonical(material).encode()).hexdigest()

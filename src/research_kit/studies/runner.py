@@ -29,6 +29,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from research_kit.core import permits
 from research_kit.core.audit import RUNNER, current_actor
 from research_kit.core.checksums import file_sha256
 from research_kit.core.errors import BadInput
@@ -132,6 +133,7 @@ class _Run:
         self.run_id = 0
         self.on_behalf_of = current_actor()  # whose study budget the action's queries spend (a rerun: the owner's)
         self.pseudonyms = ""  # the fingerprint of the study's pseudonyms (set once its secret is had)
+        self.tables = "every table"  # what the study's data permit covers (its views hold no more)
 
     def notebook_hash(self, path: Path) -> str:
         if path not in self.notebook_hashes:
@@ -243,6 +245,8 @@ def run_pipeline(
                 run.on_behalf_of = records.registered_by(conn, study) or run.on_behalf_of
             # The study's pseudonym secret, made by its first run: its actions' views show its pseudonyms only.
             run.pseudonyms = study_fingerprint(study_secret(conn, ws.audit_path, study))
+            covered = permits.in_force(conn, study)  # in force: registering the pipeline checked it
+            run.tables = covered.data_text() if covered is not None else run.tables
             run.run_id = records.start_run(
                 conn,
                 study=study,
@@ -337,6 +341,7 @@ def _schedule(run: _Run, conn: Any, selected: list[str], start_executor: Callabl
                         upstream=run.upstream(action),
                         environment_hash=run.env.hash,
                         pseudonyms=run.pseudonyms,
+                        tables=run.tables,
                     )
                     stored = None if run.force else records.lookup(conn, key)
                     if stored is not None:

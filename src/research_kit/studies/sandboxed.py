@@ -17,12 +17,14 @@ import tempfile
 import uuid
 from pathlib import Path
 
+from research_kit.core import permits
+from research_kit.core.audit import RUNNER
 from research_kit.core.errors import PolicyRefusal
 from research_kit.sandbox.broker import Broker, Grant
 from research_kit.sandbox.confine import Sandbox
 from research_kit.sandbox.limits import Cgroup, Limits, Watcher, cgroup_v2_parent
 from research_kit.sandbox.modes import FIX, find_bwrap, probe
-from research_kit.sandbox.views import StudyPseudonyms, build_view
+from research_kit.sandbox.views import Projection, StudyPseudonyms, build_view
 from research_kit.studies.tasks import ActionTask
 
 KERNEL_ARGV = ["-m", "ipykernel_launcher", "-f", "{connection_file}"]
@@ -64,6 +66,10 @@ class ActionSandbox:
         dp_twin = newest_twin(ws, "dp", extract=source.name) or newest_twin(ws, "dp")
         with ws.catalog() as conn:  # the study's secret (its run made it), never the pseudonymisation key
             pseudonyms = StudyPseudonyms(require_secret(conn, task.study), ws.cache_dir / STUDY_VIEWS)
+            # The view holds what the study's permit covers, no more: a table it does not cover is absent.
+            permit = permits.check(conn, task.study, task.actor.removeprefix(RUNNER), tier="real",
+                                   doing="running an action")  # fmt: skip
+        projection = Projection() if permit.data is None else Projection(dict(permit.data))
         view = build_view(
             work_root / "view",
             source=source,
@@ -72,6 +78,7 @@ class ActionSandbox:
             upstream=task.inputs,
             twin=twin,
             dp_twin=dp_twin,
+            projection=projection,
         )
         box = Sandbox(mode=task.sandbox, limits=limits, bwrap=bwrap)
         box.add("work", work_root / "work", "/rk/work", writable=True)

@@ -51,7 +51,7 @@ def test_unchanged_tables_and_other_files(tmp_path: Path) -> None:
 BASE: dict[str, Any] = {
     "study": "s", "outputs": [("t", "t.csv", "moderately_sensitive")], "notebook_hash": "n",
     "parameters": {"a": 1}, "extract": "e1", "extract_hash": "h", "upstream": {"x/y.csv": "u"},
-    "environment_hash": "env", "pseudonyms": "f",
+    "environment_hash": "env", "pseudonyms": "f", "tables": "every table",
 }  # fmt: skip
 
 
@@ -67,6 +67,7 @@ BASE: dict[str, Any] = {
         ("upstream", {"x/y.csv": "v"}),
         ("environment_hash", "env2"),
         ("pseudonyms", "f2"),
+        ("tables", "patients, diagnoses"),
     ],
 )
 def test_every_input_of_an_action_changes_its_key(field: str, value: Any) -> None:
