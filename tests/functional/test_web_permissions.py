@@ -37,6 +37,7 @@ CASES: list[tuple[str, str, dict[str, object], dict[str | None, int]]] = [
     (POST, "/requests/{s2}/submit", {}, {None: 401, "rita": 404, "rob": 303, "carla": 403, "sam": 403}),
     (POST, "/requests/{s1}/release", {}, {None: 401, "rita": 403, "rob": 403, "sam": 403, "carla": 403}),
     (GET, "/budget", {}, {None: 303, "rita": 200, "rob": 200, "carla": 200, "sam": 200}),
+    (GET, "/permits", {}, {None: 303, "rita": 200, "rob": 200, "carla": 200, "sam": 200}),
     (GET, "/audit", {}, {None: 303, "rita": 403, "rob": 403, "carla": 200, "sam": 200}),
     (POST, "/audit/verify", {}, {None: 401, "rita": 403, "rob": 403, "carla": 200, "sam": 200}),
     (POST, "/signout", {}, {None: 401, "rita": 303, "carla": 303}),

@@ -310,6 +310,36 @@ def test_a_researcher_sees_only_their_studies_budgets(review_ws: Workspace) -> N
     assert "rob&#39;s study" in committee
 
 
+def test_the_permits_page_shows_each_permit_with_its_use_and_a_request_names_its_permit(
+    review_ws: Workspace,
+) -> None:
+    from datetime import date, timedelta
+
+    from research_kit.actions import permits
+
+    with audit.acting("carla"):  # an opt-out exception, and a permit ending within the notice period
+        soon = str(date.today() + timedelta(days=20))
+        permits.amend(review_ws, actor="carla", permit_id=2, note="national law on rare diseases",
+                      optout_exception="Rare Disease Act art. 4", until=soon)  # fmt: skip
+    committee = browser(review_ws, "carla").get("/permits").text
+    for study in ("s1", "s2", "s3"):
+        assert f"study {study}" in committee
+    assert "Ending within 60 days:" in committee
+    assert "permit 2 (study s2) on" in committee
+    assert "Exception to the opt-out register" in committee
+    assert "Rare Disease Act art. 4" in committee
+    assert "granted at the March meeting" not in committee  # a budget grant's note belongs to the budget page
+    rita = browser(review_ws, "rita").get("/permits").text
+    assert "study s1" in rita
+    assert "study s2" not in rita  # only the permits that name her
+    assert "Rare Disease Act" not in rita
+    page = browser(review_ws, "rita").get(f"/requests/{S1}").text
+    assert 'href="/permits#permit-1">permit 1</a>' in page
+    assert "real tier, every table" in page
+    rob = browser(review_ws, "rob").get("/requests/2").text  # s2's request
+    assert "exception to the opt-out register: Rare Disease Act art. 4" in rob
+
+
 def test_passwords_are_set_by_a_steward_and_stored_hashed(review_ws: Workspace, cli: Run) -> None:
     cli_sign_in(review_ws, "sam", "rob")
     done = cli("--as", "sam", "users", "password", "rita", "--password-stdin", input_text="a new long password\n")

@@ -24,7 +24,7 @@ from starlette.staticfiles import StaticFiles
 
 from research_kit.core.errors import UserError
 from research_kit.core.workspace import Workspace
-from research_kit.web import api, pages, records, signin
+from research_kit.web import api, pages, permits, records, signin
 from research_kit.web.http import HERE, SecurityHeaders, SignInNeeded, render, safe_next, status_of
 
 
@@ -55,6 +55,7 @@ def create_app(ws: Workspace, *, secure_cookies: bool = False) -> Starlette:
         *signin.ROUTES,
         *pages.ROUTES,
         *records.ROUTES,
+        *permits.ROUTES,
         *api.ROUTES,
         Mount("/static", StaticFiles(directory=HERE / "static"), name="static"),
     ]

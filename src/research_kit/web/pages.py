@@ -25,8 +25,10 @@ from starlette.routing import Route
 
 from research_kit.actions import budget as budgets
 from research_kit.actions import review as reviewing
+from research_kit.core import permits
 from research_kit.core.errors import BadInput, MissingData, UserError
 from research_kit.core.permissions import Act
+from research_kit.core.permits import Permit
 from research_kit.core.sessions import Session
 from research_kit.core.users import ROLES
 from research_kit.core.workspace import Workspace
@@ -129,6 +131,13 @@ def _budget(ws: Workspace, study: str) -> dict[str, Any]:
     }
 
 
+def _permit(ws: Workspace, study: str) -> Permit | None:
+    """The permit a request's outputs fall under: the study's in force, else its last granted one."""
+    with ws.catalog() as conn:
+        found = [p for p in permits.of_study(conn, study) if p.state in ("granted", "revoked")]
+    return next((p for p in found if p.in_force()), found[0] if found else None)
+
+
 async def request_page(request: Request) -> Response:
     session = await need(request, *ROLES)
     return await _request_page(request, session)
@@ -141,16 +150,17 @@ async def _request_page(
     request_id = int(request.path_params["request_id"])
     only_flagged = request.query_params.get("flagged") == "1"
 
-    def gather() -> tuple[review.Request, list[OutputView], dict[str, Any], dict[Act, bool]]:
+    def gather() -> tuple[review.Request, list[OutputView], dict[str, Any], dict[Act, bool], Permit | None]:
         req, provenance = _load_request(ws, session, request_id)
         may = reviewing.may(ws, actor=session.user.name, request=req)
         views = _views(ws, req, provenance, only_flagged)
         reviewing.viewed(ws, actor=session.user.name, request=req)  # every look at unreleased outputs is audited
-        return req, views, _budget(ws, req.study), may
+        return req, views, _budget(ws, req.study), may, _permit(ws, req.study)
 
-    req, views, budget, may = await call(gather)
+    req, views, budget, may, permit = await call(gather)
     context = {
         "req": req,
+        "permit": permit,
         "views": views,
         "budget": budget,
         "only_flagged": only_flagged,
