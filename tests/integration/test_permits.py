@@ -220,10 +220,14 @@ def test_the_migration_gives_each_study_with_a_budget_one_real_permit_its_owners
                       ("@twin", "2026-03-06T10:00:00")):  # fmt: skip
         conn.execute("INSERT INTO dp_grants (study, tier, picorho, granted_by, granted_at, note)"
                      " VALUES (?, 'real', 1000, 'dac', ?, '')", (study, at))  # fmt: skip
+    conn.execute("INSERT INTO study_secrets (study, secret, created_at) VALUES ('s1', ?, '2026-02-02')", (b"k" * 32,))
     conn.close()
     conn = catalog.connect(path)
     conn.row_factory = sqlite3.Row
     found = {p.study: p for p in permits.listed(conn)}
+    # s1's runs keep the pseudonyms its secret gave them: the secret is now its migrated permit's.
+    line = permits.pseudonym_line(conn, "s1", date(2026, 12, 1))
+    assert conn.execute("SELECT secret FROM study_secrets WHERE study = ?", (line,)).fetchone()[0] == b"k" * 32
     assert set(found) == {"s1", "s2"}  # the DP-twin budget is no study's
     assert (found["s1"].users, found["s1"].tier, found["s1"].data) == (("ana", "rob"), "real", None)
     assert found["s1"].until == date(2029, 2, 1)  # three years from its first grant

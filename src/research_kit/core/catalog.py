@@ -390,7 +390,7 @@ MIGRATIONS: tuple[Migration, ...] = (
         14,
         "data permits (purpose, people, data, tier, period) and their users; the opt-out register (keyed hashes of "
         "national IDs, never in clear); each study that had a budget gets one granted permit of the real tier over "
-        "every table, its owners its users, for three years from its first grant",
+        "every table, its owners its users, for three years from its first grant, and its pseudonym secret",
         (
             # A permit's life: applied -> granted | refused; granted -> revoked. It ends on ``until`` (expired is
             # read from the date, never stored). ``data``: "*" (every table) or JSON {"table": null (every column)
@@ -443,6 +443,11 @@ MIGRATIONS: tuple[Migration, ...] = (
             """INSERT INTO permit_users (permit, user)
                SELECT p.id, o.owner FROM permits p JOIN study_owners o ON o.study = p.study""",
             "DROP TABLE study_owners",  # a study's owners are its permits' users from now on
+            # A study's pseudonym secret belongs to its permit now (a new permit, new pseudonyms): the secret a
+            # study's runs made so far is its migrated permit's.
+            """UPDATE study_secrets SET study = study || '#permit-' ||
+                   (SELECT MIN(p.id) FROM permits p WHERE p.study = study_secrets.study)
+               WHERE EXISTS (SELECT 1 FROM permits p WHERE p.study = study_secrets.study)""",
         ),
     ),
 )

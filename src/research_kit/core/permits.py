@@ -217,6 +217,18 @@ def ending_soon(conn: sqlite3.Connection, notice_days: int, today: date | None =
     return [p for p in listed(conn) if p.in_force(day) and (p.until - day).days <= notice_days]
 
 
+def pseudonym_line(conn: sqlite3.Connection, study: str, today: date | None = None) -> str:
+    """The name the pseudonym secret of the study's permit in force is kept under (its first permit's, when the
+    committee recorded it as a continuation): a new permit for the same study sees new pseudonyms, as the EHDS
+    guidance asks, and a continuation keeps its predecessor's."""
+    permit = in_force(conn, study, today)
+    if permit is None:
+        raise PolicyRefusal(f"study {study} has no data permit in force: its pseudonyms belong to a permit")
+    while permit.continuation_of is not None:
+        permit = get(conn, permit.continuation_of)
+    return f"{study}#permit-{permit.id}"
+
+
 # -- the one check --------------------------------------------------------------------------------------------------
 
 
@@ -384,8 +396,10 @@ def grant(
     if permit.until <= day:
         raise PolicyRefusal(f"permit {permit_id} would end on {permit.until}, which has passed: amend its end date")
     _refuse_second(conn, permit.study, day)
-    if continuation_of is not None and get(conn, continuation_of).study != permit.study:
-        raise BadInput(f"--continues {continuation_of}: a permit of another study")
+    if continuation_of is not None:
+        earlier = get(conn, continuation_of)
+        if earlier.study != permit.study or earlier.id >= permit_id or earlier.state not in ("granted", "revoked"):
+            raise BadInput(f"--continues {continuation_of}: not an earlier granted permit of study {permit.study}")
     conn.execute(
         "UPDATE permits SET state = 'granted', legal_basis = ?, decision_note = ?, optout_exception = ?,"
         " continuation_of = ?, decided_by = ?, decided_at = ? WHERE id = ?",

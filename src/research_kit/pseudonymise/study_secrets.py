@@ -1,4 +1,10 @@
-"""Each study's pseudonym secret: 32 random bytes, made once per study and kept in the catalog.
+"""Each study's pseudonym secret: 32 random bytes, made once per study and data permit, kept in the catalog.
+
+A secret belongs to a study's permit (its name, ``STUDY#permit-N``, from
+:func:`research_kit.core.permits.pseudonym_line`): a new permit for the same
+study sees new pseudonyms, unless the committee recorded it as the
+continuation of an earlier one, whose secret it keeps. The functions below
+take that name.
 
 A study's actions see its patients under study pseudonyms (HMAC-SHA256 of
 the extract pseudonym under this secret, :func:`~research_kit.pseudonymise.pseudonyms.study_pseudonyms`),

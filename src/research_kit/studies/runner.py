@@ -244,7 +244,8 @@ def run_pipeline(
             if trigger == "rerun":  # the registered pipeline, unchanged: it runs for whoever registered it
                 run.on_behalf_of = records.registered_by(conn, study) or run.on_behalf_of
             # The study's pseudonym secret, made by its first run: its actions' views show its pseudonyms only.
-            run.pseudonyms = study_fingerprint(study_secret(conn, ws.audit_path, study))
+            line = permits.pseudonym_line(conn, study)  # the permit's pseudonyms (a continuation: its first's)
+            run.pseudonyms = study_fingerprint(study_secret(conn, ws.audit_path, line))
             covered = permits.in_force(conn, study)  # in force: registering the pipeline checked it
             run.tables = covered.data_text() if covered is not None else run.tables
             run.run_id = records.start_run(

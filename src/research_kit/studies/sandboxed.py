@@ -65,10 +65,11 @@ class ActionSandbox:
         # rk.load(twin="dp"): the DP twin of this extract, else the newest one (the lab's twin="dp")
         dp_twin = newest_twin(ws, "dp", extract=source.name) or newest_twin(ws, "dp")
         with ws.catalog() as conn:  # the study's secret (its run made it), never the pseudonymisation key
-            pseudonyms = StudyPseudonyms(require_secret(conn, task.study), ws.cache_dir / STUDY_VIEWS)
             # The view holds what the study's permit covers, no more: a table it does not cover is absent.
             permit = permits.check(conn, task.study, task.actor.removeprefix(RUNNER), tier="real",
                                    doing="running an action")  # fmt: skip
+            line = permits.pseudonym_line(conn, task.study)
+            pseudonyms = StudyPseudonyms(require_secret(conn, line), ws.cache_dir / STUDY_VIEWS)
         projection = Projection() if permit.data is None else Projection(dict(permit.data))
         view = build_view(
             work_root / "view",

@@ -20,6 +20,7 @@ import polars as pl
 import pytest
 from tests.conftest import Project, grant
 
+from research_kit.core import permits
 from research_kit.core.extracts import get_extract
 from research_kit.core.workspace import Workspace
 from research_kit.dp import ledger
@@ -393,7 +394,7 @@ def test_the_console_repeats_nothing_the_notebook_chose(project: Project, tmp_pa
     report = run_pipeline(project.ws, load_pipeline(path), extract="e1")
     extract = pl.read_parquet(get_extract(project.ws, "e1").table_path("patients"))["pseudonym"]
     with project.ws.catalog() as conn:  # the notebook sees the study's pseudonyms, in their order
-        study = stored_secret(conn, "s1")
+        study = stored_secret(conn, permits.pseudonym_line(conn, "s1"))
     assert study is not None
     secret = str(study_pseudonyms(study, extract).sort()[0])
     errors = {name: a.error for name, a in report.actions.items()}

@@ -9,9 +9,10 @@ from pathlib import Path
 import pandas as pd
 import polars as pl
 import pytest
-from tests.conftest import Project
+from tests.conftest import MEMBER, Project, permit
 
-from research_kit.core import audit
+from research_kit.actions import permits as permit_actions
+from research_kit.core import audit, permits
 from research_kit.core.extracts import get_extract
 from research_kit.ingest.pipeline import ingest
 from research_kit.model.tables import CHILD_TABLES
@@ -58,7 +59,7 @@ def extract_pseudonyms(project: Project, extract: str) -> pl.Series:
 
 def secret_of(project: Project, study: str) -> bytes:
     with project.ws.catalog() as conn:
-        secret = stored_secret(conn, study)
+        secret = stored_secret(conn, permits.pseudonym_line(conn, study))
     assert secret is not None
     return secret
 
@@ -125,7 +126,9 @@ def test_the_secret_is_made_once_audited_by_name_and_written_nowhere_else(projec
     cohort(project, "s1", "e2")
     secret = secret_of(project, "s1")
     made = [e for e in audit.read_entries(project.ws.audit_path) if e["action"] == CREATED]
-    assert [(e["details"], e["actor"]) for e in made] == [({"study": "s1"}, "test-runner")]
+    with project.ws.catalog() as conn:
+        line = permits.pseudonym_line(conn, "s1")  # the study's permit's pseudonyms
+    assert [(e["details"], e["actor"]) for e in made] == [({"study": line}, "test-runner")]
     forms = (secret, secret.hex().encode(), secret.hex().upper().encode())
     for path in project.ws.root.rglob("*"):
         if path.is_file() and not path.name.startswith("catalog.sqlite"):
@@ -133,6 +136,28 @@ def test_the_secret_is_made_once_audited_by_name_and_written_nowhere_else(projec
             assert not any(form in data for form in forms), path
     with project.ws.catalog() as conn:
         assert audit.verify(conn, project.ws.audit_path).ok
+
+
+def test_a_new_permit_sees_new_pseudonyms_and_a_continuation_the_same(project: Project, no_key: Path) -> None:
+    """The EHDS guidance: the pseudonyms a permit's users see are not reused by another permit, unless the
+    committee records the new permit as the first one's continuation."""
+    first = cohort(project, "s1", "e1")
+    with project.ws.catalog() as conn:
+        old = permits.in_force(conn, "s1")
+    assert old is not None
+    member = MEMBER
+    permit_actions.revoke(project.ws, actor=member, permit_id=old.id, note="the first period is over")
+    renewed = permit(project.ws, "s1", "test-runner")
+    fresh = cohort(project, "s1", "e1")
+    assert not set(fresh["pseudonym"]) & set(first["pseudonym"])  # a new permit: new pseudonyms
+    permit_actions.revoke(project.ws, actor=member, permit_id=renewed, note="renewed again")
+    applied = permit_actions.apply(
+        project.ws, actor="test-runner", study="s1", holder="h", purpose="p", category="scientific-research",
+        tier="real", tables="all", until="2099-01-01",
+    )  # fmt: skip
+    permit_actions.decide(project.ws, actor=member, permit_id=applied.id, legal_basis="DAC", continues=old.id)
+    same = cohort(project, "s1", "e1")
+    assert set(same["pseudonym"]) == set(first["pseudonym"])
 
 
 def test_a_study_restored_from_its_cache_folder_being_gone_sees_the_same_pseudonyms(
