@@ -68,7 +68,7 @@ from typing import TYPE_CHECKING, Any
 from rich.console import Console
 from rich.markup import escape
 
-from research_kit.core import owners
+from research_kit.core import permits
 from research_kit.core.audit import ACTOR_ENV
 from research_kit.core.catalog import transaction
 from research_kit.core.errors import BadInput, MissingData, PolicyRefusal
@@ -146,13 +146,15 @@ def _copy_twin(source: Path, target: Path) -> None:
 
 
 def _mirror_grants(ws: Workspace, lab: Workspace, owner: str) -> None:
-    """The sandbox ledger charges the owner's studies as the real one would; other people's studies are absent."""
+    """The sandbox ledger charges the studies whose data permit in force names the lab's user as the real one
+    would; other studies are absent."""
     with ws.catalog() as conn:
         grants = conn.execute(
             "SELECT g.study, g.picorho, g.granted_by, g.granted_at, g.note FROM dp_grants g "
             "WHERE g.tier = 'real' ORDER BY g.id"
         ).fetchall()
-        mine = owners.owned_by(conn, owner)
+        # The studies whose permit in force names the lab's user: an ended or revoked permit lends no budget.
+        mine = {p.study for p in permits.listed(conn) if p.in_force() and owner in p.users}
     grants = [g for g in grants if g["study"] in mine]
     with lab.catalog() as conn, transaction(conn):
         conn.execute("DELETE FROM dp_grants WHERE tier = 'real'")

@@ -57,6 +57,9 @@ def test_the_lab_home_holds_twins_and_grants_only(project: Project, tmp_path: Pa
     publish_twin(project)
     grant(project.ws, "delay", 0.3, owner="test-runner")
     grant(project.ws, "robs", 0.2, owner="rob")
+    grant(project.ws, "gone", 0.2, owner="test-runner")
+    with project.ws.catalog() as conn:  # a permit revoked lends the lab no budget
+        conn.execute("UPDATE permits SET state = 'revoked', revoked_at = '2026-01-01' WHERE study = 'gone'")
     lab = prepare_lab_home(project.ws, tmp_path / "lab", "test-runner")
     assert sorted(p.name for p in lab.root.iterdir() if p.suffix not in (".sqlite-wal", ".sqlite-shm")) == [
         "audit.jsonl",

@@ -283,3 +283,35 @@ def test_a_run_sees_only_the_tables_its_permit_covers(signed: Project) -> None:
     assert json.loads((outcome.folder / "outputs" / "seen.json").read_text())["tables"] == [
         "diagnoses", "encounters", "patients", "phenotypes",
     ]  # fmt: skip
+
+
+OUTPUT = """
+import pandas as pd
+import research_kit as rk
+
+rk.outputs.table(pd.DataFrame({"group": ["a", "b"], "n": [40, 55]}), "big", counts=["n"], population="everyone")
+"""
+
+
+def test_a_revoked_permits_outputs_are_neither_submitted_nor_released_an_ended_ones_are(signed: Project) -> None:
+    from research_kit.review import decisions, release
+
+    signed.notebook("out", "unused = 0", OUTPUT)
+    action = {"notebook": "notebooks/out.ipynb", "outputs": {"moderately_sensitive": {"big": "big.csv"}}}
+    pipeline = load_pipeline(signed.pipeline("outs", {"a": action}, permitted=False))
+    permit_id = apply("outs")
+    ok("--as", MEMBER, "permit", "grant", str(permit_id), "--legal-basis", "DAC 8")
+    request = runs.run(signed.ws, actor="ana", pipeline=pipeline, extract="e1").request
+    assert request is not None
+    with signed.ws.catalog() as conn:  # its last day passed: its results are still due, and may leave
+        conn.execute("UPDATE permits SET until = ? WHERE id = ?", (str(date.today() - timedelta(days=1)), permit_id))
+    with audit.acting("ana"):
+        decisions.submit(signed.ws, request)
+    for member in (MEMBER, "carla"):
+        with audit.acting(member):
+            decisions.vote(signed.ws, request, "approve", comment="fine")
+    with signed.ws.catalog() as conn:  # ... but the committee revokes it before the release
+        conn.execute("UPDATE permits SET until = ? WHERE id = ?", (NEXT_YEAR, permit_id))
+    ok("--as", MEMBER, "permit", "revoke", str(permit_id), "--note", "the holder broke its terms")
+    with audit.acting(MEMBER), pytest.raises(PolicyRefusal, match=rf"permit {permit_id} \(study outs\) was revoked"):
+        release.release(signed.ws, request)

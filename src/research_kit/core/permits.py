@@ -235,27 +235,32 @@ def pseudonym_line(conn: sqlite3.Connection, study: str, today: date | None = No
 def check(
     conn: sqlite3.Connection,
     study: str,
-    name: str,
+    name: str | None,
     *,
     tier: str,
     tables: Iterable[str] = (),
     columns: Iterable[tuple[str, str]] = (),
     doing: str,
+    after_end: bool = False,
     today: date | None = None,
 ) -> Permit:
     """The study's permit in force if it lets ``name`` use ``tier`` (and ``tables``, ``columns``) now; otherwise a
     one-line :class:`PolicyRefusal` naming the permit and the rule broken.
 
-    ``doing`` says what was attempted ("running its pipeline"), for the refusal.
+    ``doing`` says what was attempted ("running its pipeline"), for the refusal. ``after_end``: a permit that
+    has ended still counts (its results are due after it: submitting and releasing outputs), a revoked one
+    never. ``name`` None: anyone (a committee member releasing outputs is none of the permit's users).
     """
     if tier not in TIERS:
         raise ValueError(tier)
-    user = users.get(conn, name)
+    user = users.get(conn, name) if name is not None else None
     if user is not None and not user.active:
         raise PolicyRefusal(f"user {name!r} is disabled")
     day = today or _today()
     found = of_study(conn, study)
     permit = next((p for p in found if p.in_force(day)), None)
+    if permit is None and after_end:
+        permit = next((p for p in found if p.state == "granted"), None)  # ended: its results are still due
     if permit is None:
         last = next((p for p in found if p.state in ("granted", "revoked")), None)
         if last is None:
@@ -264,7 +269,7 @@ def check(
         if last.state == "revoked":
             raise PolicyRefusal(f"permit {last.id} (study {study}) was revoked on {last.revoked_at}: {doing} is over")
         raise PolicyRefusal(f"permit {last.id} (study {study}) ended on {last.until}: {doing} is over")
-    if name not in permit.users:
+    if name is not None and name not in permit.users:
         raise PolicyRefusal(f"permit {permit.id} (study {study}) does not name {name}: {doing} is for its users only")
     if not permit.allows_tier(tier):
         raise PolicyRefusal(

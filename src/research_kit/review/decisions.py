@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from research_kit.core import audit, permissions
+from research_kit.core import audit, permissions, permits
 from research_kit.core.catalog import transaction
 from research_kit.core.checksums import file_sha256
 from research_kit.core.errors import BadInput, PolicyRefusal
@@ -31,6 +31,7 @@ def submit(ws: Workspace, request_id: int) -> Request:
     with ws.catalog() as conn:
         request = read_request(conn, ws, request_id, actor)
         _check(conn, Act.SUBMIT, request, actor)
+        permits.check(conn, request.study, actor, tier="twin", doing="submitting its outputs", after_end=True)
         with transaction(conn):
             check_request(conn, ws, request_id)
             request = read_request(conn, ws, request_id, actor)

@@ -28,7 +28,7 @@ from typing import Any
 import pandas as pd
 
 from research_kit import __version__
-from research_kit.core import audit, permissions
+from research_kit.core import audit, permissions, permits
 from research_kit.core.catalog import row_id, transaction
 from research_kit.core.checksums import file_sha256
 from research_kit.core.errors import IntegrityError, PolicyRefusal
@@ -99,6 +99,8 @@ def release(ws: Workspace, request_id: int) -> Path:
     request = review.get(ws, request_id, viewer=actor)
     with ws.catalog() as conn:
         permissions.check(Act.RELEASE, State(request.state), review.person(conn, actor, request), request=request_id)
+        # The study's permit, in force or ended (results are due after it), never revoked.
+        permits.check(conn, request.study, None, tier="twin", doing="releasing its outputs", after_end=True)
     chosen = request.reviewable
     for output in chosen:
         if not output.path.is_file() or file_sha256(output.path) != output.sha256:
