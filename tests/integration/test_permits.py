@@ -315,3 +315,22 @@ def test_a_revoked_permits_outputs_are_neither_submitted_nor_released_an_ended_o
     ok("--as", MEMBER, "permit", "revoke", str(permit_id), "--note", "the holder broke its terms")
     with audit.acting(MEMBER), pytest.raises(PolicyRefusal, match=rf"permit {permit_id} \(study outs\) was revoked"):
         release.release(signed.ws, request)
+
+
+def test_results_are_recorded_and_named_overdue_18_months_after_the_end(signed: Project) -> None:
+    permit_id = apply("pub")
+    ok("--as", MEMBER, "permit", "grant", str(permit_id), "--legal-basis", "DAC 9")
+    long_ago = date.today() - timedelta(days=600)  # ended more than 18 months ago
+    with signed.ws.catalog() as conn:
+        conn.execute("UPDATE permits SET until = ? WHERE id = ?", (str(long_ago), permit_id))
+    listing = ok("--as", MEMBER, "permit", "list")
+    assert f"permit {permit_id} (study pub): results overdue since" in listing
+    refused(("--as", "rob", "permit", "results", str(permit_id), "--status", "published", "--reference", "doi"),
+            f"rob: only permit {permit_id}'s users and the committee record its results")  # fmt: skip
+    refused(("--as", "ana", "permit", "results", str(permit_id), "--status", "published"),
+            "--reference: a published result names where", 3)  # fmt: skip
+    ok("--as", "ana", "permit", "results", str(permit_id), "--status", "published", "--reference",
+       "doi:10.1186/s13023-026-0001")  # fmt: skip
+    assert "results overdue" not in ok("--as", MEMBER, "permit", "list")
+    shown = json.loads(ok("--as", MEMBER, "permit", "show", str(permit_id), "--json"))
+    assert shown["publication"] == "published: doi:10.1186/s13023-026-0001"

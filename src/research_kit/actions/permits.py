@@ -218,3 +218,18 @@ def ending_soon(ws: Workspace, *, actor: str) -> list[Permit]:
     seen = {p.id for p in listed(ws, actor=actor)}
     with ws.catalog() as conn:
         return [p for p in permits.ending_soon(conn, days) if p.id in seen]
+
+
+def record_results(ws: Workspace, *, actor: str, permit_id: int, status: str, reference: str = "") -> Permit:
+    """A permit's user or a committee member records where its results stand; audited."""
+    with audit.acting(actor), ws.catalog() as conn, transaction(conn):
+        return permits.record_publication(conn, ws.audit_path, permit_id, status=status, reference=reference)
+
+
+def overdue(ws: Workspace, *, actor: str) -> list[Permit]:
+    """Ended permits ``actor`` may see whose results are past due (``[permits].results_due_months``) and not
+    recorded as published."""
+    months = ws.policy().permits.results_due_months
+    seen = {p.id for p in listed(ws, actor=actor)}
+    with ws.catalog() as conn:
+        return [p for p in permits.overdue(conn, months) if p.id in seen]

@@ -11,7 +11,7 @@ from research_kit.cli.common import actor, console, workspace
 from research_kit.console import permits as show
 from research_kit.console.output import print_json
 from research_kit.core.errors import BadInput
-from research_kit.core.permits import CATEGORIES, TIERS
+from research_kit.core.permits import CATEGORIES, PUBLICATION, TIERS, results_due
 
 app = typer.Typer(add_completion=False)
 permit_app = typer.Typer(
@@ -164,6 +164,19 @@ def revoke(
     console.print(f"permit {permit.id} revoked: study {permit.study} may no longer use the data")
 
 
+@permit_app.command("results")
+def results(
+    permit_id: Annotated[str, typer.Argument(help="The permit's number.")],
+    status: Annotated[str, typer.Option("--status", help=f"One of: {', '.join(PUBLICATION)}.")],
+    reference: Annotated[str, typer.Option("--reference", help="Where it was published (a DOI), or why not.")] = "",
+) -> None:
+    """Record where a permit's results stand (its users or the committee): EHDS asks that they be published
+    within [permits].results_due_months of its end. Audited."""
+    ws = workspace()
+    permit = permits.record_results(ws, actor=actor(ws), permit_id=_id(permit_id), status=status, reference=reference)
+    console.print(f"permit {permit.id}: results {permit.publication}", highlight=False)
+
+
 @permit_app.command("show")
 def show_permit(permit_id: Annotated[str, typer.Argument(help="The permit's number.")], as_json: Json = False) -> None:
     """One permit: its purpose, holder, users, data, tier, period and decisions."""
@@ -196,3 +209,8 @@ def list_permits(
         soon = permits.ending_soon(ws, actor=who)
         for p in soon:
             console.print(f"permit {p.id} (study {p.study}) ends on {p.until}", highlight=False)
+        months = ws.policy().permits.results_due_months
+        for p in permits.overdue(ws, actor=who):
+            due = results_due(p, months)
+            console.print(f"permit {p.id} (study {p.study}): results overdue since {due} ({p.publication})",
+                          highlight=False)  # fmt: skip

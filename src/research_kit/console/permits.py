@@ -48,6 +48,8 @@ def print_permit(console: Console, permit: Permit) -> None:
         lines.append(f"  continues permit {p.continuation_of} (its users see the same pseudonyms)")
     if p.revoked_by:
         lines.append(f"  revoked by {p.revoked_by} on {p.revoked_at}")
+    if p.state in ("granted", "revoked"):
+        lines.append(f"  results: {p.publication}")
     console.print("\n".join(lines), highlight=False, markup=False)
 
 

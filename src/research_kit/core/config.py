@@ -175,6 +175,10 @@ class PermitsPolicy(_Section):
         36, "Period of a permit granted by 'research-kit budget grant' (the shorthand), in months.", min=1, max=120
     )
     notice_days: int = _opt(60, "A permit ending within this many days is listed as ending soon.", min=1, max=365)
+    results_due_months: int = _opt(
+        18, "A permit's results are due this many months after it ends (EHDS Art. 61); later, they are overdue.",
+        min=1, max=120,
+    )  # fmt: skip
 
 
 @dataclass(frozen=True)

@@ -532,6 +532,48 @@ def for_budget_grant(
     return get(conn, permit_id)
 
 
+PUBLICATION = ("not yet", "submitted", "published", "not to be published")
+
+
+def results_due(permit: Permit, months: int) -> date:
+    """When a permit's results are due: ``months`` after it ends (its last day, or the day it was revoked)."""
+    ended = date.fromisoformat(permit.revoked_at[:10]) if permit.revoked_at else permit.until
+    return _add_months(ended, months)
+
+
+def overdue(conn: sqlite3.Connection, months: int, today: date | None = None) -> list[Permit]:
+    """Granted permits that have ended, whose results are due and not recorded as published."""
+    day = today or _today()
+    return [
+        p for p in listed(conn)
+        if p.state in ("granted", "revoked") and not p.in_force(day) and not p.publication.startswith("published")
+        and results_due(p, months) < day
+    ]  # fmt: skip
+
+
+def record_publication(
+    conn: sqlite3.Connection, audit_path: Any, permit_id: int, *, status: str, reference: str
+) -> Permit:
+    """A permit's user or a committee member records where its results stand (published: with a reference)."""
+    permit = get(conn, permit_id)
+    who = audit.current_actor()
+    user = users.get(conn, who)
+    if user is None or not user.active or (who not in permit.users and Role.COMMITTEE not in user.roles):
+        raise PolicyRefusal(f"{who}: only permit {permit_id}'s users and the committee record its results")
+    if permit.state not in ("granted", "revoked"):
+        raise PolicyRefusal(f"permit {permit_id} is {permit.status()}: only a granted permit has results")
+    if status not in PUBLICATION:
+        raise BadInput(f"--status {status!r}: one of {', '.join(PUBLICATION)}")
+    text = " ".join(reference.split())
+    if status in ("published", "not to be published") and not text:
+        raise BadInput(f"--reference: a {status} result names where (a DOI, a report) or why")
+    shown = f"{status}: {text}" if text else status
+    conn.execute("UPDATE permits SET publication = ? WHERE id = ?", (shown, permit_id))
+    audit.append(conn, audit_path, "permit.results", {"permit": permit_id, "study": permit.study, "status": status,
+                                                      "reference": text})  # fmt: skip
+    return get(conn, permit_id)
+
+
 def _add_months(day: date, months: int) -> date:
     month = day.month - 1 + months
     year, month = day.year + month // 12, month % 12 + 1
