@@ -2,7 +2,8 @@
 
 Each step of the flow adds itself here as it is built. Today: a workspace, a
 simulated identifiable export (clean) and a second one with injected faults
-(the ingest test oracle), the pseudonymisation key, both exports ingested
+(the ingest test oracle), the pseudonymisation key, a few opt-outs recorded
+in the register, both exports ingested
 (every run adds a new extract version), the risk report of the clean
 extract, its synthetic twin (published if the policy's figures hold), DP
 queries charged to a study's budget, the example study pipeline run on the
@@ -16,6 +17,7 @@ from __future__ import annotations
 import os
 import secrets
 import shutil
+from datetime import date, timedelta
 from pathlib import Path
 
 from rich.console import Console
@@ -25,7 +27,9 @@ from rich.rule import Rule
 from research_kit.actions import (
     budget,
     extracts,
+    optouts,
     people,
+    permits,
     pipelines,
     query,
     records,
@@ -91,6 +95,9 @@ def run_demo(console: Console, *, patients: int, seed: int) -> None:
 
     console.print(Rule("4. the pseudonymisation key (outside the workspace)"))
     key = _demo_key(console, ws)
+
+    console.print(Rule("   ... and the opt-out register: people who opted out of secondary use"))
+    _optouts(console, ws, result.path)
 
     console.print(Rule("5. ingest: validate, quarantine, pseudonymise"))
     version = _next_version(ws)
@@ -290,6 +297,8 @@ def _studies(console: Console, ws: Workspace, extract_id: str) -> None:
                           "published for this registry[/yellow]")  # fmt: skip
             continue
         asked = pipeline.budget.get("rho")
+        if not any(p.in_force() for p in permits.listed(ws, actor=COMMITTEE[0], study=pipeline.study)):
+            _apply_and_grant(console, ws, pipeline.study, pipeline.title, asked)
         granted = budget.balances(ws, study=pipeline.study)[0].granted
         if asked and granted < to_picorho(asked, round_up=False):
             budget.grant(ws, actor=COMMITTEE[0], study=pipeline.study, rho=asked,
@@ -307,6 +316,41 @@ def _studies(console: Console, ws: Workspace, extract_id: str) -> None:
         print_request_summary(console, request)
 
 
+DEMO_HOLDER = "Luxembourg Institute of Health (demo)"  # a permit goes to a legal person
+PERMIT_DAYS = 365
+
+
+def _apply_and_grant(console: Console, ws: Workspace, study: str, title: str, rho: float | None) -> None:
+    """The researcher applies for the study's data permit; a committee member grants it with the budget asked."""
+    until = str(date.today() + timedelta(days=PERMIT_DAYS))
+    applied = permits.apply(ws, actor=RESEARCHER, study=study, holder=DEMO_HOLDER, purpose=title,
+                            category="scientific-research", tier="real", tables="all", until=until,
+                            rho=str(rho) if rho else None)  # fmt: skip
+    permits.decide(ws, actor=COMMITTEE[0], permit_id=applied.id, rho=str(rho) if rho else None,
+                   legal_basis="demo: the data-access committee's decision under the national EHDS law")  # fmt: skip
+    asked = f" with the rho {rho:g} it asks for" if rho else ""
+    console.print(f"{RESEARCHER} applied for permit {applied.id} (study {study}, real tier, every table, until "
+                  f"{until}); {COMMITTEE[0]} (committee) granted it{asked}")  # fmt: skip
+
+
+OPTED_OUT = 3  # people of the simulated registry who opted out before its first extract
+
+
+def _optouts(console: Console, ws: Workspace, export: Path) -> None:
+    """The steward records a few people's opt-outs (in real use, national IDs on standard input from the
+    register's letters): every extract from now on leaves them out."""
+    import polars as pl
+
+    from research_kit.model.national_id import is_valid
+
+    ids = pl.read_parquet(export / "patients.parquet", columns=["national_id"])["national_id"].to_list()
+    chosen = [i for i in ids if is_valid(str(i))][:OPTED_OUT]
+    done = optouts.add(ws, actor=STEWARD, lines=chosen)
+    console.print(f"{STEWARD} (steward) recorded {done.recorded} opt-out(s) ({done.already} already in the register): "
+                  f"the register holds {done.register.count} (version {done.register.version}); ingest leaves "
+                  "them out of every extract")  # fmt: skip
+
+
 def _pipelines(console: Console, ws: Workspace, extract_id: str) -> int | None:
     pipeline = pipelines.check_pipeline(example_pipeline())
     confined, _ = sandbox_check(ws)
@@ -315,6 +359,8 @@ def _pipelines(console: Console, ws: Workspace, extract_id: str) -> int | None:
         "no network, DP queries through the broker (docs/security.md)",
         soft_wrap=True,
     )
+    if not any(p.in_force() for p in permits.listed(ws, actor=COMMITTEE[0], study=pipeline.study)):
+        _apply_and_grant(console, ws, pipeline.study, pipeline.title, pipeline.budget.get("rho"))
     with steps(console, "pipeline") as step:
         step(f"{pipeline.study}: {len(pipeline.actions)} actions on {extract_id}")
         report = runs.run(ws, actor=RESEARCHER, pipeline=pipeline, extract=extract_id)

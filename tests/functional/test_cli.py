@@ -152,6 +152,10 @@ def test_demo_runs_the_flow_and_says_where_to_look(cli: Run, home: Path, tmp_pat
     assert "reconciliation of extract demo-faults-1" in out
     assert "re-identification risk of extract demo-1" in out
     assert "count of diagnoses by disease_group" in out
+    # Three opt-outs recorded before the first ingest: the extract leaves them out, and says so.
+    assert "sam (steward) recorded 3 opt-out(s) (0 already in the register)" in out
+    assert "opted out (register) 3" in out
+    assert re.search(r"rita applied for permit \d+ \(study registry-overview, real tier, every table", out)
     assert "replayed from the ledger, nothing spent" in out
     assert "run 1 of example on demo-1: succeeded (3 ran;" in out
     assert "run again with nothing changed: 3 of 3 actions reused" in out
@@ -197,7 +201,9 @@ def test_demo_runs_the_flow_and_says_where_to_look(cli: Run, home: Path, tmp_pat
     first = int(re.search(r"audit log intact: (\d+) entries", out).group(1))  # type: ignore[union-attr]
     # ... and each of the 4 studies' owner, named at its first grant (the phenotype study's entries besides, when
     # the default twin was published and it ran)
-    assert first == 116 if not twin_published else first > 116
+    # ... and the opt-out register's recording; the example study's permit (applied for, granted with its
+    # budget); each of the three other studies' permit applied for and granted (one more line than a bare grant)
+    assert first == 123 if not twin_published else first > 123
     logins = home / "demo-logins.tsv"
     assert logins.stat().st_mode & 0o777 == 0o600
     assert [line.split("\t")[:2] for line in logins.read_text().splitlines()] == [
@@ -211,6 +217,7 @@ def test_demo_runs_the_flow_and_says_where_to_look(cli: Run, home: Path, tmp_pat
     assert "where to look" in out
     rerun = cli("demo", "--patients", "1500", "--seed", "4").stdout  # a second run adds new extract versions
     assert "already initialised" in rerun
+    assert "recorded 0 opt-out(s) (3 already in the register)" in rerun
     assert "using the key" in rerun
     assert "reconciliation of extract demo-2" in rerun
     # The twin refused again, a grant and 4 DP answers again; the pipeline's 3 actions on the new extract and
@@ -225,7 +232,8 @@ def test_demo_runs_the_flow_and_says_where_to_look(cli: Run, home: Path, tmp_pat
     assert "granted the registry's DP-twin budget" not in rerun  # what the first grant left pays for the second
     # ... and the new overview study's owner; 4 more for the sources; the second DP twin's spend and its outcome
     again = int(re.search(r"audit log intact: (\d+) entries", rerun).group(1))  # type: ignore[union-attr]
-    assert again == 149 if not twin_published else again > first
+    # ... and the opt-out register's second recording (the same three people: none new)
+    assert again == 157 if not twin_published else again > first
 
 
 def test_key_ingest_and_risk_from_the_shell(signed_in: Run, home: Path, tmp_path: Path) -> None:
