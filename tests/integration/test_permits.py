@@ -334,3 +334,38 @@ def test_results_are_recorded_and_named_overdue_18_months_after_the_end(signed: 
     assert "results overdue" not in ok("--as", MEMBER, "permit", "list")
     shown = json.loads(ok("--as", MEMBER, "permit", "show", str(permit_id), "--json"))
     assert shown["publication"] == "published: doi:10.1186/s13023-026-0001"
+
+
+@pytest.mark.parametrize("on_end", ["archive", "delete"])
+def test_closing_an_ended_permit_takes_its_studys_work_out_of_reach(signed: Project, on_end: str) -> None:
+    from research_kit.review import decisions
+
+    text = signed.ws.policy_path.read_text(encoding="utf-8")
+    signed.ws.policy_path.write_text(text.replace('on_end = "archive"', f'on_end = "{on_end}"'), encoding="utf-8")
+    signed.notebook("out", "unused = 0", OUTPUT)
+    action = {"notebook": "notebooks/out.ipynb", "outputs": {"moderately_sensitive": {"big": "big.csv"}}}
+    pipeline = load_pipeline(signed.pipeline("done", {"a": action}, permitted=False))
+    permit_id = apply("done")
+    ok("--as", MEMBER, "permit", "grant", str(permit_id), "--legal-basis", "DAC 10")
+    request = runs.run(signed.ws, actor="ana", pipeline=pipeline, extract="e1").request
+    assert request is not None
+    refused(("--as", "ana", "permit", "close"), "needs the steward role")
+    assert "no ended permit to close" in ok("--as", STEWARD, "permit", "close")  # still in force
+    with signed.ws.catalog() as conn:
+        conn.execute("UPDATE permits SET until = ? WHERE id = ?", (str(date.today() - timedelta(days=1)), permit_id))
+    work = signed.ws.root / "studies" / "done"
+    assert any(work.rglob("big.csv"))
+    said = ok("--as", STEWARD, "permit", "close")
+    assert f"permit {permit_id} (study done): {'archived to' if on_end == 'archive' else 'deleted'}" in said
+    assert not any(work.rglob("big.csv"))
+    archived = signed.ws.root / "archive" / "permits" / f"done-permit-{permit_id}"
+    assert any(archived.rglob("big.csv")) == (on_end == "archive")
+    assert not list((signed.ws.root / "archive" / "permits").glob(".trash-*"))
+    with (
+        audit.acting("ana"),
+        pytest.raises(PolicyRefusal, match=rf"permit {permit_id} \(study done\) ended on .* and was closed"),
+    ):
+        decisions.submit(signed.ws, request)
+    closed = [e for e in audit.read_entries(signed.ws.audit_path) if e["action"] == "permit.close"]
+    assert [(e["details"]["permit"], e["details"]["unreleased_requests"]) for e in closed] == [(permit_id, 1)]
+    assert "no ended permit to close" in ok("--as", STEWARD, "permit", "close")  # once

@@ -8,19 +8,25 @@ line (and, for a grant with a budget, the ledger's grant) in one transaction.
 
 from __future__ import annotations
 
+import os
+import shutil
 import sqlite3
+from dataclasses import dataclass
 from datetime import date
 from decimal import Decimal
+from pathlib import Path
 
 from research_kit.core import audit, permits, users
 from research_kit.core.catalog import transaction
 from research_kit.core.errors import BadInput, PolicyRefusal
-from research_kit.core.permissions import Role
+from research_kit.core.locks import Busy, hold
+from research_kit.core.permissions import Duty, Role
 from research_kit.core.permits import Permit
 from research_kit.core.workspace import Workspace, check_name
 from research_kit.dp import ledger
 from research_kit.dp.accounting import Typed, rho_from, to_picorho
 from research_kit.model.tables import TABLE_NAMES
+from research_kit.studies.runner import studies_dir
 
 EVERY = "all"  # --tables all: every table of the data model
 
@@ -233,3 +239,57 @@ def overdue(ws: Workspace, *, actor: str) -> list[Permit]:
     seen = {p.id for p in listed(ws, actor=actor)}
     with ws.catalog() as conn:
         return [p for p in permits.overdue(conn, months) if p.id in seen]
+
+
+@dataclass(frozen=True)
+class Closed:
+    permit: Permit
+    done: str  # "archived to PATH", "deleted", "nothing to archive", "skipped: ..."
+
+
+def close_ended(ws: Workspace, *, actor: str) -> list[Closed]:
+    """The steward closes every ended (or revoked) permit of a study with no permit in force: its work folder
+    (action results, their outputs, notebooks) is archived under ``archive/permits/`` or deleted, as
+    ``[permits].on_end`` says, and its unreleased outputs can no longer be submitted or released. Each close is
+    audited with what was done; a study whose run still holds its lock is skipped, to be closed next time."""
+    on_end = ws.policy().permits.on_end
+    archive = ws.root / ARCHIVE
+    for stale in archive.glob(".trash-*") if archive.is_dir() else ():  # a delete a kill cut short
+        shutil.rmtree(stale, ignore_errors=True)
+    out = []
+    with audit.acting(actor):
+        with ws.catalog() as conn:
+            users.require(conn, actor, Duty.CLOSE_PERMITS)
+            pending = permits.to_close(conn)
+        for permit in pending:
+            folder = studies_dir(ws) / permit.study
+            try:
+                with hold(folder / ".lock", f"a run of study {permit.study!r}"):
+                    out.append(_close(ws, permit, folder, on_end))
+            except Busy as busy:
+                out.append(Closed(permit, f"skipped: {busy}"))
+    return out
+
+
+ARCHIVE = "archive/permits"
+
+
+def _close(ws: Workspace, permit: Permit, folder: Path, on_end: str) -> Closed:
+    """Move the study's folder out of reach (one rename), then record the close with its audit line."""
+    with ws.catalog() as conn:
+        open_requests = conn.execute(
+            "SELECT COUNT(*) FROM requests WHERE study = ? AND state != 'released'", (permit.study,)
+        ).fetchone()[0]
+    archive = ws.root / ARCHIVE
+    archive.mkdir(mode=0o700, parents=True, exist_ok=True)
+    held = any(p.name != ".lock" for p in folder.iterdir()) if folder.is_dir() else False
+    target = archive / (f"{permit.study}-permit-{permit.id}" if on_end == "archive" else f".trash-{permit.id}")
+    if held:
+        os.replace(folder, target)
+    done = ("archived to " + str(target) if on_end == "archive" else "deleted") if held else "nothing to archive"
+    with ws.catalog() as conn, transaction(conn):
+        permits.mark_closed(conn, ws.audit_path, permit, {"on_end": on_end, "work": done,
+                                                          "unreleased_requests": int(open_requests)})  # fmt: skip
+    if held and on_end == "delete":
+        shutil.rmtree(target, ignore_errors=True)
+    return Closed(permit, done)

@@ -177,6 +177,18 @@ def results(
     console.print(f"permit {permit.id}: results {permit.publication}", highlight=False)
 
 
+@permit_app.command("close")
+def close() -> None:
+    """Close every ended or revoked permit of a study with no permit in force (a steward): its study's work is
+    archived or deleted as [permits].on_end says, and its unreleased outputs can no longer leave. Audited."""
+    ws = workspace()
+    closed = permits.close_ended(ws, actor=actor(ws))
+    if not closed:
+        console.print("no ended permit to close")
+    for c in closed:
+        console.print(f"permit {c.permit.id} (study {c.permit.study}): {c.done}", highlight=False)
+
+
 @permit_app.command("show")
 def show_permit(permit_id: Annotated[str, typer.Argument(help="The permit's number.")], as_json: Json = False) -> None:
     """One permit: its purpose, holder, users, data, tier, period and decisions."""

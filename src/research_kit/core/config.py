@@ -175,6 +175,12 @@ class PermitsPolicy(_Section):
         36, "Period of a permit granted by 'research-kit budget grant' (the shorthand), in months.", min=1, max=120
     )
     notice_days: int = _opt(60, "A permit ending within this many days is listed as ending soon.", min=1, max=365)
+    on_end: str = _opt(
+        "archive",
+        "What 'research-kit permit close' does with the work of a study whose permits have all ended: 'archive' "
+        "(moved to archive/permits/, the steward's) or 'delete'. Its unreleased outputs can no longer leave.",
+        choices=["archive", "delete"],
+    )
     results_due_months: int = _opt(
         18, "A permit's results are due this many months after it ends (EHDS Art. 61); later, they are overdue.",
         min=1, max=120,

@@ -216,6 +216,7 @@ class Duty(StrEnum):
     RERUN = "rerunning every study"
     GRANT = "granting a study budget or a data permit"
     APPLY_PERMIT = "applying for a data permit"
+    CLOSE_PERMITS = "closing ended data permits (archiving or deleting their studies' work)"
     START_LAB = "starting a lab"
     READ_AUDIT = "reading the audit log"
     BACKUP = "backing the workspace up"
@@ -242,6 +243,7 @@ DUTIES: dict[Duty, tuple[Role, ...]] = {
     Duty.RERUN: (Role.STEWARD,),
     Duty.GRANT: (Role.COMMITTEE,),
     Duty.APPLY_PERMIT: (Role.RESEARCHER,),
+    Duty.CLOSE_PERMITS: (Role.STEWARD,),
     Duty.START_LAB: (Role.RESEARCHER,),
     Duty.READ_AUDIT: (Role.COMMITTEE, Role.STEWARD),  # it names every user's actions
     Duty.BACKUP: (Role.STEWARD,),

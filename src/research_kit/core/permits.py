@@ -76,6 +76,7 @@ class Permit:
     continuation_of: int | None = None
     publication: str = "not yet"
     versions: str = NEW_VERSIONS
+    closed_at: str | None = None  # when 'permit close' archived or deleted its study's work
     extra: dict[str, Any] = field(default_factory=dict)
 
     def status(self, today: date | None = None) -> str:
@@ -129,6 +130,7 @@ class Permit:
             "revoked_at": self.revoked_at,
             "continuation_of": self.continuation_of,
             "publication": self.publication,
+            "closed_at": self.closed_at,
         }
 
 
@@ -161,7 +163,7 @@ def _permit(conn: sqlite3.Connection, row: sqlite3.Row) -> Permit:
         optout_exception=row["optout_exception"], rho_asked=row["rho_asked"], decided_by=row["decided_by"],
         decided_at=row["decided_at"], decision_note=row["decision_note"], revoked_by=row["revoked_by"],
         revoked_at=row["revoked_at"], continuation_of=row["continuation_of"], publication=row["publication"],
-        versions=row["versions"],
+        versions=row["versions"], closed_at=row["ended_handled_at"],
     )  # fmt: skip
 
 
@@ -259,8 +261,8 @@ def check(
     day = today or _today()
     found = of_study(conn, study)
     permit = next((p for p in found if p.in_force(day)), None)
-    if permit is None and after_end:
-        permit = next((p for p in found if p.state == "granted"), None)  # ended: its results are still due
+    if permit is None and after_end:  # ended, and not yet closed: its results are still due
+        permit = next((p for p in found if p.state == "granted" and p.closed_at is None), None)
     if permit is None:
         last = next((p for p in found if p.state in ("granted", "revoked")), None)
         if last is None:
@@ -268,7 +270,8 @@ def check(
             raise PolicyRefusal(f"study {study} has no data permit{pending}: {doing} needs one")
         if last.state == "revoked":
             raise PolicyRefusal(f"permit {last.id} (study {study}) was revoked on {last.revoked_at}: {doing} is over")
-        raise PolicyRefusal(f"permit {last.id} (study {study}) ended on {last.until}: {doing} is over")
+        closed = f" and was closed on {last.closed_at[:10]}" if last.closed_at else ""
+        raise PolicyRefusal(f"permit {last.id} (study {study}) ended on {last.until}{closed}: {doing} is over")
     if name is not None and name not in permit.users:
         raise PolicyRefusal(f"permit {permit.id} (study {study}) does not name {name}: {doing} is for its users only")
     if not permit.allows_tier(tier):
@@ -530,6 +533,20 @@ def for_budget_grant(
         "legal_basis": "(a budget grant)", "optout_exception": "", "continuation_of": None,
     })  # fmt: skip
     return get(conn, permit_id)
+
+
+def to_close(conn: sqlite3.Connection, today: date | None = None) -> list[Permit]:
+    """Permits that have ended (their last day passed, or revoked) and are not closed yet, of studies with no
+    permit in force (a renewed study keeps its work), oldest first."""
+    day = today or _today()
+    found = [p for p in listed(conn) if p.state in ("granted", "revoked") and not p.in_force(day) and not p.closed_at]
+    return sorted((p for p in found if in_force(conn, p.study, day) is None), key=lambda p: p.id)
+
+
+def mark_closed(conn: sqlite3.Connection, audit_path: Any, permit: Permit, details: Mapping[str, Any]) -> None:
+    """Record that ``permit``'s study's work was archived or deleted (the caller's transaction), audited."""
+    conn.execute("UPDATE permits SET ended_handled_at = ? WHERE id = ?", (_now(), permit.id))
+    audit.append(conn, audit_path, "permit.close", {"permit": permit.id, "study": permit.study, **details})
 
 
 PUBLICATION = ("not yet", "submitted", "published", "not to be published")
