@@ -131,8 +131,13 @@ def test_an_extract_built_before_the_latest_opt_out_is_refused_for_research_but_
             "extract 'e1' was built before the latest opt-out (register version 1): ingest a new one; older "
             "extracts serve only to reproduce past releases, for the steward"
         )
-    # The steward's own commands still read it.
+    # The steward's own commands still read it, but no new twin is made from it: a twin made now would hold
+    # the person who has opted out since.
     assert extract_actions.risk(ws, actor=STEWARD, extract="e1").extract_id == "e1"
+    from research_kit.synth import build_twin
+
+    with pytest.raises(PolicyRefusal, match="'e1' was built before the latest opt-out"):
+        build_twin(ws, "e1")
     assert pl.read_parquet(get_extract(ws, "e1").table_path("patients")).height > 0
     ingest(ws, [registry.raw], "e2", load_key(registry.key_file))
     assert real_source(ws, None).name == "e2"

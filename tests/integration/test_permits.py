@@ -78,6 +78,8 @@ def test_a_permit_is_applied_for_granted_with_its_budget_amended_and_revoked(sig
     assert runs.run(signed.ws, actor="rob", pipeline=_pipeline(signed, "myo"), extract="e1").outcome == "succeeded"
 
     ok("--as", MEMBER, "permit", "amend", str(permit_id), "--users", "ana", "--note", "rob left the project")
+    ok("--as", MEMBER, "permit", "amend", str(permit_id), "--holder", "Centre Hospitalier", "--note", "moved")
+    assert json.loads(ok("--as", MEMBER, "permit", "show", str(permit_id), "--json"))["holder"] == "Centre Hospitalier"
     with pytest.raises(PolicyRefusal, match=rf"permit {permit_id} \(study myo\) does not name rob"):
         runs.run(signed.ws, actor="rob", pipeline=_pipeline(signed, "myo"), extract="e1")
     ok("--as", MEMBER, "permit", "revoke", str(permit_id), "--note", "purpose changed without notice")
@@ -89,7 +91,7 @@ def test_a_permit_is_applied_for_granted_with_its_budget_amended_and_revoked(sig
     entries = [json.loads(line) for line in signed.ws.audit_path.read_text().splitlines()]
     trail = [(e["actor"], e["action"]) for e in entries if e["action"].startswith("permit.")]
     assert trail == [("ana", "permit.apply"), (MEMBER, "permit.grant"), (MEMBER, "permit.amend"),
-                     (MEMBER, "permit.revoke")]  # fmt: skip
+                     (MEMBER, "permit.amend"), (MEMBER, "permit.revoke")]  # fmt: skip
     amended = next(e for e in entries if e["action"] == "permit.amend")["details"]
     assert amended["changed"]["users"] == {"from": ["ana", "rob"], "to": ["ana"]}
 
@@ -217,9 +219,12 @@ def test_the_migration_gives_each_study_with_a_budget_one_real_permit_its_owners
         conn.execute("INSERT OR IGNORE INTO study_owners (study, owner, added_by, added_at) VALUES (?, ?, 'dac', ?)",
                      (study, owner, at))  # fmt: skip
     for study, at in (("s1", "2026-02-01T10:00:00"), ("s1", "2026-04-01T10:00:00"), ("s2", "2026-03-05T10:00:00"),
-                      ("@twin", "2026-03-06T10:00:00")):  # fmt: skip
+                      ("@twin", "2026-03-06T10:00:00"), ("s3", "2026-03-07T10:00:00")):  # fmt: skip
         conn.execute("INSERT INTO dp_grants (study, tier, picorho, granted_by, granted_at, note)"
                      " VALUES (?, 'real', 1000, 'dac', ?, '')", (study, at))  # fmt: skip
+    # s3: granted before owners were named (no owner rows); ana registered its pipeline
+    conn.execute("INSERT INTO pipelines (study, path, title, registered_at, registered_by, sha256)"
+                 " VALUES ('s3', '/p/s3.yaml', 'S3', '2026-03-07', 'ana', 'x')")  # fmt: skip
     conn.execute("INSERT INTO study_secrets (study, secret, created_at) VALUES ('s1', ?, '2026-02-02')", (b"k" * 32,))
     conn.close()
     conn = catalog.connect(path)
@@ -228,8 +233,10 @@ def test_the_migration_gives_each_study_with_a_budget_one_real_permit_its_owners
     # s1's runs keep the pseudonyms its secret gave them: the secret is now its migrated permit's.
     line = permits.pseudonym_line(conn, "s1", date(2026, 12, 1))
     assert conn.execute("SELECT secret FROM study_secrets WHERE study = ?", (line,)).fetchone()[0] == b"k" * 32
-    assert set(found) == {"s1", "s2"}  # the DP-twin budget is no study's
+    assert set(found) == {"s1", "s2", "s3"}  # the DP-twin budget is no study's
     assert (found["s1"].users, found["s1"].tier, found["s1"].data) == (("ana", "rob"), "real", None)
+    assert found["s1"].category in permits.CATEGORIES  # so that the committee can amend it
+    assert found["s3"].users == ("ana",)  # its pipeline's registrant
     assert found["s1"].until == date(2029, 2, 1)  # three years from its first grant
     assert found["s2"].in_force(date(2026, 12, 1))
     assert conn.execute("SELECT name FROM sqlite_master WHERE name = 'study_owners'").fetchone() is None
@@ -369,3 +376,40 @@ def test_closing_an_ended_permit_takes_its_studys_work_out_of_reach(signed: Proj
     closed = [e for e in audit.read_entries(signed.ws.audit_path) if e["action"] == "permit.close"]
     assert [(e["details"]["permit"], e["details"]["unreleased_requests"]) for e in closed] == [(permit_id, 1)]
     assert "no ended permit to close" in ok("--as", STEWARD, "permit", "close")  # once
+
+
+def test_a_revoked_newer_permit_is_never_bypassed_through_an_older_ended_one(signed: Project) -> None:
+    """The review's findings: an ended permit's grace never outlives a newer permit's revocation; a budget top-up
+    never brings back a revoked permit; a permit's own user never revokes it."""
+    first = apply("twice")
+    ok("--as", MEMBER, "permit", "grant", str(first), "--legal-basis", "DAC 11")
+    with signed.ws.catalog() as conn:
+        conn.execute("UPDATE permits SET until = ? WHERE id = ?", (str(date.today() - timedelta(days=1)), first))
+    second = apply("twice")
+    ok("--as", MEMBER, "permit", "grant", str(second), "--legal-basis", "DAC 12", "--continues", str(first))
+    ok("--as", MEMBER, "permit", "revoke", str(second), "--note", "misuse")
+    with (
+        signed.ws.catalog() as conn,
+        pytest.raises(PolicyRefusal, match=rf"permit {second} \(study twice\) was revoked"),
+    ):
+        permits.check(conn, "twice", "ana", tier="twin", doing="submitting its outputs", after_end=True)
+    refused(("--as", MEMBER, "budget", "grant", "twice", "--rho", "0.1", "--owner", "ana"),
+            f"study twice: permit {second} was revoked; the committee grants a new one with 'research-kit permit "
+            "grant', not with a budget grant")  # fmt: skip
+    refused(("--as", MEMBER, "permit", "grant", str(apply("twice")), "--legal-basis", "x", "--continues",
+             str(second)), f"--continues {second}: not an earlier granted (and not revoked) permit", 3)  # fmt: skip
+    refused(("--as", MEMBER, "permit", "grant", "1", "--legal-basis", "x", "--continues", "9" * 30),
+            "a permit is named by its number", 3)  # fmt: skip
+    with audit.acting(STEWARD):
+        from research_kit.core import users
+
+        users.add(signed.ws, "carla", "researcher")
+    sign_in(signed.ws, carla="committee")
+    own = apply("self", "--users", "carla")
+    ok("--as", MEMBER, "permit", "grant", str(own), "--legal-basis", "DAC 13")
+    refused(("--as", "carla", "permit", "revoke", str(own), "--note", "mine"),
+            "carla is a user of study self: a user never decides on their own permit")  # fmt: skip
+    granted = next(e for e in audit.read_entries(signed.ws.audit_path) if e["action"] == "permit.grant")["details"]
+    assert (granted["holder"], granted["category"], granted["data"]) == (
+        "Luxembourg Institute of Health", "scientific-research", {"diagnoses": None, "patients": None},
+    )  # fmt: skip

@@ -128,3 +128,11 @@ def test_an_opt_out_in_any_source_wins_the_merge_whatever_the_precedence() -> No
         assert merged.height == 1
         assert merged["vital_status"].to_list() == ["opted out"]
     assert merge([(first, 1), (source("b", "dead"), 2)]).tables["patients"]["vital_status"].to_list() == ["alive"]
+
+
+def test_a_file_the_csv_reader_cannot_read_is_refused_in_one_line(tmp_path: Path) -> None:
+    """A field longer than Python's csv module takes (131,072 characters) names the file and row, no traceback."""
+    path = tmp_path / "ids.csv"
+    path.write_text("national_id\n" + "1" * 200_000 + "\n", encoding="utf-8")
+    with pytest.raises(BadInput, match=r"ids.csv: row 2: not a CSV of national IDs; nothing was recorded"):
+        optouts.read_file(path)

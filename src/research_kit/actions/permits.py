@@ -178,6 +178,8 @@ def amend(
     tables: str | None = None,
     until: str | None = None,
     purpose: str | None = None,
+    holder: str | None = None,
+    category: str | None = None,
     optout_exception: str | None = None,
 ) -> Permit:
     """A committee member changes a permit (what is not given stays), saying why."""
@@ -186,8 +188,8 @@ def amend(
             conn, ws.audit_path, permit_id, note=note,
             users_named=parse_users(users_named) if users_named is not None else None, tier=tier,
             data=parse_tables(tables) if tables is not None else permits.KEEP,
-            until=parse_until(until) if until is not None else None, purpose=purpose,
-            optout_exception=optout_exception,
+            until=parse_until(until) if until is not None else None, purpose=purpose, holder=holder,
+            category=category, optout_exception=optout_exception,
         )  # fmt: skip
 
 

@@ -84,7 +84,7 @@ def grant(
         ),
     ] = "",
     continues: Annotated[
-        int | None, typer.Option("--continues", help="The permit this one continues (same pseudonyms).")
+        str | None, typer.Option("--continues", help="The permit this one continues (same pseudonyms).")
     ] = None,
     as_json: Json = False,
 ) -> None:
@@ -96,7 +96,8 @@ def grant(
         if any(v is not None for v in direct):
             raise BadInput("--purpose, --tier, --tables, --until and --holder grant directly: name --users too")
         permit = permits.decide(ws, actor=who, permit_id=_id(target), legal_basis=legal_basis, note=note, rho=rho,
-                                optout_exception=optout_exception, continues=continues)  # fmt: skip
+                                optout_exception=optout_exception,
+                                continues=_id(continues) if continues is not None else None)  # fmt: skip
     else:
         flags = ("--purpose", "--tier", "--tables", "--until", "--holder")
         missing = [f for f, v in zip(flags, direct[1:], strict=True) if v is None]
@@ -135,6 +136,8 @@ def amend(
     tables: Annotated[str | None, typer.Option("--tables", help="Its tables, or 'all'.")] = None,
     until: Annotated[str | None, typer.Option("--until", help="Its last day.")] = None,
     purpose: Annotated[str | None, typer.Option("--purpose", help="Its purpose.")] = None,
+    holder: Annotated[str | None, typer.Option("--holder", help="Its organisation.")] = None,
+    category: Annotated[str | None, typer.Option("--category", help=f"One of: {', '.join(CATEGORIES)}.")] = None,
     optout_exception: Annotated[
         str | None, typer.Option("--optout-exception", help="The opt-out exception's legal basis ('' ends it).")
     ] = None,
@@ -145,7 +148,7 @@ def amend(
     ws = workspace()
     permit = permits.amend(
         ws, actor=actor(ws), permit_id=_id(permit_id), note=note, users_named=users, tier=tier, tables=tables,
-        until=until, purpose=purpose, optout_exception=optout_exception,
+        until=until, purpose=purpose, holder=holder, category=category, optout_exception=optout_exception,
     )  # fmt: skip
     if as_json:
         print_json(permit.to_dict())

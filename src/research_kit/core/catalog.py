@@ -433,15 +433,21 @@ MIGRATIONS: tuple[Migration, ...] = (
                    recorded_by TEXT NOT NULL,
                    recorded_at TEXT NOT NULL
                )""",
+            # The first grant's member and time: SQLite gives a bare column of the row MIN() picked.
             """INSERT INTO permits (study, state, holder, purpose, category, tier, data, until, legal_basis,
                                     applied_by, applied_at, decided_by, decided_at, decision_note)
                SELECT g.study, 'granted', '(not recorded before permits)', '(not recorded before permits)',
-                      'scientific research', 'real', '*', date(MIN(g.granted_at), '+3 years'),
-                      '(a budget grant made before permits)', MIN(g.granted_by), MIN(g.granted_at),
-                      MIN(g.granted_by), MIN(g.granted_at), 'migrated from the study''s budget grants'
+                      'scientific-research', 'real', '*', date(MIN(g.granted_at), '+3 years'),
+                      '(a budget grant made before permits)', g.granted_by, g.granted_at,
+                      g.granted_by, g.granted_at, 'migrated from the study''s budget grants'
                FROM dp_grants g WHERE g.tier = 'real' AND g.study NOT LIKE '@%' GROUP BY g.study""",
+            # Its users: the study's owners; a study granted before owners were named (no owner rows), whoever
+            # registered its pipeline.
             """INSERT INTO permit_users (permit, user)
                SELECT p.id, o.owner FROM permits p JOIN study_owners o ON o.study = p.study""",
+            """INSERT INTO permit_users (permit, user)
+               SELECT p.id, r.registered_by FROM permits p JOIN pipelines r ON r.study = p.study
+               WHERE NOT EXISTS (SELECT 1 FROM study_owners o WHERE o.study = p.study)""",
             "DROP TABLE study_owners",  # a study's owners are its permits' users from now on
             # A study's pseudonym secret belongs to its permit now (a new permit, new pseudonyms): the secret a
             # study's runs made so far is its migrated permit's.

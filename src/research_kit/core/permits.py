@@ -261,8 +261,10 @@ def check(
     day = today or _today()
     found = of_study(conn, study)
     permit = next((p for p in found if p.in_force(day)), None)
-    if permit is None and after_end:  # ended, and not yet closed: its results are still due
-        permit = next((p for p in found if p.state == "granted" and p.closed_at is None), None)
+    if permit is None and after_end:  # the newest permit ended (not revoked) and is not closed: results are due
+        newest = next((p for p in found if p.state in ("granted", "revoked")), None)
+        if newest is not None and newest.state == "granted" and newest.closed_at is None:
+            permit = newest
     if permit is None:
         last = next((p for p in found if p.state in ("granted", "revoked")), None)
         if last is None:
@@ -290,12 +292,12 @@ def check(
 # -- changes (each on the caller's open transaction, audited) -------------------------------------------------------
 
 
-def _check_fields(category: str, tier: str, until: date, today: date) -> None:
-    if category not in CATEGORIES:
+def _check_given(category: str | None, tier: str | None, until: date | None, today: date) -> None:
+    if category is not None and category not in CATEGORIES:
         raise BadInput(f"--category {category!r}: one of {', '.join(CATEGORIES)}")
-    if tier not in TIERS:
+    if tier is not None and tier not in TIERS:
         raise BadInput(f"--tier {tier!r}: one of {', '.join(TIERS)}")
-    if until <= today:
+    if until is not None and until <= today:
         raise BadInput(f"--until {until}: a permit ends after today ({today})")
 
 
@@ -368,7 +370,7 @@ def apply(
     day = today or _today()
     who = audit.current_actor()
     users.require(conn, who, Duty.GRANT if by_committee else Duty.APPLY_PERMIT)
-    _check_fields(category, tier, until, day)
+    _check_given(category, tier, until, day)
     cursor = conn.execute(
         "INSERT INTO permits (study, state, holder, purpose, category, tier, data, until, rho_asked, applied_by,"
         " applied_at) VALUES (?, 'applied', ?, ?, ?, ?, ?, ?, ?, ?, ?)",
@@ -376,11 +378,17 @@ def apply(
          until.isoformat(), rho_asked, who, _now()),
     )  # fmt: skip
     permit_id = int(cursor.lastrowid or 0)
-    named = _set_users(conn, permit_id, [*users_named] if by_committee else [who, *users_named])
-    audit.append(conn, audit_path, "permit.apply", {"permit": permit_id, "study": study, "tier": tier,
-                                                    "users": list(named), "until": until.isoformat(),
-                                                    "by_committee": by_committee})  # fmt: skip
-    return get(conn, permit_id)
+    _set_users(conn, permit_id, [*users_named] if by_committee else [who, *users_named])
+    applied = get(conn, permit_id)
+    audit.append(conn, audit_path, "permit.apply", {**_terms(applied), "by_committee": by_committee})
+    return applied
+
+
+def _terms(permit: Permit) -> dict[str, Any]:
+    """What a permit grants, as its audit lines record it."""
+    shown = permit.to_dict()
+    return {"permit": permit.id, **{k: shown[k] for k in ("study", "holder", "purpose", "category", "tier", "data",
+                                                          "until", "users", "rho_asked")}}  # fmt: skip
 
 
 def grant(
@@ -406,20 +414,21 @@ def grant(
     _refuse_second(conn, permit.study, day)
     if continuation_of is not None:
         earlier = get(conn, continuation_of)
-        if earlier.study != permit.study or earlier.id >= permit_id or earlier.state not in ("granted", "revoked"):
-            raise BadInput(f"--continues {continuation_of}: not an earlier granted permit of study {permit.study}")
+        if earlier.study != permit.study or earlier.id >= permit_id or earlier.state != "granted":
+            raise BadInput(f"--continues {continuation_of}: not an earlier granted (and not revoked) permit of "
+                           f"study {permit.study}")  # fmt: skip
     conn.execute(
         "UPDATE permits SET state = 'granted', legal_basis = ?, decision_note = ?, optout_exception = ?,"
         " continuation_of = ?, decided_by = ?, decided_at = ? WHERE id = ?",
         (_text(legal_basis, "--legal-basis"), note.strip(), optout_exception.strip(), continuation_of, who, _now(),
          permit_id),
     )  # fmt: skip
+    granted = get(conn, permit_id)
     audit.append(conn, audit_path, "permit.grant", {
-        "permit": permit_id, "study": permit.study, "tier": permit.tier, "users": list(permit.users),
-        "until": permit.until.isoformat(), "legal_basis": legal_basis.strip(),
-        "optout_exception": optout_exception.strip(), "continuation_of": continuation_of,
+        **_terms(granted), "legal_basis": granted.legal_basis, "optout_exception": granted.optout_exception,
+        "continuation_of": continuation_of,
     })  # fmt: skip
-    return get(conn, permit_id)
+    return granted
 
 
 def refuse(conn: sqlite3.Connection, audit_path: Any, permit_id: int, *, note: str) -> Permit:
@@ -449,6 +458,8 @@ def amend(
     data: Mapping[str, Sequence[str] | None] | object | None = KEEP,
     until: date | None = None,
     purpose: str | None = None,
+    holder: str | None = None,
+    category: str | None = None,
     optout_exception: str | None = None,
     today: date | None = None,
 ) -> Permit:
@@ -462,11 +473,13 @@ def amend(
         raise PolicyRefusal(f"permit {permit_id} is {permit.status(day)}: only an application or a permit in force is "
                             "amended (grant a new one)")  # fmt: skip
     before = permit.to_dict(day)
-    _check_fields(permit.category, tier or permit.tier, until or permit.until, day)
+    _check_given(category, tier, until, day)  # what is not given stays as it is, unchecked
     conn.execute(
-        "UPDATE permits SET tier = ?, until = ?, purpose = ?, optout_exception = ?, data = ? WHERE id = ?",
+        "UPDATE permits SET tier = ?, until = ?, purpose = ?, holder = ?, category = ?, optout_exception = ?,"
+        " data = ? WHERE id = ?",
         (tier or permit.tier, (until or permit.until).isoformat(),
          _text(purpose, "--purpose") if purpose is not None else permit.purpose,
+         _text(holder, "--holder") if holder is not None else permit.holder, category or permit.category,
          optout_exception.strip() if optout_exception is not None else permit.optout_exception,
          _data_json(permit.data if data is KEEP else data), permit_id),  # type: ignore[arg-type]
     )  # fmt: skip
@@ -485,7 +498,7 @@ def revoke(conn: sqlite3.Connection, audit_path: Any, permit_id: int, *, note: s
     """A committee member revokes a permit in force: its study's runs, reruns and queries stop at once."""
     permit = get(conn, permit_id)
     who = audit.current_actor()
-    users.require(conn, who, Duty.GRANT)
+    _require_decider(conn, who, permit.users, permit.study)
     if permit.state != "granted":
         raise PolicyRefusal(f"permit {permit_id} is {permit.status()}: only a granted permit is revoked")
     why = _text(note, "--note")
@@ -516,6 +529,14 @@ def for_budget_grant(
                 "note": "named by a budget grant",
             })  # fmt: skip
         return get(conn, current.id)
+    last = next((p for p in of_study(conn, study) if p.state in ("granted", "revoked")), None)
+    if last is not None:  # a top-up never brings back what was revoked or has ended, nor widens it
+        ended = "was revoked" if last.state == "revoked" else f"ended on {last.until}"
+        keep = f" (--continues {last.id} to keep its pseudonyms)" if last.state == "granted" else ""
+        raise PolicyRefusal(
+            f"study {study}: permit {last.id} {ended}; the committee grants a new one with 'research-kit permit "
+            f"grant'{keep}, not with a budget grant"
+        )
     if not owners:
         raise BadInput(f"study {study} has no permit in force: name its researcher(s) with --owner NAME")
     until = _add_months(day, default_months)
@@ -527,12 +548,12 @@ def for_budget_grant(
          who, _now()),
     )  # fmt: skip
     permit_id = int(cursor.lastrowid or 0)
-    named = _set_users(conn, permit_id, owners)
+    _set_users(conn, permit_id, owners)
+    granted = get(conn, permit_id)
     audit.append(conn, audit_path, "permit.grant", {
-        "permit": permit_id, "study": study, "tier": "real", "users": list(named), "until": until.isoformat(),
-        "legal_basis": "(a budget grant)", "optout_exception": "", "continuation_of": None,
+        **_terms(granted), "legal_basis": granted.legal_basis, "optout_exception": "", "continuation_of": None,
     })  # fmt: skip
-    return get(conn, permit_id)
+    return granted
 
 
 def to_close(conn: sqlite3.Connection, today: date | None = None) -> list[Permit]:

@@ -121,6 +121,12 @@ def answer_query(
         raise BadInput(f"name the study whose budget pays: study='...' (or set {STUDY_ENV})")
     check_name(study, "study")
     rho = rho_from(rho, epsilon, policy.delta)  # a mistyped cost is said before anything else
+    if source.tier == "real" and pipeline_study and study != pipeline_study:
+        # Under the runner a notebook spends its own pipeline's budget, never another study's.
+        raise PolicyRefusal(
+            f"study {study!r}: this pipeline's queries are charged to its study {pipeline_study!r} "
+            f"(set the notebook's study parameter to it)"
+        )
     if source.tier == "real":
         # Only the users of the study's data permit spend its budget, on the tables it covers; under the runner
         # (its broker acts as "runner:NAME") the run's user was checked when the run registered the study's
@@ -130,12 +136,6 @@ def answer_query(
                 conn, study, current_actor().removeprefix(RUNNER), tier="dp", tables=(table,),
                 doing="asking the real extract on its budget",
             )  # fmt: skip
-    if source.tier == "real" and pipeline_study and study != pipeline_study:
-        # Under the runner a notebook spends its own pipeline's budget, never another study's.
-        raise PolicyRefusal(
-            f"study {study!r}: this pipeline's queries are charged to its study {pipeline_study!r} "
-            f"(set the notebook's study parameter to it)"
-        )
     cost = policy.default_query_rho if rho is None else rho  # make_query checks it
     query = make_query(kind, table, rho=cost, **spec)
     return engine.run(ws, query, study=study, source=source, preview=preview, reuse=reuse)

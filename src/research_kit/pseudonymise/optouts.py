@@ -149,9 +149,17 @@ def read_file(path: Path) -> list[Entry]:
         raise BadInput(f"{path}: not UTF-8 text; nothing was recorded") from None
     top = next((line for line in text.splitlines() if line.strip()), "")
     delimiter = next((d for d in DELIMITERS if d in top), ",")
+    rows = csv.reader(io.StringIO(text), delimiter=delimiter)
+    try:
+        return _entries(path, rows)
+    except csv.Error:  # a field longer than the csv module takes, a NUL byte ...
+        raise BadInput(f"{path}: row {rows.line_num}: not a CSV of national IDs; nothing was recorded") from None
+
+
+def _entries(path: Path, rows: Iterable[list[str]]) -> list[Entry]:
     entries: list[Entry] = []
     first = True
-    for number, row in enumerate(csv.reader(io.StringIO(text), delimiter=delimiter), start=1):
+    for number, row in enumerate(rows, start=1):
         cells = [c.strip() for c in row]
         while cells and not cells[-1]:
             cells.pop()

@@ -44,7 +44,7 @@ from research_kit.core import audit
 from research_kit.core.catalog import transaction
 from research_kit.core.config import SynthPolicy
 from research_kit.core.errors import BadInput, PolicyRefusal
-from research_kit.core.extracts import Extract, get_extract
+from research_kit.core.extracts import Extract, check_current, get_extract
 from research_kit.core.faults import fault
 from research_kit.core.locks import hold
 from research_kit.core.workspace import Workspace, check_name
@@ -174,6 +174,7 @@ def build_twin(
     dp_rho = _dp_rho(ws, rho, epsilon) if mechanism else None
     policy = ws.policy().synth
     extract = get_extract(ws, extract_id)
+    check_current(ws, extract)  # a twin made now holds no one who has opted out since the extract was built
     twin_id = twin_id_of(extract_id, model)
     final = ws.synthetic_dir / twin_id
     with hold(ws.synthetic_dir / ".synth.lock", "a twin build", wait=True):
