@@ -240,6 +240,7 @@ def test_a_release_killed_after_it_commits_is_finished_by_the_next_look(approved
         assert audit.verify(conn, approved.audit_path).ok
 
 
+@pytest.mark.slow  # a run killed, then another, ~12 s
 def test_outputs_queued_by_a_run_killed_before_collecting_them_reach_review_with_the_next_run(
     project: Project,
 ) -> None:

@@ -343,7 +343,7 @@ def test_results_are_recorded_and_named_overdue_18_months_after_the_end(signed: 
     assert shown["publication"] == "published: doi:10.1186/s13023-026-0001"
 
 
-@pytest.mark.parametrize("on_end", ["archive", "delete"])
+@pytest.mark.parametrize("on_end", ["archive", pytest.param("delete", marks=pytest.mark.slow)])
 def test_closing_an_ended_permit_takes_its_studys_work_out_of_reach(signed: Project, on_end: str) -> None:
     from research_kit.review import decisions
 

@@ -76,6 +76,7 @@ def _heavy_patient(registry: Registry, folder: Path) -> tuple[engine.Source, str
     return source, one
 
 
+@pytest.mark.slow  # ~13 s
 def test_a_patient_with_50_rows_moves_a_count_by_at_most_the_bound(registry: Registry, tmp_path: Path) -> None:
     ws, study = registry.ws, "bounding"
     grant(ws, study, 900_000.0)

@@ -62,6 +62,7 @@ def test_rerun_reruns_every_registered_study_once_with_diffs(project: Project) -
         rerun_all(project.ws, "e1")
 
 
+@pytest.mark.slow  # a rerun killed mid-action, ~11 s
 def test_a_rerun_killed_midway_resumes_where_it_stopped(project: Project) -> None:
     project.notebook("quick", "unused = 0", "open('a.txt', 'w').write('a')")
     project.notebook("slow", "seconds = 0", "import time\ntime.sleep(seconds)\nopen('b.txt', 'w').write('b')")

@@ -149,6 +149,7 @@ def test_a_run_executes_in_order_keeps_declared_outputs_and_records_provenance(
     assert [tuple(r) for r in queued] == [("count", "table"), ("other", "table")]
 
 
+@pytest.mark.slow  # eight runs, ~16 s
 def test_an_action_reruns_only_when_something_it_depends_on_changed(project: Project) -> None:
     path = three_actions(project)
     first = run_pipeline(project.ws, load_pipeline(path), extract="e1")

@@ -49,6 +49,7 @@ def test_synth_publishes_then_refuses_to_overwrite(registry: Registry, tmp_path:
     assert "--replace" in again.stderr
 
 
+@pytest.mark.slow  # builds twins, ~20 s
 def test_synth_options_are_checked_in_one_line(registry: Registry) -> None:
     home = registry.ws.root
     for args, code, text in (
