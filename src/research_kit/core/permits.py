@@ -433,18 +433,7 @@ def grant(
 
 def refuse(conn: sqlite3.Connection, audit_path: Any, permit_id: int, *, note: str) -> Permit:
     """A committee member refuses an application, saying why."""
-    permit = get(conn, permit_id)
-    who = audit.current_actor()
-    _require_decider(conn, who, permit.users, permit.study)
-    if permit.state != "applied":
-        raise PolicyRefusal(f"permit {permit_id} is {permit.status()}: only an application is granted or refused")
-    why = _text(note, "--note")
-    conn.execute(
-        "UPDATE permits SET state = 'refused', decision_note = ?, decided_by = ?, decided_at = ? WHERE id = ?",
-        (why, who, _now(), permit_id),
-    )
-    audit.append(conn, audit_path, "permit.refuse", {"permit": permit_id, "study": permit.study, "note": why})
-    return get(conn, permit_id)
+    return _end(conn, audit_path, permit_id, note, "applied", "refused", "only an application is granted or refused")
 
 
 def amend(
@@ -496,17 +485,28 @@ def amend(
 
 def revoke(conn: sqlite3.Connection, audit_path: Any, permit_id: int, *, note: str) -> Permit:
     """A committee member revokes a permit in force: its study's runs, reruns and queries stop at once."""
+    return _end(conn, audit_path, permit_id, note, "granted", "revoked", "only a granted permit is revoked")
+
+
+def _end(
+    conn: sqlite3.Connection, audit_path: Any, permit_id: int, note: str, state: str, to: str, rule: str
+) -> Permit:
+    """Move a permit from ``state`` to ``to`` (refused or revoked): a committee member who is none of its users,
+    saying why; audited as ``permit.refuse`` or ``permit.revoke``."""
     permit = get(conn, permit_id)
     who = audit.current_actor()
     _require_decider(conn, who, permit.users, permit.study)
-    if permit.state != "granted":
-        raise PolicyRefusal(f"permit {permit_id} is {permit.status()}: only a granted permit is revoked")
+    if permit.state != state:
+        raise PolicyRefusal(f"permit {permit_id} is {permit.status()}: {rule}")
     why = _text(note, "--note")
+    # Who decided and when: the decision's columns for a refusal, the revocation's for a revocation.
+    by, at = ("decided_by", "decided_at") if to == "refused" else ("revoked_by", "revoked_at")
     conn.execute(
-        "UPDATE permits SET state = 'revoked', revoked_by = ?, revoked_at = ?, decision_note = ? WHERE id = ?",
-        (who, _now(), why, permit_id),
+        f"UPDATE permits SET state = ?, decision_note = ?, {by} = ?, {at} = ? WHERE id = ?",
+        (to, why, who, _now(), permit_id),
     )
-    audit.append(conn, audit_path, "permit.revoke", {"permit": permit_id, "study": permit.study, "note": why})
+    action = {"refused": "permit.refuse", "revoked": "permit.revoke"}[to]
+    audit.append(conn, audit_path, action, {"permit": permit_id, "study": permit.study, "note": why})
     return get(conn, permit_id)
 
 
