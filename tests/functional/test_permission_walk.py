@@ -14,6 +14,7 @@ import shutil
 from pathlib import Path
 
 import pytest
+from tests.conftest import permit
 from tests.functional.webapp import PASSWORD, S2, Browser, cli_sign_in
 from typer.testing import CliRunner
 
@@ -66,8 +67,7 @@ def walk(review_ws: Workspace, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) 
     monkeypatch.setenv("XDG_RUNTIME_DIR", str(tmp_path / "run"))
     with audit.acting("sam"):
         users.add(review_ws, "olga", "researcher", PASSWORD)
-    with review_ws.catalog() as conn:  # the committee named olga an owner of s2 (rob wrote the request)
-        conn.execute("INSERT INTO study_owners (study, owner, added_by, added_at) VALUES ('s2', 'olga', 'carla', '')")
+    permit(review_ws, "s2", "olga")  # the committee named olga a user of s2's permit (rob wrote the request)
     cli_sign_in(review_ws, *PEOPLE)
     return review_ws
 

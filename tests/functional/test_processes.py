@@ -27,7 +27,7 @@ from typing import Any
 
 import psutil
 import pytest
-from tests.conftest import Project, sign_in
+from tests.conftest import Project, permit, sign_in
 from tests.functional.test_lab import _post, publish_twin, run_in_kernel
 from tests.functional.webapp import PASSWORD, free_port, left_running, process_tree
 
@@ -156,7 +156,8 @@ def test_serve_stops_with_the_runs_it_started(review_ws: Workspace, tmp_path: Pa
                 time.sleep(0.2)
         project = Project(tmp_path / "project", review_ws)
         notebook = project.notebook("wait", "shift = 0", "import time\ntime.sleep(600)")
-        pipeline = project.pipeline("waits", {"make": {"notebook": notebook, "outputs": {}}})
+        pipeline = project.pipeline("waits", {"make": {"notebook": notebook, "outputs": {}}}, permitted=False)
+        permit(review_ws, "waits", "rita")  # rita's study, under its data permit
         files = {
             name: base64.b64encode((project.root / name).read_bytes()).decode()
             for name in (notebook, str(pipeline.relative_to(project.root)))

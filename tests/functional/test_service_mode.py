@@ -148,13 +148,15 @@ def test_the_json_api_takes_a_command_line_token_only(server: str, review_ws: Wo
 
 
 def test_a_client_runs_a_pipeline_its_project_sent_along(server: str, review_ws: Workspace, tmp_path: Path) -> None:
-    from tests.conftest import Project
+    from tests.conftest import Project, permit
     from tests.functional.webapp import OTHER_NOTEBOOK
 
     project = Project(tmp_path / "rita-project", review_ws)
     notebook = project.notebook("counts", "shift = 0", OTHER_NOTEBOOK)
     outputs = {"moderately_sensitive": {"other": "other.csv"}}
-    pipeline = project.pipeline("svc", {"make": {"notebook": notebook, "parameters": {"shift": 1}, "outputs": outputs}})
+    action = {"make": {"notebook": notebook, "parameters": {"shift": 1}, "outputs": outputs}}
+    pipeline = project.pipeline("svc", action, permitted=False)
+    permit(review_ws, "svc", "rita")  # the committee granted rita's study its data permit
     client(server, "login", "rita", "--password-stdin", input_text=LINE)
     ran = client(server, "run", str(pipeline), "--extract", "e1")
     assert ran.returncode == 0, ran.stdout + ran.stderr
@@ -169,7 +171,7 @@ def test_a_client_runs_a_pipeline_its_project_sent_along(server: str, review_ws:
     client(server, "login", "rob", "--password-stdin", input_text=LINE)
     hijack = client(server, "--as", "rob", "run", str(pipeline))
     assert hijack.returncode == 5, hijack.stderr
-    assert "registered to rita's pipeline" in hijack.stderr
+    assert "(study svc) does not name rob: running its pipeline is for its users only" in hijack.stderr
     # Only the project's own files travel, each inside the user's own projects folder.
     token = identity.stored_tokens(server)["rob"]
     for files in ({"../escape.yaml": ""}, {".git/hooks/x": ""}, {"/etc/x": ""}):

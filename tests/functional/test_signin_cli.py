@@ -261,5 +261,10 @@ def test_failed_sign_ins_slow_only_that_account_and_say_so(cli: Run, home: Path)
     for _ in range(6):
         wrong = cli("login", "sam", "--password-stdin", input_text="not the password\n", check=False)
         assert_one_line_error(wrong, 5, "wrong user name, password or code")
+    # Four more failures just now (as a guesser's next tries would be): the wait is then seconds long, longer than
+    # a command takes to start on a busy machine (the first wait, half a second, could pass before it is read).
+    with ws.catalog() as conn:
+        last = conn.execute("SELECT user, address, at FROM signin_failures ORDER BY id DESC LIMIT 1").fetchone()
+        conn.executemany("INSERT INTO signin_failures (user, address, at) VALUES (?, ?, ?)", [tuple(last)] * 4)
     slowed = login(cli, "sam", check=False)  # the right password, too soon: refused unread, and told why
     assert_one_line_error(slowed, 5, "too many failed sign-ins: try again in")

@@ -32,10 +32,10 @@ def _run(registry: Registry, *args: str) -> subprocess.CompletedProcess[str]:
 def test_grant_query_and_show_from_the_shell(registry: Registry) -> None:
     refused = _run(registry, "--as", "ana", "budget", "grant", "shell", "--epsilon", "1", "--owner", "ana")
     assert refused.returncode == 5
-    assert "'ana' is a researcher; granting a study budget needs the committee role" in refused.stderr
+    assert "'ana' is a researcher; granting a study budget or a data permit needs the committee role" in refused.stderr
     unowned = _run(registry, "--as", MEMBER, "budget", "grant", "shell", "--epsilon", "1")
     assert unowned.returncode == 3
-    assert "study shell has no owner yet: name its researcher(s) with --owner NAME" in unowned.stderr
+    assert "study shell has no permit in force: name its researcher(s) with --owner NAME" in unowned.stderr
     granted = _run(registry, "--as", MEMBER, "budget", "grant", "shell", "--epsilon", "1", "--note", "DAC #1",
                    "--owner", "ana")  # fmt: skip
     assert granted.returncode == 0, granted.stderr
@@ -64,7 +64,7 @@ def test_shell_mistakes_are_one_line_with_their_exit_code(registry: Registry) ->
     cases = [
         (("--as", MEMBER, "budget", "grant", "x"), 3, "give the grant as --rho"),
         (("--as", MEMBER, "budget", "grant", "x", "--rho", "2000000", "--owner", "ana"), 3, "larger than any budget"),
-        (("--as", "ana", "query", "count", "patients", "--study", "nobody"), 5, "has no privacy budget"),
+        (("--as", "ana", "query", "count", "patients", "--study", "nobody"), 5, "study nobody has no data permit"),
         (
             ("--as", "ana", "query", "count", "patients", "--study", "shell", "--by", "eye_colour"),
             3,
@@ -80,7 +80,7 @@ def test_shell_mistakes_are_one_line_with_their_exit_code(registry: Registry) ->
         (
             ("--as", "rob", "query", "count", "patients", "--study", "shell"),
             5,
-            "study shell belongs to ana: asking the real extract on its budget is for its owners only",
+            "permit 1 (study shell) does not name rob: asking the real extract on its budget is for its users only",
         ),
     ]
     for args, code, message in cases:
