@@ -6,11 +6,13 @@ ship without saying who may use it.
 
 from __future__ import annotations
 
+from datetime import date, timedelta
 from pathlib import Path
 
 import pytest
 from tests.functional.webapp import S1, S2, browser
 
+from research_kit.actions import permits
 from research_kit.core.workspace import Workspace
 from research_kit.review import requests as review
 from research_kit.web.app import create_app
@@ -18,6 +20,8 @@ from research_kit.web.app import create_app
 ANYONE = ("rita", "rob", "carla", "sam")  # researcher (author of S1), another researcher, committee, steward
 GET, POST = "GET", "POST"
 VOTE = {"decision": "approve", "output": ["make/big"], "comment": "fine"}
+APPLY = {"study": "s9", "purpose": "a study", "category": "statistics", "tier": "dp", "tables": ["patients"],
+         "until": str(date.today() + timedelta(days=30)), "holder": "an institute"}  # fmt: skip
 
 # (method, path template, form, {user: expected status}); None as a user means signed out.
 CASES: list[tuple[str, str, dict[str, object], dict[str | None, int]]] = [
@@ -38,6 +42,17 @@ CASES: list[tuple[str, str, dict[str, object], dict[str | None, int]]] = [
     (POST, "/requests/{s1}/release", {}, {None: 401, "rita": 403, "rob": 403, "sam": 403, "carla": 403}),
     (GET, "/budget", {}, {None: 303, "rita": 200, "rob": 200, "carla": 200, "sam": 200}),
     (GET, "/permits", {}, {None: 303, "rita": 200, "rob": 200, "carla": 200, "sam": 200}),
+    # Every signed-in role reaches a permit's form; its action refuses those who may not (a role, a permit's
+    # own user, a permit in the wrong state): see test_web_permits.py.
+    (POST, "/permits/apply", APPLY, {None: 401, "carla": 403, "sam": 403, "rita": 303, "rob": 303}),
+    (
+        POST,
+        "/permits/{applied}/grant",
+        {"legal_basis": "DAC 1"},
+        {None: 401, "rita": 403, "rob": 403, "sam": 403, "carla": 303},
+    ),
+    (POST, "/permits/{applied}/refuse", {"note": "no"}, {None: 401, "rita": 403, "rob": 403, "sam": 403, "carla": 303}),
+    (POST, "/permits/{p2}/revoke", {"note": "misuse"}, {None: 401, "rita": 403, "rob": 403, "sam": 403, "carla": 303}),
     (GET, "/audit", {}, {None: 303, "rita": 403, "rob": 403, "carla": 200, "sam": 200}),
     (POST, "/audit/verify", {}, {None: 401, "rita": 403, "rob": 403, "carla": 200, "sam": 200}),
     (POST, "/signout", {}, {None: 401, "rita": 303, "carla": 303}),
@@ -63,7 +78,13 @@ def _ids(case: tuple[str, str, dict[str, object], dict[str | None, int]]) -> str
 
 def _path(ws: Workspace, template: str) -> str:
     figure = review.output(review.get(ws, S1), "figure").id
-    return template.format(s1=S1, s2=S2, o1=figure)
+    applied = 0
+    if "{applied}" in template:  # rita's application, for the committee to decide on
+        applied = permits.apply(
+            ws, actor="rita", study="s9", holder="an institute", purpose="a study", category="statistics",
+            tier="dp", tables="patients", until=str(APPLY["until"]),
+        ).id  # fmt: skip
+    return template.format(s1=S1, s2=S2, o1=figure, p2=2, applied=applied)
 
 
 @pytest.mark.parametrize("case", CASES, ids=_ids)
@@ -89,7 +110,9 @@ def test_every_route_is_in_the_table(review_ws: Workspace) -> None:
             m,
             t.replace("{s1}", "{request_id:int}")
             .replace("{s2}", "{request_id:int}")
-            .replace("{o1}", "{output_id:int}"),
+            .replace("{o1}", "{output_id:int}")
+            .replace("{p2}", "{permit_id:int}")
+            .replace("{applied}", "{permit_id:int}"),
         )
         for m, t, _, _ in CASES
     }
