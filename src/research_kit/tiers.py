@@ -289,20 +289,21 @@ def current_policy(workspace: str | Path | None = None) -> Policy:
 VIEW_TWINS = {"default": "twin", "dp": "twins/dp"}  # where an input view holds each kind of twin
 
 
-def view_source(view: Path, *, twin: bool | str = False) -> tuple[Source, set[str]]:
-    """(the source in the view, the tables it holds): the action's extract, or with ``twin`` one of its twins
-    (``True``/``"default"``: the default twin at ``twin/``; ``"dp"``: the DP twin at ``twins/dp/``; or an id)."""
+def view_source(view: Path, *, twin: bool | str = False) -> tuple[Source, dict[str, list[str] | None]]:
+    """(the source in the view, the tables it holds, each with the columns its permit covers or None for all):
+    the action's extract, or with ``twin`` one of its twins (``True``/``"default"``: the default twin at
+    ``twin/``; ``"dp"``: the DP twin at ``twins/dp/``; or an id)."""
     path = view / VIEW_MANIFEST
     if not path.is_file():
         raise MissingData(f"{VIEW_ENV}={view}: not an input view (no {VIEW_MANIFEST})")
     manifest = json.loads(path.read_text(encoding="utf-8"))
     if twin is not False:
-        return _view_twin(view, manifest, twin), set(TABLES)
+        return _view_twin(view, manifest, twin), dict.fromkeys(TABLES)
     tier: Tier = "real" if manifest["tier"] == "real" else "sandbox"
     source = Source(
         tier, str(manifest["extract"]), view / "extract", str(manifest["content_hash"]), int(manifest["reference_year"])
     )
-    return source, set(manifest["tables"])
+    return source, dict(manifest["tables"])
 
 
 def _view_twin(view: Path, manifest: dict[str, Any], twin: bool | str) -> Source:
@@ -367,7 +368,7 @@ def load(
     else:
         ws = open_workspace(Path(workspace) if workspace is not None else None)
         source = source_for(ws, current_tier()) if twin is False else twin_source(ws, twin)
-        readable = set(TABLES)
+        readable = dict.fromkeys(TABLES)
     names = tuple(t for t in TABLES if t in readable) if table is None else (table,)
     if table is not None and table not in readable:
         raise MissingData(
@@ -380,7 +381,9 @@ def load(
         if not path.is_file():
             raise MissingData(f"{source.name}: {name}.parquet is missing")
         try:
-            frames[name] = _read(name, path, columns)
+            # A table its permit covers some columns of holds those only: it gains no column of a later schema.
+            projected = readable[name] is not None
+            frames[name] = pd.read_parquet(path, columns=columns) if projected else _read(name, path, columns)
         except (KeyError, ValueError) as exc:  # a column that does not exist
             raise BadInput(f"rk.load({name!r}, columns={columns}): {str(exc).splitlines()[0]}") from None
     return frames if table is None else frames[table]

@@ -207,7 +207,7 @@ def test_permits_ending_within_the_notice_are_listed(signed: Project) -> None:
 
 
 def test_the_migration_gives_each_study_with_a_budget_one_real_permit_its_owners_its_users(tmp_path: Path) -> None:
-    """A catalog as version 13 left it: two studies with grants and owners, and the DP-twin budget."""
+    """A catalog as version 13 left it: three studies with grants (two with owners), and the DP-twin budget."""
     path = tmp_path / "catalog.sqlite"
     conn = catalog.connect(path, migrations=catalog.MIGRATIONS[:13])
     people_rows = [("ana", "researcher"), ("rob", "researcher"), ("dac", "committee")]
@@ -226,6 +226,14 @@ def test_the_migration_gives_each_study_with_a_budget_one_real_permit_its_owners
     conn.execute("INSERT INTO pipelines (study, path, title, registered_at, registered_by, sha256)"
                  " VALUES ('s3', '/p/s3.yaml', 'S3', '2026-03-07', 'ana', 'x')")  # fmt: skip
     conn.execute("INSERT INTO study_secrets (study, secret, created_at) VALUES ('s1', ?, '2026-02-02')", (b"k" * 32,))
+    # Two stewards; sue also sits on the committee and granted some of the DP-twin budget: she never builds it.
+    for name, role in (("stew", "steward"), ("sue", "steward"), ("sue", "committee")):
+        conn.execute("INSERT OR IGNORE INTO users (name, role, added_at, added_by) VALUES (?, ?, '2026-01-01', 'stew')",
+                     (name, role))  # fmt: skip
+        conn.execute("INSERT INTO user_roles (user, role, added_by, added_at) VALUES (?, ?, 'stew', '2026-01-01')",
+                     (name, role))  # fmt: skip
+    conn.execute("INSERT INTO dp_grants (study, tier, picorho, granted_by, granted_at, note)"
+                 " VALUES ('@twin', 'real', 1000, 'sue', '2026-05-01T10:00:00', '')")  # fmt: skip
     conn.close()
     conn = catalog.connect(path)
     conn.row_factory = sqlite3.Row
@@ -233,7 +241,9 @@ def test_the_migration_gives_each_study_with_a_budget_one_real_permit_its_owners
     # s1's runs keep the pseudonyms its secret gave them: the secret is now its migrated permit's.
     line = permits.pseudonym_line(conn, "s1", date(2026, 12, 1))
     assert conn.execute("SELECT secret FROM study_secrets WHERE study = ?", (line,)).fetchone()[0] == b"k" * 32
-    assert set(found) == {"s1", "s2", "s3"}  # the DP-twin budget is no study's
+    assert set(found) == {"s1", "s2", "s3", permits.REGISTRY_TWIN}
+    twin = found[permits.REGISTRY_TWIN]  # the DP-twin budget's permit names the stewards who granted none of it
+    assert (twin.users, twin.tier, twin.data, twin.until) == (("stew",), "real", None, date(2029, 3, 6))
     assert (found["s1"].users, found["s1"].tier, found["s1"].data) == (("ana", "rob"), "real", None)
     assert found["s1"].category in permits.CATEGORIES  # so that the committee can amend it
     assert found["s3"].users == ("ana",)  # its pipeline's registrant
@@ -413,3 +423,87 @@ def test_a_revoked_newer_permit_is_never_bypassed_through_an_older_ended_one(sig
     assert (granted["holder"], granted["category"], granted["data"]) == (
         "Luxembourg Institute of Health", "scientific-research", {"diagnoses": None, "patients": None},
     )  # fmt: skip
+
+
+COLUMNS_SEEN = """
+import json
+import research_kit as rk
+
+json.dump({t: sorted(rk.load(t).columns) for t in sorted(rk.load())}, open("seen.json", "w"))
+"""
+
+
+def test_a_permit_over_some_columns_shows_only_them_and_refuses_a_query_reading_another(signed: Project) -> None:
+    permit_id = apply("cols", "--columns", "patients.sex,patients.birth_year,diagnoses.orpha_code")
+    ok("--as", MEMBER, "permit", "grant", str(permit_id), "--legal-basis", "DAC 9", "--rho", "0.5")
+    shown = json.loads(ok("--as", "ana", "permit", "show", str(permit_id), "--json"))
+    assert shown["data"] == {"diagnoses": ["orpha_code", "pseudonym"], "patients": ["birth_year", "pseudonym", "sex"]}
+
+    import research_kit as rk
+
+    def ask(table: str, **spec: object) -> object:
+        return rk.dp.count(table, study="cols", tier="real", rho=0.01, workspace=signed.ws.root, **spec)  # type: ignore[arg-type]
+
+    with audit.acting("ana"):
+        ask("patients", by="sex")
+        ask("diagnoses", by="orpha_code", where="sex = female")
+        ask("patients", by="birth_decade")  # made from the birth year
+    for spec, column in [
+        ({"by": "canton"}, "patients.canton"),  # a column of a covered table, not covered
+        ({"where": "vital_status = dead"}, "patients.vital_status"),  # a filter reads a column too
+        ({"by": "disease_group"}, "diagnoses.excluded"),  # derived: the first diagnosis is chosen on these
+        ({"by": "age_band"}, "patients.age_at_last_record_years"),  # the age of a source with ages only
+    ]:
+        with audit.acting("ana"), pytest.raises(PolicyRefusal, match=rf"permit {permit_id} \(study cols\) does not "
+                                                rf"cover column {column}"):  # fmt: skip
+            ask("patients", **spec)
+    with audit.acting("ana"), pytest.raises(PolicyRefusal, match=r"does not cover column diagnoses.icd10_code"):
+        ask("diagnoses", by="icd10_chapter")  # the chapter is the ICD-10 code's
+
+    signed.notebook("cseen", "unused = 0", COLUMNS_SEEN)
+    action = {"notebook": "notebooks/cseen.ipynb", "outputs": {"highly_sensitive": {"seen": "seen.json"}}}
+    pipeline = load_pipeline(signed.pipeline("cols", {"a": action}, permitted=False))
+    report = runs.run(signed.ws, actor="ana", pipeline=pipeline, extract="e1")
+    (outcome,) = report.actions.values()
+    assert report.outcome == "succeeded", report.actions
+    assert outcome.folder is not None
+    seen = json.loads((outcome.folder / "outputs" / "seen.json").read_text())
+    assert seen == {"diagnoses": ["orpha_code", "pseudonym"], "patients": ["birth_year", "pseudonym", "sex"]}
+
+
+@pytest.mark.parametrize(
+    ("extra", "says"),
+    [
+        (("--columns", "patients.secret"), "--columns 'patients.secret': the extracts' patients table has no column"),
+        (("--columns", "encounters.centre_code"), "--columns 'encounters.centre_code': table encounters is not among"),
+        (("--columns", "sex"), "--columns 'sex': write table.column"),
+        (("--versions", "e9"), "--versions 'e9': no such extract"),
+    ],
+)
+def test_a_mistyped_column_or_version_is_one_line_and_applies_for_nothing(
+    signed: Project, extra: tuple[str, ...], says: str
+) -> None:
+    refused(("--as", "ana", "permit", "apply", "typo", "--purpose", "p", "--tier", "real", "--tables",
+             "patients,diagnoses", "--until", NEXT_YEAR, "--holder", "h", *extra), says, 3)  # fmt: skip
+    with signed.ws.catalog() as conn:
+        assert conn.execute("SELECT COUNT(*) FROM permits").fetchone()[0] == 0
+
+
+def test_a_permit_over_named_extract_versions_refuses_another(signed: Project) -> None:
+    permit_id = apply("pinned", "--versions", "e1")
+    ok("--as", MEMBER, "permit", "grant", str(permit_id), "--legal-basis", "DAC 10", "--rho", "0.5")
+    assert runs.run(signed.ws, actor="ana", pipeline=_pipeline(signed, "pinned"), extract="e1").outcome == "succeeded"
+    rule = rf"permit {permit_id} \(study pinned\) covers extract versions e1, not e2"
+    with pytest.raises(PolicyRefusal, match=rule):
+        runs.run(signed.ws, actor="ana", pipeline=_pipeline(signed, "pinned"), extract="e2")
+    import research_kit as rk
+
+    with audit.acting("ana"), pytest.raises(PolicyRefusal, match=rule):
+        rk.dp.count("patients", study="pinned", tier="real", rho=0.01, extract="e2", workspace=signed.ws.root)
+    with audit.acting("ana"):
+        rk.dp.count("patients", study="pinned", tier="real", rho=0.01, extract="e1", workspace=signed.ws.root)
+    report = runs.rerun(signed.ws, actor=STEWARD, extract="e2")  # a new extract: this study is not rerun on it
+    assert not report.runs
+    assert "covers extract versions e1, not e2" in report.problems["pinned"]
+    ok("--as", MEMBER, "permit", "amend", str(permit_id), "--versions", "new", "--note", "follow-up extended")
+    assert runs.run(signed.ws, actor="ana", pipeline=_pipeline(signed, "pinned"), extract="e2").outcome == "succeeded"

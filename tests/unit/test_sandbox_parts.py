@@ -44,7 +44,7 @@ def test_a_view_links_the_stored_tables_and_projects_what_it_is_told(tmp_path: P
     assert not (view.folder / "extract" / "phenotypes.parquet").exists()
     assert (view.folder / "upstream" / "out" / "cohort.csv").read_text() == "n\n1\n"
     seen, tables = view_source(view.folder)
-    assert (seen.name, seen.tier, tables) == ("twin:e1", "sandbox", {"patients", "diagnoses"})
+    assert (seen.name, seen.tier, tables) == ("twin:e1", "sandbox", {"patients": ["pseudonym"], "diagnoses": None})
 
 
 def test_a_view_refuses_paths_out_of_it_and_unknown_tables(tmp_path: Path) -> None:

@@ -19,19 +19,20 @@ from pathlib import Path
 from research_kit.core import audit, permits, users
 from research_kit.core.catalog import transaction
 from research_kit.core.errors import BadInput, PolicyRefusal
+from research_kit.core.extracts import Extract, list_extracts
 from research_kit.core.locks import Busy, hold
 from research_kit.core.permissions import Duty, Role
 from research_kit.core.permits import Permit
 from research_kit.core.workspace import Workspace, check_name
 from research_kit.dp import ledger
 from research_kit.dp.accounting import Typed, rho_from, to_picorho
-from research_kit.model.tables import TABLE_NAMES
+from research_kit.model.tables import EXTRACT_KEY, TABLE_NAMES
 from research_kit.studies.runner import studies_dir
 
 EVERY = "all"  # --tables all: every table of the data model
 
 
-def parse_tables(text: str) -> dict[str, None] | None:
+def parse_tables(text: str) -> dict[str, tuple[str, ...] | None] | None:
     """``--tables patients,diagnoses`` as the permit stores it (None: ``all``, every table)."""
     names = [t.strip() for t in text.split(",") if t.strip()]
     if names == [EVERY]:
@@ -42,6 +43,61 @@ def parse_tables(text: str) -> dict[str, None] | None:
         if name not in TABLE_NAMES:
             raise BadInput(f"--tables {name!r}: not a table of the data model ({', '.join(TABLE_NAMES)}, or '{EVERY}')")
     return dict.fromkeys(names)
+
+
+def parse_data(ws: Workspace, tables: str, columns: str | None) -> dict[str, tuple[str, ...] | None] | None:
+    """``--tables`` and ``--columns patients.sex,diagnoses.orpha_code`` as the permit stores them: a table some
+    of whose columns are named gets those, and always its patient key (:data:`EXTRACT_KEY`, which links its
+    rows to the patient's other rows and shows nothing of its own); the others every column. Column names are
+    the extracts' (as ``rk.load()`` shows them), checked against the newest extract."""
+    chosen = parse_tables(tables)
+    named = [c.strip() for c in (columns or "").split(",") if c.strip()]
+    if not named:
+        return chosen
+    data: dict[str, tuple[str, ...] | None] = dict(chosen) if chosen is not None else dict.fromkeys(TABLE_NAMES)
+    extracts = list_extracts(ws)
+    if not extracts:
+        raise BadInput("--columns: there is no extract yet whose columns a permit could name (name tables only)")
+    held = _columns(extracts[-1])
+    picked: dict[str, list[str]] = {}
+    for name in named:
+        table, dot, col = name.partition(".")
+        if not dot or not table or not col:
+            raise BadInput(f"--columns {name!r}: write table.column, e.g. patients.sex")
+        if table not in data:
+            raise BadInput(f"--columns {name!r}: table {table} is not among --tables")
+        if col not in held.get(table, ()):
+            known = ", ".join(c for c in held.get(table, ()) if c != EXTRACT_KEY)
+            raise BadInput(f"--columns {name!r}: the extracts' {table} table has no column {col!r} ({known})")
+        picked.setdefault(table, [EXTRACT_KEY]).append(col)
+    for table, cols in picked.items():
+        data[table] = tuple(dict.fromkeys(cols))
+    return data
+
+
+def _columns(extract: Extract) -> dict[str, list[str]]:
+    import polars as pl
+
+    return {
+        t: list(pl.read_parquet_schema(extract.table_path(t))) for t in TABLE_NAMES if extract.table_path(t).is_file()
+    }
+
+
+def parse_versions(ws: Workspace, text: str | None) -> str | None:
+    """``--versions ID,ID`` (extract versions, each registered) or ``new`` (every version built until the permit
+    ends), as the permit stores it; None when not given."""
+    if text is None:
+        return None
+    names = [v.strip() for v in text.split(",") if v.strip()]
+    if names == [permits.NEW_VERSIONS]:
+        return permits.NEW_VERSIONS
+    if not names:
+        raise BadInput(f"--versions: name extract versions, or '{permits.NEW_VERSIONS}'")
+    known = {e.id for e in list_extracts(ws)}
+    for name in names:
+        if name not in known:
+            raise BadInput(f"--versions {name!r}: no such extract (see 'research-kit extract list')")
+    return ",".join(dict.fromkeys(names))
 
 
 def parse_users(text: str | None) -> list[str]:
@@ -72,15 +128,18 @@ def apply(
     until: str,
     users_named: str | None = None,
     rho: Typed | None = None,
+    columns: str | None = None,
+    versions: str | None = None,
 ) -> Permit:
     """A researcher applies for a data permit for ``study``: they and ``users_named`` its users."""
     check_name(study, "study")
     asked = _rho(ws, rho)
+    data, chosen = parse_data(ws, tables, columns), parse_versions(ws, versions)
     with audit.acting(actor), ws.catalog() as conn, transaction(conn):
         return permits.apply(
             conn, ws.audit_path, study=study, holder=holder, purpose=purpose, category=category, tier=tier,
-            data=parse_tables(tables), until=parse_until(until), users_named=parse_users(users_named),
-            rho_asked=str(asked) if asked is not None else None,
+            data=data, until=parse_until(until), users_named=parse_users(users_named),
+            rho_asked=str(asked) if asked is not None else None, versions=chosen or permits.NEW_VERSIONS,
         )  # fmt: skip
 
 
@@ -121,6 +180,8 @@ def grant_directly(
     rho: Typed | None = None,
     note: str = "",
     optout_exception: str = "",
+    columns: str | None = None,
+    versions: str | None = None,
 ) -> Permit:
     """A committee member grants a permit nobody applied for (the application and its grant, one transaction)."""
     check_name(study, "study")
@@ -128,11 +189,13 @@ def grant_directly(
     if not named:
         raise BadInput("--users: name the permit's users (researchers), comma-separated")
     amount = _rho(ws, rho)
+    data, chosen = parse_data(ws, tables, columns), parse_versions(ws, versions)
     with audit.acting(actor), ws.catalog() as conn, transaction(conn):
         applied = permits.apply(
             conn, ws.audit_path, study=study, holder=holder, purpose=purpose, category=category, tier=tier,
-            data=parse_tables(tables), until=parse_until(until), users_named=named,
+            data=data, until=parse_until(until), users_named=named,
             rho_asked=str(amount) if amount is not None else None, by_committee=True,
+            versions=chosen or permits.NEW_VERSIONS,
         )  # fmt: skip
         permit = permits.grant(
             conn, ws.audit_path, applied.id, legal_basis=legal_basis, note=note, optout_exception=optout_exception
@@ -181,15 +244,20 @@ def amend(
     holder: str | None = None,
     category: str | None = None,
     optout_exception: str | None = None,
+    columns: str | None = None,
+    versions: str | None = None,
 ) -> Permit:
     """A committee member changes a permit (what is not given stays), saying why."""
+    if columns is not None and tables is None:
+        raise BadInput("--columns: give --tables with it (the permit's data is named whole)")
+    data = parse_data(ws, tables, columns) if tables is not None else permits.KEEP
+    chosen = parse_versions(ws, versions)
     with audit.acting(actor), ws.catalog() as conn, transaction(conn):
         return permits.amend(
             conn, ws.audit_path, permit_id, note=note,
-            users_named=parse_users(users_named) if users_named is not None else None, tier=tier,
-            data=parse_tables(tables) if tables is not None else permits.KEEP,
+            users_named=parse_users(users_named) if users_named is not None else None, tier=tier, data=data,
             until=parse_until(until) if until is not None else None, purpose=purpose, holder=holder,
-            category=category, optout_exception=optout_exception,
+            category=category, optout_exception=optout_exception, versions=chosen,
         )  # fmt: skip
 
 

@@ -25,6 +25,15 @@ Purpose = Annotated[str, typer.Option("--purpose", help="What the data is used f
 Category = Annotated[str, typer.Option("--category", help=f"The regulation's purpose: {', '.join(CATEGORIES)}.")]
 Tier = Annotated[str, typer.Option("--tier", help=f"{' | '.join(TIERS)}: each allows the ones before it.")]
 Tables = Annotated[str, typer.Option("--tables", help="Tables, comma-separated (patients,diagnoses), or 'all'.")]
+Columns = Annotated[
+    str | None,
+    typer.Option("--columns", help="Only these columns of their tables, comma-separated (patients.sex,...); the "
+                 "other tables whole."),
+]  # fmt: skip
+Versions = Annotated[
+    str | None,
+    typer.Option("--versions", help="Extract versions, comma-separated, or 'new' (every one built until the end)."),
+]
 Until = Annotated[str, typer.Option("--until", help="The permit's last day, YYYY-MM-DD.")]
 Holder = Annotated[str, typer.Option("--holder", help="The organisation holding the permit (a legal person).")]
 Json = Annotated[bool, typer.Option("--json", help="Print JSON.")]
@@ -47,13 +56,15 @@ def apply(
     category: Category = "scientific-research",
     users: Annotated[str | None, typer.Option("--users", help="Other researchers, comma-separated.")] = None,
     rho: Annotated[str | None, typer.Option("--rho", help="The privacy budget asked, in rho.")] = None,
+    columns: Columns = None,
+    versions: Versions = None,
     as_json: Json = False,
 ) -> None:
     """Apply for a data permit (a researcher; you are one of its users). The committee decides."""
     ws = workspace()
     permit = permits.apply(
         ws, actor=actor(ws), study=study, holder=holder, purpose=purpose, category=category, tier=tier,
-        tables=tables, until=until, users_named=users, rho=rho,
+        tables=tables, until=until, users_named=users, rho=rho, columns=columns, versions=versions,
     )  # fmt: skip
     if as_json:
         print_json(permit.to_dict())
@@ -86,6 +97,8 @@ def grant(
     continues: Annotated[
         str | None, typer.Option("--continues", help="The permit this one continues (same pseudonyms).")
     ] = None,
+    columns: Columns = None,
+    versions: Versions = None,
     as_json: Json = False,
 ) -> None:
     """Grant a data permit (a committee member who is none of its users), with its legal basis. Audited."""
@@ -93,8 +106,9 @@ def grant(
     who = actor(ws)
     direct = (users, purpose, tier, tables, until, holder)
     if users is None:
-        if any(v is not None for v in direct):
-            raise BadInput("--purpose, --tier, --tables, --until and --holder grant directly: name --users too")
+        if any(v is not None for v in (*direct, columns, versions)):
+            raise BadInput("--purpose, --tier, --tables, --columns, --versions, --until and --holder grant directly: "
+                           "name --users too (or amend the application)")  # fmt: skip
         permit = permits.decide(ws, actor=who, permit_id=_id(target), legal_basis=legal_basis, note=note, rho=rho,
                                 optout_exception=optout_exception,
                                 continues=_id(continues) if continues is not None else None)  # fmt: skip
@@ -108,7 +122,7 @@ def grant(
         permit = permits.grant_directly(
             ws, actor=who, study=target, users_named=users, holder=str(holder), purpose=str(purpose),
             category=category, tier=str(tier), tables=str(tables), until=str(until), legal_basis=legal_basis,
-            rho=rho, note=note, optout_exception=optout_exception,
+            rho=rho, note=note, optout_exception=optout_exception, columns=columns, versions=versions,
         )  # fmt: skip
     if as_json:
         print_json(permit.to_dict())
@@ -141,6 +155,8 @@ def amend(
     optout_exception: Annotated[
         str | None, typer.Option("--optout-exception", help="The opt-out exception's legal basis ('' ends it).")
     ] = None,
+    columns: Columns = None,
+    versions: Versions = None,
     as_json: Json = False,
 ) -> None:
     """Change an application or a permit in force (a committee member); what is not given stays. Audited with
@@ -149,6 +165,7 @@ def amend(
     permit = permits.amend(
         ws, actor=actor(ws), permit_id=_id(permit_id), note=note, users_named=users, tier=tier, tables=tables,
         until=until, purpose=purpose, holder=holder, category=category, optout_exception=optout_exception,
+        columns=columns, versions=versions,
     )  # fmt: skip
     if as_json:
         print_json(permit.to_dict())

@@ -32,7 +32,7 @@ def print_permit(console: Console, permit: Permit) -> None:
         f"  purpose: {p.purpose} ({CATEGORIES.get(p.category, p.category)})",
         f"  holder: {p.holder}",
         f"  users: {', '.join(p.users)}",
-        f"  tier: {p.tier}; data: {p.data_text()}; extract versions: {p.versions}",
+        f"  tier: {p.tier}; data: {p.data_text()}; extract versions: {p.versions_text()}",
         f"  until: {p.until}" + (f" ({(p.until - date.today()).days} days left)" if p.in_force() else ""),
         f"  applied by {p.applied_by} on {p.applied_at}" + (f", budget asked rho {p.rho_asked}" if p.rho_asked else ""),
     ]

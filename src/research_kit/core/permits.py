@@ -47,6 +47,9 @@ CATEGORIES: dict[str, str] = {
     "care-improvement": "improving the delivery of care, treatment and personalised medicine",
 }
 EVERY_TABLE = "*"
+# The registry's DP twin is built under a permit too: the committee grants it to the stewards who build it, with
+# the DP-twin budget (``budget grant --twin``). Its name is the ledger's for that budget: one no study can take.
+REGISTRY_TWIN = "@twin"
 NEW_VERSIONS = "new"  # every extract version built until the permit ends
 KEEP = object()  # an amendment that leaves the permit's data as it is
 
@@ -98,6 +101,15 @@ class Permit:
             return False
         columns = self.data[table]
         return columns is None or column is None or column in columns
+
+    def covers_version(self, extract: str) -> bool:
+        return self.versions == NEW_VERSIONS or extract in self.versions.split(",")
+
+    def versions_text(self) -> str:
+        """The extract versions it covers, as a person reads it."""
+        if self.versions == NEW_VERSIONS:
+            return "every version built until it ends"
+        return self.versions.replace(",", ", ")
 
     def data_text(self) -> str:
         """The data it covers, as a person reads it: "every table", "patients, diagnoses (icd10_code, status)"."""
@@ -231,6 +243,11 @@ def pseudonym_line(conn: sqlite3.Connection, study: str, today: date | None = No
     return f"{study}#permit-{permit.id}"
 
 
+def _label(study: str) -> str:
+    """How a refusal names what a permit is for: a study, or the registry's DP twin."""
+    return "the registry's DP twin" if study == REGISTRY_TWIN else f"study {study}"
+
+
 # -- the one check --------------------------------------------------------------------------------------------------
 
 
@@ -242,12 +259,13 @@ def check(
     tier: str,
     tables: Iterable[str] = (),
     columns: Iterable[tuple[str, str]] = (),
+    extract: str | None = None,
     doing: str,
     after_end: bool = False,
     today: date | None = None,
 ) -> Permit:
-    """The study's permit in force if it lets ``name`` use ``tier`` (and ``tables``, ``columns``) now; otherwise a
-    one-line :class:`PolicyRefusal` naming the permit and the rule broken.
+    """The study's permit in force if it lets ``name`` use ``tier`` (and ``tables``, ``columns``, the extract
+    version ``extract``) now; otherwise a one-line :class:`PolicyRefusal` naming the permit and the rule broken.
 
     ``doing`` says what was attempted ("running its pipeline"), for the refusal. ``after_end``: a permit that
     has ended still counts (its results are due after it: submitting and releasing outputs), a revoked one
@@ -269,23 +287,27 @@ def check(
         last = next((p for p in found if p.state in ("granted", "revoked")), None)
         if last is None:
             pending = " (its application waits for the committee)" if any(p.state == "applied" for p in found) else ""
-            raise PolicyRefusal(f"study {study} has no data permit{pending}: {doing} needs one")
+            raise PolicyRefusal(f"{_label(study)} has no data permit{pending}: {doing} needs one")
         if last.state == "revoked":
-            raise PolicyRefusal(f"permit {last.id} (study {study}) was revoked on {last.revoked_at}: {doing} is over")
+            raise PolicyRefusal(f"permit {last.id} ({_label(study)}) was revoked on {last.revoked_at}: {doing} is over")
         closed = f" and was closed on {last.closed_at[:10]}" if last.closed_at else ""
-        raise PolicyRefusal(f"permit {last.id} (study {study}) ended on {last.until}{closed}: {doing} is over")
+        raise PolicyRefusal(f"permit {last.id} ({_label(study)}) ended on {last.until}{closed}: {doing} is over")
     if name is not None and name not in permit.users:
-        raise PolicyRefusal(f"permit {permit.id} (study {study}) does not name {name}: {doing} is for its users only")
+        raise PolicyRefusal(f"permit {permit.id} ({_label(study)}) does not name {name}: {doing} is for its users only")
     if not permit.allows_tier(tier):
         raise PolicyRefusal(
-            f"permit {permit.id} (study {study}) grants the {permit.tier} tier, not {tier}: {doing} is not covered"
+            f"permit {permit.id} ({_label(study)}) grants the {permit.tier} tier, not {tier}: {doing} is not covered"
         )
     for table in tables:
         if not permit.covers(table):
-            raise PolicyRefusal(f"permit {permit.id} (study {study}) does not cover table {table}")
+            raise PolicyRefusal(f"permit {permit.id} ({_label(study)}) does not cover table {table}")
     for table, column in columns:
         if not permit.covers(table, column):
-            raise PolicyRefusal(f"permit {permit.id} (study {study}) does not cover column {table}.{column}")
+            raise PolicyRefusal(f"permit {permit.id} ({_label(study)}) does not cover column {table}.{column}")
+    if extract is not None and not permit.covers_version(extract):
+        raise PolicyRefusal(
+            f"permit {permit.id} ({_label(study)}) covers extract versions {permit.versions_text()}, not {extract}"
+        )
     return permit
 
 
@@ -319,15 +341,18 @@ def _data_json(data: Mapping[str, Sequence[str] | None] | None) -> str:
 
 
 def _set_users(conn: sqlite3.Connection, permit_id: int, names: Iterable[str]) -> tuple[str, ...]:
+    """Name ``names`` the permit's users: researchers (the registry twin's permit: stewards, who build it)."""
     chosen = tuple(sorted(dict.fromkeys(n.strip() for n in names if n.strip())))
     if not chosen:
         raise BadInput("--users: a permit names at least one user")
+    study = conn.execute("SELECT study FROM permits WHERE id = ?", (permit_id,)).fetchone()[0]
+    role, who = (Role.STEWARD, "a steward") if study == REGISTRY_TWIN else (Role.RESEARCHER, "a researcher")
     for name in chosen:
         user = users.get(conn, name)
         if user is None or not user.active:
             raise BadInput(f"--users {name!r}: not an active user of this workspace")
-        if Role.RESEARCHER not in user.roles:
-            raise BadInput(f"--users {name!r}: a permit's user is a researcher, not a {user.role}")
+        if role not in user.roles:
+            raise BadInput(f"--users {name!r}: this permit's user is {who}, not a {user.role}")
     conn.execute("DELETE FROM permit_users WHERE permit = ?", (permit_id,))
     conn.executemany("INSERT INTO permit_users (permit, user) VALUES (?, ?)", [(permit_id, n) for n in chosen])
     return chosen
@@ -362,6 +387,7 @@ def apply(
     users_named: Sequence[str] = (),
     rho_asked: str | None = None,
     by_committee: bool = False,
+    versions: str = NEW_VERSIONS,
     today: date | None = None,
 ) -> Permit:
     """A researcher applies for a permit (the applicant is one of its users); or, ``by_committee``, a committee
@@ -372,9 +398,9 @@ def apply(
     users.require(conn, who, Duty.GRANT if by_committee else Duty.APPLY_PERMIT)
     _check_given(category, tier, until, day)
     cursor = conn.execute(
-        "INSERT INTO permits (study, state, holder, purpose, category, tier, data, until, rho_asked, applied_by,"
-        " applied_at) VALUES (?, 'applied', ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-        (study, _text(holder, "--holder"), _text(purpose, "--purpose"), category, tier, _data_json(data),
+        "INSERT INTO permits (study, state, holder, purpose, category, tier, data, versions, until, rho_asked,"
+        " applied_by, applied_at) VALUES (?, 'applied', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        (study, _text(holder, "--holder"), _text(purpose, "--purpose"), category, tier, _data_json(data), versions,
          until.isoformat(), rho_asked, who, _now()),
     )  # fmt: skip
     permit_id = int(cursor.lastrowid or 0)
@@ -388,7 +414,7 @@ def _terms(permit: Permit) -> dict[str, Any]:
     """What a permit grants, as its audit lines record it."""
     shown = permit.to_dict()
     return {"permit": permit.id, **{k: shown[k] for k in ("study", "holder", "purpose", "category", "tier", "data",
-                                                          "until", "users", "rho_asked")}}  # fmt: skip
+                                                          "versions", "until", "users", "rho_asked")}}  # fmt: skip
 
 
 def grant(
@@ -450,6 +476,7 @@ def amend(
     holder: str | None = None,
     category: str | None = None,
     optout_exception: str | None = None,
+    versions: str | None = None,
     today: date | None = None,
 ) -> Permit:
     """A committee member changes a permit in force or an application (``data`` :data:`KEEP` leaves it as it is,
@@ -465,12 +492,13 @@ def amend(
     _check_given(category, tier, until, day)  # what is not given stays as it is, unchecked
     conn.execute(
         "UPDATE permits SET tier = ?, until = ?, purpose = ?, holder = ?, category = ?, optout_exception = ?,"
-        " data = ? WHERE id = ?",
+        " data = ?, versions = ? WHERE id = ?",
         (tier or permit.tier, (until or permit.until).isoformat(),
          _text(purpose, "--purpose") if purpose is not None else permit.purpose,
          _text(holder, "--holder") if holder is not None else permit.holder, category or permit.category,
          optout_exception.strip() if optout_exception is not None else permit.optout_exception,
-         _data_json(permit.data if data is KEEP else data), permit_id),  # type: ignore[arg-type]
+         _data_json(permit.data if data is KEEP else data), versions or permit.versions,  # type: ignore[arg-type]
+         permit_id),
     )  # fmt: skip
     if users_named is not None:
         _set_users(conn, permit_id, users_named)
@@ -529,8 +557,11 @@ def for_budget_grant(
                 "note": "named by a budget grant",
             })  # fmt: skip
         return get(conn, current.id)
+    twin = study == REGISTRY_TWIN
     last = next((p for p in of_study(conn, study) if p.state in ("granted", "revoked")), None)
-    if last is not None:  # a top-up never brings back what was revoked or has ended, nor widens it
+    # A top-up never brings back a study's permit that was revoked or has ended, nor widens it. The registry
+    # twin's has no pseudonyms to keep: a grant naming its stewards again makes a new one.
+    if last is not None and not twin:
         ended = "was revoked" if last.state == "revoked" else f"ended on {last.until}"
         keep = f" (--continues {last.id} to keep its pseudonyms)" if last.state == "granted" else ""
         raise PolicyRefusal(
@@ -538,14 +569,18 @@ def for_budget_grant(
             f"grant'{keep}, not with a budget grant"
         )
     if not owners:
+        if twin:
+            raise BadInput("the registry's DP twin has no permit in force: name the steward(s) who build it with "
+                           "--owner NAME")  # fmt: skip
         raise BadInput(f"study {study} has no permit in force: name its researcher(s) with --owner NAME")
     until = _add_months(day, default_months)
+    holder, purpose = (("the registry", "building the registry's differentially private synthetic twin") if twin
+                       else ("(not named: a budget grant)", f"study {study}"))  # fmt: skip
     cursor = conn.execute(
         "INSERT INTO permits (study, state, holder, purpose, category, tier, data, until, legal_basis, applied_by,"
         " applied_at, decided_by, decided_at, decision_note) VALUES (?, 'granted', ?, ?, 'scientific-research',"
         " 'real', '*', ?, ?, ?, ?, ?, ?, 'granted with a budget (research-kit budget grant)')",
-        (study, "(not named: a budget grant)", f"study {study}", until.isoformat(), "(a budget grant)", who, _now(),
-         who, _now()),
+        (study, holder, purpose, until.isoformat(), "(a budget grant)", who, _now(), who, _now()),
     )  # fmt: skip
     permit_id = int(cursor.lastrowid or 0)
     _set_users(conn, permit_id, owners)

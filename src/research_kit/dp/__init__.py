@@ -41,7 +41,7 @@ from research_kit.core.workspace import Workspace, check_name, open_workspace
 from research_kit.dp import engine
 from research_kit.dp.accounting import Typed, rho_from
 from research_kit.dp.answer import Answer
-from research_kit.dp.columns import COLUMNS, TABLES
+from research_kit.dp.columns import COLUMNS, TABLES, reads
 from research_kit.dp.query import make_query
 from research_kit.tiers import STUDY_ENV, Source, Tier, current_tier, source_for
 
@@ -127,17 +127,19 @@ def answer_query(
             f"study {study!r}: this pipeline's queries are charged to its study {pipeline_study!r} "
             f"(set the notebook's study parameter to it)"
         )
+    cost = policy.default_query_rho if rho is None else rho  # make_query checks it
+    query = make_query(kind, table, rho=cost, **spec)
     if source.tier == "real":
-        # Only the users of the study's data permit spend its budget, on the tables it covers; under the runner
-        # (its broker acts as "runner:NAME") the run's user was checked when the run registered the study's
-        # pipeline, and is checked again here: a permit revoked mid-run stops its queries.
+        # Only the users of the study's data permit spend its budget, on the tables and columns it covers (each
+        # of the view's columns the query reads, traced to the extract's columns it is made from); under the
+        # runner (its broker acts as "runner:NAME") the run's user was checked when the run registered the
+        # study's pipeline, and is checked again here: a permit revoked mid-run stops its queries.
         with ws.catalog() as conn:
             permits.check(
                 conn, study, current_actor().removeprefix(RUNNER), tier="dp", tables=(table,),
+                columns=reads(table, query.read_columns), extract=source.name,
                 doing="asking the real extract on its budget",
             )  # fmt: skip
-    cost = policy.default_query_rho if rho is None else rho  # make_query checks it
-    query = make_query(kind, table, rho=cost, **spec)
     return engine.run(ws, query, study=study, source=source, preview=preview, reuse=reuse)
 
 

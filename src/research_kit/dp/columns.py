@@ -33,6 +33,7 @@ from research_kit.model.disease_codes import omim_codes
 from research_kit.model.extract_schema import conform
 from research_kit.model.facts import (
     AGE_BANDS,
+    FIRST_DIAGNOSIS_ORDER,
     age_band,
     diagnostic_delay_years,
     first_diagnoses,
@@ -57,6 +58,9 @@ class Column:
     keys: Callable[[int], Sequence[object]] | None = None  # public key set, given the reference year
     bounds: tuple[float, float] | None = None  # schema bounds of a numeric column
     decimals: int = 0  # a float column's precision: sums run on whole multiples of 10**-decimals
+    # The extract's columns it is made from, for a permit that covers some columns only: "table.column", or a
+    # bare name for the viewed table's own column (none given: its own column of the same name).
+    reads: tuple[str, ...] = ()
 
 
 def _years(reference_year: int) -> list[int]:
@@ -83,63 +87,80 @@ def _const(values: Sequence[object]) -> Callable[[int], Sequence[object]]:
 ALL = TABLES
 CHILD = CHILD_TABLES
 FLAG_KEYS = _const([True, False])
+_BIRTH = ("patients.birth_year",)
+_AGE = ("patients.birth_year", "patients.age_at_last_record_years")  # a source with ages only has no birth year
+# The first diagnosis is chosen by date, then by code: what it says reads all of these.
+_FIRST = tuple(f"diagnoses.{c}" for c in ("excluded", *FIRST_DIAGNOSIS_ORDER))
 
 COLUMNS: dict[str, Column] = {
     c.name: c
     for c in (
         # The patient's attributes, in every view.
-        Column("sex", ALL, "category", "Sex.", _const(schema.SEX_VALUES)),
+        Column("sex", ALL, "category", "Sex.", _const(schema.SEX_VALUES), reads=("patients.sex",)),
         Column("vital_status", ALL, "category", "Alive, dead, lost to follow-up, opted out.",
-               _const(schema.VITAL_STATUSES)),
+               _const(schema.VITAL_STATUSES), reads=("patients.vital_status",)),
         Column("canton", ALL, "category", f"Canton of residence ('{ABROAD}' for cross-border residents).",
-               _const([*geography.CANTONS, ABROAD])),
-        Column("cross_border_insured", ALL, "flag", "Insured in Luxembourg, living abroad.", FLAG_KEYS),
-        Column("birth_year", ALL, "int", "Year of birth.", _years, (FIRST_YEAR, 2100)),
-        Column("birth_decade", ALL, "category", "Decade of birth ('1990s').", _decades),
-        Column("age", ALL, "int", "Age in whole years at the extract's reference year.", None, (0, 120)),
-        Column("age_band", ALL, "category", "Ten-year band of age.", _const(AGE_BANDS)),
-        Column("dead", ALL, "flag", "Vital status is 'dead'.", FLAG_KEYS),
+               _const([*geography.CANTONS, ABROAD]), reads=("patients.canton",)),
+        Column("cross_border_insured", ALL, "flag", "Insured in Luxembourg, living abroad.", FLAG_KEYS,
+               reads=("patients.cross_border_insured",)),
+        Column("birth_year", ALL, "int", "Year of birth.", _years, (FIRST_YEAR, 2100), reads=_BIRTH),
+        Column("birth_decade", ALL, "category", "Decade of birth ('1990s').", _decades, reads=_BIRTH),
+        Column("age", ALL, "int", "Age in whole years at the extract's reference year.", None, (0, 120),
+               reads=_AGE),
+        Column("age_band", ALL, "category", "Ten-year band of age.", _const(AGE_BANDS), reads=_AGE),
+        Column("dead", ALL, "flag", "Vital status is 'dead'.", FLAG_KEYS, reads=("patients.vital_status",)),
         Column("disease_group", ("patients", "diagnoses"), "category",
                "ICD-10 chapter of the patient's first diagnosis (in the diagnoses view: of that diagnosis).",
-               lambda _: list(icd10_chapters())),
-        Column("primary_orpha", ("patients",), "category", "ORPHA code of the patient's first diagnosis.", _orpha_keys),
+               lambda _: list(icd10_chapters()), reads=_FIRST),
+        Column("primary_orpha", ("patients",), "category", "ORPHA code of the patient's first diagnosis.", _orpha_keys,
+               reads=_FIRST),
         Column("diagnoses", ("patients",), "int", "Number of diagnoses the patient has (ruled-out ones not "
-               "counted).", None, (0, 20)),
+               "counted).", None, (0, 20), reads=("diagnoses.pseudonym", "diagnoses.excluded")),
         Column("phenotypes", ("patients",), "int", "Number of HPO terms the patient has (observed; excluded ones "
-               "not counted).", None, (0, 100)),
-        Column("encounters", ("patients",), "int", "Number of encounters the patient has.", None, (0, 200)),
+               "not counted).", None, (0, 100), reads=("phenotypes.pseudonym", "phenotypes.excluded")),
+        Column("encounters", ("patients",), "int", "Number of encounters the patient has.", None, (0, 200),
+               reads=("encounters.pseudonym",)),
         Column("first_contact_year", ("patients",), "int", "Year of first contact with a specialised centre.",
-               _years, (FIRST_YEAR, 2100)),
+               _years, (FIRST_YEAR, 2100), reads=("patients.first_contact_date",)),
         # Diagnoses.
         Column("orpha_code", ("diagnoses",), "category", "ORPHA code.", _orpha_keys),
         Column("omim_code", ("diagnoses",), "category", "OMIM code (keys: the OMIM diseases HPO annotates).",
                lambda _: [f"OMIM:{n}" for n in sorted(omim_codes())]),
         Column("icd10_code", ("diagnoses",), "category", "ICD-10 code.", lambda _: sorted(icd10_codes())),
-        Column("icd10_block", ("diagnoses",), "category", "ICD-10 block ('E70-E90').", lambda _: list(icd10_blocks())),
-        Column("icd10_chapter", ("diagnoses",), "category", "ICD-10 chapter ('IV').", lambda _: list(icd10_chapters())),
+        Column("icd10_block", ("diagnoses",), "category", "ICD-10 block ('E70-E90').", lambda _: list(icd10_blocks()),
+               reads=("icd10_code",)),
+        Column("icd10_chapter", ("diagnoses",), "category", "ICD-10 chapter ('IV').", lambda _: list(icd10_chapters()),
+               reads=("icd10_code",)),
         Column("status", ("diagnoses",), "category", "Confirmed, suspected, undiagnosed.",
                _const(schema.DIAGNOSIS_STATUSES)),
-        Column("genetic", ("diagnoses",), "flag", "A causative gene is recorded (genetically confirmed).", FLAG_KEYS),
+        Column("genetic", ("diagnoses",), "flag", "A causative gene is recorded (genetically confirmed).", FLAG_KEYS,
+               reads=("gene_symbol",)),
         Column("excluded", ("diagnoses", "phenotypes"), "flag", "Ruled out (an excluded disease or finding).",
                FLAG_KEYS),
         Column("onset_age_years", ("diagnoses", "phenotypes"), "float", "Age at onset, in years.", None,
                (0.0, 120.0), 1),
-        Column("diagnosis_age_years", ("diagnoses",), "float", "Age at diagnosis, in years.", None, (0.0, 120.0), 1),
-        Column("onset_age_band", ("diagnoses",), "category", "Ten-year band of age at onset.", _const(AGE_BANDS)),
+        Column("diagnosis_age_years", ("diagnoses",), "float", "Age at diagnosis, in years.", None, (0.0, 120.0), 1,
+               reads=("diagnosis_age_years", "onset_age_years", "diagnostic_delay_days")),
+        Column("onset_age_band", ("diagnoses",), "category", "Ten-year band of age at onset.", _const(AGE_BANDS),
+               reads=("onset_age_years",)),
         Column("diagnostic_delay_days", ("diagnoses",), "int", "Days from onset to diagnosis.", None, (0, 36_525)),
         Column("diagnostic_delay_years", ("diagnoses",), "float", "Years from onset to diagnosis.", None,
-               (0.0, 100.0), 2),
-        Column("diagnosis_year", ("diagnoses",), "int", "Year of diagnosis.", _years, (FIRST_YEAR, 2100)),
-        Column("diagnosis_decade", ("diagnoses",), "category", "Decade of diagnosis.", _decades),
+               (0.0, 100.0), 2, reads=("diagnostic_delay_days",)),
+        Column("diagnosis_year", ("diagnoses",), "int", "Year of diagnosis.", _years, (FIRST_YEAR, 2100),
+               reads=("diagnosis_date",)),
+        Column("diagnosis_decade", ("diagnoses",), "category", "Decade of diagnosis.", _decades,
+               reads=("diagnosis_date",)),
         # Phenotypes.
         Column("hpo_code", ("phenotypes",), "category", "HPO term.", _hpo_keys),
-        Column("observed_year", ("phenotypes",), "int", "Year the term was recorded.", _years, (FIRST_YEAR, 2100)),
+        Column("observed_year", ("phenotypes",), "int", "Year the term was recorded.", _years, (FIRST_YEAR, 2100),
+               reads=("observed_date",)),
         # Encounters.
         Column("centre_code", ("encounters",), "category", "Centre.", _const([c.code for c in schema.CENTRES])),
         Column("centre_country", ("encounters",), "category", "Country of the centre.",
-               _const(sorted({c.country for c in schema.CENTRES}))),
+               _const(sorted({c.country for c in schema.CENTRES})), reads=("centre_country",)),
         Column("encounter_type", ("encounters",), "category", "Kind of encounter.", _const(schema.ENCOUNTER_TYPES)),
-        Column("encounter_year", ("encounters",), "int", "Year of the encounter.", _years, (FIRST_YEAR, 2100)),
+        Column("encounter_year", ("encounters",), "int", "Year of the encounter.", _years, (FIRST_YEAR, 2100),
+               reads=("encounter_date",)),
     )
 }  # fmt: skip
 
@@ -152,6 +173,20 @@ def column(table: str, name: str) -> Column:
         known = ", ".join(c.name for c in COLUMNS.values() if table in c.tables)
         raise BadInput(f"{table} has no column {name!r} (columns: {known})")
     return col
+
+
+def reads(table: str, names: Sequence[str]) -> list[tuple[str, str]]:
+    """The extract's (table, column) pairs the ``table`` view's columns ``names`` are made from.
+
+    >>> reads("diagnoses", ["sex", "icd10_chapter"])
+    [('patients', 'sex'), ('diagnoses', 'icd10_code')]
+    """
+    found: dict[tuple[str, str], None] = {}
+    for name in names:
+        for source in column(table, name).reads or (name,):
+            held, _, own = source.rpartition(".")
+            found[(held or table, own)] = None
+    return list(found)
 
 
 def check_table(table: str) -> str:

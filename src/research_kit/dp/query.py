@@ -63,6 +63,12 @@ class Query:
         return 2 if self.kind == "mean" else 1
 
     @property
+    def read_columns(self) -> tuple[str, ...]:
+        """Every column of the view the answer depends on: its groups, its filters, its value."""
+        named = (*self.by, *(c.column for c in self.where), *([self.column] if self.column else []))
+        return tuple(dict.fromkeys(named))
+
+    @property
     def group_columns(self) -> tuple[str, ...]:
         return (*self.by, BIN) if self.kind == "histogram" else self.by
 

@@ -42,13 +42,21 @@ def ensure_environment(conn: sqlite3.Connection, env: Environment) -> None:
 
 
 def register_pipeline(
-    conn: sqlite3.Connection, ws: Workspace, study: str, path: Path, title: str, sha256: str, *, rerun: bool = False
+    conn: sqlite3.Connection,
+    ws: Workspace,
+    study: str,
+    path: Path,
+    title: str,
+    sha256: str,
+    *,
+    rerun: bool = False,
+    extract: str | None = None,
 ) -> bool:
     """Register (or move, or update) a study's pipeline file as the acting user; True when the register changed.
 
     The study's data permit must let the acting user (a ``rerun``: the user who registered it) use the real
-    tier now (:func:`research_kit.core.permits.check`). A ``rerun`` runs the registered file at its registered
-    content only.
+    tier now, on ``extract`` (:func:`research_kit.core.permits.check`). A ``rerun`` runs the registered file at
+    its registered content only.
     """
     actor = audit.current_actor()
     row = conn.execute("SELECT path, registered_by, sha256 FROM pipelines WHERE study = ?", (study,)).fetchone()
@@ -58,9 +66,9 @@ def register_pipeline(
                 f"study {study}: {path} or one of its notebooks is not what its owner last ran, or was registered "
                 "before pipelines were fingerprinted (an owner runs it once to register it again)"
             )
-        permits.check(conn, study, row["registered_by"], tier="real", doing="rerunning its pipeline")
+        permits.check(conn, study, row["registered_by"], tier="real", extract=extract, doing="rerunning its pipeline")
         return False
-    permits.check(conn, study, actor, tier="real", doing="running its pipeline")
+    permits.check(conn, study, actor, tier="real", extract=extract, doing="running its pipeline")
     if row is not None and row["path"] == str(path) and row["sha256"] == sha256:
         return False
     with transaction(conn):

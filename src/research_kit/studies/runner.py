@@ -239,7 +239,7 @@ def run_pipeline(
             pipeline_hash = hashlib.sha256(pipeline.path.read_bytes()).hexdigest()
             records.register_pipeline(
                 conn, ws, study, pipeline.path.resolve(), pipeline.title, content_hash(pipeline),
-                rerun=trigger == "rerun",
+                rerun=trigger == "rerun", extract=source.name,
             )  # fmt: skip
             if trigger == "rerun":  # the registered pipeline, unchanged: it runs for whoever registered it
                 run.on_behalf_of = records.registered_by(conn, study) or run.on_behalf_of

@@ -67,7 +67,7 @@ class ActionSandbox:
         with ws.catalog() as conn:  # the study's secret (its run made it), never the pseudonymisation key
             # The view holds what the study's permit covers, no more: a table it does not cover is absent.
             permit = permits.check(conn, task.study, task.actor.removeprefix(RUNNER), tier="real",
-                                   doing="running an action")  # fmt: skip
+                                   extract=source.name, doing="running an action")  # fmt: skip
             line = permits.pseudonym_line(conn, task.study)
             pseudonyms = StudyPseudonyms(require_secret(conn, line), ws.cache_dir / STUDY_VIEWS)
         projection = Projection() if permit.data is None else Projection(dict(permit.data))
