@@ -196,7 +196,7 @@ def _dp_twin(console: Console, ws: Workspace, operator: str, extract_id: str) ->
     default one; a refusal by a gate is shown, not raised (its spend stays recorded)."""
     delta = ws.policy().dp.delta
     if budget.twin_shown(ws, actor=COMMITTEE[0]).remaining < to_picorho(rho_of(DP_TWIN_EPSILON, delta), round_up=True):
-        budget.grant_twin(ws, actor=COMMITTEE[0], rho=str(DP_TWIN_GRANT), note="demo")
+        budget.grant_twin(ws, actor=COMMITTEE[0], rho=str(DP_TWIN_GRANT), note="demo", owners=(operator,))
         console.print(f"{COMMITTEE[0]} (committee) granted the registry's DP-twin budget rho {DP_TWIN_GRANT:g}")
     try:
         with steps(console, f"DP twin of {extract_id} (MST, epsilon {DP_TWIN_EPSILON})") as step:

@@ -154,7 +154,7 @@ def _mirror_grants(ws: Workspace, lab: Workspace, owner: str) -> None:
             "WHERE g.tier = 'real' ORDER BY g.id"
         ).fetchall()
         # The studies whose permit in force names the lab's user: an ended or revoked permit lends no budget.
-        mine = {p.study for p in permits.listed(conn) if p.in_force() and owner in p.users}
+        mine = {p.study for p in permits.listed(conn) if p.in_force() and owner in p.users} - {permits.REGISTRY_TWIN}
     grants = [g for g in grants if g["study"] in mine]
     with lab.catalog() as conn, transaction(conn):
         conn.execute("DELETE FROM dp_grants WHERE tier = 'real'")

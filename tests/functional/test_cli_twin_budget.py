@@ -36,7 +36,9 @@ def signed(workspace: Workspace) -> Workspace:
 
 
 def test_the_committee_grants_the_twin_budget_and_a_steward_reads_it_as_json(signed: Workspace) -> None:
-    code, out, err = run("--as", MEMBER, "budget", "grant", "--twin", "--rho", "2", "--note", "DAC #7")
+    code, out, err = run(
+        "--as", MEMBER, "budget", "grant", "--twin", "--rho", "2", "--note", "DAC #7", "--owner", STEWARD
+    )
     assert code == 0, err
     assert "DP-twin budget" in out
     with audit.acting(STEWARD):
@@ -71,10 +73,11 @@ def test_twin_budget_mistakes_are_one_line(signed: Workspace) -> None:
     grant = ("--as", MEMBER, "budget", "grant")
     refused((*grant, "--rho", "1"), BadInput.exit_code, "give a STUDY, or --twin")
     refused((*grant, "s", "--twin", "--rho", "1"), BadInput.exit_code, "give a STUDY, or --twin")
-    refused((*grant, "--twin", "--rho", "1", "--owner", "ana"), BadInput.exit_code, "it has no owners")
+    refused((*grant, "--twin", "--rho", "1", "--owner", "ana"), BadInput.exit_code, "user is a steward, not a")
+    refused((*grant, "--twin", "--rho", "1"), BadInput.exit_code, "name the steward(s) who build it with --owner")
     refused((*grant, "--twin"), BadInput.exit_code, "give the grant as --rho R")
     refused((*grant, "@twin", "--rho", "1", "--owner", "ana"), BadInput.exit_code, "study '@twin': use letters")
-    refused((*grant, "--twin", "--rho", "6"), PolicyRefusal.exit_code, "max_twin_rho = 5")
+    refused((*grant, "--twin", "--rho", "6", "--owner", STEWARD), PolicyRefusal.exit_code, "max_twin_rho = 5")
     refused(("--as", "ana", "budget", "grant", "--twin", "--rho", "1"), PolicyRefusal.exit_code, "committee role")
     refused(("--as", STEWARD, "budget", "grant", "--twin", "--rho", "1"), PolicyRefusal.exit_code, "committee role")
     assert ledger.twin_balance(signed).granted == 0
@@ -82,4 +85,7 @@ def test_twin_budget_mistakes_are_one_line(signed: Workspace) -> None:
     refused(("--as", MEMBER, "budget", "show", "s", "--twin"), BadInput.exit_code, "--twin shows")
     refused(("--as", MEMBER, "budget", "show", "--twin", "--sandbox"), BadInput.exit_code, "--twin shows")
     code, out, _ = run("--as", MEMBER, "budget", "show", "--twin")
-    assert (code, out.strip()) == (0, "no DP-twin budget granted yet ('research-kit budget grant --twin --rho R')")
+    assert (code, out.strip()) == (
+        0,
+        "no DP-twin budget granted yet ('budget grant --twin --rho R --owner STEWARD')",
+    )

@@ -212,3 +212,66 @@ def test_the_command_line_reads_ids_on_standard_input_only_and_never_shows_one(r
     assert "\n".join(ids) not in ws.audit_path.read_text(encoding="utf-8")
     code, _, err = run("--as", "rita", "query", "count", "patients", "--study", "s", "--extract", "e1")
     one_line(code, err, errors.PolicyRefusal.exit_code, "'e1' was built before the latest opt-out")
+
+
+PSEUDONYMS_SEEN = """
+import json
+import research_kit as rk
+
+json.dump(sorted(rk.load("patients")["pseudonym"]), open("seen.json", "w"))
+"""
+
+
+def test_an_opted_out_patient_is_in_no_later_run_dp_answer_or_web_page(registry: Registry, tmp_path: Path) -> None:
+    """End to end: after an opt-out and the next extract, a study's run, a DP query and every web page a
+    committee member or steward opens leave the person out, by national ID, extract pseudonym or study pseudonym."""
+    from tests.conftest import PASSWORD, Project, grant
+    from tests.functional.webapp import browser
+
+    import research_kit as rk
+    from research_kit.actions import runs
+    from research_kit.core import audit, permits
+    from research_kit.core.catalog import transaction
+    from research_kit.pseudonymise.pseudonyms import study_pseudonyms
+    from research_kit.pseudonymise.study_secrets import study_secret
+    from research_kit.studies.spec import load_pipeline
+
+    ws, key = registry.ws, load_key(registry.key_file)
+    sign_in(ws, rita="researcher", carla="committee", **{STEWARD: "steward"})
+    grant(ws, "oo", 1.0, owner="rita")  # the shorthand: a real-tier permit naming rita, with a budget
+    chosen = in_extract(registry, "e1").head(2)["national_id"].to_list()
+    actions.add(ws, actor=STEWARD, lines=chosen)
+    ingest(ws, [registry.raw], "e2", key)
+    gone = [pseudonym(key, n) for n in chosen]
+
+    project = Project(tmp_path / "project", ws)
+    project.notebook("seen", "unused = 0", PSEUDONYMS_SEEN)
+    action = {"notebook": "notebooks/seen.ipynb", "outputs": {"highly_sensitive": {"seen": "seen.json"}}}
+    pipeline = load_pipeline(project.pipeline("oo", {"a": action}, permitted=False))
+    with pytest.raises(PolicyRefusal, match="'e1' was built before the latest opt-out"):
+        runs.run(ws, actor="rita", pipeline=pipeline, extract="e1")
+    report = runs.run(ws, actor="rita", pipeline=pipeline)  # the newest extract: e2
+    (outcome,) = report.actions.values()
+    assert report.outcome == "succeeded", report.actions
+    assert outcome.folder is not None
+    seen = set(json.loads((outcome.folder / "outputs" / "seen.json").read_text()))
+    with ws.catalog() as conn, transaction(conn):
+        secret = study_secret(conn, ws.audit_path, permits.pseudonym_line(conn, "oo"))
+    theirs = set(study_pseudonyms(secret, pl.Series(gone)).to_list())
+    e2 = set(pl.read_parquet(get_extract(ws, "e2").table_path("patients"))["pseudonym"])
+    assert len(seen) == len(e2)  # every patient of e2, under the study's pseudonyms
+    assert set(study_pseudonyms(secret, pl.Series(sorted(e2))).to_list()) == seen
+    assert not seen & theirs
+
+    with audit.acting("rita"):
+        with pytest.raises(PolicyRefusal, match="'e1' was built before the latest opt-out"):
+            rk.dp.count("patients", study="oo", tier="real", rho=0.01, extract="e1", workspace=ws.root)
+        assert rk.dp.count("patients", study="oo", tier="real", rho=0.01, workspace=ws.root).source == "e2"
+
+    for name in ("carla", STEWARD, "rita"):  # every page each of them opens
+        pages = browser(ws).sign_in(name, PASSWORD)
+        for path in ("/permits", "/budget", "/audit", "/requests"):
+            page = pages.get(path)
+            assert page.status_code in (200, 403), (name, path)
+            for shown in (*chosen, *gone, *theirs):
+                assert shown not in page.text, (name, path)

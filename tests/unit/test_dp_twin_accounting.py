@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 from tests.conftest import MEMBER, STEWARD, people
 
-from research_kit.core import audit
+from research_kit.core import audit, users
 from research_kit.core.errors import BadInput, PolicyRefusal
 from research_kit.core.extracts import Extract
 from research_kit.core.workspace import Workspace
@@ -47,7 +47,7 @@ def test_a_run_that_fails_after_a_mechanism_read_the_data_is_charged(
 ) -> None:
     people(workspace)
     with audit.acting(MEMBER):
-        ledger.grant_twin(workspace, 1.0)
+        ledger.grant_twin(workspace, 1.0, owners=(STEWARD,))
 
     def failing(*_args: Any, touching: Any, **_kwargs: Any) -> dp_twin.Release:
         if touched:
@@ -67,8 +67,14 @@ def test_a_run_that_fails_after_a_mechanism_read_the_data_is_charged(
 
 def test_whoever_granted_the_twin_budget_does_not_spend_it(workspace: Workspace) -> None:
     people(workspace, both="committee")
+    with audit.acting(STEWARD):
+        users.add(workspace, "both", "steward")  # a small registry's steward who sits on the committee
+    with audit.acting(MEMBER):
+        ledger.grant_twin(workspace, 1.0, owners=(STEWARD, "both"))  # the twin's permit names both stewards
+    with audit.acting("both"), pytest.raises(PolicyRefusal, match="would build the DP twin: no one grants"):
+        ledger.grant_twin(workspace, 1.0, owners=("both",))
     with audit.acting("both"):
-        ledger.grant_twin(workspace, 1.0)
+        ledger.grant_twin(workspace, 1.0)  # a top-up, naming no one
     with audit.acting("both"), pytest.raises(PolicyRefusal, match="granted the registry's DP-twin budget"):
         ledger.check_twin_budget(workspace, 10, spender="both")
     with audit.acting("both"), pytest.raises(PolicyRefusal, match="another steward builds the DP twin"):

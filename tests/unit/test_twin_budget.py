@@ -10,7 +10,8 @@ import pytest
 from tests.conftest import MEMBER, STEWARD, grant, people
 
 from research_kit.actions import budget
-from research_kit.core import audit
+from research_kit.actions import permits as permit_actions
+from research_kit.core import audit, permits
 from research_kit.core.errors import BadInput, MissingData, PolicyRefusal
 from research_kit.core.workspace import Workspace
 from research_kit.dp import ledger
@@ -31,18 +32,20 @@ def _rows(ws: Workspace, table: str) -> int:
 def _grant_twin(ws: Workspace, rho: float | str, note: str = "") -> ledger.Balance:
     people(ws)
     with audit.acting(MEMBER):
-        return ledger.grant_twin(ws, rho, note=note)
+        return ledger.grant_twin(ws, rho, note=note, owners=(STEWARD,))
 
 
 def _reserve(ws: Workspace, rho: str, mechanism: str = "aim") -> int:
-    return ledger.reserve_twin(
-        ws,
-        cost=to_picorho(rho, round_up=True),
-        extract="e1",
-        twin=TWIN,
-        mechanism=mechanism,
-        details={"extract_hash": "ab" * 32, "epsilon": 1.0},
-    )
+    """A steward the twin's permit names reserves ``rho``."""
+    with audit.acting(STEWARD):
+        return ledger.reserve_twin(
+            ws,
+            cost=to_picorho(rho, round_up=True),
+            extract="e1",
+            twin=TWIN,
+            mechanism=mechanism,
+            details={"extract_hash": "ab" * 32, "epsilon": 1.0},
+        )
 
 
 @pytest.fixture
@@ -86,7 +89,7 @@ def test_a_grant_whose_audit_line_fails_is_not_kept(ws: Workspace, monkeypatch: 
 
     monkeypatch.setattr(audit, "append", broken)
     with audit.acting(MEMBER), pytest.raises(sqlite3.OperationalError):
-        ledger.grant_twin(ws, 1.0)
+        ledger.grant_twin(ws, 1.0, owners=(STEWARD,))
     assert _rows(ws, "dp_grants") == 0
 
 
@@ -111,7 +114,7 @@ def test_a_twin_is_refused_before_anything_is_spent_without_a_grant(ws: Workspac
     grant(ws, "a-study", 1.0, owner="rita")  # a study's budget never pays for a twin
     message = (
         "the registry has no DP-twin budget: a committee member grants one with "
-        "'research-kit budget grant --twin --rho R'"
+        "'research-kit budget grant --twin --rho R --owner STEWARD'"
     )
     with pytest.raises(PolicyRefusal) as refused:
         ledger.check_twin_budget(ws, to_picorho("0.1", round_up=True))
@@ -213,3 +216,38 @@ def test_the_twin_budget_is_read_by_the_committee_and_stewards(ws: Workspace) ->
             budget.twin_shown(ws, actor=stranger)
         with pytest.raises(PolicyRefusal):
             budget.twin_history(ws, actor=stranger)
+
+
+def test_the_twin_budget_comes_with_a_permit_naming_the_stewards_who_build_it(ws: Workspace) -> None:
+    people(ws, sue="steward")
+    with audit.acting(MEMBER), pytest.raises(BadInput, match=r"name the steward\(s\) who build it with --owner"):
+        ledger.grant_twin(ws, 1.0)  # the first grant names them
+    with audit.acting(MEMBER), pytest.raises(BadInput, match="this permit's user is a steward, not a researcher"):
+        ledger.grant_twin(ws, 1.0, owners=("rita",))
+    assert ledger.twin_balance(ws).granted == 0  # a refused grant grants nothing
+    _grant_twin(ws, 1.0)  # names STEWARD
+    with ws.catalog() as conn:
+        permit = permits.in_force(conn, permits.REGISTRY_TWIN)
+    assert permit is not None
+    assert (permit.users, permit.tier, permit.holder) == ((STEWARD,), "real", "the registry")
+    with audit.acting(STEWARD):
+        ledger.check_twin_budget(ws, 10, spender=STEWARD)
+    rule = rf"permit {permit.id} \(the registry's DP twin\) does not name sue: building a DP twin is for its users"
+    with audit.acting("sue"), pytest.raises(PolicyRefusal, match=rule):
+        ledger.reserve_twin(ws, cost=10, extract="e1", twin=TWIN, mechanism="mst", details={})
+    _grant_twin(ws, 0.5)  # a top-up
+    with audit.acting(MEMBER):
+        ledger.grant_twin(ws, 0.5, owners=("sue",))  # names another steward: she joins the permit
+        permit_actions.revoke(ws, actor=MEMBER, permit_id=permit.id, note="the twin is rebuilt under a new DAC rule")
+    with audit.acting("sue"), pytest.raises(PolicyRefusal, match=rf"permit {permit.id} \(the registry's DP twin\) "
+                                            r"was revoked on .*: building a DP twin is over"):  # fmt: skip
+        ledger.check_twin_budget(ws, 10, spender="sue")
+    assert _rows(ws, "dp_spends") == 0  # nothing was ever spent
+    with audit.acting(MEMBER), pytest.raises(BadInput, match=r"name the steward\(s\) who build it"):
+        ledger.grant_twin(ws, 0.5)  # a top-up never brings a revoked permit back
+    with audit.acting(MEMBER):
+        ledger.grant_twin(ws, 0.5, owners=("sue",))  # a new permit, naming sue alone
+    with audit.acting("sue"):
+        ledger.check_twin_budget(ws, 10, spender="sue")
+    with audit.acting(STEWARD), pytest.raises(PolicyRefusal, match="does not name stew"):
+        ledger.check_twin_budget(ws, 10, spender=STEWARD)

@@ -51,10 +51,11 @@ def grant_twin(
     epsilon: Typed | None = None,
     delta: float | None = None,
     note: str = "",
+    owners: Sequence[str] = (),
 ) -> ledger.Balance:
-    """A committee member adds to the registry's DP-twin budget (spent by the steward's DP twins), in rho or in
-    epsilon at ``delta`` (default: the policy's)."""
-    return as_user(actor, ledger.grant_twin, ws, _amount(ws, rho, epsilon, delta), note=note)
+    """A committee member adds to the registry's DP-twin budget (spent by the DP twins of the stewards its permit
+    names: ``owners`` join them), in rho or in epsilon at ``delta`` (default: the policy's)."""
+    return as_user(actor, ledger.grant_twin, ws, _amount(ws, rho, epsilon, delta), note=note, owners=owners)
 
 
 def _amount(ws: Workspace, rho: Typed | None, epsilon: Typed | None, delta: float | None) -> Decimal:

@@ -30,19 +30,21 @@ def grant(
     note: Annotated[str, typer.Option(help="The committee's reference for the decision.")] = "",
     owner: Annotated[
         list[str] | None,
-        typer.Option("--owner", help="A researcher who owns the study (repeat; needed at the first grant)."),
+        typer.Option(
+            "--owner",
+            help="A researcher who owns the study, or with --twin a steward who builds the DP "
+            "twin (repeat; needed at the first grant: they are its permit's users).",
+        ),
     ] = None,
 ) -> None:
     """Grant a study privacy budget (a committee member; added to what it has), naming its owners; with --twin,
-    the registry's DP-twin budget instead. Audited."""
+    the registry's DP-twin budget instead, naming the stewards who build it. Audited."""
     ws = workspace()
     who = actor()  # signed in first, whatever else is wrong with the command
     if (study is None) == (not twin):
         raise BadInput("give a STUDY, or --twin for the registry's DP-twin budget (one of the two)")
     if twin:
-        if owner:
-            raise BadInput("--owner goes with a study: the DP-twin budget is the registry's, it has no owners")
-        balance = budget.grant_twin(ws, actor=who, rho=rho, epsilon=epsilon, delta=delta, note=note)
+        balance = budget.grant_twin(ws, actor=who, rho=rho, epsilon=epsilon, delta=delta, note=note, owners=owner or ())
         show.print_twin_balance(console, balance, ws.policy().dp.delta)
         return
     assert study is not None

@@ -112,7 +112,7 @@ def print_history(console: Console, spends: list[Spend], delta: float) -> None:
 def print_twin_balance(console: Console, balance: Balance, delta: float) -> None:
     """The registry's DP-twin budget: granted, spent, reserved, remaining."""
     if balance.granted == 0 and balance.spent == 0 and balance.reserved == 0:
-        console.print("no DP-twin budget granted yet ('research-kit budget grant --twin --rho R')")
+        console.print("no DP-twin budget granted yet ('budget grant --twin --rho R --owner STEWARD')")
         return
     table = Table(title=f"DP-twin budget of the registry (rho, zCDP; ε at δ = {delta:.0e})")
     for name in AMOUNTS:

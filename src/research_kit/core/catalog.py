@@ -456,6 +456,28 @@ MIGRATIONS: tuple[Migration, ...] = (
                WHERE EXISTS (SELECT 1 FROM permits p WHERE p.study = study_secrets.study)""",
         ),
     ),
+    Migration(
+        15,
+        "the registry's DP-twin budget comes with a permit too: a registry that has one gets a granted permit for "
+        "the registry's DP twin (real tier, every table, three years from its first grant), naming as users the "
+        "active stewards who granted none of it",
+        (
+            """INSERT INTO permits (study, state, holder, purpose, category, tier, data, until, legal_basis,
+                                    applied_by, applied_at, decided_by, decided_at, decision_note)
+               SELECT g.study, 'granted', 'the registry',
+                      'building the registry''s differentially private synthetic twin', 'scientific-research',
+                      'real', '*', date(MIN(g.granted_at), '+3 years'), '(a budget grant made before permits)',
+                      g.granted_by, g.granted_at, g.granted_by, g.granted_at,
+                      'migrated from the DP-twin budget''s grants'
+               FROM dp_grants g WHERE g.tier = 'real' AND g.study = '@twin'
+                    AND NOT EXISTS (SELECT 1 FROM permits p WHERE p.study = '@twin') GROUP BY g.study""",
+            """INSERT INTO permit_users (permit, user)
+               SELECT p.id, r.user FROM permits p JOIN user_roles r ON r.role = 'steward'
+                      JOIN users u ON u.name = r.user AND u.active = 1
+               WHERE p.study = '@twin' AND NOT EXISTS (SELECT 1 FROM permit_users x WHERE x.permit = p.id)
+                     AND NOT EXISTS (SELECT 1 FROM dp_grants g WHERE g.study = '@twin' AND g.granted_by = r.user)""",
+        ),
+    ),
 )
 
 

@@ -50,7 +50,7 @@ from research_kit.dp import accounting
 from research_kit.dp.accounting import describe, epsilon_of, from_picorho, rho_text, to_picorho
 from research_kit.tiers import TIERS, Tier
 
-TWIN_BUDGET = "@twin"  # the registry's DP-twin budget: a study name check_name refuses, so no study can take it
+TWIN_BUDGET = permits.REGISTRY_TWIN  # the registry's DP-twin budget: a name check_name refuses, no study takes it
 TWIN_SPEND = "dp-twin"  # the ``kind`` of a DP twin's spend (its ``query``)
 
 
@@ -366,7 +366,8 @@ def reset_sandbox(ws: Workspace, study: str) -> int:
 # -- the registry's DP-twin budget ----------------------------------------------------------------------------------
 
 _NO_TWIN_BUDGET = (
-    "the registry has no DP-twin budget: a committee member grants one with 'research-kit budget grant --twin --rho R'"
+    "the registry has no DP-twin budget: a committee member grants one with 'research-kit budget grant --twin --rho R "
+    "--owner STEWARD'"
 )
 
 
@@ -376,14 +377,21 @@ def twin_balance(ws: Workspace) -> Balance:
         return _balance(conn, ws, TWIN_BUDGET, "real")
 
 
-def grant_twin(ws: Workspace, rho: Decimal | float | str, *, note: str = "") -> Balance:
-    """Add ``rho`` to the registry's DP-twin budget (a committee member's decision; it has no owners), refused
-    above ``[dp].max_twin_rho``; audited as ``dp.twin_grant`` in the same transaction."""
+def grant_twin(ws: Workspace, rho: Decimal | float | str, *, note: str = "", owners: Sequence[str] = ()) -> Balance:
+    """Add ``rho`` to the registry's DP-twin budget (a committee member's decision), refused above
+    ``[dp].max_twin_rho``; audited as ``dp.twin_grant`` in the same transaction. The budget comes with the
+    registry twin's data permit (:data:`~research_kit.core.permits.REGISTRY_TWIN`), naming the stewards who build
+    it: ``owners`` join the permit in force, or are named by a new one (the first grant must name them)."""
     policy = ws.policy().dp
     amount = to_picorho(accounting.amount(rho, "a grant's rho"), round_up=False)
     who = audit.current_actor()
     with ws.catalog() as conn, transaction(conn):
         users.require(conn, who, Duty.GRANT)
+        if who in owners:
+            raise PolicyRefusal(f"{who} would build the DP twin: no one grants a budget they spend")
+        permits.for_budget_grant(
+            conn, ws.audit_path, TWIN_BUDGET, owners, default_months=ws.policy().permits.default_months
+        )
         _add_grant(
             conn, ws, TWIN_BUDGET, amount, who, note, ceiling=policy.max_twin_rho, key="max_twin_rho",
             what="the DP-twin budget", action="dp.twin_grant", details={},
@@ -405,27 +413,33 @@ def _refuse_unaffordable_twin(current: Balance, cost: int, delta: float) -> None
 
 
 def check_twin_budget(ws: Workspace, cost_picorho: int, *, spender: str | None = None) -> None:
-    """Refuse, in one line, a DP twin the budget cannot pay (or that its granter would spend), before anything is
-    read or spent.
+    """Refuse, in one line, a DP twin the budget cannot pay (or that ``spender`` may not build), before anything
+    is read or spent.
 
     Only an early answer: :func:`reserve_twin` checks again as it reserves (another twin may spend meanwhile).
     """
-    if spender is not None:
-        with ws.catalog() as conn:
-            _refuse_own_grant(conn, spender)
-    _refuse_unaffordable_twin(twin_balance(ws), cost_picorho, ws.policy().dp.delta)
+    with ws.catalog() as conn:
+        _refuse_twin(conn, ws, spender, cost_picorho)
 
 
-def _refuse_own_grant(conn: sqlite3.Connection, who: str) -> None:
-    """Two people: whoever granted any of the DP-twin budget does not spend it (as an owner never grants a study)."""
-    row = conn.execute(
-        "SELECT 1 FROM dp_grants WHERE study = ? AND tier = 'real' AND granted_by = ? LIMIT 1", (TWIN_BUDGET, who)
-    ).fetchone()
-    if row is not None:
-        raise PolicyRefusal(
-            f"{who} granted the registry's DP-twin budget: another steward builds the DP twin "
-            "(no one spends a budget they granted)"
-        )
+def _refuse_twin(conn: sqlite3.Connection, ws: Workspace, who: str | None, cost: int) -> None:
+    """One line when ``who`` may not spend ``cost`` of the DP-twin budget: there is none; the registry twin's
+    permit does not name them (or has ended, or was revoked); they granted some of it (two people: no one spends
+    a budget they granted, as an owner never grants a study); too little is left."""
+    current = _balance(conn, ws, TWIN_BUDGET, "real")
+    if current.granted == 0:
+        raise PolicyRefusal(_NO_TWIN_BUDGET)
+    if who is not None:
+        permits.check(conn, TWIN_BUDGET, who, tier="real", doing="building a DP twin")
+        row = conn.execute(
+            "SELECT 1 FROM dp_grants WHERE study = ? AND tier = 'real' AND granted_by = ? LIMIT 1", (TWIN_BUDGET, who)
+        ).fetchone()
+        if row is not None:
+            raise PolicyRefusal(
+                f"{who} granted the registry's DP-twin budget: another steward builds the DP twin "
+                "(no one spends a budget they granted)"
+            )
+    _refuse_unaffordable_twin(current, cost, ws.policy().dp.delta)
 
 
 def reserve_twin(ws: Workspace, *, cost: int, extract: str, twin: str, mechanism: str, details: dict[str, Any]) -> int:
@@ -437,11 +451,9 @@ def reserve_twin(ws: Workspace, *, cost: int, extract: str, twin: str, mechanism
     its ``extract_hash``, when given, as the spend's source hash (the extract's content hash).
     """
     check_name(extract, "extract")
-    delta = ws.policy().dp.delta
     query = {**details, "kind": TWIN_SPEND, "extract": extract, "twin": twin, "mechanism": mechanism}
     with ws.catalog() as conn, transaction(conn):
-        _refuse_own_grant(conn, audit.current_actor())
-        _refuse_unaffordable_twin(_balance(conn, ws, TWIN_BUDGET, "real"), cost, delta)
+        _refuse_twin(conn, ws, audit.current_actor(), cost)
         cursor = conn.execute(
             """INSERT INTO dp_spends (study, tier, state, picorho, query_key, source, source_hash, query,
                                       mechanism, scale, who, pid, reserved_at)

@@ -6,7 +6,7 @@ import multiprocessing
 from multiprocessing.synchronize import Event
 from pathlib import Path
 
-from tests.conftest import MEMBER, people
+from tests.conftest import MEMBER, STEWARD, people
 
 from research_kit.core import audit
 from research_kit.core.errors import PolicyRefusal
@@ -39,7 +39,7 @@ def test_eight_processes_racing_for_the_last_of_the_twin_budget(tmp_path: Path) 
     ws, _ = init_workspace(tmp_path / "ws")
     people(ws)
     with audit.acting(MEMBER):
-        ledger.grant_twin(ws, "0.035")  # room for exactly three twins of rho 0.01
+        ledger.grant_twin(ws, "0.035", owners=(STEWARD,))  # room for exactly three twins of rho 0.01
     context = multiprocessing.get_context("fork")  # the workers start at once, with this process's imports
     start, results = context.Event(), context.Queue()
     racers = [context.Process(target=_build_twin, args=(str(ws.root), i, start, results)) for i in range(RACERS)]

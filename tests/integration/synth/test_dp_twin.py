@@ -28,7 +28,7 @@ TWIN = "e1@dp"
 def _grant(registry: Registry, rho: float) -> None:
     people(registry.ws)
     with audit.acting(MEMBER):
-        ledger.grant_twin(registry.ws, rho)
+        ledger.grant_twin(registry.ws, rho, owners=(STEWARD,))
 
 
 def _entries(registry: Registry, action: str) -> list[dict[str, Any]]:
