@@ -334,6 +334,30 @@ class AuthPolicy(_Section):
     )
 
 
+@dataclass(frozen=True)
+class TransparencyPolicy(_Section):
+    name: ClassVar[str] = "transparency"
+    title: ClassVar[str] = "Transparency: the public register and a person's 'where was my data used?' letter"
+    default_language: str = _opt(
+        "fr",
+        "Language of a person's letter when 'research-kit transparency person' is not given --lang (the register "
+        "is written in every language).",
+        choices=["en", "fr", "de"],
+    )
+    publish_user_names: bool = _opt(
+        False, "Name each permit's users (its researchers) in the public register; off, it names the holder only."
+    )
+    optout_min_count: int = _opt(
+        10,
+        "The register shows a quarter's opt-out count (and the total) below this as 'fewer than N': a small count "
+        "could point to someone.",
+        min=1,
+    )
+    optout_rounding: int = _opt(
+        5, "... and rounds the counts it shows to a multiple of this (1: exact).", min=1, max=100
+    )
+
+
 SECTIONS: tuple[type[_Section], ...] = (
     IngestPolicy,
     PseudonymisePolicy,
@@ -347,6 +371,7 @@ SECTIONS: tuple[type[_Section], ...] = (
     RunnerPolicy,
     WebPolicy,
     AuthPolicy,
+    TransparencyPolicy,
 )
 
 
@@ -366,6 +391,7 @@ class Policy:
     runner: RunnerPolicy = field(default_factory=RunnerPolicy)
     web: WebPolicy = field(default_factory=WebPolicy)
     auth: AuthPolicy = field(default_factory=AuthPolicy)
+    transparency: TransparencyPolicy = field(default_factory=TransparencyPolicy)
 
     def as_dict(self) -> dict[str, dict[str, Any]]:
         return dataclasses.asdict(self)
