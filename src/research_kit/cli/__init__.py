@@ -53,6 +53,7 @@ COMMANDS: dict[str, str] = {
     "outputs": "review",
     "review": "review",
     "release": "review",
+    "transparency": "transparency",
     "serve": "web",
     "users": "people",
     "audit": "records",

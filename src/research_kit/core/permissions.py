@@ -223,6 +223,9 @@ class Duty(StrEnum):
     RESTORE = "restoring a workspace from a snapshot"
     RECORD_OPTOUT = "recording opt-outs of secondary use"
     READ_OPTOUTS = "reading the opt-out register's count"
+    DESCRIBE_DATASET = "writing the registry's dataset description (HealthDCAT-AP)"
+    PUBLISH_REGISTER = "publishing the transparency register"
+    ANSWER_PERSON = "answering a person who asks where their data was used"
 
 
 # Who may do each duty. A study's own acts (running its pipeline, spending its budget) are its owners'
@@ -250,6 +253,9 @@ DUTIES: dict[Duty, tuple[Role, ...]] = {
     Duty.RESTORE: (Role.STEWARD,),
     Duty.RECORD_OPTOUT: (Role.STEWARD,),
     Duty.READ_OPTOUTS: (Role.STEWARD, Role.COMMITTEE),  # a count and a version, never an entry
+    Duty.DESCRIBE_DATASET: (Role.STEWARD, Role.COMMITTEE),  # rounded counts, bands, shares: never a row
+    Duty.PUBLISH_REGISTER: (Role.STEWARD, Role.COMMITTEE),  # public facts: permits, releases, counts
+    Duty.ANSWER_PERSON: (Role.STEWARD,),  # holds the key: finds one person in the extracts
 }
 
 

@@ -48,6 +48,7 @@ HEADER = "national_id"
 DATE_HEADERS = ("date", "effective")
 CHUNK = 250_000  # national IDs hashed per batch at ingest
 DELIMITERS = ",;\t"
+NOTHING_RECORDED = "nothing was recorded"
 
 
 @dataclass(frozen=True, repr=False)
@@ -95,13 +96,13 @@ def person_hashes(key: Key, national_ids: pl.Series) -> pl.Series:
     return pl.concat(parts) if parts else pl.Series([], dtype=pl.String)
 
 
-def _national_id(text: str, where: str) -> str:
-    """``text`` as a national ID (digits only, as pseudonyms normalise it), or a refusal naming ``where`` only."""
+def _national_id(text: str, where: str, outcome: str = NOTHING_RECORDED) -> str:
+    """``text`` as a national ID (digits only, as pseudonyms normalise it), or a refusal naming ``where`` only
+    (and ``outcome``: what the refusal left undone)."""
     value = normalise_national_id(text.strip())
     if not is_valid(value):
         raise BadInput(
-            f"{where}: not a national ID (13 digits: a real date of birth and both check digits right); "
-            "nothing was recorded"
+            f"{where}: not a national ID (13 digits: a real date of birth and both check digits right); {outcome}"
         )
     return value
 
@@ -120,15 +121,16 @@ def _bad_date(where: str) -> NoReturn:
     raise BadInput(f"{where}: the date is not a real YYYY-MM-DD date; nothing was recorded")
 
 
-def read_lines(lines: Iterable[str], name: str = "standard input") -> list[Entry]:
+def read_lines(lines: Iterable[str], name: str = "standard input", *, outcome: str = NOTHING_RECORDED) -> list[Entry]:
     """National IDs one per line (blank lines and surrounding spaces ignored); a bad line refuses them all,
-    naming its number (from 1), never its value."""
+    naming its number (from 1), never its value, and ``outcome`` (what was left undone). Opt-outs read them
+    so, and so does a person's "where was my data used?" letter."""
     entries = []
     for number, line in enumerate(lines, start=1):
         if line.strip():
-            entries.append(Entry(_national_id(line, f"{name}: line {number}")))
+            entries.append(Entry(_national_id(line, f"{name}: line {number}", outcome)))
     if not entries:
-        raise BadInput(f"{name}: no national ID (give one per line); nothing was recorded")
+        raise BadInput(f"{name}: no national ID (give one per line); {outcome}")
     return entries
 
 
