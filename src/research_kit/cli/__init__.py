@@ -43,6 +43,7 @@ COMMANDS: dict[str, str] = {
     "optout": "optout",
     "synth": "twin",
     "export": "twin",
+    "catalogue": "catalogue",
     "permit": "permit",
     "budget": "budget",
     "query": "query",

@@ -337,7 +337,9 @@ class AuthPolicy(_Section):
 @dataclass(frozen=True)
 class TransparencyPolicy(_Section):
     name: ClassVar[str] = "transparency"
-    title: ClassVar[str] = "Transparency: the public register and a person's 'where was my data used?' letter"
+    title: ClassVar[str] = (
+        "Transparency: the public register, a person's 'where was my data used?' letter, the HealthDCAT-AP catalogue"
+    )
     default_language: str = _opt(
         "fr",
         "Language of a person's letter when 'research-kit transparency person' is not given --lang (the register "
@@ -356,6 +358,27 @@ class TransparencyPolicy(_Section):
     optout_rounding: int = _opt(
         5, "... and rounds the counts it shows to a multiple of this (1: exact).", min=1, max=100
     )
+    catalogue_publisher: str = _opt(
+        "", "Who publishes the registry's HealthDCAT-AP description ('research-kit catalogue'): the data holder's name."
+    )
+    catalogue_contact: str = _opt("", "... and its contact: an e-mail address or an https:// page.")
+    catalogue_landing_page: str = _opt(
+        "",
+        "The registry's public page (https://...): the catalogue's resources are named under it, and it is where "
+        "the catalogue says access is asked for.",
+    )
+    catalogue_hdab: str = _opt("", "The health data access body that grants access to the registry's data (EHDS).")
+    catalogue_hdab_contact: str = _opt("", "... and its contact: an e-mail address or an https:// page.")
+    catalogue_rounding: int = _opt(
+        10, "The catalogue rounds its counts (individuals, records) to a multiple of this: never the exact count.",
+        min=5, max=1000,
+    )  # fmt: skip
+    catalogue_frequency: str = _opt(
+        "",
+        "How often the registry is updated, as an EU frequency code; '' derives it from the extracts' dates.",
+        choices=["", "DAILY", "WEEKLY", "BIWEEKLY", "MONTHLY", "BIMONTHLY", "QUARTERLY", "ANNUAL_3", "ANNUAL_2",
+                 "ANNUAL", "BIENNIAL", "IRREG", "UNKNOWN"],
+    )  # fmt: skip
 
 
 SECTIONS: tuple[type[_Section], ...] = (
