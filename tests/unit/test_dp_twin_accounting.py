@@ -70,11 +70,15 @@ def test_whoever_granted_the_twin_budget_does_not_spend_it(workspace: Workspace)
     with audit.acting(STEWARD):
         users.add(workspace, "both", "steward")  # a small registry's steward who sits on the committee
     with audit.acting(MEMBER):
-        ledger.grant_twin(workspace, 1.0, owners=(STEWARD, "both"))  # the twin's permit names both stewards
-    with audit.acting("both"), pytest.raises(PolicyRefusal, match="would build the DP twin: no one grants"):
-        ledger.grant_twin(workspace, 1.0, owners=("both",))
+        ledger.grant_twin(workspace, 1.0, owners=(STEWARD,))
+    with audit.acting("both"), pytest.raises(PolicyRefusal, match="a builder never grants its budget"):
+        ledger.grant_twin(workspace, 1.0, owners=("both",))  # she would name herself a builder
     with audit.acting("both"):
-        ledger.grant_twin(workspace, 1.0)  # a top-up, naming no one
+        ledger.grant_twin(workspace, 1.0)  # a top-up by a member who builds nothing
+    with audit.acting(MEMBER):
+        ledger.grant_twin(workspace, 0.5, owners=("both",))  # later named a builder by another member
+    with audit.acting("both"), pytest.raises(PolicyRefusal, match="a builder never grants its budget"):
+        ledger.grant_twin(workspace, 1.0)  # a builder tops up nothing
     with audit.acting("both"), pytest.raises(PolicyRefusal, match="granted the registry's DP-twin budget"):
         ledger.check_twin_budget(workspace, 10, spender="both")
     with audit.acting("both"), pytest.raises(PolicyRefusal, match="another steward builds the DP twin"):

@@ -488,6 +488,9 @@ def amend(
     if permit.status(day) not in ("applied", "granted"):
         raise PolicyRefusal(f"permit {permit_id} is {permit.status(day)}: only an application or a permit in force is "
                             "amended (grant a new one)")  # fmt: skip
+    if permit.study == REGISTRY_TWIN and ((data is not KEEP and data is not None) or tier not in (None, "real")):
+        raise PolicyRefusal(f"permit {permit_id} is the registry's DP twin's: a DP twin is made from every table, "
+                            "whole, at the real tier")  # fmt: skip
     before = permit.to_dict(day)
     _check_given(category, tier, until, day)  # what is not given stays as it is, unchecked
     conn.execute(
@@ -546,9 +549,16 @@ def for_budget_grant(
     ``default_months`` from today. Inside the caller's transaction (the grant's), audited."""
     day = _today()
     who = audit.current_actor()
+    owners = [n for n in dict.fromkeys(o.strip() for o in owners) if n]  # as _set_users will name them
+    twin = study == REGISTRY_TWIN
+    if who in {*owners, *users_of(conn, study)}:  # the rule _require_decider keeps for the permit commands
+        if twin:
+            raise PolicyRefusal(f"{who} builds the registry's DP twin: a builder never grants its budget nor names "
+                                "its builders")  # fmt: skip
+        raise PolicyRefusal(f"{who} owns study {study}: an owner never grants their own study a budget")
     current = in_force(conn, study, day)
     if current is not None:
-        new = [n for n in dict.fromkeys(o.strip() for o in owners) if n and n not in current.users]
+        new = [n for n in owners if n not in current.users]
         if new:
             named = _set_users(conn, current.id, [*current.users, *new])
             audit.append(conn, audit_path, "permit.amend", {
@@ -557,7 +567,6 @@ def for_budget_grant(
                 "note": "named by a budget grant",
             })  # fmt: skip
         return get(conn, current.id)
-    twin = study == REGISTRY_TWIN
     last = next((p for p in of_study(conn, study) if p.state in ("granted", "revoked")), None)
     # A top-up never brings back a study's permit that was revoked or has ended, nor widens it. The registry
     # twin's has no pseudonyms to keep: a grant naming its stewards again makes a new one.
@@ -595,7 +604,11 @@ def to_close(conn: sqlite3.Connection, today: date | None = None) -> list[Permit
     """Permits that have ended (their last day passed, or revoked) and are not closed yet, of studies with no
     permit in force (a renewed study keeps its work), oldest first."""
     day = today or _today()
-    found = [p for p in listed(conn) if p.state in ("granted", "revoked") and not p.in_force(day) and not p.closed_at]
+    found = [
+        p
+        for p in listed(conn)
+        if p.state in ("granted", "revoked") and not p.in_force(day) and not p.closed_at and p.study != REGISTRY_TWIN
+    ]  # the twin's permit has no work folder: the twins are published
     return sorted((p for p in found if in_force(conn, p.study, day) is None), key=lambda p: p.id)
 
 
@@ -620,7 +633,7 @@ def overdue(conn: sqlite3.Connection, months: int, today: date | None = None) ->
     return [
         p for p in listed(conn)
         if p.state in ("granted", "revoked") and not p.in_force(day) and not p.publication.startswith("published")
-        and results_due(p, months) < day
+        and results_due(p, months) < day and p.study != REGISTRY_TWIN  # its result, the twin, is published
     ]  # fmt: skip
 
 

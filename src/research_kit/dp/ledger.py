@@ -132,8 +132,6 @@ def grant(
     who = audit.current_actor()
     with ws.catalog() as conn, transaction(conn):
         users.require(conn, who, Duty.GRANT)
-        if who in {*study_owners.owners(conn, study), *owners}:
-            raise PolicyRefusal(f"{who} owns study {study}: an owner never grants their own study a budget")
         permits.for_budget_grant(conn, ws.audit_path, study, owners, default_months=ws.policy().permits.default_months)
         study_owners.evict(conn, ws.audit_path, study)
         _add_grant(
@@ -387,8 +385,6 @@ def grant_twin(ws: Workspace, rho: Decimal | float | str, *, note: str = "", own
     who = audit.current_actor()
     with ws.catalog() as conn, transaction(conn):
         users.require(conn, who, Duty.GRANT)
-        if who in owners:
-            raise PolicyRefusal(f"{who} would build the DP twin: no one grants a budget they spend")
         permits.for_budget_grant(
             conn, ws.audit_path, TWIN_BUDGET, owners, default_months=ws.policy().permits.default_months
         )
@@ -412,25 +408,28 @@ def _refuse_unaffordable_twin(current: Balance, cost: int, delta: float) -> None
         )
 
 
-def check_twin_budget(ws: Workspace, cost_picorho: int, *, spender: str | None = None) -> None:
-    """Refuse, in one line, a DP twin the budget cannot pay (or that ``spender`` may not build), before anything
-    is read or spent.
+def check_twin_budget(
+    ws: Workspace, cost_picorho: int, *, spender: str | None = None, extract: str | None = None
+) -> None:
+    """Refuse, in one line, a DP twin the budget cannot pay (or that ``spender`` may not build from ``extract``),
+    before anything is read or spent.
 
     Only an early answer: :func:`reserve_twin` checks again as it reserves (another twin may spend meanwhile).
     """
     with ws.catalog() as conn:
-        _refuse_twin(conn, ws, spender, cost_picorho)
+        _refuse_twin(conn, ws, spender, cost_picorho, extract)
 
 
-def _refuse_twin(conn: sqlite3.Connection, ws: Workspace, who: str | None, cost: int) -> None:
-    """One line when ``who`` may not spend ``cost`` of the DP-twin budget: there is none; the registry twin's
-    permit does not name them (or has ended, or was revoked); they granted some of it (two people: no one spends
-    a budget they granted, as an owner never grants a study); too little is left."""
+def _refuse_twin(conn: sqlite3.Connection, ws: Workspace, who: str | None, cost: int, extract: str | None) -> None:
+    """One line when ``who`` may not spend ``cost`` of the DP-twin budget on ``extract``: there is none; the
+    registry twin's permit does not name them, or that extract version (or has ended, or was revoked); they
+    granted some of it (two people: no one spends a budget they granted, as an owner never grants a study); too
+    little is left. (The twin's permit covers every table whole: :func:`permits.amend` never narrows it.)"""
     current = _balance(conn, ws, TWIN_BUDGET, "real")
     if current.granted == 0:
         raise PolicyRefusal(_NO_TWIN_BUDGET)
     if who is not None:
-        permits.check(conn, TWIN_BUDGET, who, tier="real", doing="building a DP twin")
+        permits.check(conn, TWIN_BUDGET, who, tier="real", extract=extract, doing="building a DP twin")
         row = conn.execute(
             "SELECT 1 FROM dp_grants WHERE study = ? AND tier = 'real' AND granted_by = ? LIMIT 1", (TWIN_BUDGET, who)
         ).fetchone()
@@ -453,7 +452,7 @@ def reserve_twin(ws: Workspace, *, cost: int, extract: str, twin: str, mechanism
     check_name(extract, "extract")
     query = {**details, "kind": TWIN_SPEND, "extract": extract, "twin": twin, "mechanism": mechanism}
     with ws.catalog() as conn, transaction(conn):
-        _refuse_twin(conn, ws, audit.current_actor(), cost)
+        _refuse_twin(conn, ws, audit.current_actor(), cost, extract)
         cursor = conn.execute(
             """INSERT INTO dp_spends (study, tier, state, picorho, query_key, source, source_hash, query,
                                       mechanism, scale, who, pid, reserved_at)

@@ -330,7 +330,17 @@ def summed_bounds(query: Query) -> tuple[float, float]:
 
 
 def prepare(query: Query, frame: pl.LazyFrame) -> pl.LazyFrame:
-    """Row-by-row preparation before OpenDP: the histogram's bin label (public edges), fixed-point centred sums."""
+    """Row-by-row preparation before OpenDP: each patient's rows in the order of the columns the query reads
+    (the rows per-patient bounding keeps then depend on nothing else: not on the order the source wrote them in,
+    which may follow a column the study's permit leaves out, such as a date); the histogram's bin label (public
+    edges); fixed-point centred sums."""
+    if query.table != "patients":
+        read = [c for c in (*query.by, *([query.column] if query.column else [])) if c != IDENTIFIER]
+        frame = frame.sort([IDENTIFIER, *dict.fromkeys(read)], nulls_last=True, maintain_order=True)
+    return _labelled(query, frame)
+
+
+def _labelled(query: Query, frame: pl.LazyFrame) -> pl.LazyFrame:
     if summed_column(query) == FIXED:
         factor, value = fixed_point(query), pl.col(str(query.column))
         scaled = (value * factor).round() if factor != 1 else value

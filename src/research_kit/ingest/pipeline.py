@@ -51,6 +51,7 @@ from research_kit.core.extracts import (
 )
 from research_kit.core.faults import fault
 from research_kit.core.locks import hold
+from research_kit.core.permits import NEW_VERSIONS
 from research_kit.core.workspace import Workspace, check_name
 from research_kit.ingest import readers
 from research_kit.ingest.inputs import Inputs as _Inputs
@@ -248,6 +249,8 @@ def ingest(
         raise BadInput(f"{len(raw)} sources but {len(mappings)} mappings: give one mapping per source, in order")
     say = step or (lambda _msg: None)
     check_name(extract_id, "extract id")
+    if extract_id == NEW_VERSIONS:  # a permit's "every version built until it ends"
+        raise BadInput(f"extract id {extract_id!r}: a permit's word for every new version; name the extract otherwise")
     if extract_id in TWIN_KINDS:
         raise BadInput(f"extract id {extract_id!r} is reserved: it names a kind of twin (rk.load(twin={extract_id!r}))")
     policy = ws.policy()

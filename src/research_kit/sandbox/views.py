@@ -239,5 +239,8 @@ def _project(stored: Path, target: Path, columns: tuple[str, ...]) -> None:
     if missing:
         raise BadInput(f"projection of {stored.stem}: no column {missing[0]!r}")
     tmp = target.with_name(f".{target.name}.tmp")
-    frame.select(list(columns)).sink_parquet(tmp)
+    # In the order of what it holds: a patient's rows as the source wrote them could follow a column left out
+    # (encounters in date order would give away the first and the last centre).
+    order = sorted(columns, key=lambda c: c != EXTRACT_KEY)  # a patient's rows together, then by what they hold
+    frame.select(list(columns)).sort(order, nulls_last=True).sink_parquet(tmp)
     os.replace(tmp, target)

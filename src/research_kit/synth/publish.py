@@ -186,7 +186,8 @@ def build_twin(
         cost = to_picorho(dp_rho, round_up=True) if dp_rho is not None else 0
         if mechanism:
             try:
-                ledger.check_twin_budget(ws, cost, spender=audit.current_actor())  # before anything is spent
+                # before anything is spent
+                ledger.check_twin_budget(ws, cost, spender=audit.current_actor(), extract=extract_id)
             except PolicyRefusal as exc:
                 ws.audit("synth.refuse", extract=extract_id, twin=twin_id, model=model, seed=seed,
                          failed={"budget": str(exc)})  # fmt: skip
