@@ -179,11 +179,19 @@ def review_template(registry_template: Path, tmp_path_factory: pytest.TempPathFa
     return built_once(tmp_path_factory, "review", lambda base: build_review_workspace(registry_template, base))
 
 
+def registry_key(registry_template: Path) -> Path:
+    """The key the registry's extracts were made with (tests/conftest.py's _build_registry), as a server has it."""
+    return registry_template.parent / "secrets" / "k.key"
+
+
 @pytest.fixture
-def review_ws(review_template: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Workspace:
+def review_ws(
+    review_template: Path, registry_template: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> Workspace:
     root = tmp_path / "ws"
     shutil.copytree(review_template, root)
     monkeypatch.setenv("RESEARCH_KIT_HOME", str(root))
+    monkeypatch.setenv("RESEARCH_KIT_KEY_FILE", str(registry_key(registry_template)))  # a person's letter reads it
     monkeypatch.delenv(audit.ACTOR_ENV, raising=False)
     # The catalog holds the template's absolute paths (outputs, run folders): point every one at this copy.
     with Workspace(root).catalog() as conn:

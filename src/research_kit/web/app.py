@@ -7,7 +7,8 @@ its signed-in user; :mod:`research_kit.web.http` adds what a browser needs.
 
 The routes: :mod:`~research_kit.web.signin` (sign-in and out),
 :mod:`~research_kit.web.pages` (requests, outputs, votes, releases) and
-:mod:`~research_kit.web.records` (budgets and the audit log), and
+:mod:`~research_kit.web.records` (budgets and the audit log), :mod:`~research_kit.web.transparency` (the
+transparency register, a person's letter) and
 :mod:`~research_kit.web.api` (the JSON API a command-line client uses).
 """
 
@@ -23,23 +24,39 @@ from starlette.routing import Mount
 from starlette.staticfiles import StaticFiles
 
 from research_kit.core.errors import UserError
+from research_kit.core.i18n import N_
 from research_kit.core.workspace import Workspace
-from research_kit.web import api, pages, permits, records, signin
-from research_kit.web.http import HERE, SecurityHeaders, SignInNeeded, render, safe_next, status_of
+from research_kit.web import api, pages, permits, records, signin, transparency
+from research_kit.web.http import (
+    HERE,
+    Refused,
+    SecurityHeaders,
+    SignInNeeded,
+    render,
+    safe_next,
+    status_of,
+    translate,
+)
 
 
 async def _sign_in_needed(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, SignInNeeded)
     if request.method != "GET":
-        return render(request, "error.html", {"status": 401, "message": "Your session has ended: sign in again."}, 401)
+        message = translate(request, N_("Your session has ended: sign in again."))
+        return render(request, "error.html", {"status": 401, "message": message}, 401)
     return RedirectResponse(f"/signin?next={quote(safe_next(exc.next_path), safe='/')}", status_code=303)
 
 
 async def _http_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, HTTPException)
-    message = exc.detail if exc.status_code in (400, 401, 403, 404, 405) else "Something went wrong."
-    if exc.status_code == 404 and message == "Not Found":
-        message = "There is no such page."
+    if isinstance(exc, Refused):  # this app's own words, in the page's language
+        message = translate(request, exc.detail, **exc.params)
+    elif exc.status_code == 404 and exc.detail == "Not Found":
+        message = translate(request, N_("There is no such page."))
+    elif exc.status_code in (400, 401, 403, 404, 405):
+        message = exc.detail  # Starlette's (405 Method Not Allowed) or a library's: English
+    else:
+        message = translate(request, N_("Something went wrong."))
     return render(request, "error.html", {"status": exc.status_code, "message": message}, exc.status_code)
 
 
@@ -56,6 +73,7 @@ def create_app(ws: Workspace, *, secure_cookies: bool = False) -> Starlette:
         *pages.ROUTES,
         *records.ROUTES,
         *permits.ROUTES,
+        *transparency.ROUTES,
         *api.ROUTES,
         Mount("/static", StaticFiles(directory=HERE / "static"), name="static"),
     ]

@@ -6,13 +6,18 @@
   sign-in form a token of its own (a double-submit cookie);
 - **headers**: a strict Content-Security-Policy (no script at all, images and
   styles from the app only), no framing, no caching of pages, no referrer;
-- **errors**: :func:`status_of` is the one map from a library refusal to an HTTP status.
+- **errors**: :func:`status_of` is the one map from a library refusal to an HTTP status;
+- **language**: each page in English, French or German (:func:`language`: the ``rk_lang`` cookie the header's
+  switch sets, else the browser's Accept-Language, else English), through the gettext catalogs and the Jinja2
+  setup of :mod:`research_kit.core.i18n`; a string built here is marked with ``N_()`` and translated by
+  :func:`translate`. A refusal from the core (a :class:`~research_kit.core.errors.UserError`) stays English.
 
 Templates autoescape everything: a cell holding ``<script>`` shows as text.
 """
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
@@ -27,13 +32,15 @@ from starlette.templating import Jinja2Templates
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from research_kit import __version__
-from research_kit.core import sessions
+from research_kit.core import i18n, sessions
 from research_kit.core.errors import BadInput, MissingData, PolicyRefusal, UserError
+from research_kit.core.i18n import N_
 from research_kit.core.workspace import Workspace
 
 HERE = Path(__file__).parent
 SESSION_COOKIE = "rk_session"
 SIGNIN_COOKIE = "rk_signin"  # the sign-in form's own CSRF token (there is no session yet)
+LANG_COOKIE = "rk_lang"  # the language the header's switch chose (en, fr, de)
 T = TypeVar("T")
 
 PAGE_HEADERS = {
@@ -57,6 +64,15 @@ class SignInNeeded(Exception):
         self.next_path = next_path
 
 
+class Refused(HTTPException):
+    """An HTTP refusal whose message is this app's own: an English constant marked ``N_()``, with ``%(name)s``
+    filled from ``params`` after translation (the error page shows it in the page's language)."""
+
+    def __init__(self, status_code: int, message: str, **params: Any) -> None:
+        super().__init__(status_code, message)
+        self.params = params
+
+
 class SecurityHeaders:
     """Adds :data:`PAGE_HEADERS` to every response that does not set its own."""
 
@@ -78,20 +94,46 @@ class SecurityHeaders:
         await self.app(scope, receive, with_headers)
 
 
-def _templates() -> Jinja2Templates:
-    env = jinja2.Environment(
-        loader=jinja2.FileSystemLoader(HERE / "templates"),
-        autoescape=True,
-        undefined=jinja2.StrictUndefined,
-        trim_blocks=True,
-        lstrip_blocks=True,
-    )
-    env.globals["version"] = __version__
+@functools.cache
+def templates(lang: str) -> Jinja2Templates:
+    """The pages in ``lang``: :func:`research_kit.core.i18n.environment` (autoescape, gettext, strict names) over
+    this app's templates, built once per language."""
+    env = i18n.environment(jinja2.FileSystemLoader(HERE / "templates"), lang, version=__version__)
     env.filters["when"] = lambda text: str(text or "").replace("T", " ")[:19]  # UTC, to the second
     return Jinja2Templates(env=env)
 
 
-TEMPLATES = _templates()
+def accepted_language(header: str) -> str:
+    """The language of the pages a browser's ``Accept-Language`` prefers most (``fr-LU`` is ``fr``); English,
+    the source language, when it names none of them."""
+    best, chosen = 0.0, i18n.SOURCE
+    for part in header.split(",")[:20]:
+        tag, _, params = part.strip().partition(";")
+        weight = 1.0
+        if params.strip().startswith("q="):
+            try:
+                weight = float(params.strip()[2:])
+            except ValueError:
+                continue
+        primary = tag.strip().split("-")[0].lower()
+        if primary in i18n.LANGUAGES and weight > best:
+            best, chosen = weight, primary
+    return chosen
+
+
+def language(request: Request) -> str:
+    """The language of this page: the switch's cookie, else the browser's preference, else English."""
+    chosen = request.cookies.get(LANG_COOKIE, "")
+    if chosen in i18n.LANGUAGES:
+        return chosen
+    return accepted_language(request.headers.get("accept-language", ""))
+
+
+def translate(request: Request, message: str, **params: Any) -> str:
+    """``message`` (an English constant marked ``N_()``) in the page's language, ``%(name)s`` filled from
+    ``params``; plain text, escaped where a template shows it. Never for a text that is not a constant."""
+    text = i18n.gettext_of(language(request))(message)
+    return text % params if params else text
 
 
 def workspace(request: Request) -> Workspace:
@@ -115,8 +157,8 @@ async def need(request: Request, *roles: str) -> sessions.Session:
         raise SignInNeeded(request.url.path + (f"?{request.url.query}" if request.url.query else ""))
     request.scope["rk_session"] = session
     if not session.user.roles & set(roles):
-        raise HTTPException(403, f"this page is for the {' or '.join(roles)} role; you are signed in as a "
-                                 f"{session.user.role}")  # fmt: skip
+        raise Refused(403, N_("this page is for the %(roles)s role; you are signed in as a %(role)s"),
+                      roles=" or ".join(roles), role=session.user.role)  # fmt: skip
     return session
 
 
@@ -125,7 +167,7 @@ async def form(request: Request, session: sessions.Session) -> FormData:
     data = await request.form()
     token = data.get("csrf")
     if not sessions.same_token(session.csrf, token if isinstance(token, str) else None):
-        raise HTTPException(403, "this form has expired or did not come from this app: reload the page and try again")
+        raise Refused(403, N_("this form has expired or did not come from this app: reload the page and try again"))
     return data
 
 
@@ -142,8 +184,14 @@ async def call(fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
 def render(request: Request, template: str, context: dict[str, Any], status_code: int = 200) -> Response:
     session: sessions.Session | None = request.scope.get("rk_session")
     user, csrf = (session.user, session.csrf) if session else (None, "")
-    base = {"user": user, "csrf": csrf, "path": request.url.path}
-    return TEMPLATES.TemplateResponse(request, template, {**base, **context}, status_code=status_code)
+    here = request.url.path + (f"?{request.url.query}" if request.url.query else "")
+    if request.method != "GET":  # a form's answer: the language switch goes to a page, never back to a POST
+        here = "/requests"
+    base = {"user": user, "csrf": csrf, "path": request.url.path, "here": safe_next(here)}
+    lang = language(request)
+    response = templates(lang).TemplateResponse(request, template, {**base, **context}, status_code=status_code)
+    response.headers["content-language"] = lang
+    return response
 
 
 def safe_next(path: str | None) -> str:
@@ -168,3 +216,10 @@ def status_of(exc: UserError) -> int:
     if isinstance(exc, BadInput):
         return 400
     return 409
+
+
+def done_message(request: Request, messages: dict[str, str]) -> str | None:
+    """The message after a successful form, chosen by the address's ``done`` key among ``messages`` (constants
+    marked ``N_()``: no text from the address is ever shown), in the page's language."""
+    message = messages.get(request.query_params.get("done", ""))
+    return translate(request, message) if message else None

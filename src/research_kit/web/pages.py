@@ -18,7 +18,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import FileResponse, RedirectResponse, Response
 from starlette.routing import Route
@@ -27,6 +26,7 @@ from research_kit.actions import budget as budgets
 from research_kit.actions import review as reviewing
 from research_kit.core import permits
 from research_kit.core.errors import BadInput, MissingData, UserError
+from research_kit.core.i18n import N_
 from research_kit.core.permissions import Act
 from research_kit.core.permits import Permit
 from research_kit.core.sessions import Session
@@ -37,15 +37,15 @@ from research_kit.outputs import sidecar as sc
 from research_kit.review import requests as review
 from research_kit.review.release import finish_release, releases_dir
 from research_kit.web import grid
-from research_kit.web.http import call, form, need, render, status_of, text_field, workspace
+from research_kit.web.http import Refused, call, done_message, form, need, render, status_of, text_field, workspace
 
 TEXT_SUFFIXES = {".txt", ".json", ".html", ".md"}
 MAX_TEXT = 200_000  # characters of a text output shown on the page
 DONE = {  # the message after a successful form, by key (no text from the address is ever shown)
-    "vote": "Your vote is recorded.",
-    "comment": "Your comment is added.",
-    "submit": "The request is submitted to the committee.",
-    "release": "Released: the bundle is ready to download.",
+    "vote": N_("Your vote is recorded."),
+    "comment": N_("Your comment is added."),
+    "submit": N_("The request is submitted to the committee."),
+    "release": N_("Released: the bundle is ready to download."),
 }
 FIGURES = (".png", ".svg")
 MEDIA = {".png": "image/png", ".svg": "image/svg+xml"}
@@ -72,7 +72,7 @@ def _load_request(ws: Workspace, session: Session, request_id: int) -> tuple[rev
     try:
         return reviewing.show(ws, actor=session.user.name, request=request_id)
     except MissingData:
-        raise HTTPException(404, f"There is no review request {request_id}.") from None
+        raise Refused(404, N_("There is no review request %(id)s."), id=request_id) from None
 
 
 def _inside(path: Path, folder: Path) -> bool:
@@ -165,7 +165,7 @@ async def _request_page(
         "budget": budget,
         "only_flagged": only_flagged,
         "error": error,
-        "done": DONE.get(request.query_params.get("done", "")),
+        "done": done_message(request, DONE),
         "can_vote": may[Act.APPROVE],
         "is_author": session.user.name == req.author,
         "can_submit": may[Act.SUBMIT],
@@ -252,11 +252,11 @@ async def output_file(request: Request) -> Response:
     wanted = int(request.path_params["output_id"])
     found = [o for o in req.outputs if o.id == wanted]
     if not found or not _inside(found[0].path, ws.root):
-        raise HTTPException(404, "This request has no such output.")
+        raise Refused(404, N_("This request has no such output."))
     output = found[0]
     suffix = output.path.suffix.lower()
     if suffix not in FIGURES or output.status == "gated":
-        raise HTTPException(404, "This output is shown on its request's page; only a released bundle downloads.")
+        raise Refused(404, N_("This output is shown on its request's page; only a released bundle downloads."))
     await call(reviewing.viewed, ws, actor=session.user.name, request=req, output=output.key)
     return FileResponse(
         output.path, media_type=MEDIA[suffix], filename=output.path.name, content_disposition_type="inline",
@@ -270,12 +270,14 @@ async def bundle(request: Request) -> Response:
     ws = workspace(request)
     req, _ = await call(_load_request, ws, session, int(request.path_params["request_id"]))
     if req.state != "released" or not req.bundle:
-        raise HTTPException(404, f"Request {req.id} is {req.state}: there is no bundle to download yet.")
+        raise Refused(
+            404, N_("Request %(id)s is %(state)s: there is no bundle to download yet."), id=req.id, state=req.state
+        )
     path = Path(req.bundle)
     if not path.exists():
         await call(finish_release, ws, req.id)  # a release killed after committing: put its bundle in place
     if not _inside(path, releases_dir(ws)):
-        raise HTTPException(404, "The bundle is not in the workspace's releases folder.")
+        raise Refused(404, N_("The bundle is not in the workspace's releases folder."))
     return FileResponse(path, media_type="application/zip", filename=path.name, headers=FILE_HEADERS)
 
 

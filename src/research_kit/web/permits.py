@@ -27,6 +27,7 @@ from starlette.routing import Route
 from research_kit.actions import permits
 from research_kit.core import permits as rules
 from research_kit.core.errors import BadInput, UserError
+from research_kit.core.i18n import N_
 from research_kit.core.permissions import Role
 from research_kit.core.permits import CATEGORIES, TIERS, Permit
 from research_kit.core.sessions import Session
@@ -35,13 +36,13 @@ from research_kit.core.workspace import Workspace
 from research_kit.dp import ledger
 from research_kit.dp.accounting import from_picorho
 from research_kit.model.tables import TABLE_NAMES
-from research_kit.web.http import call, form, need, render, status_of, text_field, workspace
+from research_kit.web.http import call, done_message, form, need, render, status_of, text_field, workspace
 
 DONE = {  # the message after a successful form, by key (no text from the address is ever shown)
-    "apply": "Your application is filed: it waits for the committee.",
-    "grant": "The permit is granted.",
-    "refuse": "The application is refused.",
-    "revoke": "The permit is revoked: its study's runs, reruns and queries stop.",
+    "apply": N_("Your application is filed: it waits for the committee."),
+    "grant": N_("The permit is granted."),
+    "refuse": N_("The application is refused."),
+    "revoke": N_("The permit is revoked: its study's runs, reruns and queries stop."),
 }
 APPLY_FIELDS = ("study", "purpose", "category", "tier", "until", "holder", "users", "rho")
 
@@ -106,7 +107,7 @@ async def _page(
     blank = {k: "" for k in APPLY_FIELDS} | {"category": "scientific-research", "tier": "dp", "tables": []}
     context |= {
         "error": error,
-        "done": DONE.get(request.query_params.get("done", "")),
+        "done": done_message(request, DONE),
         "filled": filled or blank,
         "apply_refused": filled is not None,
     }

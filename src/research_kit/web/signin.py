@@ -1,4 +1,4 @@
-"""Signing in and out of the web app."""
+"""Signing in and out of the web app, and the language switch."""
 
 from __future__ import annotations
 
@@ -10,8 +10,10 @@ from starlette.responses import RedirectResponse, Response
 from starlette.routing import Route
 
 from research_kit.core import sessions
+from research_kit.core.i18n import LANGUAGES, N_
 from research_kit.core.users import ROLES
 from research_kit.web.http import (
+    LANG_COOKIE,
     SESSION_COOKIE,
     SIGNIN_COOKIE,
     form,
@@ -20,6 +22,7 @@ from research_kit.web.http import (
     safe_next,
     set_cookie,
     text_field,
+    translate,
     workspace,
 )
 
@@ -40,7 +43,7 @@ async def signin(request: Request) -> Response:
     expected = request.cookies.get(SIGNIN_COOKIE)
     next_path = safe_next(text_field(data, "next"))
     if not expected or not sessions.same_token(expected, text_field(data, "signin_token")):
-        error, status = "The sign-in form expired: please try again.", 403
+        error, status = translate(request, N_("The sign-in form expired: please try again.")), 403
     else:
         try:
             address = request.client.host if request.client else ""
@@ -75,6 +78,16 @@ async def signout(request: Request) -> Response:
     return response
 
 
+async def switch_language(request: Request) -> Response:
+    """The header's language switch: ``/language?lang=fr&next=/requests`` keeps the choice in a cookie and goes
+    back (to a path of this app only); an unknown language changes nothing. Open signed in or out."""
+    response = RedirectResponse(safe_next(request.query_params.get("next")), status_code=303)
+    chosen = request.query_params.get("lang", "")
+    if chosen in LANGUAGES:
+        set_cookie(request, response, LANG_COOKIE, chosen)
+    return response
+
+
 async def home(request: Request) -> Response:
     await need(request, *ROLES)
     return RedirectResponse("/requests", status_code=303)
@@ -85,4 +98,5 @@ ROUTES = [
     Route("/signin", signin_page, methods=["GET"]),
     Route("/signin", signin, methods=["POST"]),
     Route("/signout", signout, methods=["POST"]),
+    Route("/language", switch_language, methods=["GET"]),
 ]
