@@ -66,6 +66,11 @@ def test_every_page_renders_in_french_and_german_and_keeps_escaping(review_ws: W
         raw = carla.get(f"/requests/{S1}").text
         assert "<script>alert" not in raw
         assert "&lt;script&gt;" in raw
+        rita = browser(review_ws, "rita")  # a researcher: the application form lists the purposes
+        rita.get(f"/language?lang={lang}")
+        purposes = html.unescape(rita.get("/permits").text)
+        assert {"fr": "statistiques officielles", "de": "amtliche Statistik"}[lang] in purposes
+        assert {"fr": "Demander une autorisation", "de": "Eine Datengenehmigung beantragen"}[lang] in purposes
         for path in ("/permits", "/budget", "/audit", "/transparency"):
             got = carla.get(path)
             assert got.status_code == 200, (lang, path)

@@ -36,7 +36,18 @@ from research_kit.core.workspace import Workspace
 from research_kit.dp import ledger
 from research_kit.dp.accounting import from_picorho
 from research_kit.model.tables import TABLE_NAMES
-from research_kit.web.http import call, done_message, form, need, render, status_of, text_field, workspace
+from research_kit.transparency import labels
+from research_kit.web.http import (
+    call,
+    done_message,
+    form,
+    need,
+    render,
+    status_of,
+    text_field,
+    translate,
+    workspace,
+)
 
 DONE = {  # the message after a successful form, by key (no text from the address is ever shown)
     "apply": N_("Your application is filed: it waits for the committee."),
@@ -104,6 +115,8 @@ async def _page(
     """The page; after a refused form, with its one-line reason, its status and (``filled``) what was typed into
     the application form."""
     context = await call(_uses, workspace(request), session.user.name, session.user.roles)
+    # The purposes under the regulation in the page's language: the register's words (the same English).
+    context["categories"] = {key: translate(request, labels.CATEGORY[key]) for key in CATEGORIES}
     blank = {k: "" for k in APPLY_FIELDS} | {"category": "scientific-research", "tier": "dp", "tables": []}
     context |= {
         "error": error,
