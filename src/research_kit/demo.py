@@ -26,6 +26,7 @@ from rich.rule import Rule
 
 from research_kit.actions import (
     budget,
+    catalogue,
     extracts,
     optouts,
     people,
@@ -37,6 +38,7 @@ from research_kit.actions import (
     runs,
     setup,
     simulation,
+    transparency,
     twin,
 )
 from research_kit.actions.confinement import check as sandbox_check
@@ -141,7 +143,10 @@ def run_demo(console: Console, *, patients: int, seed: int) -> None:
     console.print(Rule("12. the committee's review web app"))
     demo_logins = _web_passwords(console, ws)
 
-    console.print(Rule("13. audit log"))
+    console.print(Rule("13. transparency: the public register, a resident's letter, the dataset catalogue"))
+    public = _transparency(console, ws, result.path)
+
+    console.print(Rule("14. audit log"))
     verdict = records.verify(ws)
     console.print(f"audit log intact: {verdict.entries} entries")
 
@@ -159,6 +164,9 @@ def run_demo(console: Console, *, patients: int, seed: int) -> None:
     console.print("budgets       research-kit budget show   |   research-kit query --help")
     console.print(f"study runs    {ws.root / 'studies'}   |   research-kit run pipelines/example.yaml")
     console.print("audit log     research-kit audit show   |   research-kit audit verify")
+    console.print(f"public        {public['register'] / 'index.html'}  (the transparency register: anyone may read it)")
+    console.print(f"catalogue     {public['catalogue']}  (HealthDCAT-AP, for the national Health Data Hub)")
+    console.print(f"letter        {public['letter']}  (one resident's 'where was my data used?', in French)")
     console.print(Rule("review the outputs in the browser"))
     console.print(
         "start the committee's review app:   .venv/bin/research-kit serve   (then open http://127.0.0.1:8765/)"
@@ -473,6 +481,41 @@ def _demo_key(console: Console, ws: Workspace) -> Key:
         console.print(f"new key written: {path} (mode 0600), fingerprint {fingerprint}")
         key = load_key(path)
     return key
+
+
+def _transparency(console: Console, ws: Workspace, export: Path) -> dict[str, Path]:
+    """A committee member publishes the transparency register; the steward answers one resident (the first of
+    the simulated export not opted out) with the letter of where their data was used, in French; the steward
+    writes the registry's HealthDCAT-AP description. Where each went."""
+    import polars as pl
+
+    from research_kit.model.national_id import is_valid
+
+    folder, letters = ws.root / "public", ws.root / "reports" / "letters"
+    for made in (folder, letters):
+        made.mkdir(mode=0o700 if made == letters else 0o755, parents=True, exist_ok=True)
+    published = transparency.publish(ws, actor=COMMITTEE[0], out=folder / "register")
+    console.print(
+        f"{COMMITTEE[0]} (committee) published the transparency register ({published.permits} permits, "
+        f"{published.releases} releases, {', '.join(published.languages)}): {published.out / 'index.html'}"
+    )
+    ids = [i for i in pl.read_parquet(export / "patients.parquet", columns=["national_id"])["national_id"]
+           if is_valid(str(i))]  # fmt: skip
+    letter = transparency.person(
+        ws, actor=STEWARD, lines=[ids[OPTED_OUT]], out=letters / "resident.html", lang="fr",
+        key_file=key_path(),
+    )  # fmt: skip
+    console.print(
+        f"{STEWARD} (steward) answered a resident's request: {letter.extracts} extract version(s) hold them; "
+        f"the letter ({letter.lang}) is {letter.out}"
+    )
+    written = catalogue.write(ws, actor=STEWARD, out=folder / "catalogue")
+    console.print(
+        f"{STEWARD} (steward) wrote the registry's HealthDCAT-AP description ({written.triples} statements, checked "
+        f"against the DCAT-AP 3 and HealthDCAT-AP shapes): {', '.join(f.name for f in written.files)} in "
+        f"{written.folder}"
+    )
+    return {"register": published.out, "catalogue": written.folder, "letter": letter.out}
 
 
 def _next_version(ws: Workspace) -> int:

@@ -203,8 +203,12 @@ def test_demo_runs_the_flow_and_says_where_to_look(cli: Run, home: Path, tmp_pat
     # the default twin was published and it ran)
     # ... and the opt-out register's recording; the example study's permit (applied for, granted with its
     # budget); each of the three other studies' permit applied for and granted (one more line than a bare grant);
-    # the registry twin's permit, granted with the DP-twin budget to the steward who builds it
-    assert first == 124 if not twin_published else first > 124
+    # the registry twin's permit, granted with the DP-twin budget to the steward who builds it; the transparency
+    # register published, a resident's letter written, the dataset catalogue written
+    assert first == 127 if not twin_published else first > 127
+    assert (home / "public" / "register" / "register.json").is_file()
+    assert (home / "public" / "catalogue" / "catalogue.ttl").is_file()
+    assert (home / "reports" / "letters" / "resident.html").stat().st_mode & 0o777 == 0o600
     logins = home / "demo-logins.tsv"
     assert logins.stat().st_mode & 0o777 == 0o600
     assert [line.split("\t")[:2] for line in logins.read_text().splitlines()] == [
@@ -233,8 +237,9 @@ def test_demo_runs_the_flow_and_says_where_to_look(cli: Run, home: Path, tmp_pat
     assert "granted the registry's DP-twin budget" not in rerun  # what the first grant left pays for the second
     # ... and the new overview study's owner; 4 more for the sources; the second DP twin's spend and its outcome
     again = int(re.search(r"audit log intact: (\d+) entries", rerun).group(1))  # type: ignore[union-attr]
-    # ... and the opt-out register's second recording (the same three people: none new)
-    assert again == 157 if not twin_published else again > first
+    # ... and the opt-out register's second recording (the same three people: none new); the register, the letter
+    # and the catalogue written again
+    assert again == 163 if not twin_published else again > first
 
 
 def test_key_ingest_and_risk_from_the_shell(signed_in: Run, home: Path, tmp_path: Path) -> None:

@@ -6,11 +6,20 @@ from pathlib import Path
 
 from research_kit.actions.acting import as_user
 from research_kit.core import identity, users
-from research_kit.core.config import POLICY_FILE, AuthPolicy, Policy
+from research_kit.core.config import POLICY_FILE, AuthPolicy, Policy, TransparencyPolicy
 from research_kit.core.errors import PolicyRefusal
 from research_kit.core.permissions import Duty
 from research_kit.core.workspace import Workspace, check_name, default_root, init_workspace
 from research_kit.pseudonymise.keys import key_path, load_key, new_key
+
+# Who a demo workspace's dataset description names: example.org, so that no one mistakes it for a real registry's.
+DEMO_PUBLISHER = TransparencyPolicy(
+    catalogue_publisher="Simulated national rare-disease registry (research-kit demo)",
+    catalogue_contact="https://example.org/registry/contact",
+    catalogue_landing_page="https://example.org/registry",
+    catalogue_hdab="Simulated health data access body (research-kit demo)",
+    catalogue_hdab_contact="https://example.org/hdab/contact",
+)
 
 
 def init(
@@ -22,7 +31,7 @@ def init(
     """
     if steward is not None:
         check_name(steward, "--steward")
-    policy = Policy(auth=AuthPolicy(mode="demo")) if demo else None
+    policy = Policy(auth=AuthPolicy(mode="demo"), transparency=DEMO_PUBLISHER) if demo else None
     ws, created = init_workspace(path, policy=policy)
     if steward is not None:
         if identity.has_users(ws):
