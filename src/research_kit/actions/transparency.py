@@ -10,7 +10,7 @@ from pathlib import Path
 from research_kit.actions.acting import as_user, on_duty
 from research_kit.core import users
 from research_kit.core.errors import BadInput
-from research_kit.core.i18n import check_language
+from research_kit.core.i18n import offered
 from research_kit.core.permissions import Duty
 from research_kit.core.workspace import Workspace
 from research_kit.pseudonymise import optouts
@@ -50,10 +50,14 @@ def person(
     standard input), in ``lang`` (default: ``[transparency].default_language``), to ``out`` (mode 0600). A steward
     only, checked before anything is read; the ID is read as an opt-out's (one implementation), hashed with the
     key, and never shown, kept or audited: the audit line holds the language and the number of extract versions
-    found."""
+    found. A language the policy supplies (``[transparency].extra_catalogs``) is refused, before the ID is read,
+    in one line naming its catalog and first missing message unless the catalog is complete."""
     with ws.catalog() as conn:
         users.require(conn, actor, Duty.ANSWER_PERSON)
-    chosen = check_language(lang if lang is not None else ws.policy().transparency.default_language)
+    rule = ws.policy().transparency
+    wanted = lang if lang is not None else rule.default_language
+    languages = offered(ws.root, rule.extra_catalogs, strict=[wanted])
+    chosen = languages.check(wanted)
     letters.check_target(out)
     key = load_key(key_file)
     entries = optouts.read_lines(lines, outcome=NO_LETTER)
@@ -61,6 +65,6 @@ def person(
         raise BadInput(f"standard input: {len(entries)} national IDs; a letter answers one person; {NO_LETTER}")
     report = letters.find(ws, key, entries[0])
     del entries
-    page = letters.render(report, chosen)
+    page = letters.render(report, chosen, languages)
     written = as_user(actor, letters.write, ws, out, page, lang=chosen, found=len(report.extracts))
     return Letter(written, chosen, len(report.extracts))

@@ -28,7 +28,8 @@ app.add_typer(transparency_app, name="transparency")
 def publish(
     out: Annotated[Path, typer.Argument(help="A new folder, or a register published before (replaced whole).")],
 ) -> None:
-    """Write the public transparency register (static HTML in English, French and German, and register.json):
+    """Write the public transparency register (static HTML in English, French and German, and each language
+    [transparency].extra_catalogs supplies whole; and register.json):
     every permit, the privacy budget it spent, the results released, their publication, opt-outs per quarter."""
     ws = workspace()
     done = transparency.publish(ws, actor=actor(ws), out=out)
@@ -46,7 +47,12 @@ def person(
     ctx: typer.Context,
     out: Annotated[Path, typer.Option("--out", help="The letter's file (HTML, written with mode 0600).")],
     lang: Annotated[
-        str | None, typer.Option("--lang", help="en, fr or de [default: [transparency].default_language].")
+        str | None,
+        typer.Option(
+            "--lang",
+            help="en, fr, de, or a language [transparency].extra_catalogs supplies "
+            "[default: [transparency].default_language].",
+        ),
     ] = None,
     key: Annotated[Path | None, typer.Option(help="Key file [default: $RESEARCH_KIT_KEY_FILE or .secrets/...]")] = None,
 ) -> None:

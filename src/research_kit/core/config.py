@@ -346,6 +346,12 @@ class TransparencyPolicy(_Section):
         "is written in every language).",
         choices=["en", "fr", "de"],
     )
+    extra_catalogs: str = _opt(
+        "",
+        "A folder (relative to the workspace, or absolute) holding the catalogs of more languages, as "
+        "LANG/LC_MESSAGES/messages.po (e.g. lb, Luxembourgish): each is offered by the register, the letter and the "
+        "web app only if it translates every message of this version's messages.pot ('': none).",
+    )
     publish_user_names: bool = _opt(
         False, "Name each permit's users (its researchers) in the public register; off, it names the holder only."
     )

@@ -15,6 +15,13 @@ used. English, the source language, has no catalog.
 
 ``tests/unit/test_i18n.py`` fails when a string of these pages has no
 translation in a language, or when a ``.po`` lags behind the strings.
+
+A registry may supply more languages (Luxembourgish, ``lb``) through the policy:
+``[transparency].extra_catalogs`` names a folder holding ``LANG/LC_MESSAGES/messages.po``.
+:func:`offered` reads it into a :class:`Languages`: the built-in languages, then
+each supplied one whose catalog is complete for the current ``messages.pot``
+(:func:`first_gap`, the check the tests apply to the built-in catalogs), named
+in itself and written in its locale from Babel's data.
 """
 
 from __future__ import annotations
@@ -22,13 +29,17 @@ from __future__ import annotations
 import functools
 import gettext
 import io
-from collections.abc import Callable
+import re
+from collections.abc import Callable, Collection, Iterable
+from dataclasses import dataclass, field
 from datetime import date
 from pathlib import Path
 from typing import Any
 
 import jinja2
+from babel import Locale, UnknownLocaleError
 from babel.dates import format_date as _babel_date
+from babel.messages.catalog import Catalog, Message
 from babel.messages.mofile import write_mo
 from babel.messages.pofile import read_po
 from babel.numbers import format_decimal
@@ -43,6 +54,10 @@ LANGUAGES: dict[str, str] = {"en": "English", "fr": "Français", "de": "Deutsch"
 LOCALES: dict[str, str] = {"en": "en_GB", "fr": "fr_LU", "de": "de_LU"}
 DOMAIN = "messages"
 LOCALE_DIR = Path(__file__).resolve().parents[1] / "locale"
+TEMPLATE = LOCALE_DIR / f"{DOMAIN}.pot"  # the strings every catalog translates
+PLACEHOLDER = re.compile(r"%\((\w+)\)s")
+COUNTRY = "LU"  # a supplied language's dates and numbers: its locale in the registry's country, where Babel has one
+_CODE = re.compile(r"[a-z]{2,3}(_[A-Z]{2})?")
 
 
 def N_(message: str) -> str:  # gettext's name for "mark for extraction, translate later"
@@ -90,30 +105,53 @@ def format_day(day: date | str | None, lang: str, form: str = "long") -> str:
     if day is None or day == "":
         return ""
     value = date.fromisoformat(day[:10]) if isinstance(day, str) else day
-    return str(_babel_date(value, format=form, locale=LOCALES[lang]))
+    return str(_babel_date(value, format=form, locale=locale_of(lang)))
 
 
 def format_quarter(quarter: str, lang: str) -> str:
     """A quarter written ``2026-Q2`` as ``lang`` writes it ("Q2 2026", "T2 2026")."""
     year, _, number = quarter.partition("-Q")
     first = date(int(year), 3 * int(number) - 2, 1)
-    return str(_babel_date(first, format="QQQ y", locale=LOCALES[lang]))
+    return str(_babel_date(first, format="QQQ y", locale=locale_of(lang)))
 
 
 def format_number(value: float | int | str, lang: str, digits: int = 3) -> str:
     """A number as ``lang`` writes it: a whole number exactly ("1,234" / "1.234"), any other to ``digits``
     significant digits ("0.813" / "0,813")."""
     if isinstance(value, int) and not isinstance(value, bool):
-        return str(format_decimal(value, locale=LOCALES[lang]))
+        return str(format_decimal(value, locale=locale_of(lang)))
     rounded = float(f"{float(value):.{digits}g}")
-    return str(format_decimal(rounded, format="#,##0.############", locale=LOCALES[lang]))
+    return str(format_decimal(rounded, format="#,##0.############", locale=locale_of(lang)))
+
+
+def locale_of(lang: str) -> str:
+    """The locale ``lang``'s dates and numbers are written in: a built-in language's (:data:`LOCALES`), else the
+    language in Luxembourg where Babel has that locale (``lb`` → ``lb_LU``), else the language's own."""
+    if lang in LOCALES:
+        return LOCALES[lang]
+    return _supplied_locale(lang)
+
+
+@functools.cache
+def _supplied_locale(lang: str) -> str:
+    try:
+        Locale.parse(f"{lang}_{COUNTRY}")
+    except (UnknownLocaleError, ValueError):
+        return lang
+    return f"{lang}_{COUNTRY}"
 
 
 def environment(loader: jinja2.BaseLoader, lang: str, **globals_: Any) -> jinja2.Environment:
-    """A Jinja2 environment in ``lang``: every value escaped (autoescape), an unknown name an error, ``_()`` and
-    ``{% trans %}`` translated (new-style: ``_("%(n)s files", n=3)``), whitespace in ``{% trans %}`` trimmed, and
-    the filters ``day``, ``quarter`` and ``number`` in the language's forms."""
-    check_language(lang)
+    """A Jinja2 environment in ``lang`` (a built-in language; :meth:`Languages.environment` for a supplied one):
+    every value escaped (autoescape), an unknown name an error, ``_()`` and ``{% trans %}`` translated (new-style:
+    ``_("%(n)s files", n=3)``), whitespace in ``{% trans %}`` trimmed, and the filters ``day``, ``quarter`` and
+    ``number`` in the language's forms."""
+    return BUILT_IN.environment(loader, lang, **globals_)
+
+
+def _environment(
+    loader: jinja2.BaseLoader, lang: str, found: NullTranslations, names: dict[str, str], **globals_: Any
+) -> jinja2.Environment:
     env = jinja2.Environment(
         loader=loader,
         autoescape=True,
@@ -123,17 +161,159 @@ def environment(loader: jinja2.BaseLoader, lang: str, **globals_: Any) -> jinja2
         lstrip_blocks=True,
     )
     env.policies["ext.i18n.trimmed"] = True
-    env.install_gettext_translations(translations(lang), newstyle=True)  # type: ignore[attr-defined]
+    env.install_gettext_translations(found, newstyle=True)  # type: ignore[attr-defined]
     day: Callable[..., str] = lambda value, form="long": format_day(value, lang, form)  # noqa: E731
     number: Callable[..., str] = lambda value, digits=3: format_number(value, lang, digits)  # noqa: E731
     env.filters["day"] = day
     env.filters["number"] = number
     env.filters["quarter"] = lambda value: format_quarter(value, lang)
-    env.globals.update(lang=lang, languages=LANGUAGES, **globals_)
+    env.globals.update(lang=lang, languages=names, **globals_)
     return env
 
 
 def gettext_of(lang: str) -> Callable[[str], str]:
-    """``lang``'s gettext, for a string shown outside a template."""
-    found: gettext.NullTranslations = translations(lang)
-    return found.gettext
+    """``lang``'s gettext (a built-in language), for a string shown outside a template."""
+    return BUILT_IN.gettext(lang)
+
+
+# -- languages a registry supplies --------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Languages:
+    """The languages offered: the built-in ones (:data:`LANGUAGES`), then those whose complete catalogs the policy
+    supplies (``catalogs``: their ``.po`` files), each by its code and its name in itself."""
+
+    names: dict[str, str] = field(default_factory=lambda: dict(LANGUAGES))
+    catalogs: dict[str, Path] = field(default_factory=dict)
+
+    def check(self, lang: str, what: str = "--lang") -> str:
+        """``lang`` if it is offered; otherwise a one-line :class:`BadInput`."""
+        if lang not in self.names:
+            raise BadInput(f"{what} {lang!r}: one of {', '.join(self.names)}")
+        return lang
+
+    def translations(self, lang: str) -> NullTranslations:
+        self.check(lang)
+        po = self.catalogs.get(lang)
+        if po is None:
+            return translations(lang)
+        return _supplied_translations(po, lang, po.stat().st_mtime_ns)
+
+    def gettext(self, lang: str) -> Callable[[str], str]:
+        found: gettext.NullTranslations = self.translations(lang)
+        return found.gettext
+
+    def environment(self, loader: jinja2.BaseLoader, lang: str, **globals_: Any) -> jinja2.Environment:
+        """:func:`environment`, in any language offered; ``languages`` (a template's switch) names them all."""
+        return _environment(loader, lang, self.translations(lang), self.names, **globals_)
+
+
+BUILT_IN = Languages()
+
+
+@functools.lru_cache(maxsize=32)
+def _supplied_translations(po: Path, lang: str, mtime_ns: int) -> Translations:
+    return Translations(io.BytesIO(compile_po(po, lang)), domain=DOMAIN)
+
+
+def _msgid(message: Message) -> str:
+    return message.id if isinstance(message.id, str) else message.id[0]
+
+
+def first_gap(catalog: Catalog, template: Iterable[Message]) -> str | None:
+    """The first of ``template``'s messages (in its order) that ``catalog`` does not translate, as one phrase
+    naming its msgid: missing, fuzzy, empty, lacking a plural form, or with other ``%(name)s`` placeholders than
+    its English. None when every one is translated."""
+    entries = {_msgid(m): m for m in catalog if m.id}
+    for english in template:
+        if not english.id:
+            continue
+        msgid = _msgid(english)
+        message = entries.get(msgid)
+        if message is None:
+            return f"{msgid!r} is missing"
+        if "fuzzy" in message.flags:
+            return f"{msgid!r} is fuzzy: check its translation"
+        source = [message.id] if isinstance(message.id, str) else list(message.id)
+        forms = [message.string] if isinstance(message.string, str) else list(message.string or ())
+        if not all(isinstance(f, str) and f.strip() for f in forms) or not forms:
+            return f"{msgid!r} has no translation"
+        if not isinstance(message.id, str) and len(forms) != catalog.num_plurals:
+            return f"{msgid!r} needs {catalog.num_plurals} forms"
+        wanted = {name for text in source for name in PLACEHOLDER.findall(text)}
+        for form in forms:
+            if set(PLACEHOLDER.findall(form)) != wanted:
+                return f"{msgid!r}: placeholders differ in {form!r}"
+    return None
+
+
+def read_catalog(path: Path, lang: str | None = None) -> Catalog:
+    with path.open("rb") as fh:
+        return read_po(fh, locale=lang, domain=DOMAIN)
+
+
+@functools.lru_cache(maxsize=4)
+def _template(mtime_ns: int) -> tuple[Message, ...]:
+    return tuple(m for m in read_catalog(TEMPLATE) if m.id)
+
+
+def catalog_problem(po: Path, lang: str) -> str | None:
+    """Why the supplied catalog ``po`` of ``lang`` cannot be offered, in one line naming the file; None if it
+    can: ``lang`` a language Babel knows and not a built-in one, the file readable, and every message of the
+    current ``messages.pot`` translated (:func:`first_gap`)."""
+    try:
+        mtime = po.stat().st_mtime_ns
+    except OSError:
+        return f"{po}: no such file (a supplied language's catalog is LANG/LC_MESSAGES/{DOMAIN}.po)"
+    return _catalog_problem(po, lang, mtime, TEMPLATE.stat().st_mtime_ns)
+
+
+@functools.lru_cache(maxsize=32)
+def _catalog_problem(po: Path, lang: str, mtime_ns: int, template_ns: int) -> str | None:
+    if lang in LANGUAGES:
+        return f"{po}: {lang!r} is built in; its catalog is the package's, not the policy's"
+    try:
+        if not _CODE.fullmatch(lang):
+            raise ValueError(lang)
+        Locale.parse(lang)
+    except (UnknownLocaleError, ValueError):
+        return f"{po}: {lang!r} is not a language code Babel knows (such as 'lb')"
+    try:
+        catalog = read_catalog(po, lang)
+    except Exception as exc:  # noqa: BLE001 - any failure to read the file is one line naming it
+        return f"{po}: unreadable ({type(exc).__name__}: {exc})"
+    gap = first_gap(catalog, _template(template_ns))
+    return f"{po}: incomplete for the current {DOMAIN}.pot: {gap}" if gap else None
+
+
+def offered(root: Path, setting: str, *, strict: bool | Collection[str] = True) -> Languages:
+    """The languages offered under the policy's ``[transparency].extra_catalogs`` (``setting``: a folder, relative
+    to the workspace ``root`` or absolute; '' for none): the built-in ones, then each supplied ``LANG`` whose
+    catalog is complete, in the order of their codes. A supplied catalog that cannot be offered
+    (:func:`catalog_problem`) is refused in one :class:`BadInput` line when ``strict`` is true or names its code,
+    and otherwise left out."""
+    if not setting:
+        return BUILT_IN
+    folder = root / Path(setting).expanduser()
+
+    def refuse(code: str) -> bool:
+        return strict if isinstance(strict, bool) else code in strict
+
+    if not folder.is_dir():
+        if strict is True:
+            raise BadInput(f"[transparency].extra_catalogs: {folder}: no such folder")
+        return BUILT_IN
+    names, catalogs = dict(LANGUAGES), {}
+    for child in sorted(folder.iterdir()):
+        if child.name.startswith(".") or not child.is_dir():
+            continue
+        po = child / "LC_MESSAGES" / f"{DOMAIN}.po"
+        problem = catalog_problem(po, child.name)
+        if problem is not None:
+            if refuse(child.name):
+                raise BadInput(problem)
+            continue
+        names[child.name] = str(Locale.parse(child.name).get_display_name(child.name) or child.name)
+        catalogs[child.name] = po
+    return Languages(names, catalogs) if catalogs else BUILT_IN

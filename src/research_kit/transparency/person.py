@@ -49,7 +49,7 @@ from research_kit.core import audit, permits
 from research_kit.core.catalog import transaction
 from research_kit.core.errors import BadInput, MissingData, PolicyRefusal
 from research_kit.core.extracts import Extract, check_current, list_extracts
-from research_kit.core.i18n import environment
+from research_kit.core.i18n import BUILT_IN, Languages
 from research_kit.core.permits import REGISTRY_TWIN, Permit
 from research_kit.core.workspace import Workspace
 from research_kit.model.tables import EXTRACT_KEY
@@ -224,9 +224,10 @@ def _releases(conn: sqlite3.Connection, held: set[str], granted: dict[str, list[
 # -- the letter -----------------------------------------------------------------------------------------------------
 
 
-def render(report: Report, lang: str) -> str:
-    """The letter, as a self-contained HTML page in ``lang`` (no script, nothing loaded from elsewhere)."""
-    env = environment(jinja2.FileSystemLoader(TEMPLATES), lang, generator=report.generator)
+def render(report: Report, lang: str, languages: Languages = BUILT_IN) -> str:
+    """The letter, as a self-contained HTML page in ``lang``, one of ``languages`` (no script, nothing loaded from
+    elsewhere)."""
+    env = languages.environment(jinja2.FileSystemLoader(TEMPLATES), lang, generator=report.generator)
     return env.get_template("letter.html").render(report=report, labels=labels, switch=[])
 
 

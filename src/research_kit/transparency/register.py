@@ -1,6 +1,7 @@
 """The public transparency register: how the registry's data are used, as a static site anyone may read.
 
-``research-kit transparency publish OUT`` writes, in English, French and German:
+``research-kit transparency publish OUT`` writes, in English, French and German (and each language whose complete
+catalog the policy supplies, :func:`research_kit.core.i18n.offered`):
 
 - ``OUT/index.html``: the choice of language;
 - ``OUT/LANG/index.html``: every data permit (purpose and category, holder, period, data, tier, state, privacy
@@ -40,7 +41,7 @@ from research_kit.core import audit, permits
 from research_kit.core.catalog import transaction
 from research_kit.core.config import Policy
 from research_kit.core.errors import MissingData, PolicyRefusal
-from research_kit.core.i18n import LANGUAGES, SOURCE, environment, gettext_of
+from research_kit.core.i18n import BUILT_IN, SOURCE, Languages, offered
 from research_kit.core.permits import REGISTRY_TWIN, Permit
 from research_kit.core.workspace import Workspace
 from research_kit.dp.accounting import epsilon_of, from_picorho, rho_text
@@ -230,7 +231,15 @@ def _releases(conn: sqlite3.Connection, granted_by_study: dict[str, list[Permit]
     return found
 
 
-def gather(ws: Workspace, *, today: date | None = None, now: datetime | None = None) -> dict[str, Any]:
+def languages_of(ws: Workspace) -> Languages:
+    """The register's languages: the built-in ones and those the policy supplies, an incomplete or unreadable
+    supplied catalog refused in one line naming its file and its first missing message."""
+    return offered(ws.root, ws.policy().transparency.extra_catalogs)
+
+
+def gather(
+    ws: Workspace, *, today: date | None = None, now: datetime | None = None, languages: Languages = BUILT_IN
+) -> dict[str, Any]:
     """The register as data (what ``register.json`` holds), read from the catalog in one read transaction."""
     moment = now or datetime.now(UTC)
     day = today or moment.date()
@@ -256,7 +265,7 @@ def gather(ws: Workspace, *, today: date | None = None, now: datetime | None = N
         "format": FORMAT,
         "published_at": moment.isoformat(timespec="seconds"),
         "generator": f"research-kit {__version__}",
-        "languages": list(LANGUAGES),
+        "languages": list(languages.names),
         "policy": {
             "delta": policy.dp.delta,
             "results_due_months": policy.permits.results_due_months,
@@ -272,33 +281,33 @@ def gather(ws: Workspace, *, today: date | None = None, now: datetime | None = N
 # -- the pages ------------------------------------------------------------------------------------------------------
 
 
-def _switch(lang: str, path: str, depth: int) -> list[tuple[str, str, str]]:
+def _switch(languages: Languages, path: str, depth: int) -> list[tuple[str, str, str]]:
     """The language switch of a page at ``LANG/path``: (code, name, relative link) for each language."""
     up = "../" * depth
-    return [(code, name, f"{up}{code}/{path}") for code, name in LANGUAGES.items()]
+    return [(code, name, f"{up}{code}/{path}") for code, name in languages.names.items()]
 
 
-def pages(register: dict[str, Any]) -> dict[str, str]:
+def pages(register: dict[str, Any], languages: Languages = BUILT_IN) -> dict[str, str]:
     """Every HTML page of the register, by its path under ``OUT`` (the JSON and the marker aside)."""
     loader = jinja2.FileSystemLoader(TEMPLATES)
     context = {"reg": register, "labels": labels}
     out: dict[str, str] = {}
-    for lang in LANGUAGES:
-        env = environment(loader, lang, generator=register["generator"])
+    for lang in languages.names:
+        env = languages.environment(loader, lang, generator=register["generator"])
         index = env.get_template("register.html")
-        out[f"{lang}/index.html"] = index.render(context, switch=_switch(lang, "index.html", 1), root="../")
+        out[f"{lang}/index.html"] = index.render(context, switch=_switch(languages, "index.html", 1), root="../")
         page = env.get_template("permit.html")
         for permit in register["permits"]:
             path = f"permits/{permit['id']}.html"
             shown = [r for r in register["releases"] if r["permit"] == permit["id"]]
             out[f"{lang}/{path}"] = page.render(
-                context, permit=permit, releases=shown, switch=_switch(lang, path, 2), root="../../"
+                context, permit=permit, releases=shown, switch=_switch(languages, path, 2), root="../../"
             )
     choices = [
-        (code, name, gettext_of(code)(labels.REGISTER_TITLE), gettext_of(code)(labels.REGISTER_SUBTITLE))
-        for code, name in LANGUAGES.items()
+        (code, name, languages.gettext(code)(labels.REGISTER_TITLE), languages.gettext(code)(labels.REGISTER_SUBTITLE))
+        for code, name in languages.names.items()
     ]
-    landing = environment(loader, SOURCE, generator=register["generator"]).get_template("landing.html")
+    landing = languages.environment(loader, SOURCE, generator=register["generator"]).get_template("landing.html")
     out["index.html"] = landing.render(context, choices=choices, switch=[], root="")
     return out
 
@@ -316,8 +325,8 @@ def check_target(out: Path) -> None:
         )
 
 
-def _write(folder: Path, register: dict[str, Any]) -> int:
-    files = pages(register)
+def _write(folder: Path, register: dict[str, Any], languages: Languages) -> int:
+    files = pages(register, languages)
     files["register.json"] = json.dumps(register, indent=2, ensure_ascii=False) + "\n"
     files[MARKER] = json.dumps({"format": FORMAT, "published_at": register["published_at"]}) + "\n"
     for name, text in files.items():
@@ -353,20 +362,21 @@ def publish(ws: Workspace, out: Path, *, today: date | None = None) -> Published
     ``transparency.publish`` with what it holds. The acting user's right to publish is the caller's check."""
     out = Path(os.path.abspath(out))
     check_target(out)
-    register = gather(ws, today=today)
+    languages = languages_of(ws)
+    register = gather(ws, today=today, languages=languages)
     _clear_staged(out)
     staged = Path(tempfile.mkdtemp(prefix=f".{out.name}{STAGING}", suffix=f"-{os.getpid()}", dir=out.parent))
     try:
         staged.chmod(DIR_MODE)
-        written = _write(staged, register)
+        written = _write(staged, register, languages)
         with ws.catalog() as conn, transaction(conn):
             check_target(out)  # again: something may have taken the name meanwhile
             audit.append(conn, ws.audit_path, "transparency.publish", {
                 "out": str(out), "permits": len(register["permits"]), "releases": len(register["releases"]),
-                "pages": written, "languages": list(LANGUAGES),
+                "pages": written, "languages": list(languages.names),
             })  # fmt: skip
             place_twin(staged, out)  # an atomic exchange with the previous register where the filesystem allows
     finally:
         if staged.exists():  # the previous register after an exchange, or this one if anything failed
             shutil.rmtree(staged, ignore_errors=True)
-    return Published(out, len(register["permits"]), len(register["releases"]), written, tuple(LANGUAGES))
+    return Published(out, len(register["permits"]), len(register["releases"]), written, tuple(languages.names))

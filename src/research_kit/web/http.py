@@ -7,9 +7,10 @@
 - **headers**: a strict Content-Security-Policy (no script at all, images and
   styles from the app only), no framing, no caching of pages, no referrer;
 - **errors**: :func:`status_of` is the one map from a library refusal to an HTTP status;
-- **language**: each page in English, French or German (:func:`language`: the ``rk_lang`` cookie the header's
-  switch sets, else the browser's Accept-Language, else English), through the gettext catalogs and the Jinja2
-  setup of :mod:`research_kit.core.i18n`; a string built here is marked with ``N_()`` and translated by
+- **language**: each page in English, French or German, or a language whose complete catalog the policy supplies
+  (:func:`offered_languages`; an incomplete one is not offered), chosen by :func:`language`: the ``rk_lang``
+  cookie the header's switch sets, else the browser's Accept-Language, else English; through the gettext catalogs
+  and the Jinja2 setup of :mod:`research_kit.core.i18n`; a string built here is marked with ``N_()`` and translated by
   :func:`translate`. A refusal from the core (a :class:`~research_kit.core.errors.UserError`) stays English.
 
 Templates autoescape everything: a cell holding ``<script>`` shows as text.
@@ -94,16 +95,39 @@ class SecurityHeaders:
         await self.app(scope, receive, with_headers)
 
 
-@functools.cache
-def templates(lang: str) -> Jinja2Templates:
+def templates(lang: str, languages: i18n.Languages = i18n.BUILT_IN) -> Jinja2Templates:
     """The pages in ``lang``: :func:`research_kit.core.i18n.environment` (autoescape, gettext, strict names) over
-    this app's templates, built once per language."""
-    env = i18n.environment(jinja2.FileSystemLoader(HERE / "templates"), lang, version=__version__)
+    this app's templates, built once per language (and per version of a supplied catalog)."""
+    po = languages.catalogs.get(lang)
+    return _templates(lang, (po, po.stat().st_mtime_ns) if po is not None else None)
+
+
+@functools.lru_cache(maxsize=32)
+def _templates(lang: str, supplied: tuple[Path, int] | None) -> Jinja2Templates:
+    languages = (
+        i18n.Languages({**i18n.LANGUAGES, lang: lang}, {lang: supplied[0]}) if supplied else i18n.BUILT_IN
+    )  # the switch's names come with each page (render)
+    env = languages.environment(jinja2.FileSystemLoader(HERE / "templates"), lang, version=__version__)
     env.filters["when"] = lambda text: str(text or "").replace("T", " ")[:19]  # UTC, to the second
     return Jinja2Templates(env=env)
 
 
-def accepted_language(header: str) -> str:
+def offered_languages(request: Request) -> i18n.Languages:
+    """The languages this app offers: the built-in ones and each complete one the policy supplies
+    (``[transparency].extra_catalogs``); a supplied catalog that is incomplete, unreadable or of an unknown
+    language is left out (``research-kit transparency publish`` names what is wrong with it)."""
+    found: i18n.Languages | None = request.scope.get("rk_languages")
+    if found is None:
+        ws = workspace(request)
+        try:
+            found = i18n.offered(ws.root, ws.policy().transparency.extra_catalogs, strict=False)
+        except UserError:  # a policy that cannot be read: the pages' own languages (the page says what is wrong)
+            found = i18n.BUILT_IN
+        request.scope["rk_languages"] = found
+    return found
+
+
+def accepted_language(header: str, languages: i18n.Languages = i18n.BUILT_IN) -> str:
     """The language of the pages a browser's ``Accept-Language`` prefers most (``fr-LU`` is ``fr``); English,
     the source language, when it names none of them."""
     best, chosen = 0.0, i18n.SOURCE
@@ -116,23 +140,24 @@ def accepted_language(header: str) -> str:
             except ValueError:
                 continue
         primary = tag.strip().split("-")[0].lower()
-        if primary in i18n.LANGUAGES and weight > best:
+        if primary in languages.names and weight > best:
             best, chosen = weight, primary
     return chosen
 
 
 def language(request: Request) -> str:
     """The language of this page: the switch's cookie, else the browser's preference, else English."""
+    languages = offered_languages(request)
     chosen = request.cookies.get(LANG_COOKIE, "")
-    if chosen in i18n.LANGUAGES:
+    if chosen in languages.names:
         return chosen
-    return accepted_language(request.headers.get("accept-language", ""))
+    return accepted_language(request.headers.get("accept-language", ""), languages)
 
 
 def translate(request: Request, message: str, **params: Any) -> str:
     """``message`` (an English constant marked ``N_()``) in the page's language, ``%(name)s`` filled from
     ``params``; plain text, escaped where a template shows it. Never for a text that is not a constant."""
-    text = i18n.gettext_of(language(request))(message)
+    text = offered_languages(request).gettext(language(request))(message)
     return text % params if params else text
 
 
@@ -187,9 +212,12 @@ def render(request: Request, template: str, context: dict[str, Any], status_code
     here = request.url.path + (f"?{request.url.query}" if request.url.query else "")
     if request.method != "GET":  # a form's answer: the language switch goes to a page, never back to a POST
         here = "/requests"
-    base = {"user": user, "csrf": csrf, "path": request.url.path, "here": safe_next(here)}
+    languages = offered_languages(request)
     lang = language(request)
-    response = templates(lang).TemplateResponse(request, template, {**base, **context}, status_code=status_code)
+    base = {"user": user, "csrf": csrf, "path": request.url.path, "here": safe_next(here), "languages": languages.names}
+    response = templates(lang, languages).TemplateResponse(
+        request, template, {**base, **context}, status_code=status_code
+    )
     response.headers["content-language"] = lang
     return response
 

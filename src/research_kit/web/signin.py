@@ -10,7 +10,7 @@ from starlette.responses import RedirectResponse, Response
 from starlette.routing import Route
 
 from research_kit.core import sessions
-from research_kit.core.i18n import LANGUAGES, N_
+from research_kit.core.i18n import N_
 from research_kit.core.users import ROLES
 from research_kit.web.http import (
     LANG_COOKIE,
@@ -18,6 +18,7 @@ from research_kit.web.http import (
     SIGNIN_COOKIE,
     form,
     need,
+    offered_languages,
     render,
     safe_next,
     set_cookie,
@@ -83,7 +84,7 @@ async def switch_language(request: Request) -> Response:
     back (to a path of this app only); an unknown language changes nothing. Open signed in or out."""
     response = RedirectResponse(safe_next(request.query_params.get("next")), status_code=303)
     chosen = request.query_params.get("lang", "")
-    if chosen in LANGUAGES:
+    if chosen in offered_languages(request).names:
         set_cookie(request, response, LANG_COOKIE, chosen)
     return response
 

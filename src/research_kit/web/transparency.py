@@ -21,12 +21,11 @@ from starlette.routing import Route
 
 from research_kit.actions import transparency as actions
 from research_kit.core.errors import UserError
-from research_kit.core.i18n import LANGUAGES
 from research_kit.core.permissions import Role
 from research_kit.core.sessions import Session
 from research_kit.core.users import ROLES
 from research_kit.core.workspace import Workspace
-from research_kit.web.http import call, form, need, render, status_of, text_field, workspace
+from research_kit.web.http import call, form, need, offered_languages, render, status_of, text_field, workspace
 
 LETTER_HEADERS = {"content-security-policy": "default-src 'none'; style-src 'unsafe-inline'; sandbox",
                   "x-content-type-options": "nosniff"}  # fmt: skip
@@ -41,7 +40,7 @@ def _page(request: Request, session: Session, *, error: str | None = None, statu
     context = {
         "error": error,
         "may_answer": Role.STEWARD in session.user.roles,  # only whether to show the form: the action decides
-        "letter_languages": LANGUAGES,
+        "letter_languages": offered_languages(request).names,
         "letter_default": workspace(request).policy().transparency.default_language,
     }
     return render(request, "transparency.html", context, status_code)
