@@ -22,6 +22,9 @@ from research_kit.core.extracts import get_extract
 from research_kit.dp import ledger
 from research_kit.dp.accounting import to_picorho
 
+# About 75 s in all (runs in the sandbox, fresh workspaces): with the slow tests, which CI runs too.
+pytestmark = pytest.mark.slow
+
 NEXT_YEAR = str(date.today() + timedelta(days=365))
 
 
@@ -368,6 +371,7 @@ SNOOP = """
 import json, os
 import pyarrow.parquet as pq
 import research_kit as rk
+
 
 seen = {"load": sorted(rk.load("patients").columns)}
 for columns in (["pseudonym", "canton"], ["age_at_last_record_years"]):
