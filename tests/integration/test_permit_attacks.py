@@ -7,7 +7,6 @@ Each test is a way a researcher, a steward or a committee member could get aroun
 from __future__ import annotations
 
 import json
-from datetime import date, timedelta
 from pathlib import Path
 
 import polars as pl
@@ -15,6 +14,8 @@ import pytest
 from tests.conftest import MEMBER, STEWARD, Project, people, sign_in
 from tests.functional.test_one_line_errors import one_line
 from tests.generative.test_fuzz_cli import run
+from tests.integration.test_permits import NEXT_YEAR, apply, ok, refused
+from tests.integration.test_permits import signed as signed  # the fixture: the same people as the permit tests'
 
 from research_kit.core import audit, permits, users
 from research_kit.core.errors import BadInput, PolicyRefusal
@@ -24,34 +25,6 @@ from research_kit.dp.accounting import to_picorho
 
 # About 75 s in all (runs in the sandbox, fresh workspaces): with the slow tests, which CI runs too.
 pytestmark = pytest.mark.slow
-
-NEXT_YEAR = str(date.today() + timedelta(days=365))
-
-
-@pytest.fixture
-def signed(project: Project) -> Project:
-    sign_in(
-        project.ws, ana="researcher", rob="researcher", carla="committee", **{MEMBER: "committee", STEWARD: "steward"}
-    )
-    return project
-
-
-def ok(*argv: str) -> str:
-    code, out, err = run(*argv)
-    assert code == 0, err
-    return out
-
-
-def refused(argv: tuple[str, ...], says: str, exit_code: int = 5) -> None:
-    code, _, err = run(*argv)
-    one_line(code, err, exit_code, says)
-
-
-def apply(study: str, *extra: str, who: str = "ana") -> int:
-    out = ok("--as", who, "permit", "apply", study, "--purpose", "Natural history of a rare myopathy",
-             "--tier", "real", "--tables", "patients,diagnoses", "--until", NEXT_YEAR,
-             "--holder", "Luxembourg Institute of Health", "--rho", "0.5", "--json", *extra)  # fmt: skip
-    return int(json.loads(out)["id"])
 
 
 def _permits_of(project: Project, study: str) -> list[permits.Permit]:

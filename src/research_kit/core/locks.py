@@ -35,3 +35,14 @@ def hold(path: Path, what: str, *, wait: bool = False) -> Iterator[None]:
         yield
     finally:
         os.close(fd)
+
+
+def alive(pid: int) -> bool:
+    """Whether a process ``pid`` runs (a staging file named after its writer's pid is stale when it does not)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's: it runs
+        return True
+    return True

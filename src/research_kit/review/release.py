@@ -33,6 +33,7 @@ from research_kit.core.catalog import row_id, transaction
 from research_kit.core.checksums import file_sha256
 from research_kit.core.errors import IntegrityError, PolicyRefusal
 from research_kit.core.faults import fault
+from research_kit.core.locks import alive
 from research_kit.core.permissions import Act, State
 from research_kit.core.workspace import Workspace
 from research_kit.disclosure.results import FAIL, CheckResult, Flag, OutputChecks, result
@@ -77,18 +78,8 @@ def _clear_staged(ws: Workspace, request_id: int) -> None:
     """Remove bundles of this request staged by releases that died before committing (their process is gone)."""
     for staged in _staging(ws).glob(f"request-{request_id}-*.zip.*"):
         pid = staged.suffix.lstrip(".")
-        if pid.isdigit() and not _alive(int(pid)):
+        if pid.isdigit() and not alive(int(pid)):
             staged.unlink(missing_ok=True)
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 def release(ws: Workspace, request_id: int) -> Path:

@@ -42,6 +42,7 @@ from research_kit.core.catalog import transaction
 from research_kit.core.config import Policy
 from research_kit.core.errors import MissingData, PolicyRefusal
 from research_kit.core.i18n import BUILT_IN, SOURCE, Languages, offered
+from research_kit.core.locks import alive
 from research_kit.core.permits import REGISTRY_TWIN, Permit
 from research_kit.core.workspace import Workspace
 from research_kit.dp.accounting import epsilon_of, from_picorho, rho_text
@@ -343,18 +344,8 @@ def _clear_staged(out: Path) -> None:
     """Remove staging folders of publications that died before placing theirs (their process is gone)."""
     for staged in out.parent.glob(f".{out.name}{STAGING}*"):
         pid = staged.name.rsplit("-", 1)[-1]
-        if pid.isdigit() and not _alive(int(pid)) and staged.is_dir():
+        if pid.isdigit() and not alive(int(pid)) and staged.is_dir():
             shutil.rmtree(staged, ignore_errors=True)
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 def publish(ws: Workspace, out: Path, *, today: date | None = None) -> Published:
