@@ -131,6 +131,74 @@ def test_a_placeholder_left_out_is_a_gap() -> None:
     assert i18n.first_gap(catalog, template) == "'%(n)s files': placeholders differ in 'Fichieren'"
 
 
+@pytest.mark.parametrize(
+    ("string", "gap"),
+    [
+        ("%(n)s Fichieren, 100 %", "a lone % in '%(n)s Fichieren, 100 %' (write a literal % as %%)"),
+        ("%(n)s Fichieren, %s", "a lone % in '%(n)s Fichieren, %s' (write a literal % as %%)"),
+        ("%%(n)s Fichieren", "placeholders differ in '%%(n)s Fichieren'"),  # a literal %, then "(n)s"
+        ("%(n)s Fichieren, 100 %%", None),  # Jinja writes 100 %
+    ],
+)
+def test_a_percent_sign_jinja_cannot_format_is_a_gap(string: str, gap: str | None) -> None:
+    catalog = Catalog(locale="lb")
+    catalog.add("%(n)s files", string)
+    template = Catalog()
+    template.add("%(n)s files")
+    assert i18n.first_gap(catalog, template) == (None if gap is None else f"'%(n)s files': {gap}")
+
+
+@pytest.mark.parametrize(
+    ("rule", "problem"),
+    [
+        ("(n != 1) + x", "unusable (ValueError: "),  # gettext cannot compile it
+        ("n / 0", "unusable: the Plural-Forms rule fails for n=0 (ZeroDivisionError: "),
+        ("n", "unusable: the Plural-Forms rule gives form 2 for n=2, not one of its 2"),
+    ],
+)
+def test_a_plural_rule_gettext_cannot_use_is_refused_in_one_line(
+    ws: Workspace, tmp_path: Path, rule: str, problem: str
+) -> None:
+    po = _lb_catalog(ws.root / "catalogs")
+    text = po.read_text(encoding="utf-8")
+    header = f'"Plural-Forms: nplurals=2; plural={rule};\\n"'
+    po.write_text(re.sub(r'"Plural-Forms: [^"]*"', lambda _: header, text), "utf-8")
+    _supply(ws, "catalogs")
+    with pytest.raises(BadInput) as refused:
+        actions.publish(ws, actor=STEWARD, out=tmp_path / "register")
+    assert str(refused.value).startswith(f"{po}: {problem}")
+    assert "\n" not in str(refused.value)
+    assert i18n.offered(ws.root, "catalogs", strict=False) is i18n.BUILT_IN  # and the web app leaves it out
+
+
+@pytest.mark.parametrize("markup", ["<script>alert(1)</script>", "<b>", "a > b"])
+def test_markup_in_a_supplied_translation_is_refused(ws: Workspace, tmp_path: Path, markup: str) -> None:
+    po = _lb_catalog(ws.root / "catalogs")
+    text = po.read_text(encoding="utf-8")
+    damaged = text.replace(f'msgstr "{MARK}Registre de transparence"', f'msgstr "{MARK}Registre {markup}"', 1)
+    assert damaged != text
+    po.write_text(damaged, encoding="utf-8")
+    _supply(ws, "catalogs")
+    with pytest.raises(BadInput) as refused:
+        actions.publish(ws, actor=STEWARD, out=tmp_path / "register")
+    assert str(refused.value).startswith(f"{po}: unusable: {labels.REGISTER_TITLE!r}: markup its English does not")
+    assert not (tmp_path / "register").exists()
+    assert i18n.offered(ws.root, "catalogs", strict=False) is i18n.BUILT_IN
+
+
+def test_markup_its_english_has_is_kept() -> None:
+    catalog = Catalog(locale="lb")
+    catalog.add("<b>%(n)s</b> files", "<b>%(n)s</b> Fichieren")
+    catalog.add("a <i>b</i>", "<i>b</i> a <i>c</i>")
+    template = Catalog()
+    template.add("<b>%(n)s</b> files")
+    assert i18n.first_markup(catalog, template) is None
+    template.add("a <i>b</i>")
+    assert i18n.first_markup(catalog, template) == (
+        "'a <i>b</i>': markup its English does not have in '<i>b</i> a <i>c</i>' (< and > are refused)"
+    )
+
+
 def test_an_unknown_language_code_is_refused(ws: Workspace, tmp_path: Path) -> None:
     po = _lb_catalog(ws.root / "catalogs", code="xx")
     _supply(ws, "catalogs")

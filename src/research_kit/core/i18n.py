@@ -30,6 +30,7 @@ import functools
 import gettext
 import io
 import re
+from collections import Counter
 from collections.abc import Callable, Collection, Iterable
 from dataclasses import dataclass, field
 from datetime import date
@@ -58,6 +59,11 @@ TEMPLATE = LOCALE_DIR / f"{DOMAIN}.pot"  # the strings every catalog translates
 PLACEHOLDER = re.compile(r"%\((\w+)\)s")
 COUNTRY = "LU"  # a supplied language's dates and numbers: its locale in the registry's country, where Babel has one
 _CODE = re.compile(r"[a-z]{2,3}(_[A-Z]{2})?")
+# What Jinja's gettext formats in every message: a named placeholder or a literal % written %%; any other % fails.
+_FORMAT = re.compile(r"%(?:%|\((\w+)\)s)")
+# Markup a supplied translation could add to a page (Jinja's gettext marks translations safe): a tag, or a lone < or >.
+_MARKUP = re.compile(r"<[^<>]*>|[<>]")
+_PLURAL_PROBES = (*range(1001), 10_000, 100_000, 1_000_000, 10_000_000)
 
 
 def N_(message: str) -> str:  # gettext's name for "mark for extraction, translate later"
@@ -241,10 +247,57 @@ def first_gap(catalog: Catalog, template: Iterable[Message]) -> str | None:
             return f"{msgid!r} has no translation"
         if not isinstance(message.id, str) and len(forms) != catalog.num_plurals:
             return f"{msgid!r} needs {catalog.num_plurals} forms"
-        wanted = {name for text in source for name in PLACEHOLDER.findall(text)}
+        wanted = {name for text in source for name in _placeholders(text)}
         for form in forms:
-            if set(PLACEHOLDER.findall(form)) != wanted:
+            if _placeholders(form) != wanted:
                 return f"{msgid!r}: placeholders differ in {form!r}"
+            if "%" in _FORMAT.sub("", form) or not _formats(form, wanted):
+                return f"{msgid!r}: a lone % in {form!r} (write a literal % as %%)"
+    return None
+
+
+def _placeholders(text: str) -> set[str]:
+    return {name for name in _FORMAT.findall(text) if name}
+
+
+def _formats(form: str, names: Iterable[str]) -> bool:
+    """Whether ``form`` survives the formatting Jinja's gettext applies to every message."""
+    try:
+        form % dict.fromkeys(names, 1)
+    except (ValueError, TypeError, KeyError):
+        return False
+    return True
+
+
+def first_markup(catalog: Catalog, template: Iterable[Message]) -> str | None:
+    """The first of ``template``'s messages whose translation in ``catalog`` holds markup (a tag, or a lone ``<``
+    or ``>``) its English does not, as one phrase naming its msgid; None when there is none. Jinja's gettext marks
+    a translation safe, so a page would show such markup unescaped."""
+    entries = {_msgid(m): m for m in catalog if m.id}
+    for english in template:
+        message = entries.get(_msgid(english)) if english.id else None
+        if message is None:
+            continue
+        source = [message.id] if isinstance(message.id, str) else list(message.id)
+        forms = [message.string] if isinstance(message.string, str) else list(message.string or ())
+        allowed: Counter[str] = Counter()
+        for text in source:
+            allowed |= Counter(_MARKUP.findall(text))
+        for form in forms:
+            if isinstance(form, str) and Counter(_MARKUP.findall(form)) - allowed:
+                return f"{_msgid(english)!r}: markup its English does not have in {form!r} (< and > are refused)"
+    return None
+
+
+def _plural_problem(found: gettext.GNUTranslations, forms: int) -> str | None:
+    """Why the compiled plural rule of ``found`` cannot choose among ``forms`` forms; None if it can."""
+    for n in _PLURAL_PROBES:
+        try:
+            index = found.plural(n)  # type: ignore[attr-defined]
+        except Exception as exc:  # noqa: BLE001 - a rule that fails for some n fails a page showing that n
+            return f"the Plural-Forms rule fails for n={n} ({type(exc).__name__}: {exc})"
+        if not isinstance(index, int) or not 0 <= index < forms:
+            return f"the Plural-Forms rule gives form {index!r} for n={n}, not one of its {forms}"
     return None
 
 
@@ -260,8 +313,10 @@ def _template(mtime_ns: int) -> tuple[Message, ...]:
 
 def catalog_problem(po: Path, lang: str) -> str | None:
     """Why the supplied catalog ``po`` of ``lang`` cannot be offered, in one line naming the file; None if it
-    can: ``lang`` a language Babel knows and not a built-in one, the file readable, and every message of the
-    current ``messages.pot`` translated (:func:`first_gap`)."""
+    can: ``lang`` a language Babel knows and not a built-in one, the file readable, every message of the
+    current ``messages.pot`` translated (:func:`first_gap`: a lone ``%`` too, which Jinja cannot format), its
+    ``Plural-Forms`` rule one gettext compiles and that picks one of its forms for every count, and no markup in
+    a translation that its English lacks (:func:`first_markup`: a page shows a translation unescaped)."""
     try:
         mtime = po.stat().st_mtime_ns
     except OSError:
@@ -283,8 +338,16 @@ def _catalog_problem(po: Path, lang: str, mtime_ns: int, template_ns: int) -> st
         catalog = read_catalog(po, lang)
     except Exception as exc:  # noqa: BLE001 - any failure to read the file is one line naming it
         return f"{po}: unreadable ({type(exc).__name__}: {exc})"
-    gap = first_gap(catalog, _template(template_ns))
-    return f"{po}: incomplete for the current {DOMAIN}.pot: {gap}" if gap else None
+    try:  # as a page loads it: gettext compiles the Plural-Forms rule
+        found = Translations(io.BytesIO(compile_po(po, lang)), domain=DOMAIN)
+    except Exception as exc:  # noqa: BLE001 - a catalog gettext cannot load is one line naming it
+        return f"{po}: unusable ({type(exc).__name__}: {exc})".replace("\n", " ")
+    template = _template(template_ns)
+    gap = first_gap(catalog, template)
+    if gap:
+        return f"{po}: incomplete for the current {DOMAIN}.pot: {gap}"
+    unusable = _plural_problem(found, catalog.num_plurals) or first_markup(catalog, template)
+    return f"{po}: unusable: {unusable}" if unusable else None
 
 
 def offered(root: Path, setting: str, *, strict: bool | Collection[str] = True) -> Languages:
