@@ -18,9 +18,10 @@ The letter says:
   ledger's spend names its source), while the permit was in force; for the
   registry's DP twin, a DP twin built from one of them. A permit that could
   have used them but did not is not named as having used them;
-- which permits in force may still use the person's data (those covering an
-  extract version that holds them and that research may still use: one built
-  against today's opt-out register);
+- which permits in force may still use the person's data: none once their
+  own opt-out is recorded; otherwise those covering the newest registered
+  extract version that holds them (never whether a version was built against
+  today's whole opt-out register, which anyone else's opt-out changes);
 - which released results drew on those extract versions (a released
   request's output made from one of them), with the release's checksum as
   the public register shows it;
@@ -47,8 +48,8 @@ import polars as pl
 from research_kit import __version__
 from research_kit.core import audit, permits
 from research_kit.core.catalog import transaction
-from research_kit.core.errors import BadInput, MissingData, PolicyRefusal
-from research_kit.core.extracts import Extract, check_current, list_extracts
+from research_kit.core.errors import BadInput, MissingData
+from research_kit.core.extracts import Extract, list_extracts
 from research_kit.core.i18n import BUILT_IN, Languages
 from research_kit.core.permits import REGISTRY_TWIN, Permit
 from research_kit.core.workspace import Workspace
@@ -157,7 +158,6 @@ def find(ws: Workspace, key: Key, person: Entry, *, today: date | None = None) -
     checked = [e for e in extracts if e.key_fingerprint == key.fingerprint and e.table_path("patients").is_file()]
     holding = [e for e in checked if _holds(e, mine)]
     held = {e.id for e in holding}
-    research = {e.id for e in holding if _research_may_use(ws, e)}
     with ws.catalog() as conn:
         conn.execute("BEGIN")
         try:
@@ -176,6 +176,8 @@ def find(ws: Workspace, key: Key, person: Entry, *, today: date | None = None) -
         finally:
             conn.execute("COMMIT")
     by_id = {p.id: p for p in every}
+    # This person's alone: none once their own opt-out is recorded, else the newest registered version holding them.
+    research = set() if row is not None or not holding else {holding[-1].id}  # registered order
     may_use = [
         _permit_used(p, day, [e for e in research if p.covers_version(e)])
         for p in sorted(every, key=lambda p: p.id)
@@ -190,15 +192,6 @@ def find(ws: Workspace, key: Key, person: Entry, *, today: date | None = None) -
         releases=tuple(releases),
         optout_since=str(row["effective"]) if row is not None else None,
     )
-
-
-def _research_may_use(ws: Workspace, extract: Extract) -> bool:
-    """Whether research may still use ``extract``: it was built against today's opt-out register."""
-    try:
-        check_current(ws, extract)
-    except PolicyRefusal:
-        return False
-    return True
 
 
 def _releases(conn: sqlite3.Connection, held: set[str], granted: dict[str, list[Permit]]) -> list[Released]:

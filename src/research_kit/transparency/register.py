@@ -6,7 +6,7 @@ catalog the policy supplies, :func:`research_kit.core.i18n.offered`):
 - ``OUT/index.html``: the choice of language;
 - ``OUT/LANG/index.html``: every data permit (purpose and category, holder, period, data, tier, state, privacy
   budget spent, results and their publication against the duty of EHDS Art. 61), the results released (dates
-  and SHA-256 checksums), the opt-out count per quarter and the extract versions;
+  and SHA-256 checksums), the opt-out count of each quarter that has ended (no total) and the extract versions;
 - ``OUT/LANG/permits/N.html``: one permit whole, with its releases;
 - ``OUT/register.json``: the same facts as data (codes rather than words);
 - ``OUT/.research-kit-transparency-register``: the marker that lets a later publication replace this one.
@@ -23,6 +23,7 @@ filesystem can exchange two folders): a reader sees the old register or the new 
 
 from __future__ import annotations
 
+import glob
 import json
 import os
 import shutil
@@ -50,7 +51,7 @@ from research_kit.tiers import place_twin
 from research_kit.transparency import labels
 
 MARKER = ".research-kit-transparency-register"  # in OUT: a folder holding it is a register a publication replaces
-FORMAT = 1  # register.json's "format": a change of its shape is a new number
+FORMAT = 2  # register.json's "format": a change of its shape is a new number
 TEMPLATES = Path(__file__).resolve().parent / "templates"
 STAGING = ".staging-"  # OUT's sibling .NAME.staging-PID while a publication writes it
 DIR_MODE, FILE_MODE = 0o755, 0o644  # the register is public
@@ -115,15 +116,20 @@ def shown_count(n: int, min_count: int, rounding: int) -> dict[str, int | None]:
 
 
 def _optouts(conn: sqlite3.Connection, first_extract: str | None, policy: Policy, today: date) -> dict[str, Any]:
-    """Opt-outs counted per quarter of the day each was recorded (a quarter's count never changes once it has
-    passed: a backdated opt-out is counted when it was recorded), suppressed and rounded as the policy says."""
+    """Opt-outs counted per quarter of the day each was recorded, suppressed and rounded as the policy says.
+
+    Only quarters that ended before ``today`` are published: an ended quarter's count never changes (a backdated
+    opt-out is counted when it was recorded), so two publications show the same figures whatever was recorded
+    between them; the quarter under way appears once it has ended. No total is published: one rounded from the
+    exact counts, set against the quarters, would tell whether a quarter shown as "fewer than N" holds anyone."""
     rule = policy.transparency
     recorded = [_at(r[0]).date() for r in conn.execute("SELECT recorded_at FROM optouts")]
     starts = [d for d in (min(recorded, default=None), _at(first_extract).date() if first_extract else None) if d]
     per: dict[tuple[int, int], int] = {}
     for day in recorded:
         per[_quarter(day)] = per.get(_quarter(day), 0) + 1
-    quarters = _quarters(min(starts), today) if starts else []
+    current = _quarter(today)
+    quarters = [yq for yq in _quarters(min(starts), today) if yq < current] if starts else []
     return {
         "counted_by": "the quarter of the day each opt-out was recorded",
         "min_count": rule.optout_min_count,
@@ -132,7 +138,6 @@ def _optouts(conn: sqlite3.Connection, first_extract: str | None, policy: Policy
             {"quarter": f"{y}-Q{q}", **shown_count(per.get((y, q), 0), rule.optout_min_count, rule.optout_rounding)}
             for y, q in quarters
         ],
-        "total": shown_count(len(recorded), rule.optout_min_count, rule.optout_rounding),
     }
 
 
@@ -342,7 +347,7 @@ def _write(folder: Path, register: dict[str, Any], languages: Languages) -> int:
 
 def _clear_staged(out: Path) -> None:
     """Remove staging folders of publications that died before placing theirs (their process is gone)."""
-    for staged in out.parent.glob(f".{out.name}{STAGING}*"):
+    for staged in out.parent.glob(f".{glob.escape(out.name)}{STAGING}*"):
         pid = staged.name.rsplit("-", 1)[-1]
         if pid.isdigit() and not alive(int(pid)) and staged.is_dir():
             shutil.rmtree(staged, ignore_errors=True)
