@@ -51,7 +51,7 @@ def facts(*, twins: tuple[Twin, ...] = ()) -> Facts:
             Version("e2", date(2026, 4, 6), {"patients": 565, "diagnoses": 643}),
         ),
         individuals=570,
-        records=1210,
+        records=None,  # never published: one person's rows would show (catalogue_facts)
         rounding=10,
         min_count=10,
         typical_ages=(0, 79),
@@ -126,6 +126,50 @@ def test_the_common_data_set_shares_of_too_few_individuals_are_not_given() -> No
     summary = str(graph.value(graph.value(annotation, OA.hasBody), RDF.value))
     assert "2 of its 3 elements are in the extract e2; not collected: 14 Biological sample" in summary
     assert "fewer than 10 individuals are concerned: 5 Date of death" in summary
+
+
+def test_no_number_of_records_is_published() -> None:
+    """One person holds tens of rows: two catalogues around one opt-out would tell how many at any useful rounding."""
+    assert valid_graph().value(DATASET, HEALTH.numberOfRecords) is None
+
+
+@pytest.mark.parametrize(
+    ("value", "denominator", "shown"),
+    [(20 / 76, 76, "0.2"), (20 / 75, 75, "0.2"), (0.98, 565, "1.0"), (0.26, 1000, "0.3"), (0.5, 40, "0.50"),
+     (0.6, 12, "1.0")],
+)  # fmt: skip
+def test_a_share_is_published_no_finer_than_min_count_people_move_it(
+    value: float, denominator: int, shown: str
+) -> None:
+    assert catalogue.shown_share(value, denominator, 10) == shown
+
+
+def test_the_shares_are_published_coarsely() -> None:
+    values = {str(m).rsplit("#", 1)[1]: str(v) for m, v in valid_graph().subject_objects(DQV.value)}
+    assert values == {"cds-3-completeness": "1.0", "cds-3-validity": "1.0", "cds-14-completeness": "0.0"}
+
+
+def test_an_e_mail_contact_an_iri_may_not_hold_is_percent_encoded() -> None:
+    graph = catalogue.build(facts(), publisher(policy(catalogue_contact="rare|registry{x}@example.lu")))
+    [email] = graph.objects(URIRef(f"{PAGE}#contact"), catalogue.VCARD.hasEmail)
+    assert str(email) == "mailto:rare%7Cregistry%7Bx%7D@example.lu"
+    assert len(Graph().parse(data=graph.serialize(format="turtle"), format="turtle")) == len(graph)
+
+
+def test_files_put_in_the_folder_while_the_shapes_are_checked_refuse_the_catalogue(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    out, check = tmp_path / "out", catalogue_shapes.check
+
+    def meanwhile(graph: Graph) -> None:
+        check(graph)
+        out.mkdir()
+        (out / "notes.txt").write_text("someone else's")
+
+    monkeypatch.setattr(catalogue_shapes, "check", meanwhile)
+    with pytest.raises(BadInput, match=r"holds other files than a catalogue \(notes.txt\)"):
+        catalogue.write(valid_graph(), out)
+    assert sorted(p.name for p in tmp_path.rglob("*")) == ["notes.txt", "out"]
 
 
 def test_a_dataset_without_a_title_fails_dcat_ap_naming_the_shape_and_property() -> None:

@@ -16,13 +16,14 @@ def print_written(console: Console, done: Written) -> None:
     period = f", {facts.coverage[0]} to {facts.coverage[1]}" if facts.coverage else ""
     derived = " (from the extracts' dates)" if facts.frequency_derived else ""
     twins = len(facts.twins)
+    records = f" and {facts.records:,} records" if facts.records is not None else ""  # not published (catalogue_facts)
     console.print(
         f"catalogue: {done.folder} ({', '.join(p.name for p in done.files)}), HealthDCAT-AP, passes "
         f"{' and '.join(s.name for s in SHAPE_SETS)}"
     )
     console.print(
         f"the registry as of extract {facts.newest.id} (version {len(facts.versions)} of the series): about "
-        f"{facts.individuals:,} individuals and {facts.records:,} records (rounded to {facts.rounding}){ages}"
+        f"{facts.individuals:,} individuals{records} (rounded to {facts.rounding}){ages}"
         f"{period}; updated {facts.frequency}{derived}; distributions: the extract series and "
         f"{twins} synthetic twin{'' if twins == 1 else 's'}"
     )
@@ -30,7 +31,8 @@ def print_written(console: Console, done: Written) -> None:
 
 def written_json(done: Written) -> dict[str, Any]:
     """``catalogue OUT --json``: ``folder``, ``files``, ``extract`` (the newest, which it describes), ``versions``,
-    ``individuals`` and ``records`` (rounded to ``rounding``), ``twins`` (their ids), ``shapes`` (what it passed)."""
+    ``individuals`` (rounded to ``rounding``), ``records`` (null: not published), ``twins`` (their ids),
+    ``shapes`` (what it passed)."""
     facts = done.facts
     return {
         "folder": str(done.folder),

@@ -110,7 +110,8 @@ def build(facts: Facts, who: Publisher) -> Graph:
     g.add((contact, RDF.type, VCARD.Kind))
     g.add((contact, VCARD.fn, Literal(who.name)))
     if who.contact.email:
-        g.add((contact, VCARD.hasEmail, URIRef(f"mailto:{who.contact.email}")))
+        # Percent-encoded: an address the policy accepts may hold ``|``, ``{`` or ``^``, which an IRI may not.
+        g.add((contact, VCARD.hasEmail, URIRef(f"mailto:{quote(who.contact.email, safe='@')}")))
     else:
         g.add((contact, VCARD.hasURL, URIRef(who.contact.page)))
     g.add((page, RDF.type, FOAF.Document))
@@ -154,7 +155,8 @@ def build(facts: Facts, who: Publisher) -> Graph:
         if system in CODING_SYSTEMS:
             g.add((dataset, HEALTH.hasCodingSystem, URIRef(f"{HDEU}coding-system/{CODING_SYSTEMS[system][0]}")))
     g.add((dataset, HEALTH.numberOfUniqueIndividuals, Literal(facts.individuals, datatype=XSD.nonNegativeInteger)))
-    g.add((dataset, HEALTH.numberOfRecords, Literal(facts.records, datatype=XSD.nonNegativeInteger)))
+    if facts.records is not None:  # never, as gathered: one person's rows would show (catalogue_facts)
+        g.add((dataset, HEALTH.numberOfRecords, Literal(facts.records, datatype=XSD.nonNegativeInteger)))
     if facts.typical_ages is not None:
         g.add((dataset, HEALTH.minTypicalAge, Literal(facts.typical_ages[0], datatype=XSD.nonNegativeInteger)))
         g.add((dataset, HEALTH.maxTypicalAge, Literal(facts.typical_ages[1], datatype=XSD.nonNegativeInteger)))
@@ -300,7 +302,8 @@ def _quality(g: Graph, node: Names, dataset: URIRef, facts: Facts) -> None:
             g.add((measurement, RDF.type, DQV.QualityMeasurement))
             g.add((measurement, DQV.computedOn, dataset))
             g.add((measurement, DQV.isMeasurementOf, metric))
-            g.add((measurement, DQV.value, Literal(f"{value:.2f}", datatype=XSD.decimal)))
+            g.add((measurement, DQV.value, Literal(shown_share(value, element.denominator, facts.min_count),
+                                                   datatype=XSD.decimal)))  # fmt: skip
             g.add((dataset, DQV.hasQualityMeasurement, measurement))
     collected = [e for e in facts.elements if e.status == IN_EXTRACT]
     missing = [f"{e.number} {e.name}" for e in facts.elements if e.status != IN_EXTRACT]
@@ -324,6 +327,24 @@ def _quality(g: Graph, node: Names, dataset: URIRef, facts: Facts) -> None:
         + ". Completeness and validity per element are given as quality measurements."
     )))  # fmt: skip
     g.add((dataset, DQV.hasQualityAnnotation, annotation))
+
+
+SHARE_STEPS = (0.1, 0.2, 0.25, 0.5)  # the steps a published share is rounded to, the finest that fits first
+
+
+def shown_share(value: float, denominator: int, min_count: int) -> str:
+    """``value``, a share of ``denominator`` people, as published: rounded to the finest step of
+    :data:`SHARE_STEPS` no finer than ``min_count`` people move it (``min_count / denominator``), at least one
+    decimal; so one person's arrival or departure moves it by one step at most, mostly not at all.
+
+    >>> shown_share(20 / 76, 76, 10), shown_share(20 / 75, 75, 10), shown_share(0.98, 565, 10)
+    ('0.2', '0.2', '1.0')
+    >>> shown_share(0.6, 12, 10), shown_share(0.26, 1000, 10)
+    ('1.0', '0.3')
+    """
+    fine = min_count / denominator if denominator else 1.0
+    step = next((s for s in SHARE_STEPS if s >= fine), 1.0)
+    return f"{round(value / step) * step:.{2 if step == 0.25 else 1}f}"
 
 
 def _extracts(g: Graph, distribution: URIRef, page: URIRef, facts: Facts) -> None:
@@ -415,6 +436,9 @@ def write(graph: Graph, out: Path) -> tuple[Path, ...]:
         for name in WRITTEN:
             os.chmod(scratch / name, 0o644)  # a public description: readable by whoever publishes it
         os.chmod(scratch, 0o755)
+        # OUT again, just before placing: files put in it while the shapes were checked (a sync agent, another
+        # program) refuse the catalogue in one line rather than being swapped out and removed with the scratch.
+        check_out(out)
         if out.is_dir() and not any(out.iterdir()):
             out.rmdir()
         place_twin(scratch, out)  # an atomic exchange with an earlier catalogue (tiers.place_twin is generic)

@@ -3,11 +3,17 @@
 Every figure is an aggregate of the newest extract (or of the extracts' and twins' manifests), made coarse
 enough that no single patient's row shows through:
 
-- the numbers of individuals and of records are rounded to ``[transparency].catalogue_rounding``;
+- the number of individuals is rounded to ``[transparency].catalogue_rounding`` (one person moves it by one
+  rounding step at most);
+- the number of records is not published (``records`` is None): one person holds tens of rows, so two catalogues
+  around one opt-out would tell how many that person had at any rounding fine enough to be of use;
 - the typical age range is the youngest and the oldest 5-year age band holding at least ``[sdc].min_cell_count``
-  individuals (never the youngest or oldest person's age);
+  individuals (never the youngest or oldest person's age) in any registered extract;
 - the temporal coverage runs from the first to the last calendar year in which at least ``[sdc].min_cell_count``
-  individuals have a dated event (first contact, onset, diagnosis, phenotype, encounter), never past the extract;
+  individuals have a dated event (first contact, onset, diagnosis, phenotype, encounter) in any registered
+  extract, never past that extract;
+- both are the union over the extract series, so that they never narrow: a person's departure (an opt-out, then
+  an ingest) cannot drop a band or a year they made the ``min_count``-th of;
 - the EU common data set figures are the quality report's shares per element (:mod:`research_kit.ingest.quality`),
   given only for an element whose shares are of at least ``[sdc].min_cell_count`` individuals;
 - the update frequency is ``[transparency].catalogue_frequency``, or the EU frequency nearest the median time
@@ -21,6 +27,7 @@ import math
 import statistics
 from dataclasses import dataclass
 from datetime import date, datetime
+from typing import TypeVar
 
 import polars as pl
 
@@ -32,6 +39,7 @@ from research_kit.ingest.quality import quality_report
 from research_kit.tiers import published_twins, twin_kind
 from research_kit.transparency.catalogue_variables import TableVariables, extract_variables
 
+Span = TypeVar("Span", int, date)  # the bounds of an age range or a coverage
 AGE_BAND_YEARS = 5  # the age bands of pseudonymise/population.py: the typical ages are their bounds
 # Each EU frequency (publications.europa.eu/resource/authority/frequency) and its period in days.
 FREQUENCIES: dict[str, float] = {
@@ -96,7 +104,7 @@ class ElementFigures:
 class Facts:
     versions: tuple[Version, ...]  # oldest first
     individuals: int  # rounded to ``rounding``
-    records: int  # rounded to ``rounding``
+    records: int | None  # never published (one person's rows would show): None
     rounding: int
     min_count: int  # the smallest group a band or a year of the description stands for
     typical_ages: tuple[int, int] | None
@@ -133,16 +141,17 @@ def gather(ws: Workspace, policy: Policy) -> Facts:
     versions = tuple(_version(e) for e in extracts)
     base, min_count = policy.transparency.catalogue_rounding, policy.sdc.min_cell_count
     frames = _frames(newest)
-    reference = versions[-1].created
+    # The ages and years of every extract of the series, not only the newest's: their union never narrows.
+    series = [(_frames(e), v.created) for e, v in zip(extracts, versions, strict=True)]
     frequency = policy.transparency.catalogue_frequency
     return Facts(
         versions=versions,
         individuals=rounded(newest.patients, base),
-        records=rounded(sum(versions[-1].rows.values()), base),
+        records=None,
         rounding=base,
         min_count=min_count,
-        typical_ages=_typical_ages(frames, reference, min_count),
-        coverage=_coverage(frames, reference, min_count),
+        typical_ages=_union([_typical_ages(f, reference, min_count) for f, reference in series]),
+        coverage=_union([_coverage(f, reference, min_count) for f, reference in series]),
         code_systems=tuple(system for table, column, system in CODE_SYSTEMS if _used(frames, table, column)),
         frequency=frequency or derived_frequency([v.created for v in versions]),
         frequency_derived=not frequency,
@@ -196,6 +205,18 @@ def _used(frames: dict[str, pl.LazyFrame], table: str, column: str) -> bool:
     if not _has(frames, table, column):
         return False
     return bool(frames[table].select(pl.col(column).is_not_null().any()).collect().item())
+
+
+def _union(spans: list[tuple[Span, Span] | None]) -> tuple[Span, Span] | None:
+    """The smallest span holding every one of ``spans`` (None when none is given).
+
+    >>> _union([(5, 9), None, (0, 4)]), _union([None])
+    ((0, 9), None)
+    """
+    held = [s for s in spans if s is not None]
+    if not held:
+        return None
+    return min(s[0] for s in held), max(s[1] for s in held)
 
 
 def _typical_ages(frames: dict[str, pl.LazyFrame], reference: date, min_count: int) -> tuple[int, int] | None:
