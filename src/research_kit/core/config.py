@@ -376,7 +376,7 @@ class TransparencyPolicy(_Section):
     catalogue_hdab: str = _opt("", "The health data access body that grants access to the registry's data (EHDS).")
     catalogue_hdab_contact: str = _opt("", "... and its contact: an e-mail address or an https:// page.")
     catalogue_rounding: int = _opt(
-        10, "The catalogue rounds its counts (individuals, records) to a multiple of this: never the exact count.",
+        10, "The catalogue rounds the number of individuals to a multiple of this: never the exact count.",
         min=5, max=1000,
     )  # fmt: skip
     catalogue_frequency: str = _opt(
