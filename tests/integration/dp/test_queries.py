@@ -66,14 +66,24 @@ def test_quantile_rank_error_holds(registry: Registry) -> None:
 
 
 def _heavy_patient(registry: Registry, folder: Path) -> tuple[engine.Source, str]:
-    """A copy of the extract where one patient has 50 more encounters, all of one type."""
+    """A copy of the extract with one more patient, who has 50 encounters, all of one type.
+
+    The privacy unit is a patient added or removed (every row of one pseudonym): the bound holds between the
+    extract and this copy. (Changing an existing patient's rows is two such steps, and may move twice as much.)
+    """
     source = copy_extract(registry, folder, "heavy", "heavy-hash")
+    patients = pl.read_parquet(folder / "patients.parquet")
     encounters = pl.read_parquet(folder / "encounters.parquet")
-    one = encounters["pseudonym"][0]
-    extra = pl.concat([encounters.filter(pl.col("pseudonym") == one).head(1)] * 50)
-    extra = extra.with_columns(pl.lit("inpatient").alias("encounter_type"))
+    new = "f" * len(encounters["pseudonym"][0])
+    assert new not in set(patients["pseudonym"])
+    patients.head(1).with_columns(pl.lit(new).alias("pseudonym")).pipe(
+        lambda row: pl.concat([patients, row])
+    ).write_parquet(folder / "patients.parquet")
+    extra = pl.concat([encounters.head(1)] * 50).with_columns(
+        pl.lit(new).alias("pseudonym"), pl.lit("inpatient").alias("encounter_type")
+    )
     pl.concat([encounters, extra]).write_parquet(folder / "encounters.parquet")
-    return source, one
+    return source, new
 
 
 @pytest.mark.slow  # ~13 s
