@@ -22,6 +22,9 @@ from research_kit.core.workspace import Workspace
 from research_kit.model.national_id import make
 from research_kit.web.http import accepted_language
 
+# With the slow tests (CI runs them too), so that make test stays under six minutes on two cores.
+pytestmark = pytest.mark.slow
+
 STRANGER = make(date(1990, 6, 15), 999)  # a valid national ID the registry does not hold
 
 

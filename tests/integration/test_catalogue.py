@@ -32,6 +32,9 @@ from research_kit.transparency.catalogue_facts import rounded
 from research_kit.transparency.catalogue_variables import MEANINGS
 from research_kit.transparency.catalogue_vocabulary import DCAT, HEALTH
 
+# With the slow tests (CI runs them too), so that make test stays under six minutes on two cores.
+pytestmark = pytest.mark.slow
+
 PAGE = "https://registry.example.lu/rare-diseases"
 SETTINGS = {
     "catalogue_publisher": "Registre national des maladies rares",

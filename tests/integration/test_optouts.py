@@ -222,6 +222,7 @@ json.dump(sorted(rk.load("patients")["pseudonym"]), open("seen.json", "w"))
 """
 
 
+@pytest.mark.slow  # with the slow tests: make test stays under six minutes
 def test_an_opted_out_patient_is_in_no_later_run_dp_answer_or_web_page(registry: Registry, tmp_path: Path) -> None:
     """End to end: after an opt-out and the next extract, a study's run, a DP query and every web page a
     committee member or steward opens leave the person out, by national ID, extract pseudonym or study pseudonym."""

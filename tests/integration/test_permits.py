@@ -433,6 +433,7 @@ json.dump({t: sorted(rk.load(t).columns) for t in sorted(rk.load())}, open("seen
 """
 
 
+@pytest.mark.slow  # with the slow tests: make test stays under six minutes
 def test_a_permit_over_some_columns_shows_only_them_and_refuses_a_query_reading_another(signed: Project) -> None:
     permit_id = apply("cols", "--columns", "patients.sex,patients.birth_year,diagnoses.orpha_code")
     ok("--as", MEMBER, "permit", "grant", str(permit_id), "--legal-basis", "DAC 9", "--rho", "0.5")
@@ -489,6 +490,7 @@ def test_a_mistyped_column_or_version_is_one_line_and_applies_for_nothing(
         assert conn.execute("SELECT COUNT(*) FROM permits").fetchone()[0] == 0
 
 
+@pytest.mark.slow  # with the slow tests: make test stays under six minutes
 def test_a_permit_over_named_extract_versions_refuses_another(signed: Project) -> None:
     permit_id = apply("pinned", "--versions", "e1")
     ok("--as", MEMBER, "permit", "grant", str(permit_id), "--legal-basis", "DAC 10", "--rho", "0.5")

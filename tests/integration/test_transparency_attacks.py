@@ -46,6 +46,9 @@ from research_kit.transparency.catalogue_publisher import publisher
 from research_kit.transparency.catalogue_vocabulary import DQV
 from research_kit.web.app import create_app
 
+# With the slow tests (CI runs them too), so that make test stays under six minutes on two cores.
+pytestmark = pytest.mark.slow
+
 CATALOGUE_SETTINGS = {
     "catalogue_publisher": "Registre national des maladies rares",
     "catalogue_contact": "registry@example.lu",
