@@ -7,9 +7,6 @@ The command line runs in process (its real entry point), signed in as the suite'
 
 from __future__ import annotations
 
-import contextlib
-import contextvars
-import io
 import json
 import tomllib
 from pathlib import Path
@@ -19,8 +16,8 @@ import pytest
 from rdflib import Graph, URIRef
 from rdflib.namespace import DCTERMS
 from tests.conftest import MEMBER, STEWARD, Project, sign_in
+from tests.generative.test_fuzz_cli import run
 
-from research_kit.cli import common, main
 from research_kit.core import audit, errors
 from research_kit.core.config import POLICY_FILE, policy_from_dict, render_policy
 from research_kit.core.extracts import list_extracts
@@ -43,19 +40,6 @@ SETTINGS = {
     "catalogue_hdab": "Health data access body",
     "catalogue_hdab_contact": "hdab@example.lu",
 }
-
-
-def run(*argv: str) -> tuple[int, str, str]:
-    """``research-kit ARGV`` in this process: (exit code, stdout, stderr)."""
-    out, err = io.StringIO(), io.StringIO()
-    common._acting.clear()
-    code = 0
-    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-        try:
-            contextvars.copy_context().run(main, list(argv))
-        except SystemExit as stop:
-            code = stop.code if isinstance(stop.code, int) else 1
-    return code, out.getvalue(), err.getvalue()
 
 
 def set_policy(ws: Workspace, **keys: object) -> None:
