@@ -239,9 +239,10 @@ def test_demo_runs_the_flow_and_says_where_to_look(cli: Run, home: Path, tmp_pat
     again = int(re.search(r"audit log intact: (\d+) entries", rerun).group(1))  # type: ignore[union-attr]
     # ... and the opt-out register's second recording (the same three people: none new); the register, the letter
     # and the catalogue written again
-    # 163 was measured before the session's last catalogue and register changes; the rerun's exact count is to be
-    # measured again (see the closing note): its order is checked meanwhile.
-    assert again > first + 30, (first, again)
+    # The rerun's default twin may be published where the first run's was refused (its figures depend on the
+    # random key): then the phenotype study runs on it too, and only the order of the counts is fixed.
+    twin_again = "not published" not in rerun.split("7. the synthetic twin")[1].split("... and a differentially")[0]
+    assert again == 164 if not (twin_published or twin_again) else again > first + 30, (first, again)
 
 
 def test_key_ingest_and_risk_from_the_shell(signed_in: Run, home: Path, tmp_path: Path) -> None:
