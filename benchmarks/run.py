@@ -187,7 +187,8 @@ def cases(quick: bool) -> list[Case]:
             )
             for patients in (3_000, 30_000)
             for mechanism in ("mst", "aim")
-            for epsilon in (1, 4)
+            # epsilon 8 once: where MST on 30,000 patients comes within 0.05 of the default's TSTR
+            for epsilon in ((1, 4, 8) if (patients, mechanism) == (30_000, "mst") else (1, 4))
         ),
         Case(
             name="suppression of a 20 x 20 x 10 table",

@@ -13,15 +13,20 @@ of the budget (:data:`SPLIT`):
   counted once per cell (OpenDP's Gaussian mechanism, L2 sensitivity 1, or
   the square root of the cap where a patient adds several cells): the first
   diagnosis's ICD-10 code, its ORPHA code per ICD-10 chapter, its gene per
-  chapter, up to :data:`~research_kit.synth.dp_domain.HPO_CAP` observed HPO
-  terms per chapter, and up to
-  :data:`~research_kit.synth.dp_domain.ENCOUNTER_CAP` (centre, kind) pairs of
-  encounters.
+  chapter, up to :data:`~research_kit.synth.dp_domain.ENCOUNTER_CAP` (centre,
+  kind) pairs of encounters, and up to
+  :data:`~research_kit.synth.dp_domain.HPO_CAP` observed HPO terms, measured
+  twice (:func:`_selected`): each term's patients over all chapters, which
+  decides the terms a twin may hold, and the terms per chapter, which weigh
+  them.
 
 Everything after the measurement is post-processing of its output alone:
 noisy counts below a cut (the policy's k plus enough standard deviations
 that a cell nobody holds survives with probability :data:`FALSE_KEEP` over
-the whole histogram) are dropped; patients are drawn from the model;
+the whole histogram) are dropped; the HPO terms are those whose total clears
+that cut, each weighed in a chapter by its noisy count there when that is
+over :data:`DENOISE` noise scales (a cut against noise, not for privacy:
+the term is held by k patients already); patients are drawn from the model;
 numbers uniformly inside their bins; codes from the kept histogram cells of
 the patient's chapter; dates inside the patient's own timeline, which ends at
 the extract's reference date (its manifest's, not a date of the data). No
@@ -40,7 +45,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -72,8 +77,12 @@ MECHANISMS = {
     "aim": "AIM (adaptive and iterative mechanism, McKenna et al. 2022)",
     "mst": "MST (maximum spanning tree, McKenna et al. 2021)",
 }
-# The HPO terms carry what a phenotype-to-disease study learns from: the largest share after the patient table.
-SPLIT = {"patients": 0.4, "icd10": 0.1, "orpha": 0.1, "gene": 0.05, "hpo": 0.3, "encounters": 0.05}
+# The HPO terms carry what a phenotype-to-disease study learns from, and which terms clear the cut decides it: they
+# get the largest share. The patient table's low-order marginals are counts over every patient, which a quarter of
+# the budget measures well (docs/benchmarks.md has the figures of both splits).
+SPLIT = {"patients": 0.25, "icd10": 0.05, "orpha": 0.05, "gene": 0.05, "hpo": 0.55, "encounters": 0.05}
+SELECT = 0.5  # of the HPO part: each term's total, which decides the terms kept; the rest weighs them per chapter
+DENOISE = 2.0  # noise scales a kept term's chapter cell must clear to weigh in that chapter
 # AIM with its defaults (every 3-way marginal, 16 rounds per column) had not finished after 45 minutes on the
 # 30,000-patient extract here; pairs and 12 rounds take minutes (docs/benchmarks.md has the figures).
 AIM_QUERIES = 2
@@ -108,6 +117,7 @@ class Histogram:
     scale: float
     cut: float
     rho: float
+    selection: dict[str, float] = field(default_factory=dict)  # a code's total measured apart (see _selected)
 
     def draw(self, context: np.ndarray, rng: np.random.Generator, *, exclude: set[str] = frozenset()) -> np.ndarray:  # type: ignore[assignment]
         """One code per row given its context index (the context's kept cells, else all contexts' pooled;
@@ -152,6 +162,7 @@ class Histogram:
             "cut": round(self.cut, 2),
             "domain": int(self.kept.size),
             "cells_kept": int((self.kept > 0).sum()),
+            **({"selection": self.selection} if self.selection else {}),
         }
 
 
@@ -296,9 +307,9 @@ def _cells(context: np.ndarray, codes: np.ndarray, domain: dom.CodeDomain, patie
     return out
 
 
-def _gaussian(counts_: np.ndarray, sensitivity: int, rho: float, k: int) -> tuple[np.ndarray, float, float, float]:
+def _noisy(counts_: np.ndarray, sensitivity: int, rho: float) -> tuple[np.ndarray, float, float]:
     """Noisy counts from OpenDP's Gaussian mechanism at ``rho`` (zCDP; integer counts, so the discrete Gaussian,
-    several times faster than the continuous one over these domains); the kept ones, scale, cut and rho spent."""
+    several times faster than the continuous one over these domains), its scale and the rho spent."""
     import opendp.prelude as dp
 
     dp.enable_features("contrib")
@@ -308,10 +319,39 @@ def _gaussian(counts_: np.ndarray, sensitivity: int, rho: float, k: int) -> tupl
         dp.binary_search_param(lambda s: dp.m.make_gaussian(*space, scale=s), d_in=sensitivity, d_out=float(rho))
     )
     measurement = dp.m.make_gaussian(*space, scale=scale)
-    noisy = np.asarray(measurement(flat.tolist()), dtype=np.float64)
-    cut = k + scale * _z(len(flat))
-    kept = np.where(noisy >= cut, noisy, 0.0).reshape(counts_.shape)
-    return kept, scale, cut, float(measurement.map(sensitivity))
+    noisy = np.asarray(measurement(flat.tolist()), dtype=np.float64).reshape(counts_.shape)
+    return noisy, scale, float(measurement.map(sensitivity))
+
+
+def _gaussian(counts_: np.ndarray, sensitivity: int, rho: float, k: int) -> Histogram:
+    """The noisy counts kept above the cut: k plus :func:`_z` noise scales over the histogram's cells."""
+    noisy, scale, spent = _noisy(counts_, sensitivity, rho)
+    cut = k + scale * _z(counts_.size)
+    return Histogram(codes=np.empty(0), kept=np.where(noisy >= cut, noisy, 0.0), scale=scale, cut=cut, rho=spent)
+
+
+def _selected(cells: np.ndarray, sensitivity: int, rho: float, k: int) -> Histogram:
+    """Codes kept by their total over the contexts, weighed per context (:data:`SELECT` of ``rho`` on the totals).
+
+    A code's total clears the cut far more often than its count in any one context (a term is spread over
+    chapters), so more codes are kept than by cutting each cell; the cut on the totals is the same rule as
+    :func:`_gaussian`'s, so a kept code is held by k patients (except with probability :data:`FALSE_KEEP` over the
+    whole list). Each kept code's cells then weigh it per context where they clear :data:`DENOISE` noise scales,
+    which only drops noise: which codes may appear is decided already. A patient's codes are all in one context,
+    so the sensitivity is the same for both.
+    """
+    totals = _gaussian(cells.sum(axis=0, keepdims=True), sensitivity, rho * SELECT, k)
+    noisy, scale, spent = _noisy(cells, sensitivity, rho * (1 - SELECT))
+    chosen = totals.kept[0] > 0
+    kept = np.where(chosen[None, :] & (noisy >= DENOISE * scale), noisy, 0.0)
+    selection = {
+        "rho": totals.rho,
+        "noise_scale": round(totals.scale, 4),
+        "cut": round(totals.cut, 2),
+        "codes_kept": int(chosen.sum()),
+    }
+    return Histogram(codes=np.empty(0), kept=kept, scale=scale, cut=DENOISE * scale, rho=totals.rho + spent,
+                     selection=selection)  # fmt: skip
 
 
 def _z(cells: int) -> float:
@@ -419,8 +459,8 @@ def measure(
                  first_pairs["p"].to_numpy())[:1]  # fmt: skip
 
     def histogram(name: str, cells: np.ndarray, codes: np.ndarray, sensitivity: int) -> Histogram:
-        kept, scale, cut, spent = _gaussian(cells, sensitivity, parts[name], k)
-        return Histogram(codes=codes, kept=kept, scale=scale, cut=cut, rho=spent)
+        measure = _selected if name == "hpo" else _gaussian
+        return replace(measure(cells, sensitivity, parts[name], k), codes=codes)
 
     histograms = {
         "icd10": histogram("icd10", icd, dom.icd10().codes, 1),
