@@ -50,7 +50,7 @@ def _build(ws: Workspace, **options: Any) -> dict[str, float]:
     shutil.rmtree(ws.synthetic_dir / twin, ignore_errors=True)
     if twin != "demo" and ledger.twin_balance(ws).remaining < 10**12 // 2:
         with audit.acting(MEMBER):
-            ledger.grant_twin(ws, 1)
+            ledger.grant_twin(ws, 1, owners=(STEWARD,))
     start, start_wall = time.perf_counter(), time.time()
     with audit.acting(STEWARD):
         try:
