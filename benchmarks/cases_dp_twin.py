@@ -17,6 +17,7 @@ from typing import Any
 
 from research_kit.core import audit
 from research_kit.core.workspace import Workspace, init_workspace
+from research_kit.dp.accounting import rho_from, to_picorho
 from research_kit.ingest.pipeline import ingest
 from research_kit.pseudonymise.keys import load_key, new_key
 from research_kit.simulator.export import SimulationSpec, simulate_export
@@ -48,9 +49,11 @@ def _build(ws: Workspace, **options: Any) -> dict[str, float]:
 
     twin = "demo@dp" if options.get("model") in ("aim", "mst") else "demo"
     shutil.rmtree(ws.synthetic_dir / twin, ignore_errors=True)
-    if twin != "demo" and ledger.twin_balance(ws).remaining < 10**12 // 2:
-        with audit.acting(MEMBER):
-            ledger.grant_twin(ws, 1, owners=(STEWARD,))
+    if twin != "demo":
+        cost = to_picorho(rho_from(None, options["epsilon"], ws.policy().dp.delta), round_up=True)
+        if ledger.twin_balance(ws).remaining < cost:
+            with audit.acting(MEMBER):
+                ledger.grant_twin(ws, 1, owners=(STEWARD,))
     start, start_wall = time.perf_counter(), time.time()
     with audit.acting(STEWARD):
         try:
