@@ -35,6 +35,7 @@ def _entries(registry: Registry, action: str) -> list[dict[str, Any]]:
     return [e for e in audit.read_entries(registry.ws.audit_path) if e["action"] == action]
 
 
+@pytest.mark.slow  # the module's registry and twin, ~13 s
 def test_a_dp_twin_is_refused_in_one_line_without_a_budget_or_with_a_default_model(registry: Registry) -> None:
     spends = len(ledger.twin_history(registry.ws))
     with audit.acting(STEWARD), pytest.raises(PolicyRefusal, match="no DP-twin budget") as refused:

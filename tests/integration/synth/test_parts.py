@@ -6,6 +6,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import pytest
 
 from research_kit.core.extracts import get_extract
 from research_kit.synth import profiles
@@ -60,6 +61,7 @@ def test_recode_rare_replaces_values_held_by_fewer_than_k() -> None:
     assert set(out) == {"a"}
 
 
+@pytest.mark.slow  # the module's registry and twin, ~17 s
 def test_copies_follow_new_row_synthesis_rule(registry: Registry) -> None:
     real = profiles.real_profiles(registry.real)
     twin = real.iloc[:50].copy()
@@ -78,10 +80,12 @@ def _model_twin(registry: Registry, seed: int) -> bytes:
     return twin.diagnoses.to_csv().encode() + twin.patients.to_csv().encode()
 
 
+@pytest.mark.slow  # the module's registry and twin, ~17 s
 def test_another_seed_gives_another_twin(registry: Registry) -> None:
     assert _model_twin(registry, 5) != _model_twin(registry, 6)
 
 
+@pytest.mark.slow  # the module's registry and twin, ~17 s
 def test_tables_are_written_in_the_extracts_types(registry: Registry, tmp_path: Path) -> None:
     tables, schemas = read_tables(get_extract(registry.ws, "e1").path)
     write_tables(tables, schemas, tmp_path)

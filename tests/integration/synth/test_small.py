@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
+import pytest
 
 from research_kit.model.codes import icd10_groups
 from research_kit.model.facts import first_diagnosis_rows
@@ -13,6 +14,8 @@ from research_kit.synth.rare import NONE
 from research_kit.synth.tables import KEY, Granularity, Tables, counts, read_tables
 
 from .conftest import Registry
+
+pytestmark = pytest.mark.slow  # the module's registry and twin, ~21 s
 
 
 def _twin(registry: Registry) -> Tables:

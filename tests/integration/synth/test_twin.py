@@ -220,6 +220,7 @@ def test_same_seed_rebuilds_byte_identical_tables(registry: Registry, monkeypatc
     assert not any((registry.ws.synthetic_dir / STAGING).iterdir())  # the old twin was swapped out and removed
 
 
+@pytest.mark.slow  # a second twin build, ~16 s
 def test_a_refused_twin_publishes_nothing_and_names_the_figure(
     registry: Registry, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
