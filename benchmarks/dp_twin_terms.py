@@ -75,14 +75,13 @@ def main() -> None:
     print(f"{args.patients:,} patients, {len(ids[~held]):,} training; terms held by >= {k}: {(totals >= k).sum()}")
     score(np.where(cells >= k, cells, 0.0), f"no noise, every (chapter, term) cell of >= {k} patients")
     for epsilon, rho in zip(args.epsilon, rhos, strict=True):
-        part = rho * dp_twin.SPLIT["hpo"]
-        _, scale, _ = dp_twin._noisy(np.zeros((1, 1)), sensitivity, part * dp_twin.SELECT)
-        cut = k + scale * dp_twin._z(len(totals))
+        measured = dp_twin._selected(cells, sensitivity, rho * dp_twin.SPLIT["hpo"], k)
+        cut = measured.selection["cut"]  # the twin's own cut on the terms' totals (it does not depend on the data)
         score(
             np.where((cells >= k) & (totals >= cut)[None, :], cells, 0.0),
             f"no noise, terms over eps {epsilon:g}'s cut {cut:.0f}",
         )
-        score(dp_twin._selected(cells, sensitivity, part, k).kept, f"the DP twin's measurement at eps {epsilon:g}")
+        score(measured.kept, f"the DP twin's measurement at eps {epsilon:g}")
 
 
 if __name__ == "__main__":
